@@ -1,0 +1,132 @@
+"""The terms of a BNN's loss: expected negative log-likelihood and KL(q || p), per site.
+
+For one minibatch of ``B`` examples out of ``N``, with weights ``w ~ q``::
+
+    -ELBO  ~=  NLL + KL
+    NLL     = -(N / B) * sum_{n in batch} log p(y_n | x_n, w)     (whole-data units)
+    KL      = sum over every weight and bias site of KL(q(w_site) || p(w_site))
+
+``kl="analytic"`` uses the closed form ``kl_divergence(q, p)`` where one is
+registered (Normal/Normal for :class:`~pyro_bnn.guides.MeanFieldNormal`): this is
+exactly Pyro's :class:`~pyro.infer.TraceMeanField_ELBO`. ``kl="mc"`` uses
+``log q(w) - log p(w)`` at the sampled ``w``: exactly Pyro's
+:class:`~pyro.infer.Trace_ELBO`. Guide-only (auxiliary) sites add their
+``log q`` to the KL under their own name. Dividing both terms by ``N`` gives
+TensorFlow Probability's per-example form ``mean NLL + KL / N``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import torch
+from pyro import poutine
+from pyro.distributions.util import scale_and_mask
+from pyro.poutine.util import site_is_subsample
+from torch.distributions import kl_divergence
+
+KL_KINDS = ("analytic", "mc")
+#: ELBO names as used by :func:`pyro_bnn.fit` and configs, and the KL estimate each one uses.
+ELBO_KL = {"mean_field": "analytic", "trace": "mc"}
+
+
+@dataclass
+class ElboTerms:
+    """NLL and KL of one minibatch (averaged over particles), in whole-data units.
+
+    :ivar nll: expected negative log-likelihood of the whole data set (``N/B`` times the batch sum).
+    :ivar kl: KL(q || p) summed over all sites (closed form or Monte Carlo).
+    :ivar kl_sites: the KL of each sample site, ``{site name: tensor}``.
+    :ivar num_data: ``N``, for the per-example units.
+    :ivar mc_sites: sites whose KL was sampled although the closed form was asked for.
+    """
+
+    nll: torch.Tensor
+    kl: torch.Tensor
+    kl_sites: Dict[str, torch.Tensor]
+    num_data: int
+    mc_sites: tuple = field(default_factory=tuple)
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """-ELBO = NLL + KL (whole-data units)."""
+        return self.nll + self.kl
+
+    def kl_layers(self) -> Dict[str, torch.Tensor]:
+        """KL summed per layer (a site ``net.3.weight`` belongs to layer ``net.3``)."""
+        layers: Dict[str, torch.Tensor] = {}
+        for name, value in self.kl_sites.items():
+            layer = name.rpartition(".")[0] or name
+            layers[layer] = layers.get(layer, 0.0) + value
+        return layers
+
+    def per_example(self) -> Dict[str, float]:
+        """TFP's units: ``mean NLL``, ``KL / N`` and their sum."""
+        n = self.num_data
+        return {"nll": float(self.nll) / n, "kl": float(self.kl) / n, "loss": float(self.loss) / n}
+
+
+def _site_kl(guide_site: dict, model_site: dict, kl: str) -> tuple:
+    """KL of one site and whether it had to be sampled."""
+    if kl == "analytic":
+        try:
+            value = kl_divergence(guide_site["fn"], model_site["fn"])
+            return scale_and_mask(value, scale=guide_site["scale"], mask=guide_site["mask"]).sum(), False
+        except NotImplementedError:
+            pass
+    return guide_site["log_prob_sum"] - model_site["log_prob_sum"], kl == "analytic"
+
+
+def elbo_particle(model, guide, *args, kl: str = "analytic", **kwargs) -> ElboTerms:
+    """NLL and KL for one draw of the weights from ``guide`` (differentiable)."""
+    if kl not in KL_KINDS:
+        raise ValueError(f"kl={kl!r} is not known; choose one of {list(KL_KINDS)}")
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    model_trace.compute_log_prob()
+    guide_trace.compute_log_prob()
+    nll = 0.0
+    kl_sites: Dict[str, torch.Tensor] = {}
+    mc_sites = []
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if site["is_observed"]:
+            nll = nll - site["log_prob_sum"]
+            continue
+        kl_sites[name], sampled = _site_kl(guide_trace.nodes[name], site, kl)
+        if sampled:
+            mc_sites.append(name)
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and not site_is_subsample(site) and name not in model_trace.nodes:
+            kl_sites[name] = site["log_prob_sum"]
+            if kl == "analytic":
+                mc_sites.append(name)
+    total_kl = sum(kl_sites.values()) if kl_sites else torch.zeros(())
+    return ElboTerms(torch.as_tensor(nll), total_kl, kl_sites, _num_data(model), tuple(mc_sites))
+
+
+def elbo_terms(model, guide, *args, kl: str = "analytic", num_particles: int = 1, **kwargs) -> ElboTerms:
+    """NLL and KL of one minibatch, averaged over ``num_particles`` draws of the weights.
+
+    ``elbo_terms(model, guide, x, y).loss`` is the minibatch estimate of -ELBO,
+    the quantity Pyro's ELBO classes return from ``differentiable_loss``.
+    """
+    if int(num_particles) < 1:
+        raise ValueError(f"num_particles={num_particles}: use at least one particle")
+    particles = [elbo_particle(model, guide, *args, kl=kl, **kwargs) for _ in range(int(num_particles))]
+    if len(particles) == 1:
+        return particles[0]
+    k = len(particles)
+    return ElboTerms(
+        nll=sum(p.nll for p in particles) / k,
+        kl=sum(p.kl for p in particles) / k,
+        kl_sites={name: sum(p.kl_sites[name] for p in particles) / k for name in particles[0].kl_sites},
+        num_data=particles[0].num_data,
+        mc_sites=particles[0].mc_sites,
+    )
+
+
+def _num_data(model) -> Optional[int]:
+    return getattr(model, "num_data", None)

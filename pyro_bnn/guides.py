@@ -1,0 +1,149 @@
+"""Guide builders: mean-field Normal, MAP (AutoDelta) and low-rank posteriors, with init choices.
+
+:class:`MeanFieldNormal` is Pyro's :class:`~pyro.infer.autoguide.AutoNormal` with
+one change: at every real-support site it samples ``Normal(loc, scale)`` *at the
+model's site*. Pyro's AutoNormal samples an auxiliary ``<name>_unconstrained``
+site and puts a ``Delta`` at the model's site, so ``TraceMeanField_ELBO`` can
+only find ``KL(Delta || prior) = -log p(w)``: a Monte Carlo KL. With the Normal
+at the site, the KL is the closed form.
+
+Initial locations (``init_loc``):
+
+* ``"pytorch"``: a fresh standard PyTorch init of each layer (Kaiming-uniform
+  weights, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` biases), drawn from torch's RNG;
+* ``"median"``: the prior median (zeros for centred priors), Pyro's default.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from typing import Callable
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions.util import sum_rightmost
+from pyro.infer import autoguide
+from pyro.infer.autoguide.initialization import init_to_median
+from torch import nn
+from torch.distributions import biject_to, constraints
+
+from .priors import fan_in
+
+INIT_LOCS = ("pytorch", "median")
+
+
+def pytorch_init(model: nn.Module) -> Callable[[dict], torch.Tensor]:
+    """An ``init_loc_fn`` giving each weight/bias site a standard PyTorch layer init."""
+
+    def init_loc_fn(site: dict) -> torch.Tensor:
+        layer_name, _, param_name = site["name"].rpartition(".")
+        try:
+            layer = model.get_submodule(layer_name)
+            n_in = fan_in(layer)
+        except (AttributeError, TypeError):
+            return init_to_median(site)
+        value = site["fn"].sample().detach()
+        if param_name == "weight":
+            nn.init.kaiming_uniform_(value, a=math.sqrt(5))
+        else:
+            bound = 1.0 / math.sqrt(n_in)
+            nn.init.uniform_(value, -bound, bound)
+        return value
+
+    return init_loc_fn
+
+
+def _init_loc_fn(model: nn.Module, init_loc: str) -> Callable[[dict], torch.Tensor]:
+    if init_loc == "pytorch":
+        return pytorch_init(model)
+    if init_loc == "median":
+        return init_to_median
+    raise ValueError(f"init_loc={init_loc!r} is not known; choose one of {list(INIT_LOCS)}")
+
+
+def _is_real(support: constraints.Constraint) -> bool:
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.real
+
+
+class MeanFieldNormal(autoguide.AutoNormal):
+    """Mean-field Normal guide whose Normal sits at the model's sites, so the KL has a closed form.
+
+    Same parameters (``locs``, ``scales``) and arguments as :class:`~pyro.infer.autoguide.AutoNormal`.
+    Sites with constrained support fall back to AutoNormal's transformed sampling.
+    """
+
+    def forward(self, *args, **kwargs):
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        plates = self._create_plates(*args, **kwargs)
+        result = {}
+        for name, site in self.prototype_trace.iter_stochastic_nodes():
+            with ExitStack() as stack:
+                for frame in site["cond_indep_stack"]:
+                    if frame.vectorized:
+                        stack.enter_context(plates[frame.name])
+                loc, scale = self._get_loc_and_scale(name)
+                normal = dist.Normal(loc, scale).to_event(self._event_dims[name])
+                support = site["fn"].support
+                if _is_real(support):
+                    result[name] = pyro.sample(name, normal)
+                    continue
+                transform = biject_to(support)
+                latent = pyro.sample(name + "_unconstrained", normal, infer={"is_auxiliary": True})
+                value = transform(latent)
+                log_density = transform.inv.log_abs_det_jacobian(value, latent)
+                log_density = sum_rightmost(log_density, log_density.dim() - value.dim() + site["fn"].event_dim)
+                result[name] = pyro.sample(
+                    name, dist.Delta(value, log_density=log_density, event_dim=site["fn"].event_dim)
+                )
+        return result
+
+
+def auto_normal(model: nn.Module, init_scale: float = 1e-3, init_loc: str = "pytorch") -> MeanFieldNormal:
+    """Mean-field Normal posterior over every weight and bias (analytic KL with the mean-field ELBO).
+
+    :param float init_scale: initial posterior standard deviation of every weight.
+    :param str init_loc: ``"pytorch"`` (standard layer init) or ``"median"`` (prior median).
+    """
+    _check_init_scale(init_scale)
+    return MeanFieldNormal(model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale))
+
+
+def auto_delta(model: nn.Module, init_loc: str = "pytorch") -> autoguide.AutoDelta:
+    """Point estimate (MAP): the 'KL' term becomes ``-log p(w)``, a weight-decay penalty."""
+    return autoguide.AutoDelta(model, init_loc_fn=_init_loc_fn(model, init_loc))
+
+
+def auto_lowrank(
+    model: nn.Module, rank: int = 10, init_scale: float = 1e-3, init_loc: str = "pytorch"
+) -> autoguide.AutoLowRankMultivariateNormal:
+    """Multivariate Normal with a rank-``rank`` plus diagonal covariance over all weights jointly."""
+    _check_init_scale(init_scale)
+    if int(rank) < 1:
+        raise ValueError(f"rank={rank}: the low-rank guide needs rank >= 1")
+    return autoguide.AutoLowRankMultivariateNormal(
+        model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale), rank=int(rank)
+    )
+
+
+def _check_init_scale(init_scale: float) -> None:
+    if not (math.isfinite(init_scale) and init_scale > 0):
+        raise ValueError(f"init_scale={init_scale}: the initial posterior scale must be a finite number > 0")
+
+
+#: Guide builders by config name.
+GUIDES = {"auto_normal": auto_normal, "auto_delta": auto_delta, "auto_lowrank": auto_lowrank}
+
+
+def build_guide(name: str, model: nn.Module, **options) -> nn.Module:
+    """Build the guide called ``name`` (a key of :data:`GUIDES`) for ``model``."""
+    if name not in GUIDES:
+        raise ValueError(f"guide={name!r} is not known; choose one of {sorted(GUIDES)}")
+    return GUIDES[name](model, **options)
+
+
+__all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "build_guide", "pytorch_init"]

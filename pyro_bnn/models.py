@@ -1,0 +1,148 @@
+"""Bayesian networks as Pyro models: a network whose weights are sample sites, plus a likelihood.
+
+``model(x, y=None)`` is a proper Pyro model. The weights are sampled *outside*
+the data plate (they are global), then the likelihood observes ``y`` inside a
+plate of size ``num_data``::
+
+    model = BayesianCNN(in_shape=(1, 8, 8), num_classes=10, prior=NormalPrior(1.0), num_data=1437)
+    trace = pyro.poutine.trace(model).get_trace(x, y)
+    # sites: net.0.weight, net.0.bias, ..., obs
+
+Sample site names are the network's parameter names (``net.<i>.weight``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from pyro.nn import PyroModule
+from pyro.nn.module import to_pyro_module_
+from torch import nn
+
+from .likelihoods import Categorical, Likelihood
+from .priors import NormalPrior, Prior
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation={name!r} is not known; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class BayesianModel(PyroModule):
+    """A network with priors on all its Linear/Conv weights and biases, and a likelihood.
+
+    :param nn.Module network: a plain PyTorch network mapping ``(B, *in_shape)`` to outputs.
+    :param tuple in_shape: shape of one input (without the batch dimension).
+    :param Prior prior: the prior applied to every Linear/Conv layer (default ``NormalPrior(1.0)``).
+    :param Likelihood likelihood: observation model (default :class:`Categorical`).
+    :param int num_data: size of the training set, for the plate's ``num_data / B`` scaling.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        in_shape: Sequence[int],
+        prior: Optional[Prior] = None,
+        likelihood: Optional[Likelihood] = None,
+        num_data: int = 1,
+    ):
+        super().__init__()
+        if int(num_data) < 1:
+            raise ValueError(f"num_data={num_data}: pass the number of training examples (>= 1)")
+        self.in_shape = tuple(int(d) for d in in_shape)
+        self.num_data = int(num_data)
+        self.prior = prior if prior is not None else NormalPrior(1.0)
+        to_pyro_module_(network)
+        self.net = self.prior.apply(network, prefix="net.")
+        self.likelihood = likelihood if likelihood is not None else Categorical()
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Sample the weights, compute the network outputs, observe ``y``; returns the outputs."""
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(
+                f"{type(self).__name__} takes inputs of shape (batch, {', '.join(map(str, self.in_shape))}), "
+                f"got {tuple(x.shape)}; pick a model and data whose shapes agree"
+            )
+        outputs = self.net(x)
+        self.likelihood(outputs, y, self.num_data)
+        return outputs
+
+
+class BayesianMLP(BayesianModel):
+    """Fully connected Bayesian network: Flatten, then Linear + activation per hidden width.
+
+    :param in_shape: shape of one input, e.g. ``(64,)`` or ``(1, 8, 8)`` (flattened).
+    :param int num_outputs: classes (categorical) or output dimension (gaussian: 1).
+    :param hidden: hidden layer widths.
+    :param str activation: one of ``relu, tanh, gelu, silu, elu``.
+    """
+
+    def __init__(
+        self,
+        in_shape: Union[int, Sequence[int]],
+        num_outputs: int,
+        hidden: Sequence[int] = (100, 100),
+        activation: str = "relu",
+        prior: Optional[Prior] = None,
+        likelihood: Optional[Likelihood] = None,
+        num_data: int = 1,
+    ):
+        in_shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
+        widths = [int(torch.tensor(in_shape).prod())] + [int(h) for h in hidden]
+        layers = [nn.Flatten()]
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(w_in, w_out), _activation(activation)]
+        layers.append(nn.Linear(widths[-1], int(num_outputs)))
+        super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data)
+
+
+class BayesianCNN(BayesianModel):
+    """Convolutional Bayesian classifier: conv blocks (conv, activation, 2x2 max-pool), then a dense head.
+
+    Works on any ``(C, H, W)`` input: 1x8x8 digits, 1x28x28 MNIST, 3x32x32 CIFAR-10.
+    A block skips its pooling once the feature map is smaller than 2x2.
+
+    :param tuple in_shape: ``(C, H, W)``.
+    :param int num_classes: number of classes.
+    :param channels: output channels of each conv block.
+    :param int kernel_size: odd kernel size; padding keeps the spatial size.
+    :param hidden: widths of the dense layers before the output layer.
+    """
+
+    def __init__(
+        self,
+        in_shape: Tuple[int, int, int],
+        num_classes: int,
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 3,
+        hidden: Sequence[int] = (128,),
+        activation: str = "relu",
+        prior: Optional[Prior] = None,
+        likelihood: Optional[Likelihood] = None,
+        num_data: int = 1,
+    ):
+        in_shape = tuple(int(d) for d in in_shape)
+        if len(in_shape) != 3:
+            raise ValueError(
+                f"BayesianCNN takes image inputs of shape (C, H, W), got {in_shape}; use the MLP for tabular data"
+            )
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size={kernel_size}: use an odd kernel size >= 1")
+        layers = []
+        c_prev, h, w = in_shape
+        for c in channels:
+            layers += [nn.Conv2d(c_prev, int(c), kernel_size, padding=kernel_size // 2), _activation(activation)]
+            if h >= 2 and w >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            c_prev = int(c)
+        layers.append(nn.Flatten())
+        widths = [c_prev * h * w] + [int(d) for d in hidden]
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(w_in, w_out), _activation(activation)]
+        layers.append(nn.Linear(widths[-1], int(num_classes)))
+        super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data)

@@ -1,0 +1,171 @@
+"""Prior objects that turn a network's weights and biases into Pyro sample sites.
+
+A prior is applied to an ordinary ``torch.nn`` network whose modules are
+:class:`~pyro.nn.PyroModule` instances: every ``nn.Parameter`` of every layer is
+deleted and replaced by a :class:`~pyro.nn.PyroSample` whose distribution is
+built from two buffers of the layer, ``<param>_prior_loc`` and
+``<param>_prior_scale``. Buffers move with ``.to(device)`` and are saved in the
+model's ``state_dict``, so the prior always lives where the model lives.
+
+Three scale rules, one per constructor argument:
+
+* ``scale``: one scalar scale for every weight and bias (the sweep knob);
+* ``layer_scales``: a scale per layer name, ``scale`` for the rest;
+* ``fan_in=True``: ``scale / sqrt(fan_in)`` with ``fan_in = C_in * k * k``
+  for a convolution and ``in_features`` for a dense layer.
+
+A new family is one small subclass that overrides :meth:`Prior.distribution`::
+
+    class CauchyPrior(Prior):
+        family = "cauchy"
+        def distribution(self, loc, scale):
+            return dist.Cauchy(loc, scale)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional
+
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroSample
+from torch import nn
+
+#: Layer types whose parameters become sample sites.
+BAYESIAN_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def fan_in(layer: nn.Module) -> int:
+    """Number of inputs feeding one output unit of ``layer`` (``C_in/groups * prod(k)`` for conv)."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+    raise TypeError(f"fan_in is defined for Linear and Conv layers, not {type(layer).__name__}")
+
+
+class _PriorSite:
+    """Callable given to :class:`PyroSample`: builds the prior of one parameter from the layer's buffers."""
+
+    def __init__(self, prior: "Prior", param_name: str, shape: torch.Size):
+        self.prior = prior
+        self.param_name = param_name
+        self.shape = shape
+
+    def __call__(self, layer: nn.Module) -> dist.Distribution:
+        loc = getattr(layer, f"{self.param_name}_prior_loc")
+        scale = getattr(layer, f"{self.param_name}_prior_scale")
+        return self.prior.distribution(loc, scale).expand(self.shape).to_event(len(self.shape))
+
+
+class Prior:
+    """Base class: a location-scale family and a rule giving each layer its scale.
+
+    :param float scale: prior scale of every weight and bias (with ``fan_in=True``, the gain).
+    :param float loc: prior location.
+    :param dict layer_scales: optional ``{layer name: scale}`` overriding ``scale`` for those layers;
+        names are the network's module names (e.g. ``"net.0"``), listed by :meth:`layer_names`.
+    :param bool fan_in: divide the scale by ``sqrt(fan_in)`` of each layer.
+    """
+
+    family = "base"
+
+    def __init__(
+        self,
+        scale: float = 1.0,
+        loc: float = 0.0,
+        layer_scales: Optional[Mapping[str, float]] = None,
+        fan_in: bool = False,
+    ):
+        self.scale = float(scale)
+        self.loc = float(loc)
+        self.layer_scales = {str(k): float(v) for k, v in (layer_scales or {}).items()}
+        self.fan_in = bool(fan_in)
+        for name, value in [("scale", self.scale)] + [
+            (f"layer_scales[{k}]", v) for k, v in self.layer_scales.items()
+        ]:
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"prior {name}={value}: a prior scale must be a finite number > 0")
+
+    def distribution(self, loc: torch.Tensor, scale: torch.Tensor) -> dist.Distribution:
+        """The family's distribution of one scalar weight, batched over ``loc``/``scale``."""
+        raise NotImplementedError
+
+    def layer_scale(self, layer_name: str, layer: nn.Module) -> float:
+        """Prior scale of every parameter of ``layer``."""
+        scale = self.layer_scales.get(layer_name, self.scale)
+        return scale / math.sqrt(fan_in(layer)) if self.fan_in else scale
+
+    @staticmethod
+    def layer_names(network: nn.Module) -> list:
+        """Names of the layers of ``network`` that receive a prior."""
+        return [name for name, m in network.named_modules() if isinstance(m, BAYESIAN_LAYERS)]
+
+    def apply(self, network: nn.Module, prefix: str = "") -> nn.Module:
+        """Replace every parameter of every Linear/Conv layer of ``network`` by a sample site.
+
+        The network's modules must already be :class:`~pyro.nn.PyroModule` instances
+        (see :func:`pyro.nn.module.to_pyro_module_`). Returns ``network``.
+        """
+        known = self.layer_names(network)
+        unknown = sorted(set(self.layer_scales) - {prefix + n for n in known})
+        if unknown:
+            raise ValueError(
+                f"prior layer_scales names unknown layers {unknown}; "
+                f"the layers are {[prefix + n for n in known]}"
+            )
+        for name in known:
+            layer = network.get_submodule(name)
+            scale = self.layer_scale(prefix + name, layer)
+            for param_name, param in list(layer.named_parameters(recurse=False)):
+                shape = param.shape
+                delattr(layer, param_name)
+                layer.register_buffer(f"{param_name}_prior_loc", torch.tensor(self.loc))
+                layer.register_buffer(f"{param_name}_prior_scale", torch.tensor(scale))
+                setattr(layer, param_name, PyroSample(_PriorSite(self, param_name, shape)))
+        return network
+
+    def __repr__(self) -> str:
+        extra = f", layer_scales={self.layer_scales}" if self.layer_scales else ""
+        return f"{type(self).__name__}(scale={self.scale}, loc={self.loc}, fan_in={self.fan_in}{extra})"
+
+
+class NormalPrior(Prior):
+    """Normal(loc, scale) on every weight and bias."""
+
+    family = "normal"
+
+    def distribution(self, loc, scale):
+        return dist.Normal(loc, scale)
+
+
+class LaplacePrior(Prior):
+    """Laplace(loc, scale) on every weight and bias (sparsity-inducing)."""
+
+    family = "laplace"
+
+    def distribution(self, loc, scale):
+        return dist.Laplace(loc, scale)
+
+
+class StudentTPrior(Prior):
+    """Student-t(df, loc, scale) on every weight and bias (heavy tails).
+
+    :param float df: degrees of freedom (> 0).
+    """
+
+    family = "student_t"
+
+    def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False, df: float = 3.0):
+        super().__init__(scale, loc, layer_scales, fan_in)
+        if not df > 0:
+            raise ValueError(f"prior df={df}: the Student-t degrees of freedom must be > 0")
+        self.df = float(df)
+
+    def distribution(self, loc, scale):
+        return dist.StudentT(torch.full_like(loc, self.df), loc, scale)
+
+
+#: Prior classes by family name, as used in configs.
+PRIOR_FAMILIES = {cls.family: cls for cls in (NormalPrior, LaplacePrior, StudentTPrior)}
