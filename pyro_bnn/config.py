@@ -1,0 +1,182 @@
+"""Structured configs of the Hydra app, registered in Hydra's ConfigStore, and their validation.
+
+The YAML files in ``conf/`` are merged into :class:`TrainConfig` (the
+``train_schema`` entry of the defaults list), so a wrong type or an unknown key
+fails while composing. :func:`validate` then checks that values make sense
+(``prior.scale=0``, ``inference.epochs=0``, an unknown family...) and raises one
+:class:`ConfigError` naming the key and what is allowed, before any work starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from .data import DATASETS
+from .elbo import ELBO_KL
+from .guides import GUIDES, INIT_LOCS
+from .inference import KL_SCHEDULES
+from .models import ACTIVATIONS
+from .priors import PRIOR_FAMILIES
+
+MODELS = ("mlp", "cnn")
+
+
+class ConfigError(ValueError):
+    """A config value that makes no sense; the message names the key and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    root: str = "data"
+    download: bool = False
+    split_seed: int = 0
+    batch_size: int = 64
+    test_batch_size: int = 1000
+
+
+@dataclass
+class ModelConfig:
+    name: str = "cnn"
+    hidden: List[int] = field(default_factory=lambda: [128])
+    channels: List[int] = field(default_factory=lambda: [32, 64])
+    kernel_size: int = 3
+    activation: str = "relu"
+
+
+@dataclass
+class PriorConfig:
+    family: str = "normal"
+    scale: float = 1.0
+    loc: float = 0.0
+    fan_in: bool = False
+    layer_scales: Dict[str, float] = field(default_factory=dict)
+    df: float = 3.0
+
+
+@dataclass
+class GuideConfig:
+    name: str = "auto_normal"
+    init_scale: float = 1e-3
+    init_loc: str = "pytorch"
+    rank: int = 10
+
+
+@dataclass
+class InferenceConfig:
+    elbo: str = "mean_field"
+    lr: float = 1e-3
+    epochs: int = 60
+    num_particles: int = 1
+    kl_weight: float = 1.0
+    kl_warmup_epochs: int = 0
+    kl_schedule: str = "uniform"
+
+
+@dataclass
+class EvalConfig:
+    num_samples: int = 100
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    run_dir: str = "???"
+    data: Optional[str] = None
+    num_samples: Optional[int] = None
+    seed: Optional[int] = None
+    device: str = "cpu"
+
+
+def register_configs() -> None:
+    """Register the schemas named in ``conf/train.yaml`` and ``conf/evaluate.yaml``."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+
+
+def _positive(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def _one_of(options) -> Callable[[Any], bool]:
+    return lambda v: v in options
+
+
+def _all_positive_ints(v) -> bool:
+    return all(isinstance(i, int) and i >= 1 for i in v)
+
+
+_RULES = [
+    ("data.name", _one_of(DATASETS), f"one of {list(DATASETS)}"),
+    ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("data.test_batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("model.name", _one_of(MODELS), f"one of {list(MODELS)}"),
+    ("model.hidden", _all_positive_ints, "a list of layer widths >= 1, e.g. [100,100] (or [] for none)"),
+    ("model.channels", lambda v: len(v) >= 1 and _all_positive_ints(v), "a non-empty list of channel counts >= 1"),
+    ("model.kernel_size", lambda v: v >= 1 and v % 2 == 1, "an odd integer >= 1"),
+    ("model.activation", _one_of(ACTIVATIONS), f"one of {sorted(ACTIVATIONS)}"),
+    ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
+    ("prior.scale", _positive, "a finite number > 0"),
+    ("prior.loc", lambda v: math.isfinite(v), "a finite number"),
+    ("prior.layer_scales", lambda v: all(_positive(s) for s in v.values()), "a map of layer name -> scale > 0"),
+    ("prior.df", _positive, "a number > 0"),
+    ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
+    ("guide.init_scale", _positive, "a finite number > 0, e.g. 1e-3"),
+    ("guide.init_loc", _one_of(INIT_LOCS), f"one of {list(INIT_LOCS)}"),
+    ("guide.rank", lambda v: v >= 1, "an integer >= 1"),
+    ("inference.elbo", _one_of(ELBO_KL), f"one of {sorted(ELBO_KL)}"),
+    ("inference.lr", _positive, "a finite number > 0, e.g. 1e-3"),
+    ("inference.epochs", lambda v: v >= 1, "an integer >= 1"),
+    ("inference.num_particles", lambda v: v >= 1, "an integer >= 1"),
+    ("inference.kl_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (1 is the exact ELBO)"),
+    ("inference.kl_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
+    ("inference.kl_schedule", _one_of(KL_SCHEDULES), f"one of {list(KL_SCHEDULES)}"),
+    ("eval.num_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("threads", lambda v: v >= 0, "an integer >= 0 (0: torch's default)"),
+]
+
+
+def _get(cfg: DictConfig, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first value of ``cfg`` that makes no sense."""
+    for key, ok, allowed in _RULES:
+        value = _get(cfg, key)
+        if not ok(value):
+            raise ConfigError(f"{key}={value} is not allowed: use {allowed}")
+    validate_device(cfg.device)
+    if cfg.model.name == "cnn" and cfg.data.name == "toy_regression":
+        raise ConfigError("model=cnn needs image data, but data=toy_regression is tabular: use model=mlp")
+
+
+def validate_device(device: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where it is available."""
+    import torch
+
+    if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"device={device} is not allowed: use cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} was asked for but CUDA is not available here: use device=cpu")

@@ -1,0 +1,96 @@
+"""The training experiment: ``python -m pyro_bnn.train [overrides]`` (or ``pyro-bnn-train``).
+
+:func:`train` is a pure function of the config and an output directory; :func:`main`
+is the thin ``@hydra.main`` wrapper. A run writes into its run dir:
+
+* ``metrics.json``: final test metrics, final training terms, timings;
+* ``history.csv``: one row per epoch (loss, nll, kl, kl_weight, time_s);
+* ``posterior.pt``: the trained posterior, loadable with :func:`pyro_bnn.posterior.load_posterior`;
+* ``.hydra/`` and ``train.log`` (Hydra's).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import hydra
+import pyro
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from .config import ConfigError, register_configs, validate
+from .data import load_data, make_loader
+from .evaluation import evaluate
+from .inference import KLWeight, fit
+from .outputs import write_csv, write_json
+from .posterior import build, data_spec, save_posterior
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig, output_dir) -> Dict[str, Any]:
+    """Train the posterior that ``cfg`` describes; write the run files into ``output_dir``.
+
+    :return: the content of ``metrics.json`` (plain numbers).
+    """
+    validate(cfg)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(cfg.seed)
+    data = load_data(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.split_seed)
+    spec = data_spec(data)
+    model, guide = build(cfg, spec, cfg.device)
+    kl_weight = KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs, cfg.inference.kl_schedule)
+    log.info("data=%s (%d train, %d test), model=%s, prior=%r, guide=%s, elbo=%s",
+             data.name, len(data.train), len(data.test), cfg.model.name, model.prior, cfg.guide.name,
+             cfg.inference.elbo)
+    start = time.perf_counter()
+    history = fit(
+        model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed),
+        epochs=cfg.inference.epochs, lr=cfg.inference.lr, elbo=cfg.inference.elbo,
+        num_particles=cfg.inference.num_particles, kl_weight=kl_weight,
+        callback=lambda r: log.info("epoch %d: loss %.1f nll %.1f kl %.1f", r["epoch"], r["loss"], r["nll"], r["kl"]),
+    )
+    fit_s = time.perf_counter() - start
+    write_csv(output_dir / "history.csv", history)
+    save_posterior(output_dir / "posterior.pt", model, guide, cfg, spec)
+    pyro.set_rng_seed(cfg.seed)
+    test = evaluate(model, guide, make_loader(data.test, cfg.data.test_batch_size), cfg.eval.num_samples)
+    last = history[-1]
+    metrics = {
+        "test": test,
+        "train": {"loss": last["loss"], "nll": last["nll"], "kl": last["kl"], "num_data": data.num_train,
+                  "loss_per_example": last["loss"] / data.num_train},
+        "exact_elbo": kl_weight.is_exact_elbo,
+        "time_s": time.perf_counter() - start,
+        "fit_time_s": fit_s,
+        "epochs": cfg.inference.epochs,
+        "seed": cfg.seed,
+    }
+    write_json(output_dir / "metrics.json", metrics)
+    log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+    return metrics
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> Dict[str, Any]:
+    try:
+        return train(cfg, HydraConfig.get().runtime.output_dir)
+    except (ConfigError, FileNotFoundError) as err:
+        log.error("%s", err)
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()
