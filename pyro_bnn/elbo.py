@@ -24,7 +24,8 @@ import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import kl_divergence
+from pyro.distributions import Delta
+from torch.distributions import Independent, kl_divergence
 
 KL_KINDS = ("analytic", "mc")
 #: ELBO names as used by :func:`pyro_bnn.fit` and configs, and the KL estimate each one uses.
@@ -67,12 +68,23 @@ class ElboTerms:
         return {"nll": float(self.nll) / n, "kl": float(self.kl) / n, "loss": float(self.loss) / n}
 
 
+def _is_point_mass(fn) -> bool:
+    while isinstance(fn, Independent):
+        fn = fn.base_dist
+    return isinstance(fn, Delta)
+
+
 def _site_kl(guide_site: dict, model_site: dict, kl: str) -> tuple:
-    """KL of one site and whether it had to be sampled."""
+    """KL of one site, and whether it is a sampled value rather than the closed form.
+
+    A guide ``Delta`` (Pyro's AutoNormal, AutoDelta) has a registered "KL" that is
+    ``-log p(w)`` at its point: counted as sampled.
+    """
     if kl == "analytic":
         try:
             value = kl_divergence(guide_site["fn"], model_site["fn"])
-            return scale_and_mask(value, scale=guide_site["scale"], mask=guide_site["mask"]).sum(), False
+            value = scale_and_mask(value, scale=guide_site["scale"], mask=guide_site["mask"]).sum()
+            return value, _is_point_mass(guide_site["fn"])
         except NotImplementedError:
             pass
     return guide_site["log_prob_sum"] - model_site["log_prob_sum"], kl == "analytic"

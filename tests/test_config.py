@@ -1,0 +1,102 @@
+import re
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from pyro_bnn.config import ConfigError, register_configs, validate
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ["data", "model", "prior", "guide", "inference", "eval"]
+
+register_configs()
+
+
+def compose_train(*overrides, hydra_node=False):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_has_options():
+    assert options("data") == ["cifar10", "digits", "fashion_mnist", "mnist", "toy_regression"]
+    assert options("model") == ["cnn", "mlp"]
+    assert {"normal", "layerwise", "fan_in"} <= set(options("prior"))
+    assert options("guide") == ["auto_delta", "auto_lowrank", "auto_normal"]
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_of_every_group_composes_and_validates(group, option):
+    overrides = [f"{group}={option}"]
+    if option == "toy_regression":
+        overrides.append("model=mlp")
+    cfg = compose_train(*overrides)
+    validate(cfg)
+    if group in ("data", "model", "guide"):
+        assert cfg[group].name == option
+    if group == "prior" and option == "fan_in":
+        assert cfg.prior.fan_in is True
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_preset_composes(experiment):
+    validate(compose_train(f"+experiment={experiment}"))
+
+
+def test_runs_stay_in_place_and_get_sub_second_run_dirs():
+    hydra = compose_train(hydra_node=True).hydra
+    assert hydra.job.chdir is False
+    assert re.fullmatch(r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d\.\d{6}", hydra.run.dir)
+    assert re.fullmatch(r"outputs/multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d\.\d{6}", hydra.sweep.dir)
+
+
+def test_defaults_are_the_digits_cnn_with_the_exact_elbo():
+    cfg = compose_train()
+    assert (cfg.data.name, cfg.model.name, cfg.guide.name, cfg.inference.elbo) == ("digits", "cnn", "auto_normal",
+                                                                                    "mean_field")
+    assert cfg.inference.kl_weight == 1.0 and cfg.inference.kl_warmup_epochs == 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("prior.scale=0", "prior.scale=0.0 is not allowed: use a finite number > 0"),
+    ("inference.epochs=0", "inference.epochs=0 is not allowed: use an integer >= 1"),
+    ("inference.lr=-0.1", "inference.lr=-0.1 is not allowed"),
+    ("inference.elbo=tracemeanfield", "inference.elbo=tracemeanfield is not allowed: use one of ['mean_field', 'trace']"),
+    ("prior.family=cauchy", "prior.family=cauchy is not allowed: use one of"),
+    ("guide.init_scale=0", "guide.init_scale=0.0 is not allowed"),
+    ("guide.init_loc=xavier", "guide.init_loc=xavier is not allowed: use one of ['pytorch', 'median']"),
+    ("model.kernel_size=4", "model.kernel_size=4 is not allowed: use an odd integer"),
+    ("model.hidden=[0]", "model.hidden=[0] is not allowed"),
+    ("data.batch_size=0", "data.batch_size=0 is not allowed"),
+    ("eval.num_samples=0", "eval.num_samples=0 is not allowed"),
+    ("inference.kl_weight=-1", "inference.kl_weight=-1.0 is not allowed"),
+    ("data=toy_regression", "model=cnn needs image data"),
+    ("device=tpu", "device=tpu is not allowed: use cpu, cuda or cuda:N"),
+])
+def test_nonsense_values_get_one_line_naming_the_key(override, message):
+    cfg = compose_train(override)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_negative_layer_scale_is_named():
+    cfg = compose_train("prior=layerwise")
+    cfg.prior.layer_scales["net.0"] = -1.0
+    with pytest.raises(ConfigError, match=r"prior.layer_scales=\{'net.0': -1.0\} is not allowed"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize("override, error", [
+    ("prior.scale=big", ValidationError),
+    ("prior.scal=1", ConfigCompositionException),
+    ("model=resnet", ConfigCompositionException),
+])
+def test_wrong_types_unknown_keys_and_options_fail_while_composing(override, error):
+    with pytest.raises((error, ConfigCompositionException)):
+        compose_train(override)
