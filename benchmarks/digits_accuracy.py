@@ -23,7 +23,7 @@ from pyro_bnn import BayesianCNN, BayesianMLP, NormalPrior, auto_normal, evaluat
 RECIPES = {
     "cnn": dict(epochs=60, build=lambda d: BayesianCNN(d.in_shape, 10, channels=(32, 64), hidden=(128,),
                                                        prior=NormalPrior(1.0), num_data=d.num_train)),
-    "mlp": dict(epochs=100, build=lambda d: BayesianMLP(d.in_shape, 10, hidden=(100, 100),
+    "mlp": dict(epochs=100, build=lambda d: BayesianMLP(d.in_shape, 10, hidden=(400,),
                                                         prior=NormalPrior(1.0), num_data=d.num_train)),
 }
 

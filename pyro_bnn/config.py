@@ -99,7 +99,7 @@ class TrainConfig:
 @dataclass
 class EvaluateConfig:
     run_dir: str = "???"
-    data: Optional[str] = None
+    dataset: Optional[str] = None
     num_samples: Optional[int] = None
     seed: Optional[int] = None
     device: str = "cpu"

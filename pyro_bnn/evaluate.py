@@ -1,7 +1,7 @@
-"""Re-evaluate a saved run: ``python -m pyro_bnn.evaluate run_dir=<run dir> [data=<dataset>]``.
+"""Re-evaluate a saved run: ``python -m pyro_bnn.evaluate run_dir=<run dir> [dataset=<name>]``.
 
 Loads ``<run dir>/posterior.pt``, evaluates it on the test split of the run's own
-data set (or of ``data``, e.g. an out-of-distribution set of the same input shape)
+data set (or of ``dataset``, e.g. an out-of-distribution set of the same input shape)
 with the run's seed and number of predictive samples unless overridden, prints the
 metrics and writes them to ``<run dir>/evaluation_<data>.json``. On the run's own data
 with the defaults, it reproduces ``metrics.json``'s test metrics.
@@ -28,17 +28,17 @@ from .posterior import load_posterior
 log = logging.getLogger(__name__)
 
 
-def evaluate_run(run_dir, data: str = None, num_samples: int = None, seed: int = None, device: str = "cpu") -> Dict:
-    """Metrics of the posterior saved in ``run_dir`` on the test split of ``data`` (default: the run's)."""
+def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: int = None, device: str = "cpu") -> Dict:
+    """Metrics of the posterior saved in ``run_dir`` on the test split of ``dataset`` (default: the run's)."""
     validate_device(device)
     run_dir = Path(run_dir)
     model, guide, cfg, spec = load_posterior(run_dir / "posterior.pt", device)
-    name = data or spec["name"]
+    name = dataset or spec["name"]
     root = cfg.data.root
     splits = load_data(name, root, cfg.data.download, cfg.data.split_seed)
     if tuple(splits.in_shape) != tuple(spec["in_shape"]) or splits.task != spec["task"]:
         raise ConfigError(
-            f"data={name} has {splits.task} inputs of shape {tuple(splits.in_shape)}, but the run was trained on "
+            f"dataset={name} has {splits.task} inputs of shape {tuple(splits.in_shape)}, but the run was trained on "
             f"{spec['task']} inputs of shape {tuple(spec['in_shape'])}: pick a data set of the same shape"
         )
     pyro.set_rng_seed(cfg.seed if seed is None else seed)
@@ -54,7 +54,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> Dict:
     try:
-        metrics = evaluate_run(cfg.run_dir, cfg.data, cfg.num_samples, cfg.seed, cfg.device)
+        metrics = evaluate_run(cfg.run_dir, cfg.dataset, cfg.num_samples, cfg.seed, cfg.device)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         sys.exit(f"error: {err}")

@@ -1,0 +1,93 @@
+"""The real entry points, run in subprocesses, as a user runs them."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["+experiment=debug", "hydra.job_logging.root.level=WARNING"]
+
+
+def run(module, *args, cwd=ROOT, check=True):
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} {args} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    run("pyro_bnn.train", *TINY, f"hydra.run.dir={out}")
+    return out
+
+
+def test_a_run_writes_every_file(run_dir):
+    for name in ["metrics.json", "history.csv", "posterior.pt", "train.log", ".hydra/config.yaml",
+                 ".hydra/overrides.yaml"]:
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"accuracy", "nll", "ece", "brier", "entropy"}
+    assert set(metrics["train"]) >= {"loss", "nll", "kl"}
+    assert metrics["exact_elbo"] is True and metrics["time_s"] > 0
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert set(rows[0]) == {"epoch", "loss", "nll", "kl", "kl_weight", "time_s"}
+    last = rows[-1]
+    assert float(last["loss"]) == pytest.approx(float(last["nll"]) + float(last["kl"]), rel=1e-6)
+    assert float(last["loss"]) == pytest.approx(metrics["train"]["loss"])
+
+
+def test_evaluate_reloads_the_posterior_and_reproduces_the_test_metrics(run_dir):
+    proc = run("pyro_bnn.evaluate", f"run_dir={run_dir}")
+    saved = json.loads((run_dir / "metrics.json").read_text())["test"]
+    again = json.loads((run_dir / "evaluation_digits.json").read_text())["test"]
+    assert again == saved
+    assert json.loads(proc.stdout) == saved
+
+
+def test_evaluate_on_data_of_another_shape_says_so(run_dir):
+    proc = run("pyro_bnn.evaluate", f"run_dir={run_dir}", "dataset=toy_regression", check=False)
+    assert proc.returncode != 0
+    assert "pick a data set of the same shape" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_regression_run_writes_regression_metrics(tmp_path):
+    run("pyro_bnn.train", "model=mlp", "data=toy_regression", "inference.epochs=3", "eval.num_samples=5",
+        f"hydra.run.dir={tmp_path}")
+    test = json.loads((tmp_path / "metrics.json").read_text())["test"]
+    assert set(test) == {"rmse", "log_likelihood", "predictive_std"}
+
+
+def test_multirun_writes_one_isolated_run_dir_per_job(tmp_path):
+    run("pyro_bnn.train", "-m", "prior.scale=0.1,1", *TINY, f"hydra.sweep.dir={tmp_path}")
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    metrics = [json.loads((p / "metrics.json").read_text()) for p in jobs]
+    assert (jobs[0] / ".hydra/overrides.yaml").read_text().count("prior.scale=0.1") == 1
+    assert metrics[0]["train"]["kl"] != metrics[1]["train"]["kl"]
+    # each job starts from a clean state: job 1 alone gives the same numbers as job 1 in the sweep
+    alone = tmp_path / "alone"
+    run("pyro_bnn.train", "prior.scale=1", *TINY, f"hydra.run.dir={alone}")
+    assert json.loads((alone / "metrics.json").read_text())["test"] == metrics[1]["test"]
+
+
+def test_nonsense_value_stops_before_training_with_one_line(tmp_path):
+    proc = run("pyro_bnn.train", "prior.scale=0", *TINY, f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: prior.scale=0.0 is not allowed: use a finite number > 0")
+    assert not (tmp_path / "history.csv").exists()
+
+
+def test_console_script_finds_its_configs_from_any_directory(tmp_path):
+    script = Path(sys.executable).parent / "pyro-bnn-train"
+    out = tmp_path / "run"
+    proc = subprocess.run([str(script), *TINY, f"hydra.run.dir={out}"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "metrics.json").is_file()
