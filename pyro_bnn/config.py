@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from .data import DATASETS
 from .elbo import ELBO_KL
 from .guides import GUIDES, INIT_LOCS
-from .inference import KL_SCHEDULES
+from .inference import KL_SCHEDULES, LR_SCHEDULES
 from .models import ACTIVATIONS
 from .priors import PRIOR_FAMILIES
 
@@ -44,7 +44,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "cnn"
     hidden: List[int] = field(default_factory=lambda: [128])
-    channels: List[int] = field(default_factory=lambda: [32, 64])
+    channels: List[int] = field(default_factory=lambda: [64, 128])
     kernel_size: int = 3
     activation: str = "relu"
 
@@ -76,6 +76,7 @@ class InferenceConfig:
     kl_weight: float = 1.0
     kl_warmup_epochs: int = 0
     kl_schedule: str = "uniform"
+    lr_schedule: str = "constant"
 
 
 @dataclass
@@ -149,6 +150,7 @@ _RULES = [
     ("inference.kl_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (1 is the exact ELBO)"),
     ("inference.kl_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
     ("inference.kl_schedule", _one_of(KL_SCHEDULES), f"one of {list(KL_SCHEDULES)}"),
+    ("inference.lr_schedule", _one_of(LR_SCHEDULES), f"one of {list(LR_SCHEDULES)}"),
     ("eval.num_samples", lambda v: v >= 1, "an integer >= 1"),
     ("threads", lambda v: v >= 0, "an integer >= 0 (0: torch's default)"),
 ]

@@ -22,6 +22,7 @@ from torch import nn
 from .elbo import ELBO_KL, ElboTerms, elbo_terms
 
 KL_SCHEDULES = ("uniform", "blundell")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class KLWeight:
@@ -92,6 +93,19 @@ def _check_finite(terms: ElboTerms, epoch: int, step: int) -> None:
     )
 
 
+def _lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / total_steps)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
+
+
+def _terms_record(terms: ElboTerms) -> Dict[str, torch.Tensor]:
+    """loss, nll, kl and ``kl.<layer>`` of one step."""
+    record = {"loss": terms.loss, "nll": terms.nll, "kl": terms.kl}
+    record.update({f"kl.{layer}": value for layer, value in terms.kl_layers().items()})
+    return record
+
+
 def initialize_guide(guide: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> nn.Module:
     """Run ``guide`` once so an autoguide creates its (lazily built) parameters; returns ``guide``."""
     with torch.no_grad():
@@ -108,6 +122,7 @@ def fit(
     elbo: str = "mean_field",
     num_particles: int = 1,
     kl_weight: Optional[KLWeight] = None,
+    lr_schedule: str = "constant",
     validate: bool = False,
     callback: Optional[Callable[[Dict[str, float]], None]] = None,
 ) -> List[Dict[str, float]]:
@@ -118,11 +133,13 @@ def fit(
         (Monte Carlo KL, Trace_ELBO).
     :param int num_particles: weight draws per step.
     :param KLWeight kl_weight: KL weighting (default: the exact ELBO).
+    :param str lr_schedule: ``"constant"``, or ``"cosine"``: decay the learning rate from ``lr`` to 0
+        over all steps (the objective is unchanged; the last steps average out the gradient noise).
     :param bool validate: Pyro's distribution argument validation (slower; on in tests).
     :param callback: called with each epoch's record.
-    :return: one record per epoch: ``epoch, loss, nll, kl, kl_weight, time_s``; loss, nll
-        and kl are means over the epoch's minibatches in whole-data units (loss = nll + kl,
-        the unweighted -ELBO estimate).
+    :return: one record per epoch: ``epoch, loss, nll, kl, kl.<layer>..., kl_weight, time_s``;
+        the terms are means over the epoch's minibatches in whole-data units (loss = nll + kl,
+        the unweighted -ELBO estimate; ``kl.<layer>`` sum to kl).
     """
     if elbo not in ELBO_KL:
         raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
@@ -130,29 +147,32 @@ def fit(
         raise ValueError(f"epochs={epochs}: train for at least one epoch")
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr={lr}: the learning rate must be a finite number > 0")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
     kl_weight = kl_weight or KLWeight()
     device = _device(model)
     history: List[Dict[str, float]] = []
-    optimizer = None
+    num_steps = len(loader)
     start = time.perf_counter()
     with pyro.validation_enabled(validate):
+        x, y = next(iter(loader))
+        initialize_guide(guide, x.to(device), y.to(device))
+        optimizer = torch.optim.Adam(_parameters(guide, model), lr=lr, foreach=True)
+        scheduler = _lr_scheduler(optimizer, lr_schedule, int(epochs) * num_steps)
         for epoch in range(int(epochs)):
-            sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
-            num_steps = len(loader)
+            sums: Dict[str, torch.Tensor] = {}
             for step, (x, y) in enumerate(loader):
                 x, y = x.to(device), y.to(device)
-                if optimizer is None:
-                    initialize_guide(guide, x, y)
-                    optimizer = torch.optim.Adam(_parameters(guide, model), lr=lr, foreach=True)
                 terms = elbo_terms(model, guide, x, y, kl=ELBO_KL[elbo], num_particles=num_particles)
                 _check_finite(terms, epoch, step)
                 beta = kl_weight(epoch, step, num_steps)
                 optimizer.zero_grad(set_to_none=True)
                 (terms.nll + beta * terms.kl).backward()
                 optimizer.step()
-                for key, value in (("loss", terms.loss), ("nll", terms.nll), ("kl", terms.kl)):
-                    sums[key] += float(value.detach())
-            record = {"epoch": epoch + 1, **{k: v / num_steps for k, v in sums.items()}}
+                scheduler.step()
+                for key, value in _terms_record(terms).items():
+                    sums[key] = sums.get(key, 0.0) + value.detach()
+            record = {"epoch": epoch + 1, **{k: float(v) / num_steps for k, v in sums.items()}}
             record["kl_weight"] = kl_weight.epoch_weight(epoch)
             record["time_s"] = time.perf_counter() - start
             history.append(record)

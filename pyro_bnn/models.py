@@ -117,7 +117,7 @@ class BayesianCNN(BayesianModel):
         self,
         in_shape: Tuple[int, int, int],
         num_classes: int,
-        channels: Sequence[int] = (32, 64),
+        channels: Sequence[int] = (64, 128),
         kernel_size: int = 3,
         hidden: Sequence[int] = (128,),
         activation: str = "relu",

@@ -4,7 +4,8 @@
 is the thin ``@hydra.main`` wrapper. A run writes into its run dir:
 
 * ``metrics.json``: final test metrics, final training terms, timings;
-* ``history.csv``: one row per epoch (loss, nll, kl, kl_weight, time_s);
+* ``history.csv``: one row per epoch (loss, nll, kl, kl.<layer>..., kl_weight, time_s);
+* ``elbo_terms.png``: those terms over the epochs;
 * ``posterior.pt``: the trained posterior, loadable with :func:`pyro_bnn.posterior.load_posterior`;
 * ``.hydra/`` and ``train.log`` (Hydra's).
 """
@@ -28,6 +29,7 @@ from .data import load_data, make_loader
 from .evaluation import evaluate
 from .inference import KLWeight, fit
 from .outputs import write_csv, write_json
+from .plots import plot_elbo_terms
 from .posterior import build, data_spec, save_posterior
 
 log = logging.getLogger(__name__)
@@ -56,26 +58,35 @@ def train(cfg: DictConfig, output_dir) -> Dict[str, Any]:
     history = fit(
         model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed),
         epochs=cfg.inference.epochs, lr=cfg.inference.lr, elbo=cfg.inference.elbo,
-        num_particles=cfg.inference.num_particles, kl_weight=kl_weight,
+        num_particles=cfg.inference.num_particles, kl_weight=kl_weight, lr_schedule=cfg.inference.lr_schedule,
         callback=lambda r: log.info("epoch %d: loss %.1f nll %.1f kl %.1f", r["epoch"], r["loss"], r["nll"], r["kl"]),
     )
     fit_s = time.perf_counter() - start
     write_csv(output_dir / "history.csv", history)
+    exact = kl_weight.is_exact_elbo
+    plot_elbo_terms(history, output_dir / "elbo_terms.png",
+                    title=f"{data.name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}"
+                    + ("" if exact else f" (not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
+                                        f"warm-up {cfg.inference.kl_warmup_epochs} epochs)"))
     save_posterior(output_dir / "posterior.pt", model, guide, cfg, spec)
     pyro.set_rng_seed(cfg.seed)
     test = evaluate(model, guide, make_loader(data.test, cfg.data.test_batch_size), cfg.eval.num_samples)
     last = history[-1]
     metrics = {
         "test": test,
-        "train": {"loss": last["loss"], "nll": last["nll"], "kl": last["kl"], "num_data": data.num_train,
-                  "loss_per_example": last["loss"] / data.num_train},
-        "exact_elbo": kl_weight.is_exact_elbo,
+        "train": {"loss": last["loss"], "nll": last["nll"], "kl": last["kl"],
+                  "kl_layers": {k[3:]: v for k, v in last.items() if k.startswith("kl.")},
+                  "num_data": data.num_train, "loss_per_example": last["loss"] / data.num_train},
+        "exact_elbo": exact,
         "time_s": time.perf_counter() - start,
         "fit_time_s": fit_s,
         "epochs": cfg.inference.epochs,
         "seed": cfg.seed,
     }
     write_json(output_dir / "metrics.json", metrics)
+    if not exact:
+        log.warning("this run did not optimise the exact ELBO (kl_weight=%s, kl_warmup_epochs=%s)",
+                    cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs)
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     return metrics
 

@@ -98,3 +98,41 @@ def test_monte_carlo_kl_converges_to_the_closed_form(small_digits):
     stderr = float(draws.std() / 20)
     assert abs(float(draws.mean()) - exact) < 4 * stderr
     assert stderr < 0.01 * abs(exact)
+
+
+def test_a_conv_kernel_has_the_kl_of_a_dense_matrix_holding_the_same_numbers():
+    """No special conv KL: the (C_out, C_in, k, k) kernel's KL is the sum of its scalar weights' KLs."""
+    from pyro_bnn import BayesianCNN, BayesianMLP, NormalPrior
+
+    x_img, y = torch.randn(2, 1, 3, 3), torch.tensor([0, 1])
+    cnn = BayesianCNN((1, 3, 3), 2, channels=(4,), hidden=(), prior=NormalPrior(0.7))
+    mlp = BayesianMLP(9, 4, hidden=(), prior=NormalPrior(0.7))
+    g_cnn, g_mlp = auto_normal(cnn), auto_normal(mlp)
+    initialize_guide(g_cnn, x_img, y)
+    initialize_guide(g_mlp, x_img.reshape(2, 9), y)
+    loc, scale = torch.randn(4, 1, 3, 3), torch.rand(4, 1, 3, 3) + 0.1
+    with torch.no_grad():
+        for guide, name, shape in ((g_cnn, "net.0.weight", (4, 1, 3, 3)), (g_mlp, "net.1.weight", (4, 9))):
+            guide_loc, guide_scale = guide._get_loc_and_scale(name)
+            guide_loc.unconstrained().copy_(loc.reshape(shape))
+            guide_scale.unconstrained().copy_(torch.log(torch.expm1(scale)).reshape(shape))  # softplus inverse
+    conv_kl = elbo_terms(cnn, g_cnn, x_img, y).kl_sites["net.0.weight"]
+    dense_kl = elbo_terms(mlp, g_mlp, x_img.reshape(2, 9), y).kl_sites["net.1.weight"]
+    per_scalar = torch.distributions.kl_divergence(torch.distributions.Normal(loc, scale),
+                                                   torch.distributions.Normal(0.0, 0.7))
+    assert per_scalar.shape == (4, 1, 3, 3)
+    assert_close(conv_kl, per_scalar.sum(), rtol=1e-5)
+    assert_close(dense_kl, conv_kl, rtol=1e-6)
+
+
+def test_pyros_trace_elbo_equals_the_monte_carlo_decomposition_in_expectation(small_digits):
+    x, y = small_digits[0].tensors
+    model = small_mlp()
+    guide = trained_like_guide(model, x, y)
+    with torch.no_grad():
+        pyro_losses = torch.stack([torch.as_tensor(Trace_ELBO().loss(model, guide, x, y)) for _ in range(300)])
+        closed = elbo_terms(model, guide, x, y, kl="analytic")
+        nll = torch.stack([elbo_terms(model, guide, x, y, kl="analytic").nll for _ in range(300)])
+    expected = nll.double().mean() + closed.kl.double()
+    stderr = float((pyro_losses.double().var() / 300 + nll.double().var() / 300).sqrt())
+    assert abs(float(pyro_losses.double().mean() - expected)) < 4 * stderr

@@ -27,7 +27,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_a_run_writes_every_file(run_dir):
-    for name in ["metrics.json", "history.csv", "posterior.pt", "train.log", ".hydra/config.yaml",
+    for name in ["metrics.json", "history.csv", "elbo_terms.png", "posterior.pt", "train.log", ".hydra/config.yaml",
                  ".hydra/overrides.yaml"]:
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -36,9 +36,12 @@ def test_a_run_writes_every_file(run_dir):
     assert metrics["exact_elbo"] is True and metrics["time_s"] > 0
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert set(rows[0]) == {"epoch", "loss", "nll", "kl", "kl_weight", "time_s"}
+    layers = ["kl.net.0", "kl.net.4", "kl.net.6"]  # debug CNN: conv, dense hidden, dense output
+    assert list(rows[0]) == ["epoch", "loss", "nll", "kl", *layers, "kl_weight", "time_s"]
     last = rows[-1]
     assert float(last["loss"]) == pytest.approx(float(last["nll"]) + float(last["kl"]), rel=1e-6)
+    assert sum(float(last[k]) for k in layers) == pytest.approx(float(last["kl"]), rel=1e-5)
+    assert metrics["train"]["kl_layers"] == {k[3:]: pytest.approx(float(last[k])) for k in layers}
     assert float(last["loss"]) == pytest.approx(metrics["train"]["loss"])
 
 

@@ -1,0 +1,33 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import small_mlp
+from pyro_bnn import auto_normal, fit, make_loader
+from pyro_bnn.explain import format_breakdown, kl_breakdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_breakdown_columns_agree_and_the_units_are_consistent(small_digits):
+    train, _ = small_digits
+    model = small_mlp(num_data=len(train))
+    guide = auto_normal(model, init_scale=1e-2)
+    fit(model, guide, make_loader(train, 100), epochs=2, lr=1e-2)
+    b = kl_breakdown(model, guide, *train.tensors, mc_samples=2000, nll_samples=10)
+    assert [s.site for s in b.sites] == ["net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"]
+    for s in b.sites:
+        assert s.formula == pytest.approx(s.closed_form, rel=1e-5)
+        assert abs(s.monte_carlo - s.closed_form) < 5 * s.mc_stderr + 1e-6
+    text = format_breakdown(b)
+    assert f"{b.kl / 300:.4f}" in text and f"{(b.nll + b.kl) / 300:.4f}" in text
+
+
+def test_explain_command_prints_the_breakdown():
+    proc = subprocess.run([sys.executable, "-m", "pyro_bnn.explain", "--epochs", "1", "--mc-samples", "50"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for expected in ["net.0.weight   Conv2d", "net.4.weight   Linear", "-ELBO = NLL + KL", "KL / N", "M = N/B"]:
+        assert expected in proc.stdout
