@@ -163,9 +163,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the small CNN (default 20)")
     parser.add_argument("--mc-samples", type=int, default=1000, help="weight draws of the Monte Carlo KL")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: the same numbers on every machine with this torch)")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.mc_samples < 2:
-        parser.error("--epochs must be >= 1 and --mc-samples >= 2")
+    if args.epochs < 1 or args.mc_samples < 2 or args.threads < 1:
+        parser.error("--epochs and --threads must be >= 1 and --mc-samples >= 2")
+    torch.set_num_threads(args.threads)
     if args.run_dir:
         breakdown = explain_run(args.run_dir, args.seed, args.mc_samples)
         print(f"Run {args.run_dir}, on its training data.")
