@@ -36,7 +36,7 @@ class DataConfig:
     root: str = "data"
     download: bool = False
     split_seed: int = 0
-    batch_size: int = 64
+    batch_size: int = 32
     test_batch_size: int = 1000
 
 
@@ -71,7 +71,7 @@ class GuideConfig:
 class InferenceConfig:
     elbo: str = "mean_field"
     lr: float = 1e-3
-    epochs: int = 60
+    epochs: int = 40
     num_particles: int = 1
     kl_weight: float = 1.0
     kl_warmup_epochs: int = 0

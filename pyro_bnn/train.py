@@ -7,7 +7,8 @@ is the thin ``@hydra.main`` wrapper. A run writes into its run dir:
 * ``history.csv``: one row per epoch (loss, nll, kl, kl.<layer>..., kl_weight, time_s);
 * ``elbo_terms.png``: those terms over the epochs;
 * ``posterior.pt``: the trained posterior, loadable with :func:`pyro_bnn.posterior.load_posterior`;
-* ``.hydra/`` and ``train.log`` (Hydra's).
+* ``.hydra/`` and ``train.log`` (Hydra's);
+* ``status.json`` only when the run failed: the error.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hydra
 import pyro
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .config import ConfigError, register_configs, validate
@@ -31,6 +33,7 @@ from .inference import KLWeight, fit
 from .outputs import write_csv, write_json
 from .plots import plot_elbo_terms
 from .posterior import build, data_spec, save_posterior
+from .summarize import STATUS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +99,15 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> Dict[str, Any]:
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        return train(cfg, HydraConfig.get().runtime.output_dir)
-    except (ConfigError, FileNotFoundError) as err:
-        log.error("%s", err)
+        return train(cfg, output_dir)
+    except Exception as err:
+        log.error("%s", err, exc_info=not isinstance(err, (ConfigError, FileNotFoundError)))
+        write_json(output_dir / STATUS_FILE, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+        if hydra_cfg.mode == RunMode.MULTIRUN or not isinstance(err, (ConfigError, FileNotFoundError)):
+            raise  # Hydra marks the job failed; the other jobs of a sweep go on
         sys.exit(f"error: {err}")
 
 

@@ -1,0 +1,93 @@
+"""Multirun sweeps: real sweeps with the joblib and submitit-local launchers, and their summary."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pyro_bnn.config import register_configs
+from pyro_bnn.summarize import summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["+experiment=debug", "hydra.job_logging.root.level=WARNING"]
+
+register_configs()
+
+
+def sweep(tmp_path, *overrides):
+    proc = subprocess.run([sys.executable, "-m", "pyro_bnn.train", "-m", *overrides, *TINY,
+                           f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    return proc, rows
+
+
+@pytest.mark.parametrize("launcher", ["local_parallel", "submitit_local"])
+def test_a_failing_job_loses_nothing_of_the_others(tmp_path, launcher):
+    proc, rows = sweep(tmp_path, f"launcher={launcher}", "prior.scale=1,0,0.5")
+    assert proc.returncode != 0  # the sweep reports the failure...
+    assert [r["job"] for r in rows] == ["0", "1", "2"]
+    assert [r["prior.scale"] for r in rows] == ["1", "0", "0.5"]
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]  # ...and keeps the other jobs
+    assert "prior.scale=0.0 is not allowed" in rows[1]["error"]
+    for r in (rows[0], rows[2]):
+        metrics = json.loads((tmp_path / r["job"] / "metrics.json").read_text())
+        assert float(r["accuracy"]) == pytest.approx(metrics["test"]["accuracy"])
+        assert float(r["train_kl"]) == pytest.approx(metrics["train"]["kl"])
+    assert (tmp_path / "summary.md").read_text().count("\n") == 5
+    assert (tmp_path / "summary_prior.scale.png").stat().st_size > 1000
+
+
+def test_summarize_rebuilds_an_interrupted_sweep(tmp_path):
+    proc, rows = sweep(tmp_path, "prior.scale=0.3,1")
+    assert proc.returncode == 0 and [r["status"] for r in rows] == ["ok", "ok"]
+    # a third job that started but never finished (interrupted, or still running)
+    shutil.copytree(tmp_path / "1", tmp_path / "2")
+    (tmp_path / "2" / "metrics.json").unlink()
+    (tmp_path / "summary.csv").unlink()
+    out = subprocess.run([sys.executable, "-m", "pyro_bnn.summarize", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("2 ok, 0 failed, 1 incomplete")
+    assert [r["status"] for r in csv.DictReader((tmp_path / "summary.csv").open())] == ["ok", "ok", "incomplete"]
+
+
+def test_summarize_says_what_is_wrong_with_its_argument(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pyro_bnn.summarize", str(tmp_path / "nope")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no sweep dir at" in out.stderr
+    with pytest.raises(FileNotFoundError, match="holds no job dirs"):
+        summarize(tmp_path)
+
+
+def compose_hydra(*overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("preset, key", [("prior_scale", "prior.scale"), ("prior_family", "prior.family"),
+                                         ("kl_weight", "inference.kl_weight"), ("guide_init", "guide.init_loc")])
+def test_sweep_presets(preset, key):
+    params = compose_hydra(f"+sweep={preset}").hydra.sweeper.params
+    assert key in params and len(str(params[key]).split(",")) >= 2
+
+
+@pytest.mark.parametrize("launcher, target, threads", [
+    ("basic", "BasicLauncher", 0),
+    ("local_parallel", "JoblibLauncher", 1),
+    ("submitit_local", "LocalLauncher", 1),
+    ("slurm", "SlurmLauncher", 2),
+])
+def test_launcher_presets(launcher, target, threads):
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = compose_hydra(f"launcher={launcher}")
+    assert cfg.hydra.launcher._target_.endswith(target)
+    HydraConfig.instance().set_config(cfg)  # as in a job, for ${hydra:...} (slurm: threads = cpus_per_task)
+    assert cfg.threads == threads
+    if launcher == "slurm":
+        assert {"partition", "timeout_min", "mem_gb", "gpus_per_node", "array_parallelism"} <= set(cfg.hydra.launcher)
