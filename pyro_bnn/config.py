@@ -95,6 +95,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 0
+    resume: bool = False
 
 
 @dataclass

@@ -113,6 +113,23 @@ def initialize_guide(guide: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
     return guide
 
 
+class TrainingInterrupted(Exception):
+    """Raised by :func:`fit` at a step boundary once ``should_stop()`` is true, after the checkpoint."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"interrupted at epoch {epoch + 1}, after step {step}")
+        self.epoch, self.step = epoch, step
+
+
+def _sampler_generator(loader) -> Optional[torch.Generator]:
+    """The generator a (batch) sampler of ``loader`` shuffles with, if it has its own."""
+    for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        for candidate in (obj, getattr(obj, "sampler", None)):
+            if isinstance(getattr(candidate, "generator", None), torch.Generator):
+                return candidate.generator
+    return None
+
+
 def fit(
     model: nn.Module,
     guide: nn.Module,
@@ -125,6 +142,9 @@ def fit(
     lr_schedule: str = "constant",
     validate: bool = False,
     callback: Optional[Callable[[Dict[str, float]], None]] = None,
+    state: Optional[Dict] = None,
+    on_checkpoint: Optional[Callable[[Dict], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
 ) -> List[Dict[str, float]]:
     """Train ``guide`` as the posterior of ``model`` by SVI.
 
@@ -137,6 +157,12 @@ def fit(
         over all steps (the objective is unchanged; the last steps average out the gradient noise).
     :param bool validate: Pyro's distribution argument validation (slower; on in tests).
     :param callback: called with each epoch's record.
+    :param dict state: a training state given to ``on_checkpoint`` earlier: training resumes exactly
+        where it stopped (same batches, same weight draws), so the result equals an uninterrupted run.
+    :param on_checkpoint: called with the training state (plain tensors and numbers, for
+        ``torch.save``) at the end of every epoch and when stopping.
+    :param should_stop: polled at every step boundary; when true, the state goes to ``on_checkpoint``
+        and :class:`TrainingInterrupted` is raised.
     :return: one record per epoch: ``epoch, loss, nll, kl, kl.<layer>..., kl_weight, time_s``;
         the terms are means over the epoch's minibatches in whole-data units (loss = nll + kl,
         the unweighted -ELBO estimate; ``kl.<layer>`` sum to kl).
@@ -151,17 +177,51 @@ def fit(
         raise ValueError(f"lr_schedule={lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
     kl_weight = kl_weight or KLWeight()
     device = _device(model)
-    history: List[Dict[str, float]] = []
     num_steps = len(loader)
-    start = time.perf_counter()
+    generator = _sampler_generator(loader)
     with pyro.validation_enabled(validate):
         x, y = next(iter(loader))
         initialize_guide(guide, x.to(device), y.to(device))
         optimizer = torch.optim.Adam(_parameters(guide, model), lr=lr, foreach=True)
         scheduler = _lr_scheduler(optimizer, lr_schedule, int(epochs) * num_steps)
-        for epoch in range(int(epochs)):
-            sums: Dict[str, torch.Tensor] = {}
+        history: List[Dict[str, float]] = []
+        first_epoch, skip, sums, elapsed = 0, 0, {}, 0.0
+        if state is not None:
+            model.load_state_dict(state["model"])
+            guide.load_state_dict(state["guide"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            history, first_epoch, skip = list(state["history"]), state["epoch"], state["step"]
+            sums, elapsed = dict(state["sums"]), state["elapsed"]
+        start = time.perf_counter() - elapsed
+
+        def snapshot(epoch, step, rng_epoch_start, sampler_epoch_start) -> Dict:
+            return {
+                "epoch": epoch, "step": step, "sums": dict(sums), "history": list(history),
+                "model": model.state_dict(), "guide": guide.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "rng_epoch_start": rng_epoch_start,
+                "sampler_epoch_start": sampler_epoch_start, "elapsed": time.perf_counter() - start,
+            }
+
+        for epoch in range(first_epoch, int(epochs)):
+            if state is not None and epoch == first_epoch:  # replay the interrupted epoch's shuffling
+                torch.set_rng_state(state["rng_epoch_start"])
+                if generator is not None and state["sampler_epoch_start"] is not None:
+                    generator.set_state(state["sampler_epoch_start"])
+            else:
+                sums, skip = {}, 0
+            rng_epoch_start = torch.get_rng_state()
+            sampler_epoch_start = generator.get_state() if generator is not None else None
             for step, (x, y) in enumerate(loader):
+                if step < skip:
+                    continue
+                if step == skip and state is not None and epoch == first_epoch:
+                    torch.set_rng_state(state["rng"])
+                if should_stop is not None and should_stop():
+                    if on_checkpoint is not None:
+                        on_checkpoint(snapshot(epoch, step, rng_epoch_start, sampler_epoch_start))
+                    raise TrainingInterrupted(epoch, step)
                 x, y = x.to(device), y.to(device)
                 terms = elbo_terms(model, guide, x, y, kl=ELBO_KL[elbo], num_particles=num_particles)
                 _check_finite(terms, epoch, step)
@@ -176,6 +236,10 @@ def fit(
             record["kl_weight"] = kl_weight.epoch_weight(epoch)
             record["time_s"] = time.perf_counter() - start
             history.append(record)
+            sums = {}
+            if on_checkpoint is not None:
+                on_checkpoint(snapshot(epoch + 1, 0, torch.get_rng_state(),
+                                       generator.get_state() if generator is not None else None))
             if callback is not None:
                 callback(record)
     return history

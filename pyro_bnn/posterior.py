@@ -29,6 +29,9 @@ from .models import BayesianCNN, BayesianMLP, BayesianModel
 from .priors import PRIOR_FAMILIES, StudentTPrior
 
 FORMAT = "pyro_bnn.posterior/1"
+CHECKPOINT_FORMAT = "pyro_bnn.checkpoint/1"
+#: File name of the training checkpoint in a run dir.
+CHECKPOINT = "checkpoint.pt"
 
 
 def data_spec(data: DataSplits) -> Dict[str, Any]:
@@ -83,9 +86,40 @@ def _dummy_batch(spec: Dict[str, Any], device) -> Tuple[torch.Tensor, torch.Tens
     return x, y
 
 
+def _save_atomically(blob: Dict[str, Any], path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path, device, expected_format: str, what: str) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}: pass the run dir of a training run")
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        first_line = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        raise ValueError(f"{path} is not a readable pyro_bnn {what} ({type(err).__name__}: {first_line})") from None
+    if not isinstance(blob, dict) or blob.get("format") != expected_format:
+        raise ValueError(f"{path} is not a pyro_bnn {what} (expected format {expected_format!r})")
+    return blob
+
+
+def save_checkpoint(path, training: Dict[str, Any], cfg: DictConfig, spec: Dict[str, Any]) -> None:
+    """Write a training state of :func:`pyro_bnn.fit` with its config, atomically."""
+    _save_atomically({"format": CHECKPOINT_FORMAT, "config": OmegaConf.to_container(cfg, resolve=True),
+                      "data": spec, "training": training}, path)
+
+
+def load_checkpoint(path) -> Dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only``: never executes code)."""
+    return _load(path, "cpu", CHECKPOINT_FORMAT, "checkpoint")
+
+
 def save_posterior(path, model: nn.Module, guide: nn.Module, cfg: DictConfig, spec: Dict[str, Any]) -> None:
     """Write the posterior to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
     blob = {
         "format": FORMAT,
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -93,22 +127,12 @@ def save_posterior(path, model: nn.Module, guide: nn.Module, cfg: DictConfig, sp
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "guide_state": {k: v.detach().cpu() for k, v in guide.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    _save_atomically(blob, path)
 
 
 def load_posterior(path, device: str = "cpu") -> Tuple[BayesianModel, nn.Module, DictConfig, Dict[str, Any]]:
     """Rebuild ``(model, guide, config, data spec)`` from a file written by :func:`save_posterior`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no saved posterior at {path}: pass the run dir of a finished training run")
-    try:
-        blob = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"{path} is not a readable pyro_bnn posterior ({type(err).__name__}: {err})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a pyro_bnn posterior (expected format {FORMAT!r})")
+    blob = _load(path, device, FORMAT, "saved posterior")
     cfg = OmegaConf.create(blob["config"])
     spec = blob["data"]
     model, guide = build(cfg, spec, device)
@@ -117,5 +141,6 @@ def load_posterior(path, device: str = "cpu") -> Tuple[BayesianModel, nn.Module,
         model.load_state_dict(blob["model_state"])
         guide.load_state_dict(blob["guide_state"])
     except RuntimeError as err:
-        raise ValueError(f"{path} does not match the model its config describes: {err}") from None
+        detail = " ".join(str(err).split())  # torch lists the mismatches on several lines
+        raise ValueError(f"{path} does not match the model its config describes: {detail}") from None
     return model, guide, cfg, spec

@@ -8,44 +8,123 @@ is the thin ``@hydra.main`` wrapper. A run writes into its run dir:
 * ``elbo_terms.png``: those terms over the epochs;
 * ``posterior.pt``: the trained posterior, loadable with :func:`pyro_bnn.posterior.load_posterior`;
 * ``.hydra/`` and ``train.log`` (Hydra's);
-* ``status.json`` only when the run failed: the error.
+* ``checkpoint.pt`` while training (every epoch, and on SIGINT/SIGTERM), removed once finished;
+* ``status.json`` only when the run failed or was interrupted: what happened.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator, List
 
 import hydra
 import pyro
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, register_configs, validate
 from .data import load_data, make_loader
 from .evaluation import evaluate
-from .inference import KLWeight, fit
+from .inference import KLWeight, TrainingInterrupted, fit
 from .outputs import write_csv, write_json
 from .plots import plot_elbo_terms
-from .posterior import build, data_spec, save_posterior
+from .posterior import CHECKPOINT, build, data_spec, load_checkpoint, save_checkpoint, save_posterior
 from .summarize import STATUS_FILE
 
 log = logging.getLogger(__name__)
+
+#: Errors that name their cause and fix: reported in one line, without a traceback.
+EXPECTED_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError, ValueError)
+
+
+class RunInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after writing its checkpoint."""
+
+    def __init__(self, signum: int, output_dir: Path, where: str):
+        self.signum = signum
+        super().__init__(
+            f"{signal.Signals(signum).name} received: {where}; the checkpoint is in {output_dir / CHECKPOINT}. "
+            f"Resume with the same overrides plus: resume=true hydra.run.dir={output_dir}"
+        )
+
+
+@contextmanager
+def _signals_stop_training() -> Iterator[List[int]]:
+    """Turn SIGINT/SIGTERM into a request to stop at the next step boundary (the list of received signals)."""
+    received: List[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+        except ValueError:  # not the main thread: the launcher handles signals
+            pass
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"the output dir {output_dir} cannot be written ({err.strerror}): "
+                          "set hydra.run.dir (or hydra.sweep.dir) to a writable place") from None
+
+
+def _resume_state(cfg: DictConfig, output_dir: Path) -> Dict[str, Any]:
+    path = output_dir / CHECKPOINT
+    if not path.is_file():
+        finished = (output_dir / "metrics.json").is_file()
+        raise ConfigError(
+            f"resume=true but {output_dir} has no {CHECKPOINT}"
+            + (": that run finished (metrics.json is there)" if finished else
+               ": pass hydra.run.dir=<the run dir of the interrupted run>")
+        )
+    saved = load_checkpoint(path)
+    now = OmegaConf.to_container(cfg, resolve=True)
+    diff = sorted(set(_flat(saved["config"]).items()) ^ set(_flat(now).items()))
+    keys = sorted({k for k, _ in diff if k != "resume"})
+    if keys:
+        raise ConfigError(f"resume=true but the config differs from the checkpoint's at {', '.join(keys)}: "
+                          "resume with the overrides of the interrupted run")
+    return saved["training"]
+
+
+def _flat(tree, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(tree, dict):
+        out: Dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: str(tree)}
 
 
 def train(cfg: DictConfig, output_dir) -> Dict[str, Any]:
     """Train the posterior that ``cfg`` describes; write the run files into ``output_dir``.
 
+    The training state goes to ``checkpoint.pt`` after every epoch and on SIGINT/SIGTERM (then
+    :class:`RunInterrupted` is raised); ``cfg.resume`` continues from it to the same result as an
+    uninterrupted run. The checkpoint is removed once the run has finished.
+
     :return: the content of ``metrics.json`` (plain numbers).
     """
     validate(cfg)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(output_dir)
+    state = _resume_state(cfg, output_dir) if cfg.resume else None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pyro.clear_param_store()
@@ -58,12 +137,20 @@ def train(cfg: DictConfig, output_dir) -> Dict[str, Any]:
              data.name, len(data.train), len(data.test), cfg.model.name, model.prior, cfg.guide.name,
              cfg.inference.elbo)
     start = time.perf_counter()
-    history = fit(
-        model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed),
-        epochs=cfg.inference.epochs, lr=cfg.inference.lr, elbo=cfg.inference.elbo,
-        num_particles=cfg.inference.num_particles, kl_weight=kl_weight, lr_schedule=cfg.inference.lr_schedule,
-        callback=lambda r: log.info("epoch %d: loss %.1f nll %.1f kl %.1f", r["epoch"], r["loss"], r["nll"], r["kl"]),
-    )
+    with _signals_stop_training() as received:
+        try:
+            history = fit(
+                model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed),
+                epochs=cfg.inference.epochs, lr=cfg.inference.lr, elbo=cfg.inference.elbo,
+                num_particles=cfg.inference.num_particles, kl_weight=kl_weight,
+                lr_schedule=cfg.inference.lr_schedule, state=state,
+                on_checkpoint=lambda training: save_checkpoint(output_dir / CHECKPOINT, training, cfg, spec),
+                should_stop=lambda: bool(received),
+                callback=lambda r: log.info("epoch %d: loss %.1f nll %.1f kl %.1f",
+                                            r["epoch"], r["loss"], r["nll"], r["kl"]),
+            )
+        except TrainingInterrupted as stop:
+            raise RunInterrupted(received[0], output_dir, str(stop)) from None
     fit_s = time.perf_counter() - start
     write_csv(output_dir / "history.csv", history)
     exact = kl_weight.is_exact_elbo
@@ -87,11 +174,29 @@ def train(cfg: DictConfig, output_dir) -> Dict[str, Any]:
         "seed": cfg.seed,
     }
     write_json(output_dir / "metrics.json", metrics)
+    (output_dir / CHECKPOINT).unlink(missing_ok=True)
     if not exact:
         log.warning("this run did not optimise the exact ELBO (kl_weight=%s, kl_warmup_epochs=%s)",
                     cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs)
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     return metrics
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: refuse an output dir that cannot be created, in one line, before Hydra writes there."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(directory: str, key: str) -> None:
+        try:
+            _check_writable(Path(directory))
+        except ConfigError as err:
+            sys.exit(f"error: {err}".replace("hydra.run.dir (or hydra.sweep.dir)", key))
 
 
 register_configs()
@@ -103,10 +208,15 @@ def main(cfg: DictConfig) -> Dict[str, Any]:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         return train(cfg, output_dir)
+    except RunInterrupted as stop:
+        log.warning("%s", stop)
+        write_json(output_dir / STATUS_FILE, {"status": "interrupted", "error": str(stop)})
+        print(f"interrupted: {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except Exception as err:
-        log.error("%s", err, exc_info=not isinstance(err, (ConfigError, FileNotFoundError)))
+        log.error("%s", err, exc_info=not isinstance(err, EXPECTED_ERRORS))
         write_json(output_dir / STATUS_FILE, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
-        if hydra_cfg.mode == RunMode.MULTIRUN or not isinstance(err, (ConfigError, FileNotFoundError)):
+        if hydra_cfg.mode == RunMode.MULTIRUN or not isinstance(err, EXPECTED_ERRORS):
             raise  # Hydra marks the job failed; the other jobs of a sweep go on
         sys.exit(f"error: {err}")
 

@@ -1,0 +1,169 @@
+"""Runs that survive: interruption and resume, NaN stops, bad inputs with one clear line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from conftest import small_mlp
+from pyro_bnn import auto_normal, fit, make_loader
+from pyro_bnn.inference import TrainingInterrupted
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["hydra.job_logging.root.level=WARNING"]
+SHORT = ["+experiment=debug", "inference.epochs=30", "model.channels=[8]", "model.hidden=[32]", *QUIET]
+
+
+def cli(module, *args, check=True):
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def last_line(proc) -> str:
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def without_time(history):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
+
+
+def train_small(small_digits, **kwargs):
+    pyro.set_rng_seed(0)
+    model = small_mlp()
+    guide = auto_normal(model, init_scale=1e-2)
+    loader = make_loader(small_digits[0], 64, shuffle=True, seed=0)
+    return model, guide, fit(model, guide, loader, epochs=4, lr=1e-2, **kwargs)
+
+
+def test_resuming_mid_epoch_gives_the_uninterrupted_result(small_digits):
+    _, guide, expected = train_small(small_digits)
+    states = []
+    calls = iter(range(1000))
+    with pytest.raises(TrainingInterrupted, match="epoch 2, after step 3"):
+        train_small(small_digits, on_checkpoint=states.append, should_stop=lambda: next(calls) == 8)
+    assert [(s["epoch"], s["step"]) for s in states] == [(1, 0), (1, 3)]
+    torch.manual_seed(123)  # whatever happened in between
+    _, resumed_guide, history = train_small(small_digits, state=states[-1])
+    assert without_time(history) == without_time(expected)
+    for (name, a), (_, b) in zip(guide.state_dict().items(), resumed_guide.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_a_nan_stops_with_epoch_step_and_term_and_the_last_good_checkpoint_stays(small_digits):
+    x, y = small_digits[0].tensors
+    x = x.clone()
+    x[200:] = float("nan")  # the batches holding these examples poison the NLL
+    model = small_mlp()
+    guide = auto_normal(model)
+    states = []
+    with pytest.raises(FloatingPointError, match=r"the loss became nan at epoch 1, step \d+: the NLL is not finite"):
+        fit(model, guide, make_loader(TensorDataset(x, y), 64), epochs=3, on_checkpoint=states.append)
+    assert states == []  # nothing half-done was handed out as a checkpoint
+    model, guide = small_mlp(), auto_normal(small_mlp())
+    states = []
+    good = TensorDataset(*small_digits[0].tensors)
+    fit(model, guide, make_loader(good, 64), epochs=1, on_checkpoint=states.append)
+    assert [(s["epoch"], s["step"]) for s in states] == [(1, 0)]
+
+
+def test_sigterm_checkpoints_and_resume_finishes_like_an_uninterrupted_run(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    cli("pyro_bnn.train", *SHORT, f"hydra.run.dir={straight}")
+    proc = subprocess.Popen([sys.executable, "-m", "pyro_bnn.train", *SHORT, f"hydra.run.dir={interrupted}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (interrupted / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Resume with the same overrides plus: resume=true" in stderr.strip().splitlines()[-1]
+    assert json.loads((interrupted / "status.json").read_text())["status"] == "interrupted"
+    assert (interrupted / "checkpoint.pt").is_file() and not (interrupted / "metrics.json").exists()
+    cli("pyro_bnn.train", *SHORT, "resume=true", f"hydra.run.dir={interrupted}")
+    a = json.loads((straight / "metrics.json").read_text())
+    b = json.loads((interrupted / "metrics.json").read_text())
+    assert b["test"] == a["test"] and b["train"] == a["train"]
+    assert not (interrupted / "checkpoint.pt").exists()  # removed once finished
+
+
+BAD_RUNS = [
+    (["data=mnist", "data.root={tmp}/empty"], "set data.download=true to fetch it"),
+    (["resume=true", "hydra.run.dir={tmp}/nothing_here"], "has no checkpoint.pt: pass hydra.run.dir"),
+    (["hydra.run.dir={tmp}/a_file/run"], None),
+    (["model.kernel_size=2"], "model.kernel_size=2 is not allowed: use an odd integer >= 1"),
+    (["model=cnn", "data=toy_regression"], "model=cnn needs image data"),
+    (["device=cuda:x"], "device=cuda:x is not allowed: use cpu, cuda or cuda:N"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_RUNS)
+def test_bad_runs_stop_before_any_work_with_one_line(tmp_path, overrides, message):
+    (tmp_path / "a_file").write_text("not a directory")
+    proc = cli("pyro_bnn.train", *[o.format(tmp=tmp_path) for o in overrides], *QUIET, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    if message:
+        assert last_line(proc).startswith("error: ") and message in last_line(proc)
+    else:
+        assert "a_file" in proc.stderr
+
+
+def test_resume_with_another_config_names_the_keys(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "pyro_bnn.train", *SHORT, f"hydra.run.dir={run_dir}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT
+    out = cli("pyro_bnn.train", *SHORT, "prior.scale=0.5", "resume=true", f"hydra.run.dir={run_dir}", check=False)
+    assert "the config differs from the checkpoint's at prior.scale" in last_line(out)
+
+
+def test_unreadable_and_mismatched_posteriors_are_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    cli("pyro_bnn.train", "+experiment=debug", *QUIET, f"hydra.run.dir={run_dir}")
+    posterior = run_dir / "posterior.pt"
+    blob = torch.load(posterior, weights_only=True)
+    blob["config"]["model"]["hidden"] = [17]
+    torch.save(blob, tmp_path / "mismatched.pt")
+    posterior.rename(tmp_path / "good.pt")
+    (tmp_path / "mismatched.pt").rename(posterior)
+    out = cli("pyro_bnn.evaluate", f"run_dir={run_dir}", check=False)
+    assert "does not match the model its config describes" in last_line(out)
+    posterior.write_bytes(b"\x00garbage")
+    out = cli("pyro_bnn.evaluate", f"run_dir={run_dir}", check=False)
+    assert "is not a readable pyro_bnn saved posterior" in last_line(out) and "Traceback" not in out.stderr
+    posterior.unlink()
+    out = cli("pyro_bnn.evaluate", f"run_dir={run_dir}", check=False)
+    assert "no saved posterior at" in last_line(out)
+
+
+def test_files_are_written_atomically(tmp_path, monkeypatch):
+    from pyro_bnn import outputs
+
+    target = tmp_path / "metrics.json"
+    outputs.write_json(target, {"a": 1})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        outputs.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 1}  # the old file is intact, never half-written
