@@ -24,6 +24,9 @@ from .models import ACTIVATIONS
 from .priors import PRIOR_FAMILIES
 
 MODELS = ("mlp", "cnn")
+#: Metrics a job can return to a sweeper (``objective=``), as ``<section>.<name>`` of metrics.json.
+OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.rmse", "test.log_likelihood",
+              "train.loss", "train.nll", "train.kl")
 
 
 class ConfigError(ValueError):
@@ -96,6 +99,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0
     resume: bool = False
+    objective: Optional[str] = None
 
 
 @dataclass
@@ -154,6 +158,7 @@ _RULES = [
     ("inference.lr_schedule", _one_of(LR_SCHEDULES), f"one of {list(LR_SCHEDULES)}"),
     ("eval.num_samples", lambda v: v >= 1, "an integer >= 1"),
     ("threads", lambda v: v >= 0, "an integer >= 0 (0: torch's default)"),
+    ("objective", lambda v: v is None or v in OBJECTIVES, f"null or one of {list(OBJECTIVES)}"),
 ]
 
 

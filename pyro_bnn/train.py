@@ -203,11 +203,16 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> Dict[str, Any]:
+def main(cfg: DictConfig):
+    """Run :func:`train`; return its metrics, or the ``objective`` metric (a float, for sweepers such as Optuna)."""
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        return train(cfg, output_dir)
+        metrics = train(cfg, output_dir)
+        if cfg.objective:
+            section, name = cfg.objective.split(".")
+            return float(metrics[section][name])
+        return metrics
     except RunInterrupted as stop:
         log.warning("%s", stop)
         write_json(output_dir / STATUS_FILE, {"status": "interrupted", "error": str(stop)})

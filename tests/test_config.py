@@ -77,6 +77,8 @@ def test_defaults_are_the_digits_cnn_with_the_exact_elbo():
     ("inference.kl_weight=-1", "inference.kl_weight=-1.0 is not allowed"),
     ("data=toy_regression", "model=cnn needs image data"),
     ("device=tpu", "device=tpu is not allowed: use cpu, cuda or cuda:N"),
+    ("objective=test.speed", "objective=test.speed is not allowed: use null or one of"),
+    ("inference.lr_schedule=step", "inference.lr_schedule=step is not allowed: use one of ['constant', 'cosine']"),
 ])
 def test_nonsense_values_get_one_line_naming_the_key(override, message):
     cfg = compose_train(override)

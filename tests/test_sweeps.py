@@ -91,3 +91,15 @@ def test_launcher_presets(launcher, target, threads):
     assert cfg.threads == threads
     if launcher == "slurm":
         assert {"partition", "timeout_min", "mem_gb", "gpus_per_node", "array_parallelism"} <= set(cfg.hydra.launcher)
+
+
+def test_optuna_preset_searches_and_summarises(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    proc = subprocess.run([sys.executable, "-m", "pyro_bnn.train", "-m", "+sweep=optuna_prior_scale",
+                           "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert f"best_value: {min(float(r['nll']) for r in rows)}" in best
