@@ -73,7 +73,7 @@ def _signals_stop_training() -> Iterator[List[int]]:
             signal.signal(signum, handler)
 
 
-def _check_writable(output_dir: Path) -> None:
+def _check_writable(output_dir: Path, key: str = "hydra.run.dir (or hydra.sweep.dir)") -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         probe = output_dir / ".write_test"
@@ -81,7 +81,7 @@ def _check_writable(output_dir: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"the output dir {output_dir} cannot be written ({err.strerror}): "
-                          "set hydra.run.dir (or hydra.sweep.dir) to a writable place") from None
+                          f"set {key} to a writable place") from None
 
 
 def _resume_state(cfg: DictConfig, output_dir: Path) -> Dict[str, Any]:
@@ -194,9 +194,9 @@ class OutputDirCheck(Callback):
     @staticmethod
     def _check(directory: str, key: str) -> None:
         try:
-            _check_writable(Path(directory))
+            _check_writable(Path(directory), key)
         except ConfigError as err:
-            sys.exit(f"error: {err}".replace("hydra.run.dir (or hydra.sweep.dir)", key))
+            sys.exit(f"error: {err}")
 
 
 register_configs()
