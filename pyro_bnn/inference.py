@@ -201,6 +201,7 @@ def fit(
                 "model": model.state_dict(), "guide": guide.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "rng_epoch_start": rng_epoch_start,
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "sampler_epoch_start": sampler_epoch_start, "elapsed": time.perf_counter() - start,
             }
 
@@ -218,6 +219,8 @@ def fit(
                     continue
                 if step == skip and state is not None and epoch == first_epoch:
                     torch.set_rng_state(state["rng"])
+                    if state.get("cuda_rng") is not None:
+                        torch.cuda.set_rng_state(state["cuda_rng"], device)
                 if should_stop is not None and should_stop():
                     if on_checkpoint is not None:
                         on_checkpoint(snapshot(epoch, step, rng_epoch_start, sampler_epoch_start))

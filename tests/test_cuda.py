@@ -39,3 +39,22 @@ def test_cuda_and_cpu_compute_the_same_terms(small_digits):
     gpu = elbo_terms(model, poutine.replay(guide, trace=fixed), x.cuda(), y.cuda())
     torch.testing.assert_close(gpu.nll.cpu(), cpu.nll, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(gpu.kl.cpu(), cpu.kl, rtol=1e-4, atol=1e-3)
+
+
+def test_resume_on_cuda_gives_the_uninterrupted_result(small_digits):
+    from pyro_bnn.inference import TrainingInterrupted
+
+    def run(**kwargs):
+        pyro.set_rng_seed(0)
+        model = small_mlp(num_data=len(small_digits[0])).to("cuda")
+        guide = auto_normal(model, init_scale=1e-2)
+        return fit(model, guide, make_loader(small_digits[0], 64, shuffle=True), epochs=3, lr=1e-2, **kwargs)
+
+    expected = run()
+    states, calls = [], iter(range(1000))
+    with pytest.raises(TrainingInterrupted):
+        run(on_checkpoint=states.append, should_stop=lambda: next(calls) == 7)
+    torch.cuda.manual_seed(99)
+    resumed = run(state=states[-1])
+    assert [{k: v for k, v in r.items() if k != "time_s"} for r in resumed] == \
+           [{k: v for k, v in r.items() if k != "time_s"} for r in expected]
