@@ -195,6 +195,10 @@ def fit(
             sums, elapsed = dict(state["sums"]), state["elapsed"]
         start = time.perf_counter() - elapsed
 
+        def shuffle_state():
+            """What decides an epoch's batch order: torch's RNG and the sampler's own generator."""
+            return torch.get_rng_state(), generator.get_state() if generator is not None else None
+
         def snapshot(epoch, step, rng_epoch_start, sampler_epoch_start) -> Dict:
             return {
                 "epoch": epoch, "step": step, "sums": dict(sums), "history": list(history),
@@ -211,9 +215,8 @@ def fit(
                 if generator is not None and state["sampler_epoch_start"] is not None:
                     generator.set_state(state["sampler_epoch_start"])
             else:
-                sums, skip = {}, 0
-            rng_epoch_start = torch.get_rng_state()
-            sampler_epoch_start = generator.get_state() if generator is not None else None
+                skip = 0
+            rng_epoch_start, sampler_epoch_start = shuffle_state()
             for step, (x, y) in enumerate(loader):
                 if step < skip:
                     continue
@@ -241,8 +244,7 @@ def fit(
             history.append(record)
             sums = {}
             if on_checkpoint is not None:
-                on_checkpoint(snapshot(epoch + 1, 0, torch.get_rng_state(),
-                                       generator.get_state() if generator is not None else None))
+                on_checkpoint(snapshot(epoch + 1, 0, *shuffle_state()))
             if callback is not None:
                 callback(record)
     return history
