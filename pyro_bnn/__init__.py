@@ -19,19 +19,22 @@ pyro.settings.set(module_local_params=True)
 
 from .data import DataSplits, load_data, make_loader  # noqa: E402
 from .elbo import ElboTerms, elbo_terms  # noqa: E402
-from .evaluation import classification_metrics, evaluate, predict, regression_metrics  # noqa: E402
+from .evaluation import (classification_metrics, evaluate, ood_metrics, posterior_samples, predict,  # noqa: E402
+                         predict_with_samples, regression_metrics)
+from .reference import nuts_posterior  # noqa: E402
 from .guides import MeanFieldNormal, auto_delta, auto_lowrank, auto_normal, build_guide  # noqa: E402
 from .inference import KLWeight, fit  # noqa: E402
 from .likelihoods import Categorical, Gaussian  # noqa: E402
-from .models import BayesianCNN, BayesianMLP, BayesianModel  # noqa: E402
+from .models import BayesianCNN, BayesianMLP, BayesianModel, pretrained_weights, to_bayesian  # noqa: E402
 from .priors import LaplacePrior, NormalPrior, Prior, StudentTPrior  # noqa: E402
 
 __all__ = [
-    "BayesianCNN", "BayesianMLP", "BayesianModel",
+    "BayesianCNN", "BayesianMLP", "BayesianModel", "to_bayesian", "pretrained_weights",
     "Prior", "NormalPrior", "LaplacePrior", "StudentTPrior",
     "Categorical", "Gaussian",
     "MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "build_guide",
     "KLWeight", "fit", "ElboTerms", "elbo_terms",
-    "evaluate", "predict", "classification_metrics", "regression_metrics",
+    "evaluate", "predict", "posterior_samples", "predict_with_samples",
+    "classification_metrics", "regression_metrics", "ood_metrics", "nuts_posterior",
     "DataSplits", "load_data", "make_loader",
 ]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from .data import DATASETS
+from .data import DATASETS, OOD_SETS
 from .elbo import ELBO_KL
 from .guides import GUIDES, INIT_LOCS
 from .inference import KL_SCHEDULES, LR_SCHEDULES
@@ -24,6 +24,7 @@ from .models import ACTIVATIONS
 from .priors import PRIOR_FAMILIES
 
 MODELS = ("mlp", "cnn")
+REFERENCES = ("none", "nuts")
 #: Metrics a job can return to a sweeper (``objective=``), as ``<section>.<name>`` of metrics.json.
 OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.rmse", "test.log_likelihood",
               "train.loss", "train.nll", "train.kl")
@@ -41,6 +42,9 @@ class DataConfig:
     split_seed: int = 0
     batch_size: int = 32
     test_batch_size: int = 1000
+    subset: int = 0
+    ood: str = "none"
+    holdout_classes: List[int] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +54,8 @@ class ModelConfig:
     channels: List[int] = field(default_factory=lambda: [64, 128])
     kernel_size: int = 3
     activation: str = "relu"
+    noise_scale: float = 1.0
+    learn_noise: bool = True
 
 
 @dataclass
@@ -74,17 +80,27 @@ class GuideConfig:
 class InferenceConfig:
     elbo: str = "mean_field"
     lr: float = 1e-3
-    epochs: int = 40
+    epochs: int = 60
     num_particles: int = 1
     kl_weight: float = 1.0
     kl_warmup_epochs: int = 0
     kl_schedule: str = "uniform"
-    lr_schedule: str = "constant"
+    lr_schedule: str = "cosine"
 
 
 @dataclass
 class EvalConfig:
     num_samples: int = 100
+
+
+@dataclass
+class ReferenceConfig:
+    method: str = "none"
+    num_samples: int = 100
+    warmup_steps: int = 100
+    num_chains: int = 1
+    max_tree_depth: int = 6
+    target_accept_prob: float = 0.8
 
 
 @dataclass
@@ -95,10 +111,13 @@ class TrainConfig:
     guide: GuideConfig = field(default_factory=GuideConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     seed: int = 0
     device: str = "cpu"
     threads: int = 0
     resume: bool = False
+    progress: bool = True
+    tensorboard: bool = False
     objective: Optional[str] = None
 
 
@@ -134,11 +153,15 @@ _RULES = [
     ("data.name", _one_of(DATASETS), f"one of {list(DATASETS)}"),
     ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.test_batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("data.subset", lambda v: v >= 0, "an integer >= 0 (0: the whole training split)"),
+    ("data.ood", _one_of(OOD_SETS), f"one of {list(OOD_SETS)}"),
+    ("data.holdout_classes", lambda v: all(isinstance(c, int) and c >= 0 for c in v), "a list of class indices >= 0"),
     ("model.name", _one_of(MODELS), f"one of {list(MODELS)}"),
     ("model.hidden", _all_positive_ints, "a list of layer widths >= 1, e.g. [100,100] (or [] for none)"),
     ("model.channels", lambda v: len(v) >= 1 and _all_positive_ints(v), "a non-empty list of channel counts >= 1"),
     ("model.kernel_size", lambda v: v >= 1 and v % 2 == 1, "an odd integer >= 1"),
     ("model.activation", _one_of(ACTIVATIONS), f"one of {sorted(ACTIVATIONS)}"),
+    ("model.noise_scale", _positive, "a finite number > 0 (the Gaussian likelihood's noise sd)"),
     ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
     ("prior.scale", _positive, "a finite number > 0"),
     ("prior.loc", lambda v: math.isfinite(v), "a finite number"),
@@ -157,6 +180,12 @@ _RULES = [
     ("inference.kl_schedule", _one_of(KL_SCHEDULES), f"one of {list(KL_SCHEDULES)}"),
     ("inference.lr_schedule", _one_of(LR_SCHEDULES), f"one of {list(LR_SCHEDULES)}"),
     ("eval.num_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
+    ("reference.num_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.warmup_steps", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.num_chains", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.max_tree_depth", lambda v: 1 <= v <= 12, "an integer from 1 to 12"),
+    ("reference.target_accept_prob", lambda v: 0 < v < 1, "a number between 0 and 1, e.g. 0.8"),
     ("threads", lambda v: v >= 0, "an integer >= 0 (0: torch's default)"),
     ("objective", lambda v: v is None or v in OBJECTIVES, f"null or one of {list(OBJECTIVES)}"),
 ]
@@ -178,6 +207,11 @@ def validate(cfg: DictConfig) -> None:
     validate_device(cfg.device)
     if cfg.model.name == "cnn" and cfg.data.name == "toy_regression":
         raise ConfigError("model=cnn needs image data, but data=toy_regression is tabular: use model=mlp")
+    if cfg.data.ood == "heldout" and not cfg.data.holdout_classes:
+        raise ConfigError("data.ood=heldout needs classes to hold out of training: set data.holdout_classes, e.g. [8,9]")
+    if cfg.data.name == "toy_regression" and (cfg.data.ood != "none" or cfg.data.holdout_classes):
+        raise ConfigError("data.ood and data.holdout_classes are for classification: "
+                          "use data.ood=none data.holdout_classes=[] with data=toy_regression")
 
 
 def validate_device(device: str) -> None:

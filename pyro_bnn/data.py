@@ -7,18 +7,24 @@
 * ``mnist``, ``fashion_mnist``, ``cifar10``: torchvision's datasets under ``root``
   (``download=True`` fetches them), official train/test split, normalised by the training set's
   mean and standard deviation (per channel).
+
+Out-of-distribution sets (:func:`load_ood`), for the uncertainty metrics of a classifier:
+``rotated`` (the test images turned by 90 degrees), ``heldout`` (test examples of the classes in
+``holdout_classes``, removed from training and test), ``mnist`` / ``fashion_mnist`` (that
+torchvision test set, normalised like the training data).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 DATASETS = ("digits", "toy_regression", "mnist", "fashion_mnist", "cifar10")
+OOD_SETS = ("none", "rotated", "heldout", "mnist", "fashion_mnist")
 
 
 @dataclass
@@ -31,6 +37,11 @@ class DataSplits:
     in_shape: Tuple[int, ...]
     num_outputs: int
     task: str  # "classification" or "regression"
+    #: per-channel input normalisation applied to raw [0, 1] images (None: inputs used as loaded)
+    input_mean: Optional[torch.Tensor] = None
+    input_std: Optional[torch.Tensor] = None
+    #: test examples of held-out classes (see :func:`hold_out`)
+    heldout: Optional[TensorDataset] = None
 
     @property
     def num_train(self) -> int:
@@ -49,6 +60,10 @@ def load_digits_splits(split_seed: int = 0, test_size: float = 0.2) -> DataSplit
         return TensorDataset(torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8), torch.tensor(y, dtype=torch.long))
 
     return DataSplits("digits", tensors(x_tr, y_tr), tensors(x_te, y_te), (1, 8, 8), 10, "classification")
+
+
+#: The interval of the toy regression's inputs without training data.
+TOY_GAP = (-0.35, 0.35)
 
 
 def toy_regression_inputs(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -76,47 +91,100 @@ def load_toy_regression(num_train: int = 200, num_test: int = 200, noise: float 
 _TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
-def load_torchvision(name: str, root: str, download: bool = False) -> DataSplits:
-    """MNIST, FashionMNIST or CIFAR-10 from torchvision's on-disk files under ``root``."""
+def torchvision_images(name: str, root: str, download: bool = False, train: bool = True) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Images ``(N, C, H, W)`` in [0, 1], labels and the number of classes of a torchvision dataset."""
     import torchvision
 
     cls = getattr(torchvision.datasets, _TORCHVISION[name])
     try:
-        train, test = cls(root, train=True, download=download), cls(root, train=False, download=download)
+        ds = cls(root, train=train, download=download)
     except RuntimeError as err:
         raise FileNotFoundError(
             f"dataset {name!r} was not found under {Path(root).resolve()} ({err}); "
             "set data.download=true to fetch it, or data.root to where it is"
         ) from None
+    data = torch.as_tensor(ds.data)
+    data = data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W)
+    return data.float() / 255.0, torch.as_tensor(ds.targets, dtype=torch.long), len(ds.classes)
 
-    def images(ds) -> torch.Tensor:
-        data = torch.as_tensor(ds.data)
-        data = data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W)
-        return data.float() / 255.0
 
-    x_tr, x_te = images(train), images(test)
+def load_torchvision(name: str, root: str, download: bool = False) -> DataSplits:
+    """MNIST, FashionMNIST or CIFAR-10 from torchvision's on-disk files under ``root``."""
+    x_tr, y_tr, num_classes = torchvision_images(name, root, download, train=True)
+    x_te, y_te, _ = torchvision_images(name, root, download, train=False)
     mean = x_tr.mean(dim=(0, 2, 3), keepdim=True)
     std = x_tr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    y_tr, y_te = torch.as_tensor(train.targets, dtype=torch.long), torch.as_tensor(test.targets, dtype=torch.long)
     return DataSplits(
         name,
         TensorDataset((x_tr - mean) / std, y_tr),
         TensorDataset((x_te - mean) / std, y_te),
         tuple(x_tr.shape[1:]),
-        len(train.classes),
+        num_classes,
         "classification",
+        input_mean=mean,
+        input_std=std,
     )
 
 
-def load_data(name: str, root: str = "data", download: bool = False, split_seed: int = 0) -> DataSplits:
-    """Load dataset ``name`` (one of :data:`DATASETS`)."""
+def hold_out(data: DataSplits, classes: Sequence[int]) -> DataSplits:
+    """Remove ``classes`` from the training and test sets; their test examples become ``data.heldout``."""
+    classes = sorted({int(c) for c in classes})
+    bad = [c for c in classes if not 0 <= c < data.num_outputs]
+    if data.task != "classification" or bad or len(classes) >= data.num_outputs:
+        raise ValueError(f"data.holdout_classes={classes}: hold out some (not all) of the classes 0..."
+                         f"{data.num_outputs - 1} of a classification dataset")
+
+    def split(ds: TensorDataset, keep: bool) -> TensorDataset:
+        x, y = ds.tensors
+        mask = torch.isin(y, torch.tensor(classes)) != keep
+        return TensorDataset(x[mask], y[mask])
+
+    data.heldout = split(data.test, keep=False)
+    data.train, data.test = split(data.train, keep=True), split(data.test, keep=True)
+    return data
+
+
+def load_ood(data: DataSplits, name: str, root: str = "data", download: bool = False) -> Optional[TensorDataset]:
+    """The out-of-distribution set ``name`` (one of :data:`OOD_SETS`) for ``data``; None for ``"none"``."""
+    if name == "none":
+        return None
+    if data.task != "classification":
+        raise ValueError(f"data.ood={name!r}: out-of-distribution sets are for classification; use data.ood=none")
+    if name == "rotated":
+        if len(data.in_shape) != 3:
+            raise ValueError(f"data.ood=rotated needs image inputs; {data.name} has inputs of shape {data.in_shape}")
+        x, y = data.test.tensors
+        return TensorDataset(torch.rot90(x, 1, dims=(2, 3)).contiguous(), y)
+    if name == "heldout":
+        if data.heldout is None:
+            raise ValueError("data.ood=heldout needs held-out classes: set data.holdout_classes, e.g. [8,9]")
+        return data.heldout
+    if name in ("mnist", "fashion_mnist"):
+        if data.in_shape != (1, 28, 28) or name == data.name:
+            raise ValueError(f"data.ood={name} is a set of 1x28x28 images other than the training data; "
+                             f"{data.name} has inputs of shape {data.in_shape}: choose another data.ood")
+        x, y, _ = torchvision_images(name, root, download, train=False)
+        return TensorDataset((x - data.input_mean) / data.input_std, y)
+    raise ValueError(f"data.ood={name!r} is not known; choose one of {list(OOD_SETS)}")
+
+
+def load_data(name: str, root: str = "data", download: bool = False, split_seed: int = 0,
+              holdout_classes: Sequence[int] = (), subset: int = 0) -> DataSplits:
+    """Load dataset ``name`` (one of :data:`DATASETS`), without ``holdout_classes`` (see :func:`hold_out`),
+    keeping only the first ``subset`` training examples when ``subset > 0`` (the split is already shuffled)."""
     if name == "digits":
-        return load_digits_splits(split_seed)
-    if name == "toy_regression":
-        return load_toy_regression(split_seed=split_seed)
-    if name in _TORCHVISION:
-        return load_torchvision(name, root, download)
-    raise ValueError(f"data={name!r} is not known; choose one of {list(DATASETS)}")
+        data = load_digits_splits(split_seed)
+    elif name == "toy_regression":
+        data = load_toy_regression(split_seed=split_seed)
+    elif name in _TORCHVISION:
+        data = load_torchvision(name, root, download)
+    else:
+        raise ValueError(f"data={name!r} is not known; choose one of {list(DATASETS)}")
+    if len(holdout_classes):
+        data = hold_out(data, holdout_classes)
+    if subset:
+        data.train = TensorDataset(*(t[: int(subset)] for t in data.train.tensors))
+    return data
 
 
 def make_loader(dataset: TensorDataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:

@@ -4,7 +4,8 @@ Loads ``<run dir>/posterior.pt``, evaluates it on the test split of the run's ow
 data set (or of ``dataset``, e.g. an out-of-distribution set of the same input shape)
 with the run's seed and number of predictive samples unless overridden, prints the
 metrics and writes them to ``<run dir>/evaluation_<data>.json``. On the run's own data
-with the defaults, it reproduces ``metrics.json``'s test metrics.
+(with its held-out classes and out-of-distribution set) and the defaults, it reproduces
+``metrics.json``'s test metrics.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyro
 from omegaconf import DictConfig
 
 from .config import ConfigError, register_configs, validate_device
-from .data import load_data, make_loader
+from .data import load_data, load_ood, make_loader
 from .evaluation import evaluate
 from .outputs import write_json
 from .posterior import load_posterior
@@ -34,16 +35,19 @@ def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: in
     run_dir = Path(run_dir)
     model, guide, cfg, spec = load_posterior(run_dir / "posterior.pt", device)
     name = dataset or spec["name"]
-    root = cfg.data.root
-    splits = load_data(name, root, cfg.data.download, cfg.data.split_seed)
+    own = name == spec["name"]
+    splits = load_data(name, cfg.data.root, cfg.data.download, cfg.data.split_seed,
+                       cfg.data.get("holdout_classes", []) if own else [])
     if tuple(splits.in_shape) != tuple(spec["in_shape"]) or splits.task != spec["task"]:
         raise ConfigError(
             f"dataset={name} has {splits.task} inputs of shape {tuple(splits.in_shape)}, but the run was trained on "
             f"{spec['task']} inputs of shape {tuple(spec['in_shape'])}: pick a data set of the same shape"
         )
+    ood = load_ood(splits, cfg.data.get("ood", "none"), cfg.data.root, cfg.data.download) if own else None
     pyro.set_rng_seed(cfg.seed if seed is None else seed)
     metrics = evaluate(model, guide, make_loader(splits.test, cfg.data.test_batch_size),
-                       num_samples or cfg.eval.num_samples)
+                       num_samples or cfg.eval.num_samples,
+                       make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
     write_json(run_dir / f"evaluation_{name}.json", {"data": name, "test": metrics})
     return metrics
 

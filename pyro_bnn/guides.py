@@ -11,14 +11,16 @@ Initial locations (``init_loc``):
 
 * ``"pytorch"``: a fresh standard PyTorch init of each layer (Kaiming-uniform
   weights, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` biases), drawn from torch's RNG;
-* ``"median"``: the prior median (zeros for centred priors), Pyro's default.
+* ``"median"``: the prior median (zeros for centred priors), Pyro's default;
+* a mapping ``{site name: tensor}``, e.g. :func:`pyro_bnn.models.pretrained_weights` of a trained
+  network: the guide's means start at those weights (other sites get the PyTorch init).
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from typing import Callable
+from typing import Callable, Mapping, Union
 
 import pyro
 import pyro.distributions as dist
@@ -55,7 +57,25 @@ def pytorch_init(model: nn.Module) -> Callable[[dict], torch.Tensor]:
     return init_loc_fn
 
 
-def _init_loc_fn(model: nn.Module, init_loc: str) -> Callable[[dict], torch.Tensor]:
+def _from_values(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Callable[[dict], torch.Tensor]:
+    fallback = pytorch_init(model)
+
+    def init_loc_fn(site: dict) -> torch.Tensor:
+        if site["name"] not in values:
+            return fallback(site)
+        value = torch.as_tensor(values[site["name"]]).detach()
+        shape = site["fn"].shape()
+        if value.shape != shape:
+            raise ValueError(f"init_loc: the value for {site['name']} has shape {tuple(value.shape)}, "
+                             f"the site has {tuple(shape)}: pass weights of the same network")
+        return value.to(site["fn"].sample().device).clone()
+
+    return init_loc_fn
+
+
+def _init_loc_fn(model: nn.Module, init_loc: Union[str, Mapping]) -> Callable[[dict], torch.Tensor]:
+    if isinstance(init_loc, Mapping):
+        return _from_values(model, init_loc)
     if init_loc == "pytorch":
         return pytorch_init(model)
     if init_loc == "median":
@@ -107,7 +127,8 @@ def auto_normal(model: nn.Module, init_scale: float = 1e-3, init_loc: str = "pyt
     """Mean-field Normal posterior over every weight and bias (analytic KL with the mean-field ELBO).
 
     :param float init_scale: initial posterior standard deviation of every weight.
-    :param str init_loc: ``"pytorch"`` (standard layer init) or ``"median"`` (prior median).
+    :param init_loc: ``"pytorch"`` (standard layer init), ``"median"`` (prior median), or a mapping
+        ``{site: tensor}`` of starting means (e.g. :func:`~pyro_bnn.models.pretrained_weights`).
     """
     _check_init_scale(init_scale)
     return MeanFieldNormal(model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale))

@@ -13,7 +13,8 @@ Sample site names are the network's parameter names (``net.<i>.weight``).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+import copy
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from pyro.nn import PyroModule
@@ -21,7 +22,7 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from .likelihoods import Categorical, Likelihood
-from .priors import NormalPrior, Prior
+from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
 
@@ -146,3 +147,33 @@ class BayesianCNN(BayesianModel):
             layers += [nn.Linear(w_in, w_out), _activation(activation)]
         layers.append(nn.Linear(widths[-1], int(num_classes)))
         super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data)
+
+
+def to_bayesian(
+    module: nn.Module,
+    in_shape: Sequence[int],
+    prior: Optional[Prior] = None,
+    likelihood: Optional[Likelihood] = None,
+    num_data: int = 1,
+) -> BayesianModel:
+    """A Bayesian model from an existing ``torch.nn.Module`` (any architecture): every parameter of its
+    Linear/Conv layers becomes a sample site with ``prior``; ``module`` itself is left untouched (copied).
+    Parameters of other layers (e.g. normalisation) stay ordinary learned parameters (point estimates).
+
+    Start the guide's means at the module's trained weights with :func:`pretrained_weights`::
+
+        model = to_bayesian(net, in_shape=(1, 28, 28), prior=NormalPrior(0.1), num_data=60000)
+        guide = auto_normal(model, init_loc=pretrained_weights(net))
+    """
+    if not any(isinstance(m, BAYESIAN_LAYERS) for m in module.modules()):
+        raise ValueError(f"{type(module).__name__} has no Linear or Conv layer to put a prior on; "
+                         "to_bayesian converts networks built from nn.Linear / nn.Conv1d/2d/3d layers")
+    return BayesianModel(copy.deepcopy(module), in_shape, prior=prior, likelihood=likelihood, num_data=num_data)
+
+
+def pretrained_weights(module: nn.Module, prefix: str = "net.") -> Dict[str, torch.Tensor]:
+    """``{site name: weight}`` of the Linear/Conv parameters of a plain ``module``, for a guide's ``init_loc``
+    (the site names of :func:`to_bayesian`'s model)."""
+    return {f"{prefix}{layer_name}.{name}".replace("..", "."): param.detach().clone()
+            for layer_name, layer in module.named_modules() if isinstance(layer, BAYESIAN_LAYERS)
+            for name, param in layer.named_parameters(recurse=False)}

@@ -50,7 +50,8 @@ def build_prior(cfg: DictConfig):
 
 def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:
     """The Bayesian model of ``cfg.model`` and ``cfg.prior`` for data described by ``spec``."""
-    likelihood = Categorical() if spec["task"] == "classification" else Gaussian()
+    likelihood = (Categorical() if spec["task"] == "classification"
+                  else Gaussian(cfg.model.get("noise_scale", 1.0), learn_scale=cfg.model.get("learn_noise", True)))
     common = dict(activation=cfg.model.activation, prior=build_prior(cfg.prior), likelihood=likelihood,
                   num_data=spec["num_data"])
     if cfg.model.name == "mlp":

@@ -6,6 +6,9 @@ is the thin ``@hydra.main`` wrapper. A run writes into its run dir:
 * ``metrics.json``: final test metrics, final training terms, timings;
 * ``history.csv``: one row per epoch (loss, nll, kl, kl.<layer>..., kl_weight, time_s);
 * ``elbo_terms.png``: those terms over the epochs;
+* ``reliability.png``, ``uncertainty_ood.png`` (classification), ``predictive.png`` (1-D regression),
+  ``reference.json`` / ``reference.png`` (``reference=nuts``): see :mod:`pyro_bnn.report`;
+* ``tensorboard/`` with ``tensorboard=true``: the same terms and metrics as TensorBoard scalars;
 * ``posterior.pt``: the trained posterior, loadable with :func:`pyro_bnn.posterior.load_posterior`;
 * ``.hydra/`` and ``train.log`` (Hydra's);
 * ``checkpoint.pt`` while training (every epoch, and on SIGINT/SIGTERM), removed once finished;
@@ -31,18 +34,20 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, register_configs, validate
-from .data import load_data, make_loader
-from .evaluation import evaluate
+from .data import load_data, load_ood, make_loader
+from .evaluation import posterior_samples, score
 from .inference import KLWeight, TrainingInterrupted, fit
 from .outputs import write_csv, write_json
 from .plots import plot_elbo_terms
+from .progress import EpochReporter, require_tensorboard
+from .report import write_figures, write_reference
 from .posterior import CHECKPOINT, build, data_spec, load_checkpoint, save_checkpoint, save_posterior
 from .summarize import STATUS_FILE
 
 log = logging.getLogger(__name__)
 
 #: Errors that name their cause and fix: reported in one line, without a traceback.
-EXPECTED_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError, ValueError)
+EXPECTED_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError, ImportError, ValueError)
 
 
 class RunInterrupted(Exception):
@@ -112,32 +117,39 @@ def _flat(tree, prefix: str = "") -> Dict[str, Any]:
     return {prefix[:-1]: str(tree)}
 
 
-def train(cfg: DictConfig, output_dir) -> Dict[str, Any]:
+def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]:
     """Train the posterior that ``cfg`` describes; write the run files into ``output_dir``.
 
     The training state goes to ``checkpoint.pt`` after every epoch and on SIGINT/SIGTERM (then
     :class:`RunInterrupted` is raised); ``cfg.resume`` continues from it to the same result as an
     uninterrupted run. The checkpoint is removed once the run has finished.
 
+    :param bool progress: show a tqdm bar over the epochs (when ``cfg.progress`` and stderr is a terminal).
     :return: the content of ``metrics.json`` (plain numbers).
     """
     validate(cfg)
     output_dir = Path(output_dir)
     _check_writable(output_dir)
     state = _resume_state(cfg, output_dir) if cfg.resume else None
+    if cfg.tensorboard:
+        require_tensorboard()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pyro.clear_param_store()
     pyro.set_rng_seed(cfg.seed)
-    data = load_data(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.split_seed)
+    data = load_data(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.split_seed,
+                     cfg.data.holdout_classes, cfg.data.subset)
+    ood = load_ood(data, cfg.data.ood, cfg.data.root, cfg.data.download)
     spec = data_spec(data)
     model, guide = build(cfg, spec, cfg.device)
     kl_weight = KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs, cfg.inference.kl_schedule)
-    log.info("data=%s (%d train, %d test), model=%s, prior=%r, guide=%s, elbo=%s",
-             data.name, len(data.train), len(data.test), cfg.model.name, model.prior, cfg.guide.name,
-             cfg.inference.elbo)
+    log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
+             data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood else "",
+             cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
     start = time.perf_counter()
-    with _signals_stop_training() as received:
+    reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress,
+                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard else None)
+    with reporter, _signals_stop_training() as received:
         try:
             history = fit(
                 model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed),
@@ -145,34 +157,43 @@ def train(cfg: DictConfig, output_dir) -> Dict[str, Any]:
                 num_particles=cfg.inference.num_particles, kl_weight=kl_weight,
                 lr_schedule=cfg.inference.lr_schedule, state=state,
                 on_checkpoint=lambda training: save_checkpoint(output_dir / CHECKPOINT, training, cfg, spec),
-                should_stop=lambda: bool(received),
-                callback=lambda r: log.info("epoch %d: loss %.1f nll %.1f kl %.1f",
-                                            r["epoch"], r["loss"], r["nll"], r["kl"]),
+                should_stop=lambda: bool(received), callback=reporter,
             )
         except TrainingInterrupted as stop:
             raise RunInterrupted(received[0], output_dir, str(stop)) from None
-    fit_s = time.perf_counter() - start
-    write_csv(output_dir / "history.csv", history)
-    exact = kl_weight.is_exact_elbo
-    plot_elbo_terms(history, output_dir / "elbo_terms.png",
-                    title=f"{data.name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}"
-                    + ("" if exact else f" (not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
-                                        f"warm-up {cfg.inference.kl_warmup_epochs} epochs)"))
-    save_posterior(output_dir / "posterior.pt", model, guide, cfg, spec)
-    pyro.set_rng_seed(cfg.seed)
-    test = evaluate(model, guide, make_loader(data.test, cfg.data.test_batch_size), cfg.eval.num_samples)
+        fit_s = time.perf_counter() - start
+        write_csv(output_dir / "history.csv", history)
+        exact = kl_weight.is_exact_elbo
+        title = f"{data.name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}"
+        plot_elbo_terms(history, output_dir / "elbo_terms.png",
+                        title=title + ("" if exact else f" (not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
+                                                        f"warm-up {cfg.inference.kl_warmup_epochs} epochs)"))
+        save_posterior(output_dir / "posterior.pt", model, guide, cfg, spec)
+        pyro.set_rng_seed(cfg.seed)
+        test_loader = make_loader(data.test, cfg.data.test_batch_size)
+        samples = posterior_samples(model, guide, test_loader, cfg.eval.num_samples)
+        test, raw = score(model, samples, test_loader,
+                          make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
+        extra = write_figures(output_dir, model, samples, raw, test, data, cfg.data.ood, title)
+        reporter.add_metrics(test, cfg.inference.epochs)
     last = history[-1]
     metrics = {
         "test": test,
         "train": {"loss": last["loss"], "nll": last["nll"], "kl": last["kl"],
                   "kl_layers": {k[3:]: v for k, v in last.items() if k.startswith("kl.")},
                   "num_data": data.num_train, "loss_per_example": last["loss"] / data.num_train},
+        **({"uncertainty": extra} if extra else {}),
         "exact_elbo": exact,
         "time_s": time.perf_counter() - start,
         "fit_time_s": fit_s,
         "epochs": cfg.inference.epochs,
         "seed": cfg.seed,
     }
+    if cfg.reference.method == "nuts":
+        options = {k: v for k, v in OmegaConf.to_container(cfg.reference).items() if k != "method"}
+        pyro.set_rng_seed(cfg.seed)
+        comparison = write_reference(output_dir, model, guide, samples, data, test_loader, options, test)
+        metrics["reference"] = {"nuts_test": comparison["nuts"], "nuts_seconds": comparison["nuts_diagnostics"]["seconds"]}
     write_json(output_dir / "metrics.json", metrics)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
     if not exact:
@@ -208,7 +229,7 @@ def main(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        metrics = train(cfg, output_dir)
+        metrics = train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN)
         if cfg.objective:
             section, name = cfg.objective.split(".")
             return float(metrics[section][name])

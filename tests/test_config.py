@@ -79,6 +79,12 @@ def test_defaults_are_the_digits_cnn_with_the_exact_elbo():
     ("device=tpu", "device=tpu is not allowed: use cpu, cuda or cuda:N"),
     ("objective=test.speed", "objective=test.speed is not allowed: use null or one of"),
     ("inference.lr_schedule=step", "inference.lr_schedule=step is not allowed: use one of ['constant', 'cosine']"),
+    ("data.ood=svhn", "data.ood=svhn is not allowed: use one of ['none', 'rotated', 'heldout', 'mnist', 'fashion_mnist']"),
+    ("data.ood=heldout", "data.ood=heldout needs classes to hold out of training: set data.holdout_classes"),
+    ("data.holdout_classes=[-1]", "data.holdout_classes=[-1] is not allowed: use a list of class indices >= 0"),
+    ("data.subset=-5", "data.subset=-5 is not allowed"),
+    ("reference.method=hmc", "reference.method=hmc is not allowed: use one of ['none', 'nuts']"),
+    ("reference.max_tree_depth=20", "reference.max_tree_depth=20 is not allowed: use an integer from 1"),
 ])
 def test_nonsense_values_get_one_line_naming_the_key(override, message):
     cfg = compose_train(override)

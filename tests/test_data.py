@@ -86,3 +86,59 @@ def test_missing_dataset_names_the_fix(tmp_path):
         load_data("mnist", root=str(tmp_path))
     with pytest.raises(ValueError, match="data='svhn' is not known"):
         load_data("svhn")
+
+
+def test_held_out_classes_leave_training_and_test_and_become_the_ood_set():
+    from pyro_bnn.data import load_ood
+
+    data = load_data("digits", holdout_classes=[8, 9])
+    for ds in (data.train, data.test):
+        assert not torch.isin(ds.tensors[1], torch.tensor([8, 9])).any()
+    ood = load_ood(data, "heldout")
+    assert set(ood.tensors[1].tolist()) == {8, 9} and len(ood) + len(data.test) == 360
+    assert data.num_outputs == 10
+    with pytest.raises(ValueError, match="hold out some"):
+        load_data("digits", holdout_classes=[10])
+    with pytest.raises(ValueError, match="set data.holdout_classes"):
+        load_ood(load_data("digits"), "heldout")
+
+
+def test_rotated_ood_set_turns_the_test_images(digits):
+    from pyro_bnn.data import load_ood
+
+    rotated = load_ood(digits, "rotated")
+    x = digits.test.tensors[0]
+    assert torch.equal(rotated.tensors[0][:, 0], x[:, 0].transpose(1, 2).flip(1))  # 90 degrees counter-clockwise
+    assert load_ood(digits, "none") is None
+    with pytest.raises(ValueError, match="for classification; use data.ood=none"):
+        load_ood(load_data("toy_regression"), "rotated")
+    with pytest.raises(ValueError, match="1x28x28 images"):
+        load_ood(digits, "fashion_mnist")
+
+
+def test_fashion_mnist_as_ood_set_is_normalised_like_mnist(tmp_path):
+    from pyro_bnn.data import load_ood
+
+    rng = np.random.default_rng(0)
+    for folder, high in (("MNIST", 256), ("FashionMNIST", 64)):
+        raw = tmp_path / folder / "raw"
+        raw.mkdir(parents=True)
+        for prefix, n in (("train", 20), ("t10k", 8)):
+            write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, high, (n, 28, 28)))
+            write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    mnist = load_data("mnist", root=str(tmp_path))
+    ood = load_ood(mnist, "fashion_mnist", root=str(tmp_path))
+    assert ood.tensors[0].shape == (8, 1, 28, 28)
+    from pyro_bnn.data import torchvision_images
+
+    raw_images, _, _ = torchvision_images("fashion_mnist", str(tmp_path), train=False)
+    torch.testing.assert_close(ood.tensors[0], (raw_images - mnist.input_mean) / mnist.input_std)
+    assert ood.tensors[0].mean() < -0.5  # darker than MNIST on MNIST's scale: not re-normalised on its own
+    with pytest.raises(ValueError, match="other than the training data"):
+        load_ood(mnist, "mnist", root=str(tmp_path))
+
+
+def test_subset_keeps_the_first_training_examples(digits):
+    small = load_data("digits", subset=100)
+    assert len(small.train) == 100 and len(small.test) == 360
+    assert torch.equal(small.train.tensors[0], digits.train.tensors[0][:100])

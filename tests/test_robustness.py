@@ -167,3 +167,24 @@ def test_files_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         outputs.write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}  # the old file is intact, never half-written
+
+
+class _Payload:
+    """Unpickling this object would create a file: what a malicious checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("loader", ["load_posterior", "load_checkpoint"])
+def test_loading_a_file_never_executes_code(tmp_path, loader):
+    from pyro_bnn import posterior
+
+    marker = tmp_path / "code_ran"
+    torch.save({"format": "x", "payload": _Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="is not a readable pyro_bnn"):
+        getattr(posterior, loader)(tmp_path / "evil.pt")
+    assert not marker.exists()

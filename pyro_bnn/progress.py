@@ -1,0 +1,72 @@
+"""What a run shows while it trains: a log line per epoch, a tqdm bar, optional TensorBoard scalars."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Dict, Optional
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+log = logging.getLogger(__name__)
+
+
+def require_tensorboard():
+    """torch's ``SummaryWriter`` class; an ImportError naming the extra when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError("tensorboard=true needs the tensorboard package: pip install 'pyro_bnn[tensorboard]' "
+                          "(or set tensorboard=false)") from None
+    return SummaryWriter
+
+
+class EpochReporter:
+    """Callback for :func:`pyro_bnn.inference.fit`: reports each epoch's record.
+
+    :param int epochs: the number of epochs of the run (the bar's length).
+    :param bool progress: show a tqdm bar with the loss, NLL and KL; it stays quiet anyway when
+        stderr is not a terminal.
+    :param tensorboard_dir: where to write TensorBoard scalars (``train/loss``, ``train/kl.<layer>``...), or None.
+
+    Used as a context manager; while the bar shows, console log lines are printed above it.
+    """
+
+    def __init__(self, epochs: int, progress: bool = False, tensorboard_dir: Optional[Path] = None):
+        self.bar = tqdm(total=int(epochs), unit="epoch", dynamic_ncols=True, leave=False, file=sys.stderr,
+                        disable=not progress or not sys.stderr.isatty())
+        self._stack = ExitStack()
+        self.writer = require_tensorboard()(log_dir=str(tensorboard_dir)) if tensorboard_dir is not None else None
+
+    def __call__(self, record: Dict[str, float]) -> None:
+        epoch = int(record["epoch"])
+        log.info("epoch %d: loss %.1f nll %.1f kl %.1f", epoch, record["loss"], record["nll"], record["kl"])
+        self.bar.n = epoch
+        self.bar.set_postfix(loss=f"{record['loss']:.4g}", nll=f"{record['nll']:.4g}", kl=f"{record['kl']:.4g}")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    self.writer.add_scalar(f"train/{key}", value, epoch)
+
+    def add_metrics(self, metrics: Dict[str, float], step: int, prefix: str = "test") -> None:
+        """Final metrics as scalars at ``step``."""
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        self._stack.close()
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> "EpochReporter":
+        if not self.bar.disable:
+            self._stack.enter_context(logging_redirect_tqdm())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
