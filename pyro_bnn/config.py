@@ -26,7 +26,8 @@ from .priors import PRIOR_FAMILIES
 MODELS = ("mlp", "cnn")
 REFERENCES = ("none", "nuts")
 #: Metrics a job can return to a sweeper (``objective=``), as ``<section>.<name>`` of metrics.json.
-OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.rmse", "test.log_likelihood",
+OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.ood_auroc_entropy",
+              "test.ood_auroc_mutual_information", "test.rmse", "test.log_likelihood", "test.coverage_90",
               "train.loss", "train.nll", "train.kl")
 
 

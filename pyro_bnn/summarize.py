@@ -33,7 +33,8 @@ from omegaconf import DictConfig
 from .outputs import write_csv, write_text
 
 STATUS_FILE = "status.json"
-METRIC_COLUMNS = ["accuracy", "nll", "ece", "brier", "rmse", "log_likelihood"]
+METRIC_COLUMNS = ["accuracy", "nll", "ece", "brier", "ood_auroc_entropy", "ood_auroc_mutual_information",
+                  "rmse", "log_likelihood", "coverage_90"]
 
 
 def job_dirs(sweep_dir: Path) -> List[Path]:
