@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from .data import DATASETS, OOD_SETS
 from .elbo import ELBO_KL
 from .guides import GUIDES, INIT_LOCS
+from .estimators import ESTIMATORS
 from .inference import KL_SCHEDULES, LR_SCHEDULES
 from .models import ACTIVATIONS
 from .priors import PRIOR_FAMILIES
@@ -87,6 +88,7 @@ class InferenceConfig:
     kl_warmup_epochs: int = 0
     kl_schedule: str = "uniform"
     lr_schedule: str = "cosine"
+    estimator: str = "shared"
 
 
 @dataclass
@@ -180,6 +182,7 @@ _RULES = [
     ("inference.kl_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
     ("inference.kl_schedule", _one_of(KL_SCHEDULES), f"one of {list(KL_SCHEDULES)}"),
     ("inference.lr_schedule", _one_of(LR_SCHEDULES), f"one of {list(LR_SCHEDULES)}"),
+    ("inference.estimator", _one_of(ESTIMATORS), f"one of {list(ESTIMATORS)}"),
     ("eval.num_samples", lambda v: v >= 1, "an integer >= 1"),
     ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
     ("reference.num_samples", lambda v: v >= 1, "an integer >= 1"),

@@ -4,6 +4,9 @@ Each step draws the weights from the guide, computes the ELBO terms
 (:func:`pyro_bnn.elbo.elbo_terms`: the objective of Pyro's ``Trace_ELBO`` for
 ``elbo="trace"``, of ``TraceMeanField_ELBO`` for ``elbo="mean_field"``), and
 takes one Adam step over all guide (and likelihood) parameters together.
+``estimator`` picks how Linear/Conv2d layers draw their noise (see
+:mod:`pyro_bnn.estimators`): one shared weight draw per minibatch, local
+reparameterization or Flipout; all three estimate the same loss.
 
 ``loss = NLL + beta_step * KL``; with the default ``kl_weight=1``,
 ``kl_warmup_epochs=0`` and ``kl_schedule="uniform"`` this is the exact -ELBO.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from typing import Callable, Dict, Iterable, List, Optional
 
 import pyro
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from .elbo import ELBO_KL, ElboTerms, elbo_terms
+from .estimators import estimator_handler
 
 KL_SCHEDULES = ("uniform", "blundell")
 LR_SCHEDULES = ("constant", "cosine")
@@ -140,6 +145,7 @@ def fit(
     num_particles: int = 1,
     kl_weight: Optional[KLWeight] = None,
     lr_schedule: str = "constant",
+    estimator: str = "shared",
     validate: bool = False,
     callback: Optional[Callable[[Dict[str, float]], None]] = None,
     state: Optional[Dict] = None,
@@ -153,6 +159,8 @@ def fit(
         (Monte Carlo KL, Trace_ELBO).
     :param int num_particles: weight draws per step.
     :param KLWeight kl_weight: KL weighting (default: the exact ELBO).
+    :param str estimator: ``"shared"`` (one weight draw per minibatch), ``"local_reparameterization"`` or
+        ``"flipout"`` (:mod:`pyro_bnn.estimators`).
     :param str lr_schedule: ``"constant"``, or ``"cosine"``: decay the learning rate from ``lr`` to 0
         over all steps (the objective is unchanged; the last steps average out the gradient noise).
     :param bool validate: Pyro's distribution argument validation (slower; on in tests).
@@ -175,6 +183,7 @@ def fit(
         raise ValueError(f"lr={lr}: the learning rate must be a finite number > 0")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule={lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
+    handler = estimator_handler(estimator)
     kl_weight = kl_weight or KLWeight()
     device = _device(model)
     num_steps = len(loader)
@@ -229,7 +238,8 @@ def fit(
                         on_checkpoint(snapshot(epoch, step, rng_epoch_start, sampler_epoch_start))
                     raise TrainingInterrupted(epoch, step)
                 x, y = x.to(device), y.to(device)
-                terms = elbo_terms(model, guide, x, y, kl=ELBO_KL[elbo], num_particles=num_particles)
+                with handler if handler is not None else nullcontext():
+                    terms = elbo_terms(model, guide, x, y, kl=ELBO_KL[elbo], num_particles=num_particles)
                 _check_finite(terms, epoch, step)
                 beta = kl_weight(epoch, step, num_steps)
                 optimizer.zero_grad(set_to_none=True)

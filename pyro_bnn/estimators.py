@@ -1,0 +1,150 @@
+"""Gradient estimators for Linear and Conv2d layers with Normal weights, as Pyro effect handlers.
+
+By default a minibatch shares one draw of the weights (``shared``). Two handlers
+lower the variance of the gradient without changing what it estimates:
+
+* :class:`LocalReparameterization` (Kingma, Salimans & Welling 2015): for a layer
+  ``x -> x W^T + b`` with independent ``W ~ N(M, S^2)``, ``b ~ N(m, s^2)``, each
+  example's pre-activations are drawn from their exact marginal
+  ``N(x M^T + m, x^2 (S^2)^T + s^2)``: independent noise per example at the cost
+  of one extra matmul. For Conv2d the output positions of one example are drawn
+  independently too (they share weights, so this is the usual approximation).
+* :class:`Flipout` (Wen et al. 2018): the shared draw ``W = M + dW``, ``b = m + db`` is
+  decorrelated across examples with random signs, ``x M^T + m + ((x * r) dW^T + db) * s``,
+  ``r, s`` in ``{-1, 1}`` per example; exact in distribution for every example, Linear and
+  Conv2d alike.
+
+Use them around the computation of the loss; they act on every Linear/Conv2d
+layer whose weight was drawn from a Normal (e.g. by
+:func:`~pyro_bnn.guides.auto_normal`) and leave other layers alone::
+
+    with LocalReparameterization():
+        loss = elbo_terms(model, guide, x, y).loss     # or svi.step(x, y)
+
+While a handler is active, ``torch.nn.functional.linear`` and ``conv2d`` are
+routed through it; it records, for each Normal sample it sees (the guide's, seen
+first), the ``(loc, scale)`` behind the sampled tensor, and recognises that tensor
+when a layer uses it as its weight. The KL terms are untouched (closed form or at
+the sampled weights). ``fit(..., estimator=...)`` and ``inference.estimator`` select one.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from pyro.distributions import Normal
+from pyro.poutine.messenger import Messenger
+from torch.distributions import Independent
+
+ESTIMATORS = ("shared", "local_reparameterization", "flipout")
+
+
+def _normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    while isinstance(fn, Independent):
+        fn = fn.base_dist
+    if isinstance(fn, Normal):
+        return fn.loc, fn.scale
+    return None
+
+
+class _LayerNoise(Messenger):
+    """Records the Normal behind every sampled tensor; routes F.linear / F.conv2d to :meth:`linear` / :meth:`conv2d`."""
+
+    def __init__(self):
+        super().__init__()
+        self._normals: Dict[int, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._originals = None
+
+    def __enter__(self):
+        self._normals.clear()
+        self._originals = (F.linear, F.conv2d)
+        F.linear, F.conv2d = self._linear, self._conv2d
+        return super().__enter__()
+
+    def __exit__(self, *args):
+        F.linear, F.conv2d = self._originals
+        self._normals.clear()
+        return super().__exit__(*args)
+
+    def _pyro_post_sample(self, msg):
+        value = msg["value"]
+        if msg["is_observed"] or not isinstance(value, torch.Tensor) or id(value) in self._normals:
+            return
+        params = _normal_params(msg["fn"])
+        if params is not None and params[0].shape == value.shape:
+            self._normals[id(value)] = (value, *params)  # keeps value alive, so its id stays unique
+
+    def _normal_of(self, tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        found = self._normals.get(id(tensor)) if tensor is not None else None
+        return found if found is not None and found[0] is tensor else None
+
+    def _linear(self, input, weight, bias=None):
+        normal = self._normal_of(weight)
+        if normal is None:
+            return self._originals[0](input, weight, bias)
+        return self.linear(input, normal, bias, self._normal_of(bias))
+
+    def _conv2d(self, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        normal = self._normal_of(weight)
+        if normal is None:
+            return self._originals[1](input, weight, bias, stride, padding, dilation, groups)
+        conv = lambda x, w, b=None: self._originals[1](x, w, b, stride, padding, dilation, groups)  # noqa: E731
+        return self.conv(conv, input, normal, bias, self._normal_of(bias))
+
+
+class LocalReparameterization(_LayerNoise):
+    """Draw each example's pre-activations from their marginal Normal (see the module docstring)."""
+
+    @staticmethod
+    def _draw(mean, variance):
+        return mean + variance.clamp_min(1e-30).sqrt() * torch.randn_like(mean)
+
+    def linear(self, x, weight_normal, bias, bias_normal):
+        _, loc, scale = weight_normal
+        linear = self._originals[0]
+        mean = linear(x, loc, bias_normal[1] if bias_normal else bias)
+        variance = linear(x * x, scale * scale, bias_normal[2] ** 2 if bias_normal else None)
+        return self._draw(mean, variance)
+
+    def conv(self, conv, x, weight_normal, bias, bias_normal):
+        _, loc, scale = weight_normal
+        mean = conv(x, loc, bias_normal[1] if bias_normal else bias)
+        variance = conv(x * x, scale * scale, bias_normal[2] ** 2 if bias_normal else None)
+        return self._draw(mean, variance)
+
+
+class Flipout(_LayerNoise):
+    """Decorrelate the shared weight draw across examples with random sign flips (see the module docstring)."""
+
+    @staticmethod
+    def _signs(batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
+        return torch.randint(0, 2, (batch, size), device=like.device).to(like.dtype) * 2 - 1
+
+    def linear(self, x, weight_normal, bias, bias_normal):
+        weight, loc, _ = weight_normal
+        linear = self._originals[0]
+        flat = x.reshape(-1, x.shape[-1])
+        r, s = self._signs(len(flat), loc.shape[1], x), self._signs(len(flat), loc.shape[0], x)
+        out = linear(flat, loc, bias_normal[1] if bias_normal else bias)
+        perturbation = linear(flat * r, weight - loc, bias - bias_normal[1] if bias_normal else None)
+        return (out + perturbation * s).reshape(*x.shape[:-1], loc.shape[0])
+
+    def conv(self, conv, x, weight_normal, bias, bias_normal):
+        weight, loc, _ = weight_normal
+        r = self._signs(len(x), x.shape[1], x)[:, :, None, None]
+        s = self._signs(len(x), loc.shape[0], x)[:, :, None, None]
+        out = conv(x, loc, bias_normal[1] if bias_normal else bias)
+        return out + conv(x * r, weight - loc, bias - bias_normal[1] if bias_normal else None) * s
+
+
+#: The handler of each estimator name (``shared``: none, one weight draw per minibatch).
+HANDLERS = {"shared": None, "local_reparameterization": LocalReparameterization, "flipout": Flipout}
+
+
+def estimator_handler(name: str) -> Optional[_LayerNoise]:
+    """A fresh handler for estimator ``name`` (one of :data:`ESTIMATORS`), or None for ``shared``."""
+    if name not in HANDLERS:
+        raise ValueError(f"estimator={name!r} is not known; choose one of {list(ESTIMATORS)}")
+    return HANDLERS[name]() if HANDLERS[name] is not None else None

@@ -1,0 +1,110 @@
+"""Local reparameterization and Flipout: same distribution per example, lower gradient variance."""
+
+import pyro
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pyro_bnn import NormalPrior, auto_normal, elbo_terms, fit, make_loader, to_bayesian
+from pyro_bnn.estimators import Flipout, LocalReparameterization, estimator_handler
+from pyro_bnn.inference import initialize_guide
+
+from conftest import small_mlp
+
+HANDLERS = [LocalReparameterization, Flipout]
+
+
+def layer_outputs(model, handler, x, y, guide, draws):
+    """``draws`` outputs of ``model.net`` for the inputs ``x``, under ``handler`` (None: one shared draw each)."""
+    outs = []
+    for _ in range(draws):
+        with handler() if handler else torch.no_grad():
+            guide_trace = pyro.poutine.trace(guide).get_trace(x, y)
+            outs.append(pyro.poutine.replay(model.net, trace=guide_trace)(x).detach())
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("layer, x, op", [
+    (nn.Linear(5, 3), torch.randn(4, 5), F.linear),
+    (nn.Conv2d(2, 3, 3, padding=1), torch.randn(4, 2, 5, 5), lambda x, w, b: F.conv2d(x, w, b, padding=1)),
+])
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_every_output_has_the_marginal_of_a_shared_weight_draw(layer, x, op, handler):
+    """Under W ~ N(M, S^2), b ~ N(m, s^2) each output is N(op(x, M, m), op(x^2, S^2, s^2)), as with one shared draw."""
+    model = to_bayesian(nn.Sequential(layer, nn.Flatten()), in_shape=x.shape[1:], num_data=4)
+    guide = auto_normal(model, init_scale=0.5)
+    y = torch.zeros(len(x), dtype=torch.long)
+    initialize_guide(guide, x, y)
+    (m, s), (mb, sb) = (tuple(t.detach() for t in guide._get_loc_and_scale(f"net.0.{p}")) for p in ("weight", "bias"))
+    mean, variance = op(x, m, mb).flatten(1), op(x * x, s * s, sb * sb).flatten(1)
+    # replicas of an example in one batch get their own noise; Flipout's replicas share one weight draw
+    # (uncorrelated, not independent), so it needs many draws, and its errors are counted per draw
+    replicas, draws = (2000, 10) if handler is LocalReparameterization else (5, 4000)
+    out = layer_outputs(model, handler, x.repeat(replicas, *[1] * (x.dim() - 1)), y.repeat(replicas), guide, draws)
+    out = out.reshape(draws * replicas, *mean.shape)
+    n = len(out) if handler is LocalReparameterization else draws
+    # standardised Monte Carlo errors: below 4.5 standard errors for every one of the outputs
+    z_mean = (out.mean(0) - mean) / (variance / n).sqrt()
+    z_var = (out.var(0) / variance - 1) / (2 / n) ** 0.5
+    assert z_mean.abs().max() < 4.5 and z_var.abs().max() < 4.5, (z_mean.abs().max(), z_var.abs().max())
+
+
+def test_noise_differs_between_examples_and_other_layers_are_left_alone():
+    model = to_bayesian(nn.Sequential(nn.Linear(3, 2)), in_shape=(3,), num_data=2)
+    guide = auto_normal(model, init_scale=0.3)
+    x = torch.ones(2, 3)  # two identical examples: one shared draw gives them identical outputs
+    y = torch.zeros(2, dtype=torch.long)
+    initialize_guide(guide, x, y)
+    for handler in HANDLERS:
+        out = layer_outputs(model, handler, x, y, guide, 1)[0]
+        assert not torch.allclose(out[0], out[1])
+    assert torch.equal(*layer_outputs(model, None, x, y, guide, 1)[0])
+    plain = nn.Linear(3, 2)
+    with LocalReparameterization():
+        torch.testing.assert_close(plain(x), x @ plain.weight.T + plain.bias)  # a plain layer: untouched
+    assert F.linear is torch._C._nn.linear and F.conv2d is torch.conv2d  # restored on exit
+
+
+def gradient_variance(model, guide, x, y, estimator, repeats):
+    """Variance over ``repeats`` loss evaluations of d loss / d (guide locations of the output layer)."""
+    grads, site = [], "net.3.weight"
+    params = dict(guide.named_parameters())
+    for _ in range(repeats):
+        guide.zero_grad(set_to_none=True)
+        if estimator == "separate":  # one independent weight draw per example (the costly reference)
+            loss = sum(elbo_terms(model, guide, x[i:i + 1], y[i:i + 1]).loss for i in range(len(x))) / len(x)
+        else:
+            handler = estimator_handler(estimator)
+            with handler if handler is not None else torch.enable_grad():
+                loss = elbo_terms(model, guide, x, y).loss
+        loss.backward()
+        grads.append(params[f"locs.{site}_unconstrained"].grad.clone())
+    return float(torch.stack(grads).var(0).mean())
+
+
+def test_gradient_variance_ordering_of_kingma_et_al(small_digits):
+    """Kingma et al. 2015, Table 1: local reparameterization < separate weight samples < one shared sample."""
+    x, y = (t[:32] for t in small_digits[0].tensors)
+    model = small_mlp(num_data=1437, hidden=(50,))
+    guide = auto_normal(model, init_scale=0.1)
+    initialize_guide(guide, x, y)
+    variance = {name: gradient_variance(model, guide, x, y, name, 60)
+                for name in ("shared", "separate", "local_reparameterization", "flipout")}
+    assert variance["local_reparameterization"] < variance["separate"] < variance["shared"], variance
+    assert variance["flipout"] < 0.5 * variance["shared"], variance
+
+
+@pytest.mark.parametrize("estimator", ["local_reparameterization", "flipout"])
+def test_fit_trains_with_each_estimator(small_digits, estimator):
+    model = small_mlp()
+    guide = auto_normal(model, init_scale=1e-2)
+    history = fit(model, guide, make_loader(small_digits[0], 50, shuffle=True), epochs=5, lr=1e-2,
+                  estimator=estimator)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert F.linear is torch._C._nn.linear
+
+
+def test_unknown_estimator_is_named():
+    with pytest.raises(ValueError, match="estimator='dropout' is not known"):
+        estimator_handler("dropout")
