@@ -74,47 +74,59 @@ def _is_point_mass(fn) -> bool:
     return isinstance(fn, Delta)
 
 
-def _site_kl(guide_site: dict, model_site: dict, kl: str) -> tuple:
-    """KL of one site, and whether it is a sampled value rather than the closed form.
+def _closed_form_kl(guide_site: dict, model_site: dict) -> Optional[torch.Tensor]:
+    """``KL(q || p)`` of one site where one is registered (scaled like the site), else None.
 
     A guide ``Delta`` (Pyro's AutoNormal, AutoDelta) has a registered "KL" that is
-    ``-log p(w)`` at its point: counted as sampled.
+    ``-log p(w)`` at its point: it is returned, and counted as sampled by the caller.
     """
-    if kl == "analytic":
-        try:
-            value = kl_divergence(guide_site["fn"], model_site["fn"])
-            value = scale_and_mask(value, scale=guide_site["scale"], mask=guide_site["mask"]).sum()
-            return value, _is_point_mass(guide_site["fn"])
-        except NotImplementedError:
-            pass
-    return guide_site["log_prob_sum"] - model_site["log_prob_sum"], kl == "analytic"
+    try:
+        value = kl_divergence(guide_site["fn"], model_site["fn"])
+    except NotImplementedError:
+        return None
+    return scale_and_mask(value, scale=guide_site["scale"], mask=guide_site["mask"]).sum()
 
 
 def elbo_particle(model, guide, *args, kl: str = "analytic", **kwargs) -> ElboTerms:
-    """NLL and KL for one draw of the weights from ``guide`` (differentiable)."""
+    """NLL and KL for one draw of the weights from ``guide`` (differentiable).
+
+    Log-densities are computed only where they are needed: for the observations, and for the
+    latent sites whose KL is sampled (all of them with ``kl="mc"``).
+    """
     if kl not in KL_KINDS:
         raise ValueError(f"kl={kl!r} is not known; choose one of {list(KL_KINDS)}")
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    model_trace.compute_log_prob()
-    guide_trace.compute_log_prob()
-    nll = 0.0
+    latent = [name for name, site in model_trace.nodes.items()
+              if site["type"] == "sample" and not site_is_subsample(site) and not site["is_observed"]]
     kl_sites: Dict[str, torch.Tensor] = {}
     mc_sites = []
+    if kl == "analytic":
+        for name in latent:
+            value = _closed_form_kl(guide_trace.nodes[name], model_trace.nodes[name])
+            if value is not None:
+                kl_sites[name] = value
+                if _is_point_mass(guide_trace.nodes[name]["fn"]):
+                    mc_sites.append(name)
+    sampled = {name for name in latent if name not in kl_sites}
+    auxiliary = [name for name, site in guide_trace.nodes.items()
+                 if site["type"] == "sample" and not site_is_subsample(site) and name not in model_trace.nodes]
+    model_trace.compute_log_prob(site_filter=lambda name, site: site["is_observed"] or name in sampled)
+    guide_trace.compute_log_prob(site_filter=lambda name, site: name in sampled or name in auxiliary)
+    nll = 0.0
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
-        if site["is_observed"]:
+        if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site):
             nll = nll - site["log_prob_sum"]
-            continue
-        kl_sites[name], sampled = _site_kl(guide_trace.nodes[name], site, kl)
-        if sampled:
-            mc_sites.append(name)
-    for name, site in guide_trace.nodes.items():
-        if site["type"] == "sample" and not site_is_subsample(site) and name not in model_trace.nodes:
-            kl_sites[name] = site["log_prob_sum"]
+    for name in latent:
+        if name in sampled:
+            kl_sites[name] = guide_trace.nodes[name]["log_prob_sum"] - model_trace.nodes[name]["log_prob_sum"]
             if kl == "analytic":
                 mc_sites.append(name)
+    for name in auxiliary:
+        kl_sites[name] = guide_trace.nodes[name]["log_prob_sum"]
+        if kl == "analytic":
+            mc_sites.append(name)
+    kl_sites = {name: kl_sites[name] for name in [*latent, *auxiliary]}  # model order, then auxiliary
     total_kl = sum(kl_sites.values()) if kl_sites else torch.zeros(())
     return ElboTerms(torch.as_tensor(nll), total_kl, kl_sites, _num_data(model), tuple(mc_sites))
 
