@@ -163,7 +163,10 @@ def load_ood(data: DataSplits, name: str, root: str = "data", download: bool = F
         if data.in_shape != (1, 28, 28) or name == data.name:
             raise ValueError(f"data.ood={name} is a set of 1x28x28 images other than the training data; "
                              f"{data.name} has inputs of shape {data.in_shape}: choose another data.ood")
-        x, y, _ = torchvision_images(name, root, download, train=False)
+        try:
+            x, y, _ = torchvision_images(name, root, download, train=False)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"the out-of-distribution set: {err}; or choose another data.ood, e.g. rotated") from None
         return TensorDataset((x - data.input_mean) / data.input_std, y)
     raise ValueError(f"data.ood={name!r} is not known; choose one of {list(OOD_SETS)}")
 

@@ -100,14 +100,11 @@ def elbo_particle(model, guide, *args, kl: str = "analytic", **kwargs) -> ElboTe
     latent = [name for name, site in model_trace.nodes.items()
               if site["type"] == "sample" and not site_is_subsample(site) and not site["is_observed"]]
     kl_sites: Dict[str, torch.Tensor] = {}
-    mc_sites = []
     if kl == "analytic":
         for name in latent:
             value = _closed_form_kl(guide_trace.nodes[name], model_trace.nodes[name])
             if value is not None:
                 kl_sites[name] = value
-                if _is_point_mass(guide_trace.nodes[name]["fn"]):
-                    mc_sites.append(name)
     sampled = {name for name in latent if name not in kl_sites}
     auxiliary = [name for name, site in guide_trace.nodes.items()
                  if site["type"] == "sample" and not site_is_subsample(site) and name not in model_trace.nodes]
@@ -117,18 +114,17 @@ def elbo_particle(model, guide, *args, kl: str = "analytic", **kwargs) -> ElboTe
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site):
             nll = nll - site["log_prob_sum"]
-    for name in latent:
-        if name in sampled:
-            kl_sites[name] = guide_trace.nodes[name]["log_prob_sum"] - model_trace.nodes[name]["log_prob_sum"]
-            if kl == "analytic":
-                mc_sites.append(name)
+    for name in sampled:
+        kl_sites[name] = guide_trace.nodes[name]["log_prob_sum"] - model_trace.nodes[name]["log_prob_sum"]
     for name in auxiliary:
         kl_sites[name] = guide_trace.nodes[name]["log_prob_sum"]
-        if kl == "analytic":
-            mc_sites.append(name)
-    kl_sites = {name: kl_sites[name] for name in [*latent, *auxiliary]}  # model order, then auxiliary
+    order = [*latent, *auxiliary]  # model order, then auxiliary
+    kl_sites = {name: kl_sites[name] for name in order}
+    # sampled where a closed form was asked for: no registered KL, auxiliary sites, point masses (-log p(w))
+    mc_sites = tuple(name for name in order if kl == "analytic" and (
+        name in sampled or name in auxiliary or _is_point_mass(guide_trace.nodes[name]["fn"])))
     total_kl = sum(kl_sites.values()) if kl_sites else torch.zeros(())
-    return ElboTerms(torch.as_tensor(nll), total_kl, kl_sites, _num_data(model), tuple(mc_sites))
+    return ElboTerms(torch.as_tensor(nll), total_kl, kl_sites, _num_data(model), mc_sites)
 
 
 def elbo_terms(model, guide, *args, kl: str = "analytic", num_particles: int = 1, **kwargs) -> ElboTerms:

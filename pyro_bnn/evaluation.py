@@ -165,15 +165,20 @@ def regression_metrics(locs: torch.Tensor, noise_scale, targets: torch.Tensor) -
     sigma = torch.as_tensor(noise_scale, dtype=torch.float64)
     normals = torch.distributions.Normal(locs, sigma)
     mean = locs.mean(0)
-    variance = locs.var(0, unbiased=False) + sigma**2
+    std = predictive_std(locs, sigma)
     cdf = normals.cdf(targets).mean(0)
     tail = (1 - COVERAGE_MASS) / 2
     return {
         "rmse": float(((mean - targets[0]) ** 2).mean().sqrt()),
         "log_likelihood": float((torch.logsumexp(normals.log_prob(targets), 0) - math.log(locs.shape[0])).mean()),
-        "predictive_std": float(variance.sqrt().mean()),
+        "predictive_std": float(std.mean()),
         "coverage_90": float(((cdf >= tail) & (cdf <= 1 - tail)).double().mean()),
     }
+
+
+def predictive_std(locs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of a mixture of ``N(loc_s, sigma^2)`` over the samples ``s`` (dim 0 of ``locs``)."""
+    return (locs.var(0, unbiased=False) + sigma**2).sqrt()
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -218,4 +223,4 @@ def predictive_curve(model: nn.Module, samples: Dict[str, torch.Tensor], x: torc
     locs, _ = predict_with_samples(model, samples, loader)
     locs = locs.squeeze(-1).double()
     sigma = model.likelihood.scale.detach().cpu().double()
-    return {"x": x[:, 0].double(), "mean": locs.mean(0), "std": (locs.var(0, unbiased=False) + sigma**2).sqrt()}
+    return {"x": x[:, 0].double(), "mean": locs.mean(0), "std": predictive_std(locs, sigma)}

@@ -174,6 +174,6 @@ def to_bayesian(
 def pretrained_weights(module: nn.Module, prefix: str = "net.") -> Dict[str, torch.Tensor]:
     """``{site name: weight}`` of the Linear/Conv parameters of a plain ``module``, for a guide's ``init_loc``
     (the site names of :func:`to_bayesian`'s model)."""
-    return {f"{prefix}{layer_name}.{name}".replace("..", "."): param.detach().clone()
+    return {".".join(part for part in (prefix.rstrip("."), layer_name, name) if part): param.detach().clone()
             for layer_name, layer in module.named_modules() if isinstance(layer, BAYESIAN_LAYERS)
             for name, param in layer.named_parameters(recurse=False)}

@@ -27,10 +27,6 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_value
 from torch import nn
 
-#: Keys of the NUTS options (the ``reference`` config group).
-NUTS_OPTIONS = ("num_samples", "warmup_steps", "num_chains", "max_tree_depth", "target_accept_prob")
-
-
 def nuts_posterior(
     model: nn.Module,
     x: torch.Tensor,

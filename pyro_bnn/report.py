@@ -62,9 +62,11 @@ def write_figures(output_dir: Path, model: nn.Module, samples: Dict[str, torch.T
 
 
 def write_reference(output_dir: Path, model: nn.Module, guide: nn.Module, svi_samples: Dict[str, torch.Tensor],
-                    data: DataSplits, test_loader, options: Dict, svi_metrics: Dict[str, float]) -> Dict:
-    """Run NUTS on the same model and training data, compare its predictive with SVI's, write
-    ``reference.json`` and ``reference.png``; returns the comparison."""
+                    svi_outputs: torch.Tensor, svi_metrics: Dict[str, float], data: DataSplits, test_loader,
+                    options: Dict) -> Dict:
+    """Run NUTS on the same model and training data, compare its predictive with SVI's (the weight samples,
+    test outputs and metrics of :func:`~pyro_bnn.evaluation.score`), write ``reference.json`` and
+    ``reference.png``; returns the comparison."""
     x, y = (t.to(next(iter(svi_samples.values())).device) for t in data.train.tensors)
     init = {k: v.detach() for k, v in guide.median(x, y).items()}
     nuts_samples, diagnostics = nuts_posterior(model, x, y, init_values=init, **options)
@@ -75,7 +77,6 @@ def write_reference(output_dir: Path, model: nn.Module, guide: nn.Module, svi_sa
                   "nuts_options": dict(options)}
     output_dir = Path(output_dir)
     if model.likelihood.task == "classification":
-        svi_outputs, _ = predict_with_samples(model, svi_samples, test_loader)
         entropies = {"SVI": uncertainty(svi_outputs.softmax(-1))["entropy"],
                      "NUTS": uncertainty(outputs.softmax(-1))["entropy"]}
         comparison["entropy_correlation"] = float(torch.corrcoef(torch.stack(list(entropies.values())))[0, 1])

@@ -144,7 +144,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     model, guide = build(cfg, spec, cfg.device)
     kl_weight = KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs, cfg.inference.kl_schedule)
     log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
-             data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood else "",
+             data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
              cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
     start = time.perf_counter()
     reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress,
@@ -192,7 +192,8 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     if cfg.reference.method == "nuts":
         options = {k: v for k, v in OmegaConf.to_container(cfg.reference).items() if k != "method"}
         pyro.set_rng_seed(cfg.seed)
-        comparison = write_reference(output_dir, model, guide, samples, data, test_loader, options, test)
+        comparison = write_reference(output_dir, model, guide, samples, raw["outputs"], test, data, test_loader,
+                                     options)
         metrics["reference"] = {"nuts_test": comparison["nuts"], "nuts_seconds": comparison["nuts_diagnostics"]["seconds"]}
     write_json(output_dir / "metrics.json", metrics)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
