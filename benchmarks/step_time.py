@@ -36,8 +36,7 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from pyro_bnn import NormalPrior, auto_normal, to_bayesian
-from pyro_bnn.elbo import ELBO_KL, elbo_terms
-from pyro_bnn.inference import initialize_guide
+from pyro_bnn.inference import initialize_guide, optimizer, training_objective
 
 BATCH, NUM_DATA = 128, 60000
 
@@ -63,18 +62,19 @@ def plain_step(net: nn.Module, x, y) -> Callable[[], None]:
     return step
 
 
-def pyro_bnn_step(net: nn.Module, x, y, elbo: str) -> Callable[[], None]:
-    model = to_bayesian(net, in_shape=(1, 28, 28), prior=NormalPrior(1.0), num_data=NUM_DATA)
+def pyro_bnn_step(net: nn.Module, x, y, elbo: str, estimator: str = "shared", fused="auto") -> Callable[[], None]:
+    model = to_bayesian(net, in_shape=x.shape[1:], prior=NormalPrior(1.0), num_data=NUM_DATA).to(x.device)
     guide = auto_normal(model, init_scale=1e-3)
     initialize_guide(guide, x, y)
-    optimizer = torch.optim.Adam([*guide.parameters(), *model.parameters()], lr=1e-3, foreach=True)
+    objective = training_objective(model, guide, elbo, estimator, fused=fused)
+    adam = optimizer(objective.parameters, lr=1e-3)
 
     def step():  # the body of pyro_bnn.fit's loop (validation off, as there), without the bookkeeping
         with pyro.validation_enabled(False):
-            terms = elbo_terms(model, guide, x, y, kl=ELBO_KL[elbo])
-        optimizer.zero_grad(set_to_none=True)
-        (terms.nll + terms.kl).backward()
-        optimizer.step()
+            terms = objective.terms(x, y)
+            adam.zero_grad(set_to_none=True)
+            (terms.nll + terms.kl).backward()
+            adam.step()
 
     return step
 
@@ -101,35 +101,42 @@ def pyro_svi_step(net: nn.Module, x, y) -> Callable[[], None]:
     return lambda: svi.step(x, y)
 
 
-def bayesian_torch_step(net: nn.Module, x, y) -> Callable[[], None]:
+def bayesian_torch_step(net: nn.Module, x, y, kind: str) -> Callable[[], None]:
     from bayesian_torch.models.dnn_to_bnn import dnn_to_bnn, get_kl_loss
 
     dnn_to_bnn(net, {"prior_mu": 0.0, "prior_sigma": 1.0, "posterior_mu_init": 0.0, "posterior_rho_init": -3.0,
-                     "type": "Reparameterization", "moped_enable": False})
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+                     "type": kind, "moped_enable": False})
+    net.to(x.device)
+    adam = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def step():
-        optimizer.zero_grad(set_to_none=True)
+        adam.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(net(x), y) + get_kl_loss(net) / NUM_DATA
         loss.backward()
-        optimizer.step()
+        adam.step()
 
     return step
 
 
 def systems(build: Callable[[], nn.Module], x, y) -> Dict[str, Callable[[], None]]:
-    out = {"plain": plain_step(build(), x, y),
+    """Every system's step function, on ``x``'s device."""
+    out = {"plain": plain_step(build().to(x.device), x, y),
            "pyro_bnn mean_field": pyro_bnn_step(build(), x, y, "mean_field"),
+           "pyro_bnn mf local_reparam": pyro_bnn_step(build(), x, y, "mean_field", "local_reparameterization"),
+           "pyro_bnn mf flipout": pyro_bnn_step(build(), x, y, "mean_field", "flipout"),
            "pyro_bnn trace": pyro_bnn_step(build(), x, y, "trace"),
-           "pyro SVI Trace_ELBO": pyro_svi_step(build(), x, y)}
+           "pyro_bnn mf fused=False": pyro_bnn_step(build(), x, y, "mean_field", fused=False),
+           "pyro SVI Trace_ELBO": pyro_svi_step(build().to(x.device), x, y)}
     try:
-        out["bayesian-torch reparam"] = bayesian_torch_step(build(), x, y)
+        out["bayesian-torch reparam"] = bayesian_torch_step(build(), x, y, "Reparameterization")
+        out["bayesian-torch flipout"] = bayesian_torch_step(build(), x, y, "Flipout")
     except ImportError:
         pass
     return out
 
 
-def measure(steps: Dict[str, Callable[[], None]], repeats: int, per_repeat: int) -> Dict[str, float]:
+def measure(steps: Dict[str, Callable[[], None]], repeats: int, per_repeat: int, sync: Callable[[], None]
+            ) -> Dict[str, float]:
     """Median over ``repeats`` of the mean time of ``per_repeat`` steps, systems interleaved."""
     times = {name: [] for name in steps}
     for step in steps.values():  # warm-up
@@ -137,11 +144,19 @@ def measure(steps: Dict[str, Callable[[], None]], repeats: int, per_repeat: int)
             step()
     for _ in range(repeats):
         for name, step in steps.items():
+            sync()
             start = time.perf_counter()
             for _ in range(per_repeat):
                 step()
+            sync()
             times[name].append((time.perf_counter() - start) / per_repeat)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def machine(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}"
+    return f"{platform.processor() or platform.machine()}, {threads} threads"
 
 
 def main() -> None:
@@ -150,22 +165,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per repeat")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     pyro.set_rng_seed(0)
-    x, y = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
-    lines = [f"# {datetime.date.today()} {platform.processor() or platform.machine()}, {args.threads} threads, "
-             f"torch {torch.__version__}, pyro {pyro.__version__}",
-             f"# python benchmarks/step_time.py --repeats {args.repeats} --steps {args.steps} --threads {args.threads}",
-             f"{'model':5} {'system':24} {'median ms':>10} {'x plain':>8}"]
+    x, y = torch.randn(BATCH, 1, 28, 28, device=device), torch.randint(0, 10, (BATCH,), device=device)
+    lines = [f"# {datetime.date.today()} {machine(device, args.threads)}, torch {torch.__version__}, "
+             f"pyro {pyro.__version__}",
+             f"# python benchmarks/step_time.py --repeats {args.repeats} --steps {args.steps} --threads {args.threads}"
+             f" --device {args.device}",
+             f"{'model':5} {'system':26} {'median ms':>10} {'x plain':>8}"]
     print("\n".join(lines), flush=True)
     for name in args.models:
         medians = measure(systems({"mlp": mlp, "cnn": cnn}[name], x, y), args.repeats,
-                          args.steps if name == "mlp" else max(1, args.steps // 5))
+                          args.steps if name == "mlp" or device.type == "cuda" else max(1, args.steps // 5), sync)
         for system, seconds in medians.items():
-            lines.append(f"{name:5} {system:24} {seconds * 1e3:10.2f} {seconds / medians['plain']:8.2f}")
+            lines.append(f"{name:5} {system:26} {seconds * 1e3:10.2f} {seconds / medians['plain']:8.2f}")
             print(lines[-1], flush=True)
-    out = Path(__file__).parent / "results" / f"{datetime.date.today()}-step_time.txt"
+    suffix = "" if device.type == "cpu" else f"-{device.type}"
+    out = Path(__file__).parent / "results" / f"{datetime.date.today()}-step_time{suffix}.txt"
     out.write_text("\n".join(lines) + "\n")
     print(f"written to {out}")
 

@@ -20,7 +20,7 @@ from .data import DATASETS, OOD_SETS
 from .elbo import ELBO_KL
 from .guides import GUIDES, INIT_LOCS
 from .estimators import ESTIMATORS
-from .inference import KL_SCHEDULES, LR_SCHEDULES
+from .inference import KL_SCHEDULES, LR_SCHEDULES, is_fused_choice
 from .models import ACTIVATIONS
 from .priors import PRIOR_FAMILIES
 
@@ -89,6 +89,7 @@ class InferenceConfig:
     kl_schedule: str = "uniform"
     lr_schedule: str = "cosine"
     estimator: str = "shared"
+    fused: Any = "auto"  # auto, true or false
 
 
 @dataclass
@@ -183,6 +184,7 @@ _RULES = [
     ("inference.kl_schedule", _one_of(KL_SCHEDULES), f"one of {list(KL_SCHEDULES)}"),
     ("inference.lr_schedule", _one_of(LR_SCHEDULES), f"one of {list(LR_SCHEDULES)}"),
     ("inference.estimator", _one_of(ESTIMATORS), f"one of {list(ESTIMATORS)}"),
+    ("inference.fused", is_fused_choice, "auto, true or false"),
     ("eval.num_samples", lambda v: v >= 1, "an integer >= 1"),
     ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
     ("reference.num_samples", lambda v: v >= 1, "an integer >= 1"),
@@ -211,6 +213,9 @@ def validate(cfg: DictConfig) -> None:
     validate_device(cfg.device)
     if cfg.model.name == "cnn" and cfg.data.name == "toy_regression":
         raise ConfigError("model=cnn needs image data, but data=toy_regression is tabular: use model=mlp")
+    if cfg.inference.fused is True and (cfg.guide.name != "auto_normal" or cfg.prior.family != "normal"):
+        raise ConfigError(f"inference.fused=true needs guide=auto_normal and prior=normal (got guide={cfg.guide.name}, "
+                          f"prior.family={cfg.prior.family}): use inference.fused=auto or false")
     if cfg.data.ood == "heldout" and not cfg.data.holdout_classes:
         raise ConfigError("data.ood=heldout needs classes to hold out of training: set data.holdout_classes, e.g. [8,9]")
     if cfg.data.name == "toy_regression" and (cfg.data.ood != "none" or cfg.data.holdout_classes):

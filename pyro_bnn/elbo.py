@@ -18,7 +18,7 @@ TensorFlow Probability's per-example form ``mean NLL + KL / N``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from pyro import poutine
@@ -135,7 +135,11 @@ def elbo_terms(model, guide, *args, kl: str = "analytic", num_particles: int = 1
     """
     if int(num_particles) < 1:
         raise ValueError(f"num_particles={num_particles}: use at least one particle")
-    particles = [elbo_particle(model, guide, *args, kl=kl, **kwargs) for _ in range(int(num_particles))]
+    return average_terms([elbo_particle(model, guide, *args, kl=kl, **kwargs) for _ in range(int(num_particles))])
+
+
+def average_terms(particles: List[ElboTerms]) -> ElboTerms:
+    """The mean of the terms of several weight draws (the draw itself when there is one)."""
     if len(particles) == 1:
         return particles[0]
     k = len(particles)

@@ -41,7 +41,8 @@ from torch.distributions import Independent
 ESTIMATORS = ("shared", "local_reparameterization", "flipout")
 
 
-def _normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+def normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """``(loc, scale)`` of a (possibly Independent) Normal distribution, else None."""
     while isinstance(fn, Independent):
         fn = fn.base_dist
     if isinstance(fn, Normal):
@@ -68,13 +69,17 @@ class _LayerNoise(Messenger):
         self._normals.clear()
         return super().__exit__(*args)
 
+    def register(self, value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        """Treat ``value`` as a draw from ``Normal(loc, scale)`` when a layer uses it (inside the handler)."""
+        self._normals[id(value)] = (value, loc, scale)  # keeps value alive, so its id stays unique
+
     def _pyro_post_sample(self, msg):
         value = msg["value"]
         if msg["is_observed"] or not isinstance(value, torch.Tensor) or id(value) in self._normals:
             return
-        params = _normal_params(msg["fn"])
+        params = normal_params(msg["fn"])
         if params is not None and params[0].shape == value.shape:
-            self._normals[id(value)] = (value, *params)  # keeps value alive, so its id stays unique
+            self.register(value, *params)
 
     def _normal_of(self, tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         found = self._normals.get(id(tensor)) if tensor is not None else None
@@ -97,6 +102,9 @@ class _LayerNoise(Messenger):
 class LocalReparameterization(_LayerNoise):
     """Draw each example's pre-activations from their marginal Normal (see the module docstring)."""
 
+    #: whether a layer's computation reads the drawn weights (here only their means and scales)
+    needs_weight_draw = False
+
     @staticmethod
     def _draw(mean, variance):
         return mean + variance.clamp_min(1e-30).sqrt() * torch.randn_like(mean)
@@ -117,6 +125,8 @@ class LocalReparameterization(_LayerNoise):
 
 class Flipout(_LayerNoise):
     """Decorrelate the shared weight draw across examples with random sign flips (see the module docstring)."""
+
+    needs_weight_draw = True
 
     @staticmethod
     def _signs(batch: int, size: int, like: torch.Tensor) -> torch.Tensor:

@@ -92,9 +92,15 @@ def _is_real(support: constraints.Constraint) -> bool:
 class MeanFieldNormal(autoguide.AutoNormal):
     """Mean-field Normal guide whose Normal sits at the model's sites, so the KL has a closed form.
 
-    Same parameters (``locs``, ``scales``) and arguments as :class:`~pyro.infer.autoguide.AutoNormal`.
+    Same parameters (``locs``, ``scales``) and arguments as :class:`~pyro.infer.autoguide.AutoNormal`, with
+    the scales stored as ``log(scale)`` (AutoNormal stores ``softplus^-1(scale)``): the KL's ``log(scale)``
+    is then the parameter itself and ``d scale / d parameter = scale``, which keeps the fused step
+    (:mod:`pyro_bnn.fused`) to one ``exp`` per weight. For the small scales of a network's posterior the
+    two agree (``softplus(u) ~ exp(u)`` for ``u << 0``).
     Sites with constrained support fall back to AutoNormal's transformed sampling.
     """
+
+    scale_constraint = constraints.positive
 
     def forward(self, *args, **kwargs):
         if self.prototype_trace is None:

@@ -14,10 +14,11 @@ reparameterization or Flipout; all three estimate the same loss.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from contextlib import nullcontext
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Union
 
 import pyro
 import torch
@@ -25,9 +26,19 @@ from torch import nn
 
 from .elbo import ELBO_KL, ElboTerms, elbo_terms
 from .estimators import estimator_handler
+from .fused import FusedMeanField, unfusable_reason
 
 KL_SCHEDULES = ("uniform", "blundell")
 LR_SCHEDULES = ("constant", "cosine")
+#: ``fused`` choices: the fused mean-field step wherever it applies, always (an error where it cannot), never.
+FUSED = ("auto", True, False)
+
+
+def is_fused_choice(value) -> bool:
+    """Whether ``value`` is one of :data:`FUSED` (``True``/``False`` themselves, not 1 or 0)."""
+    return isinstance(value, bool) or value == "auto"
+
+log = logging.getLogger(__name__)
 
 
 class KLWeight:
@@ -111,6 +122,62 @@ def _terms_record(terms: ElboTerms) -> Dict[str, torch.Tensor]:
     return record
 
 
+class Objective(NamedTuple):
+    """What one training step computes and trains.
+
+    :ivar terms: ``(x, y) -> ElboTerms`` of the minibatch (differentiable loss terms).
+    :ivar parameters: the tensors an optimizer of this objective trains.
+    :ivar fused: whether the terms come from :class:`~pyro_bnn.fused.FusedMeanField`.
+    """
+
+    terms: Callable[[torch.Tensor, torch.Tensor], ElboTerms]
+    parameters: List[torch.nn.Parameter]
+    fused: bool
+
+
+def training_objective(
+    model: nn.Module,
+    guide: nn.Module,
+    elbo: str = "mean_field",
+    estimator: str = "shared",
+    num_particles: int = 1,
+    fused: Union[str, bool] = "auto",
+) -> Objective:
+    """The loss of one SVI step and the parameters it trains; ``guide`` must have been run once.
+
+    :param fused: ``"auto"``: the fused mean-field step (:mod:`pyro_bnn.fused`) where it applies (guide
+        :func:`~pyro_bnn.guides.auto_normal`, Normal priors), Pyro's traces elsewhere; ``True``: the fused
+        step or an error saying why it cannot; ``False``: Pyro's traces (:func:`~pyro_bnn.elbo.elbo_terms`).
+        Both estimate the same loss; their noise is drawn differently, so a seed gives other numbers.
+    """
+    if elbo not in ELBO_KL:
+        raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
+    if not is_fused_choice(fused):
+        raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
+    handler = estimator_handler(estimator)
+    kl = ELBO_KL[elbo]
+    reason = unfusable_reason(model, guide) if fused is not False else "fused=False"
+    if fused is True and reason is not None:
+        raise ValueError(f"fused=True: the fused mean-field step cannot train this pair: {reason}; "
+                         "use fused='auto' or False")
+    if reason is None:
+        step = FusedMeanField(model, guide, kl=kl, estimator=estimator)
+        terms = lambda x, y: step(x, y, num_particles=num_particles)  # noqa: E731
+        return Objective(terms, _parameters(model) + step.parameters(), True)
+
+    def terms(x, y):
+        with handler if handler is not None else nullcontext():
+            return elbo_terms(model, guide, x, y, kl=kl, num_particles=num_particles)
+
+    return Objective(terms, _parameters(guide, model), False)
+
+
+def optimizer(parameters: List[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """One Adam over all ``parameters``, as a single fused kernel where torch has one for their device."""
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
+    return torch.optim.Adam(parameters, lr=lr, fused=fused or None)
+
+
 def initialize_guide(guide: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> nn.Module:
     """Run ``guide`` once so an autoguide creates its (lazily built) parameters; returns ``guide``."""
     with torch.no_grad():
@@ -151,6 +218,7 @@ def fit(
     state: Optional[Dict] = None,
     on_checkpoint: Optional[Callable[[Dict], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    fused: Union[str, bool] = "auto",
 ) -> List[Dict[str, float]]:
     """Train ``guide`` as the posterior of ``model`` by SVI.
 
@@ -163,6 +231,8 @@ def fit(
         ``"flipout"`` (:mod:`pyro_bnn.estimators`).
     :param str lr_schedule: ``"constant"``, or ``"cosine"``: decay the learning rate from ``lr`` to 0
         over all steps (the objective is unchanged; the last steps average out the gradient noise).
+    :param fused: ``"auto"``, ``True`` or ``False``: whether the step is the fused mean-field one
+        (:func:`training_objective`).
     :param bool validate: Pyro's distribution argument validation (slower; on in tests).
     :param callback: called with each epoch's record.
     :param dict state: a training state given to ``on_checkpoint`` earlier: training resumes exactly
@@ -177,13 +247,15 @@ def fit(
     """
     if elbo not in ELBO_KL:
         raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
+    if not is_fused_choice(fused):
+        raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
     if int(epochs) < 1:
         raise ValueError(f"epochs={epochs}: train for at least one epoch")
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr={lr}: the learning rate must be a finite number > 0")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule={lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
-    handler = estimator_handler(estimator)
+    estimator_handler(estimator)  # an unknown name fails here, before any work
     kl_weight = kl_weight or KLWeight()
     device = _device(model)
     num_steps = len(loader)
@@ -191,14 +263,17 @@ def fit(
     with pyro.validation_enabled(validate):
         x, y = next(iter(loader))
         initialize_guide(guide, x.to(device), y.to(device))
-        optimizer = torch.optim.Adam(_parameters(guide, model), lr=lr, foreach=True)
-        scheduler = _lr_scheduler(optimizer, lr_schedule, int(epochs) * num_steps)
+        objective = training_objective(model, guide, elbo, estimator, num_particles, fused)
+        log.info("training step: %s", "fused mean-field (one noise draw, flat parameters)" if objective.fused
+                 else "Pyro traces of the guide and the model")
+        adam = optimizer(objective.parameters, lr)
+        scheduler = _lr_scheduler(adam, lr_schedule, int(epochs) * num_steps)
         history: List[Dict[str, float]] = []
         first_epoch, skip, sums, elapsed = 0, 0, {}, 0.0
         if state is not None:
             model.load_state_dict(state["model"])
             guide.load_state_dict(state["guide"])
-            optimizer.load_state_dict(state["optimizer"])
+            adam.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             history, first_epoch, skip = list(state["history"]), state["epoch"], state["step"]
             sums, elapsed = dict(state["sums"]), state["elapsed"]
@@ -212,7 +287,7 @@ def fit(
             return {
                 "epoch": epoch, "step": step, "sums": dict(sums), "history": list(history),
                 "model": model.state_dict(), "guide": guide.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "optimizer": adam.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "rng_epoch_start": rng_epoch_start,
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "sampler_epoch_start": sampler_epoch_start, "elapsed": time.perf_counter() - start,
@@ -237,14 +312,12 @@ def fit(
                     if on_checkpoint is not None:
                         on_checkpoint(snapshot(epoch, step, rng_epoch_start, sampler_epoch_start))
                     raise TrainingInterrupted(epoch, step)
-                x, y = x.to(device), y.to(device)
-                with handler if handler is not None else nullcontext():
-                    terms = elbo_terms(model, guide, x, y, kl=ELBO_KL[elbo], num_particles=num_particles)
+                terms = objective.terms(x.to(device), y.to(device))
                 _check_finite(terms, epoch, step)
                 beta = kl_weight(epoch, step, num_steps)
-                optimizer.zero_grad(set_to_none=True)
+                adam.zero_grad(set_to_none=True)
                 (terms.nll + beta * terms.kl).backward()
-                optimizer.step()
+                adam.step()
                 scheduler.step()
                 for key, value in _terms_record(terms).items():
                     sums[key] = sums.get(key, 0.0) + value.detach()

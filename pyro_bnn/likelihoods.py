@@ -33,6 +33,10 @@ class Likelihood(PyroModule):
         with pyro.plate("data", size=num_data, subsample=indices):
             return pyro.sample("obs", self.distribution(outputs), obs=y)
 
+    def log_likelihood(self, outputs: torch.Tensor, y: torch.Tensor, num_data: int) -> torch.Tensor:
+        """The ``obs`` site's log-density as the plate scales it: ``(num_data / B) * sum_n log p(y_n | outputs_n)``."""
+        return self.distribution(outputs).log_prob(y).sum() * (num_data / outputs.shape[0])
+
 
 class Categorical(Likelihood):
     """Categorical over classes from logits of shape ``(B, C)``."""

@@ -63,14 +63,18 @@ class BayesianModel(PyroModule):
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Sample the weights, compute the network outputs, observe ``y``; returns the outputs."""
+        outputs = self.outputs(x)
+        self.likelihood(outputs, y, self.num_data)
+        return outputs
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's outputs for ``x`` (sampling the weights), without the likelihood."""
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(
                 f"{type(self).__name__} takes inputs of shape (batch, {', '.join(map(str, self.in_shape))}), "
                 f"got {tuple(x.shape)}; pick a model and data whose shapes agree"
             )
-        outputs = self.net(x)
-        self.likelihood(outputs, y, self.num_data)
-        return outputs
+        return self.net(x)
 
 
 class BayesianMLP(BayesianModel):

@@ -28,8 +28,9 @@ from .likelihoods import Categorical, Gaussian
 from .models import BayesianCNN, BayesianMLP, BayesianModel
 from .priors import PRIOR_FAMILIES, StudentTPrior
 
-FORMAT = "pyro_bnn.posterior/1"
-CHECKPOINT_FORMAT = "pyro_bnn.checkpoint/1"
+#: Version 2: the mean-field guide stores log(scale) (version 1 stored softplus^-1(scale)).
+FORMAT = "pyro_bnn.posterior/2"
+CHECKPOINT_FORMAT = "pyro_bnn.checkpoint/2"
 #: File name of the training checkpoint in a run dir.
 CHECKPOINT = "checkpoint.pt"
 
@@ -104,6 +105,11 @@ def _load(path, device, expected_format: str, what: str) -> Dict[str, Any]:
         first_line = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
         raise ValueError(f"{path} is not a readable pyro_bnn {what} ({type(err).__name__}: {first_line})") from None
     if not isinstance(blob, dict) or blob.get("format") != expected_format:
+        found = blob.get("format") if isinstance(blob, dict) else None
+        if isinstance(found, str) and found.split("/")[0] == expected_format.split("/")[0]:
+            raise ValueError(f"{path} is a {what} of format {found!r}, written by an older pyro_bnn whose "
+                             f"guide stored its scales differently; this version reads {expected_format!r}: "
+                             "train the run again")
         raise ValueError(f"{path} is not a pyro_bnn {what} (expected format {expected_format!r})")
     return blob
 

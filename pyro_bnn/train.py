@@ -155,7 +155,8 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
                 model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed),
                 epochs=cfg.inference.epochs, lr=cfg.inference.lr, elbo=cfg.inference.elbo,
                 num_particles=cfg.inference.num_particles, kl_weight=kl_weight,
-                lr_schedule=cfg.inference.lr_schedule, estimator=cfg.inference.estimator, state=state,
+                lr_schedule=cfg.inference.lr_schedule, estimator=cfg.inference.estimator,
+                fused=cfg.inference.fused, state=state,
                 on_checkpoint=lambda training: save_checkpoint(output_dir / CHECKPOINT, training, cfg, spec),
                 should_stop=lambda: bool(received), callback=reporter,
             )

@@ -1,0 +1,217 @@
+"""A fused training step for the mean-field Normal guide: one noise draw, and the closed-form KL by hand.
+
+:func:`pyro_bnn.elbo.elbo_terms` traces the guide and the model with Pyro, building a distribution, a
+noise draw and a KL per site; for a large network most of its time goes to hundreds of small elementwise
+operations. In the common case, a :class:`~pyro_bnn.guides.MeanFieldNormal` guide over a
+:class:`~pyro_bnn.models.BayesianModel` whose priors are all Normal, :class:`FusedMeanField` computes the
+same terms with a few operations over whole vectors:
+
+* the guide's means and log-scales become views of two flat vectors ``loc`` and ``log_scale``: the guide
+  keeps its parameters and stays usable as before, and one optimizer step updates all;
+* one ``normal_`` draws the noise of every weight, ``w = loc + exp(log_scale) * eps``;
+* the KL is the closed form ``log(s0/s) + (s^2 + (m - m0)^2) / (2 s0^2) - 1/2`` summed per site, with its
+  gradient written out (:class:`NormalKL`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the drawn ``w``;
+* the network runs on the drawn weights (:func:`pyro.poutine.condition` of the model's weight sites) and
+  the NLL is the model's own likelihood, ``-(N/B) sum_n log p(y_n | x_n, w)``.
+
+Given the same noise, the loss and its gradients equal those of Pyro's ``TraceMeanField_ELBO``
+(``Trace_ELBO`` for ``kl="mc"``) on the same model and guide (``tests/test_fused.py``). The estimators of
+:mod:`pyro_bnn.estimators` apply as well; local reparameterization with the closed-form KL draws no
+weight noise at all.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import List, Optional
+
+import torch
+from pyro import poutine
+from torch import nn
+from torch.distributions import constraints
+
+from .elbo import KL_KINDS, ElboTerms, average_terms
+from .estimators import estimator_handler, normal_params
+from .guides import MeanFieldNormal
+from .models import BayesianModel
+
+
+def site_prior(model: nn.Module, name: str):
+    """The prior distribution of the weight site ``name`` (e.g. ``net.0.weight``) of a PyroModule ``model``."""
+    layer_name, _, attribute = name.rpartition(".")
+    layer = model.get_submodule(layer_name)
+    prior = layer._pyro_samples[attribute]
+    return prior if hasattr(prior, "sample") else prior(layer)
+
+
+def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
+    """Why :class:`FusedMeanField` cannot train ``guide`` on ``model``; None when it can.
+
+    ``guide`` must have been run once (:func:`pyro_bnn.inference.initialize_guide`).
+    """
+    if not isinstance(model, BayesianModel):
+        return f"the model is a {type(model).__name__}, not a pyro_bnn BayesianModel"
+    if not isinstance(guide, MeanFieldNormal):
+        return f"the guide is a {type(guide).__name__}, not the mean-field Normal (guide=auto_normal)"
+    if guide.scale_constraint is not constraints.positive:
+        return f"the guide's scales use the constraint {guide.scale_constraint}, not positive (log-scales)"
+    for name, _ in guide.prototype_trace.iter_stochastic_nodes():
+        try:
+            prior = site_prior(model, name)
+        except (AttributeError, KeyError):
+            return f"the guide's site {name} is not a weight of the model's network"
+        params = normal_params(prior)
+        if params is None:
+            return f"the prior of {name} is not a Normal (prior.family=normal)"
+        if any(bool((t != t.reshape(-1)[0]).any()) for t in params):
+            return f"the prior of {name} has more than one location or scale across its weights"
+    return None
+
+
+class _Segments:
+    """Runs of consecutive sites with the same prior ``N(m0, s0^2)``, as ``(slice, m0, 1 / s0^2)``."""
+
+    def __init__(self, sizes: List[int], prior_locs: List[float], prior_precisions: List[float]):
+        self.runs, start = [], 0
+        for size, m0, precision in zip(sizes, prior_locs, prior_precisions):
+            if self.runs and self.runs[-1][1:] == (m0, precision):
+                self.runs[-1] = (slice(self.runs[-1][0].start, start + size), m0, precision)
+            else:
+                self.runs.append((slice(start, start + size), m0, precision))
+            start += size
+
+
+class MeanFieldSample(torch.autograd.Function):
+    """The fused forward and backward pass of the mean-field sites.
+
+    Forward: ``scale = exp(log_scale)``, the weights ``loc + scale * noise`` (None without noise), and
+    ``KL(N(loc, scale^2) || N(m0, s0^2)) = log(s0) - log_scale + (scale^2 + (loc - m0)^2) / (2 s0^2) - 1/2``
+    summed per site: one sum and two dot products per site. The total is differentiable, the per-site
+    values are not. Backward: the gradients of weights, scale and KL with respect to ``loc`` and
+    ``log_scale``, written out and in place where possible (each temporary is a pass through memory).
+    """
+
+    @staticmethod
+    def forward(ctx, loc, log_scale, noise, fused):
+        scale = torch.exp(log_scale)
+        sums = torch.stack([part.sum() for part in log_scale.split(fused.sizes)])
+        squares = torch.stack([torch.dot(part, part) for part in scale.split(fused.sizes)])
+        deviations = torch.stack([torch.dot(part, part) for part in fused.deviations(loc)])
+        sites = (squares + deviations).mul_(fused.half_precision).sub_(sums).add_(fused.kl_constant)
+        weights = torch.addcmul(loc, scale, noise) if noise is not None else None
+        ctx.fused = fused
+        ctx.save_for_backward(loc, scale, noise)
+        ctx.mark_non_differentiable(sites)
+        return weights, scale, sites.sum(), sites
+
+    @staticmethod
+    def backward(ctx, grad_weights, grad_scale, grad_kl, _):
+        loc, scale, noise = ctx.saved_tensors
+        # d / d log_scale = scale * d / d scale:  weights -> scale * noise, KL -> scale^2 / s0^2 - 1
+        # d KL / d loc = (loc - m0) / s0^2
+        d_scale = grad_weights * noise if grad_weights is not None else torch.zeros_like(scale)
+        if grad_scale is not None:
+            d_scale.add_(grad_scale)
+        grad_loc = torch.empty_like(loc)
+        for where, m0, precision in ctx.fused.segments.runs:
+            d_scale[where].addcmul_(scale[where], grad_kl * precision)
+            deviation = loc[where] if m0 == 0 else loc[where] - m0
+            if grad_weights is None:
+                torch.mul(deviation, grad_kl * precision, out=grad_loc[where])
+            else:
+                torch.addcmul(grad_weights[where], deviation, grad_kl * precision, out=grad_loc[where])
+        return grad_loc, d_scale.mul_(scale).sub_(grad_kl), None, None
+
+
+class FusedMeanField:
+    """The ELBO terms of a mean-field Normal guide over a Normal-prior BayesianModel, from flat vectors.
+
+    :param model: a :class:`~pyro_bnn.models.BayesianModel` whose weight priors are all Normal, with one
+        location and one scale per site (as every :class:`~pyro_bnn.priors.NormalPrior` gives).
+    :param guide: its :class:`~pyro_bnn.guides.MeanFieldNormal`, already run once; its parameters become
+        views of :attr:`loc` and :attr:`log_scale` (same values; train those two, not the guide's own tensors).
+    :param str kl: ``"analytic"`` (TraceMeanField_ELBO) or ``"mc"`` (Trace_ELBO).
+    :param str estimator: ``"shared"``, ``"local_reparameterization"`` or ``"flipout"``.
+
+    The prior is read once, here. ``terms(x, y).kl_sites`` are values (no gradient); ``terms.kl`` and
+    ``terms.nll`` are differentiable.
+    """
+
+    def __init__(self, model: nn.Module, guide: nn.Module, kl: str = "analytic", estimator: str = "shared"):
+        if kl not in KL_KINDS:
+            raise ValueError(f"kl={kl!r} is not known; choose one of {list(KL_KINDS)}")
+        if getattr(guide, "prototype_trace", None) is None:
+            raise ValueError("the guide has no parameters yet: run it once first (pyro_bnn.inference.initialize_guide)")
+        reason = unfusable_reason(model, guide)
+        if reason is not None:
+            raise ValueError(f"the fused mean-field step cannot train this pair: {reason}; use fused=False")
+        self.model, self.kl, self.handler = model, kl, estimator_handler(estimator)
+        self.names = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
+        locs = [guide.locs.get_parameter(name + "_unconstrained") for name in self.names]
+        log_scales = [guide.scales.get_parameter(name + "_unconstrained") for name in self.names]
+        self.shapes = [p.shape for p in locs]
+        self.sizes = [p.numel() for p in locs]
+        self.loc = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in locs]))
+        self.log_scale = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in log_scales]))
+        for flat, params in ((self.loc, locs), (self.log_scale, log_scales)):
+            for param, view in zip(params, flat.detach().split(self.sizes)):
+                param.data = view.view(param.shape)  # the guide now reads (and saves) the flat vectors
+        priors = [normal_params(site_prior(model, name)) for name in self.names]
+        prior_locs = [float(loc.reshape(-1)[0]) for loc, _ in priors]
+        prior_scales = [float(scale.reshape(-1)[0]) for _, scale in priors]
+        self.segments = _Segments(self.sizes, prior_locs, [s ** -2 for s in prior_scales])
+        like = self.loc.detach()
+        vector = lambda values: torch.tensor(values, dtype=like.dtype, device=like.device)  # noqa: E731
+        self.prior_locs = prior_locs
+        self.half_precision = vector([0.5 * s ** -2 for s in prior_scales])
+        self.log_prior_scale = vector([n * math.log(s) for n, s in zip(self.sizes, prior_scales)])
+        self.kl_constant = self.log_prior_scale - 0.5 * vector(self.sizes)
+
+    def parameters(self) -> List[nn.Parameter]:
+        """The flat means and log-scales: what an optimizer of this step trains."""
+        return [self.loc, self.log_scale]
+
+    def deviations(self, weights: torch.Tensor) -> List[torch.Tensor]:
+        """``weights - m0`` per site (flat views where ``m0 = 0``)."""
+        return [part if m0 == 0 else part - m0 for part, m0 in zip(weights.split(self.sizes), self.prior_locs)]
+
+    def _views(self, flat: torch.Tensor) -> List[torch.Tensor]:
+        return [part.view(shape) for part, shape in zip(flat.split(self.sizes), self.shapes)]
+
+    def _nll(self, x, y, weights, scale) -> torch.Tensor:
+        values = self._views(weights)
+        with self.handler if self.handler is not None else nullcontext():
+            if self.handler is not None:
+                for value, loc, sd in zip(values, self._views(self.loc), self._views(scale)):
+                    self.handler.register(value, loc, sd)
+            with poutine.condition(data=dict(zip(self.names, values))):
+                outputs = self.model.outputs(x)
+        return -self.model.likelihood.log_likelihood(outputs, y, self.model.num_data)
+
+    def _terms(self, nll, kl, kl_sites) -> ElboTerms:
+        return ElboTerms(nll, kl, dict(zip(self.names, kl_sites.detach())), self.model.num_data)
+
+    def _analytic_particle(self, x, y) -> ElboTerms:
+        no_draw = self.handler is not None and not self.handler.needs_weight_draw
+        noise = None if no_draw else torch.randn_like(self.loc)
+        weights, scale, kl, kl_sites = MeanFieldSample.apply(self.loc, self.log_scale, noise, self)
+        # local reparameterization reads only the means and scales
+        return self._terms(self._nll(x, y, self.loc if no_draw else weights, scale), kl, kl_sites)
+
+    def _sampled_particle(self, x, y) -> ElboTerms:
+        scale = torch.exp(self.log_scale)
+        noise = torch.randn_like(scale)
+        weights = torch.addcmul(self.loc, scale, noise)
+        # log q(w) - log p(w) per site; the 2 pi terms cancel
+        log_q = torch.stack([part.sum() for part in self.log_scale.split(self.sizes)]).neg() - 0.5 * torch.stack(
+            [torch.dot(part, part) for part in noise.split(self.sizes)])
+        log_p = -self.log_prior_scale - self.half_precision * torch.stack(
+            [torch.dot(part, part) for part in self.deviations(weights)])
+        kl_sites = log_q - log_p
+        return self._terms(self._nll(x, y, weights, scale), kl_sites.sum(), kl_sites)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, num_particles: int = 1) -> ElboTerms:
+        """NLL and KL of the minibatch ``(x, y)``, averaged over ``num_particles`` weight draws."""
+        particle = self._analytic_particle if self.kl == "analytic" else self._sampled_particle
+        return average_terms([particle(x, y) for _ in range(int(num_particles))])
