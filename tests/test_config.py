@@ -85,9 +85,14 @@ def test_defaults_are_the_digits_cnn_with_the_exact_elbo():
     ("data.subset=-5", "data.subset=-5 is not allowed"),
     ("reference.method=hmc", "reference.method=hmc is not allowed: use one of ['none', 'nuts']"),
     ("reference.max_tree_depth=20", "reference.max_tree_depth=20 is not allowed: use an integer from 1"),
+    ("inference.fused=sometimes", "inference.fused=sometimes is not allowed: use auto, true or false"),
+    ("inference.fused=1", "inference.fused=1 is not allowed: use auto, true or false"),
+    ("inference.fused=true guide=auto_delta", "inference.fused=true needs guide=auto_normal and prior=normal "
+                                              "(got guide=auto_delta, prior.family=normal)"),
+    ("inference.fused=true prior=laplace", "inference.fused=true needs guide=auto_normal and prior=normal"),
 ])
 def test_nonsense_values_get_one_line_naming_the_key(override, message):
-    cfg = compose_train(override)
+    cfg = compose_train(*override.split())
     with pytest.raises(ConfigError) as info:
         validate(cfg)
     assert message in str(info.value) and "\n" not in str(info.value)

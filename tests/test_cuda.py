@@ -58,3 +58,22 @@ def test_resume_on_cuda_gives_the_uninterrupted_result(small_digits):
     resumed = run(state=states[-1])
     assert [{k: v for k, v in r.items() if k != "time_s"} for r in resumed] == \
            [{k: v for k, v in r.items() if k != "time_s"} for r in expected]
+
+
+def test_the_fused_step_equals_pyros_elbo_on_cuda(small_digits):
+    from pyro.infer import TraceMeanField_ELBO
+    from test_fused import FixedNoise, spread_guide
+
+    from pyro_bnn.fused import FusedMeanField
+
+    x, y = (t[:64].cuda() for t in small_digits[0].tensors)
+    model = small_mlp(num_data=1437).cuda()
+    guide = spread_guide(model, x, y)
+    fused = FusedMeanField(model, guide)
+    assert fused.loc.is_cuda and fused.log_scale.is_cuda
+    pyro.set_rng_seed(5)
+    terms = fused(x, y)
+    pyro.set_rng_seed(5)
+    noise = dict(zip(fused.names, torch.randn_like(fused.loc).split(fused.sizes)))
+    expected = TraceMeanField_ELBO().differentiable_loss(model, FixedNoise(noise)(guide), x, y)
+    torch.testing.assert_close(terms.loss, expected, rtol=1e-4, atol=1e-3)
