@@ -4,16 +4,18 @@ Batch 128 of random MNIST-shaped inputs; the MLP 784-400-400-10 and the CNN 32c5
 2x2 max-pool after each conv). Systems, timed interleaved (each repeat runs every system once, in turn):
 
 * ``plain``: the network, cross-entropy, one torch Adam;
-* ``pyro_bnn mean_field`` / ``pyro_bnn trace``: :func:`pyro_bnn.to_bayesian` of the same network, N(0, 1) prior,
-  :func:`pyro_bnn.auto_normal`, one step of :func:`pyro_bnn.fit`'s loop (closed-form / Monte Carlo KL);
+* ``pyro_bnn ...``: :func:`pyro_bnn.to_bayesian` of the same network, N(0, 1) prior, :func:`pyro_bnn.auto_normal`,
+  one step of :func:`pyro_bnn.fit`'s loop (its :func:`~pyro_bnn.inference.training_objective` and optimizer):
+  ``mean_field`` (closed-form KL, the fused step), ``mf local_reparam`` / ``mf flipout`` (its estimators),
+  ``trace`` (Monte Carlo KL, fused), ``mf fused=False`` (Pyro's traces of guide and model);
 * ``pyro SVI``: Pyro alone, as its tutorials write it: PyroSample priors, Pyro's AutoNormal,
   ``SVI(Trace_ELBO)``, ``pyro.optim.Adam``, Pyro's default validation, the data plate subsampled by Pyro;
-* ``bayesian-torch`` Reparameterization layers, when that package is installed.
+* ``bayesian-torch`` Reparameterization and Flipout layers, when that package is installed.
 
 Prints the median step time of each system and its ratio to the plain step (medians of the same run), and
-writes ``benchmarks/results/<date>-step_time.txt`` with the machine description.
+writes ``benchmarks/results/<date>-step_time[-cuda].txt`` with the machine description.
 
-    python benchmarks/step_time.py [--repeats 7] [--steps 20] [--threads 2] [--models mlp cnn]
+    python benchmarks/step_time.py [--repeats 7] [--steps 20] [--threads 2] [--models mlp cnn] [--device cuda]
 """
 
 from __future__ import annotations
