@@ -10,7 +10,8 @@ same terms with a few operations over whole vectors:
   keeps its parameters and stays usable as before, and one optimizer step updates all;
 * one ``normal_`` draws the noise of every weight, ``w = loc + exp(log_scale) * eps``;
 * the KL is the closed form ``log(s0/s) + (s^2 + (m - m0)^2) / (2 s0^2) - 1/2`` summed per site, with its
-  gradient written out (:class:`NormalKL`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the drawn ``w``;
+  gradient written out (:class:`MeanFieldSample`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the
+  drawn ``w``;
 * the network runs on the drawn weights (:func:`pyro.poutine.condition` of the model's weight sites) and
   the NLL is the model's own likelihood, ``-(N/B) sum_n log p(y_n | x_n, w)``.
 
@@ -69,17 +70,17 @@ def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
     return None
 
 
-class _Segments:
-    """Runs of consecutive sites with the same prior ``N(m0, s0^2)``, as ``(slice, m0, 1 / s0^2)``."""
-
-    def __init__(self, sizes: List[int], prior_locs: List[float], prior_precisions: List[float]):
-        self.runs, start = [], 0
-        for size, m0, precision in zip(sizes, prior_locs, prior_precisions):
-            if self.runs and self.runs[-1][1:] == (m0, precision):
-                self.runs[-1] = (slice(self.runs[-1][0].start, start + size), m0, precision)
-            else:
-                self.runs.append((slice(start, start + size), m0, precision))
-            start += size
+def prior_runs(sizes: List[int], prior_locs: List[float], prior_precisions: List[float]) -> List[tuple]:
+    """Runs of consecutive sites with the same prior ``N(m0, s0^2)``, as ``(slice of the flat vector, m0, 1/s0^2)``:
+    one run for a network whose weights share one prior."""
+    runs, start = [], 0
+    for size, m0, precision in zip(sizes, prior_locs, prior_precisions):
+        if runs and runs[-1][1:] == (m0, precision):
+            runs[-1] = (slice(runs[-1][0].start, start + size), m0, precision)
+        else:
+            runs.append((slice(start, start + size), m0, precision))
+        start += size
+    return runs
 
 
 class MeanFieldSample(torch.autograd.Function):
@@ -114,7 +115,7 @@ class MeanFieldSample(torch.autograd.Function):
         if grad_scale is not None:
             d_scale.add_(grad_scale)
         grad_loc = torch.empty_like(loc)
-        for where, m0, precision in ctx.fused.segments.runs:
+        for where, m0, precision in ctx.fused.prior_runs:
             d_scale[where].addcmul_(scale[where], grad_kl * precision)
             deviation = loc[where] if m0 == 0 else loc[where] - m0
             if grad_weights is None:
@@ -160,7 +161,7 @@ class FusedMeanField:
         priors = [normal_params(site_prior(model, name)) for name in self.names]
         prior_locs = [float(loc.reshape(-1)[0]) for loc, _ in priors]
         prior_scales = [float(scale.reshape(-1)[0]) for _, scale in priors]
-        self.segments = _Segments(self.sizes, prior_locs, [s ** -2 for s in prior_scales])
+        self.prior_runs = prior_runs(self.sizes, prior_locs, [s ** -2 for s in prior_scales])
         like = self.loc.detach()
         vector = lambda values: torch.tensor(values, dtype=like.dtype, device=like.device)  # noqa: E731
         self.prior_locs = prior_locs
