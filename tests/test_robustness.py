@@ -146,6 +146,10 @@ def test_unreadable_and_mismatched_posteriors_are_refused(tmp_path):
     (tmp_path / "mismatched.pt").rename(posterior)
     out = cli("pyro_bnn.evaluate", f"run_dir={run_dir}", check=False)
     assert "does not match the model its config describes" in last_line(out)
+    blob["format"] = "pyro_bnn.posterior/1"  # softplus^-1 scales: read as log-scales they would be wrong
+    torch.save(blob, posterior)
+    out = cli("pyro_bnn.evaluate", f"run_dir={run_dir}", check=False)
+    assert "written by an older pyro_bnn" in last_line(out) and "train the run again" in last_line(out)
     posterior.write_bytes(b"\x00garbage")
     out = cli("pyro_bnn.evaluate", f"run_dir={run_dir}", check=False)
     assert "is not a readable pyro_bnn saved posterior" in last_line(out) and "Traceback" not in out.stderr
