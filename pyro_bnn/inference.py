@@ -1,9 +1,11 @@
 """Training: stochastic variational inference over minibatches, with KL weighting.
 
-Each step draws the weights from the guide, computes the ELBO terms
-(:func:`pyro_bnn.elbo.elbo_terms`: the objective of Pyro's ``Trace_ELBO`` for
-``elbo="trace"``, of ``TraceMeanField_ELBO`` for ``elbo="mean_field"``), and
-takes one Adam step over all guide (and likelihood) parameters together.
+Each step draws the weights from the guide, computes the ELBO terms (the
+objective of Pyro's ``Trace_ELBO`` for ``elbo="trace"``, of ``TraceMeanField_ELBO``
+for ``elbo="mean_field"``), and takes one fused Adam step over all guide (and
+likelihood) parameters together. The terms come from the fused mean-field step
+(:mod:`pyro_bnn.fused`) where it applies, else from Pyro's traces
+(:func:`pyro_bnn.elbo.elbo_terms`): :func:`training_objective`.
 ``estimator`` picks how Linear/Conv2d layers draw their noise (see
 :mod:`pyro_bnn.estimators`): one shared weight draw per minibatch, local
 reparameterization or Flipout; all three estimate the same loss.
@@ -33,12 +35,12 @@ LR_SCHEDULES = ("constant", "cosine")
 #: ``fused`` choices: the fused mean-field step wherever it applies, always (an error where it cannot), never.
 FUSED = ("auto", True, False)
 
+log = logging.getLogger(__name__)
+
 
 def is_fused_choice(value) -> bool:
     """Whether ``value`` is one of :data:`FUSED` (``True``/``False`` themselves, not 1 or 0)."""
     return isinstance(value, bool) or value == "auto"
-
-log = logging.getLogger(__name__)
 
 
 class KLWeight:

@@ -89,3 +89,19 @@ def test_bad_inputs_get_one_clear_error():
         model(torch.randn(2, 3, 8, 8))
     with pytest.raises(ValueError, match="activation"):
         BayesianMLP(4, 2, activation="nope")
+
+
+def test_a_changed_prior_buffer_changes_the_prior_of_the_next_trace():
+    """Prior distributions are built once and reused, until a buffer is changed or replaced."""
+    model = BayesianMLP(4, 3, hidden=(5,), prior=NormalPrior(1.0))
+    x = torch.randn(2, 4)
+
+    def prior(x):
+        return poutine.trace(model).get_trace(x).nodes["net.1.weight"]["fn"]
+
+    first = prior(x)
+    assert prior(x) is first  # reused
+    model.net[1].weight_prior_scale.fill_(2.0)  # changed in place
+    assert prior(x) is not first and float(prior(x).base_dist.scale.max()) == 2.0
+    model.double()  # buffers replaced
+    assert prior(x.double()).base_dist.scale.dtype == torch.float64
