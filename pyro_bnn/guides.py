@@ -1,11 +1,12 @@
 """Guide builders: mean-field Normal, MAP (AutoDelta) and low-rank posteriors, with init choices.
 
 :class:`MeanFieldNormal` is Pyro's :class:`~pyro.infer.autoguide.AutoNormal` with
-one change: at every real-support site it samples ``Normal(loc, scale)`` *at the
-model's site*. Pyro's AutoNormal samples an auxiliary ``<name>_unconstrained``
+two changes. At every real-support site it samples ``Normal(loc, scale)`` *at the
+model's site*: Pyro's AutoNormal samples an auxiliary ``<name>_unconstrained``
 site and puts a ``Delta`` at the model's site, so ``TraceMeanField_ELBO`` can
 only find ``KL(Delta || prior) = -log p(w)``: a Monte Carlo KL. With the Normal
-at the site, the KL is the closed form.
+at the site, the KL is the closed form. And its scales are stored as ``log(scale)``
+(see :class:`MeanFieldNormal`).
 
 Initial locations (``init_loc``):
 
