@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 
 import pyro
 import torch
@@ -39,11 +40,9 @@ def gradients(model, guide, x, y, estimator: str, repeats: int):
         guide.zero_grad(set_to_none=True)
         if estimator == "separate":
             loss = sum(elbo_terms(model, guide, x[i:i + 1], y[i:i + 1]).loss for i in range(len(x))) / len(x)
-        elif handler is not None:
-            with handler:
-                loss = elbo_terms(model, guide, x, y).loss
         else:
-            loss = elbo_terms(model, guide, x, y).loss
+            with handler if handler is not None else nullcontext():
+                loss = elbo_terms(model, guide, x, y).loss
         loss.backward()
         for layer, site in LAYERS.items():
             draws[layer].append(params[f"locs.{site}_unconstrained"].grad.clone())

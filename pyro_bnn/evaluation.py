@@ -37,6 +37,13 @@ def _batches(model: nn.Module, loader: Iterable) -> List[Tuple[torch.Tensor, tor
     return batches
 
 
+def _first_batch(model: nn.Module, loader: Iterable) -> Tuple[torch.Tensor, torch.Tensor]:
+    device = _device(model)
+    for x, y in loader:
+        return x.to(device), y.to(device)
+    raise ValueError("the evaluation data is empty")
+
+
 @torch.no_grad()
 def posterior_samples(model: nn.Module, guide: nn.Module, loader: Iterable, num_samples: int = 100) -> Dict[str, torch.Tensor]:
     """``num_samples`` joint draws of every weight site from ``guide``: ``{site: (S, *shape)}``.
@@ -45,7 +52,7 @@ def posterior_samples(model: nn.Module, guide: nn.Module, loader: Iterable, num_
     """
     if int(num_samples) < 1:
         raise ValueError(f"num_samples={num_samples}: draw at least one posterior sample")
-    x, y = _batches(model, loader)[0]
+    x, y = _first_batch(model, loader)
     model_trace = poutine.trace(model).get_trace(x, y)
     latent = [name for name, site in model_trace.iter_stochastic_nodes() if not site_is_subsample(site)]
     traces = [poutine.trace(guide).get_trace(x, y) for _ in range(int(num_samples))]

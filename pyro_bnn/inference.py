@@ -156,7 +156,6 @@ def training_objective(
         raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
     if not is_fused_choice(fused):
         raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
-    handler = estimator_handler(estimator)
     kl = ELBO_KL[elbo]
     reason = unfusable_reason(model, guide) if fused is not False else "fused=False"
     if fused is True and reason is not None:
@@ -166,6 +165,7 @@ def training_objective(
         step = FusedMeanField(model, guide, kl=kl, estimator=estimator)
         terms = lambda x, y: step(x, y, num_particles=num_particles)  # noqa: E731
         return Objective(terms, _parameters(model) + step.parameters(), True)
+    handler = estimator_handler(estimator)
 
     def terms(x, y):
         with handler if handler is not None else nullcontext():

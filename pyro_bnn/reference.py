@@ -27,6 +27,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_value
 from torch import nn
 
+
 def nuts_posterior(
     model: nn.Module,
     x: torch.Tensor,
