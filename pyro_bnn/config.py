@@ -68,6 +68,8 @@ class PriorConfig:
     fan_in: bool = False
     layer_scales: Dict[str, float] = field(default_factory=dict)
     df: float = 3.0
+    learn_scale: bool = False
+    hyperprior_alpha: float = 0.0
 
 
 @dataclass
@@ -171,6 +173,7 @@ _RULES = [
     ("prior.loc", lambda v: math.isfinite(v), "a finite number"),
     ("prior.layer_scales", lambda v: all(_positive(s) for s in v.values()), "a map of layer name -> scale > 0"),
     ("prior.df", _positive, "a number > 0"),
+    ("prior.hyperprior_alpha", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0: no hyperprior)"),
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
     ("guide.init_scale", _positive, "a finite number > 0, e.g. 1e-3"),
     ("guide.init_loc", _one_of(INIT_LOCS), f"one of {list(INIT_LOCS)}"),
@@ -216,6 +219,12 @@ def validate(cfg: DictConfig) -> None:
     if cfg.inference.fused is True and (cfg.guide.name != "auto_normal" or cfg.prior.family != "normal"):
         raise ConfigError(f"inference.fused=true needs guide=auto_normal and prior=normal (got guide={cfg.guide.name}, "
                           f"prior.family={cfg.prior.family}): use inference.fused=auto or false")
+    if cfg.prior.learn_scale and (cfg.prior.family != "normal" or cfg.guide.name != "auto_normal"):
+        raise ConfigError(f"prior.learn_scale=true needs prior.family=normal and guide=auto_normal (got "
+                          f"prior.family={cfg.prior.family}, guide={cfg.guide.name}): use those, or prior.learn_scale=false")
+    if cfg.prior.hyperprior_alpha and not cfg.prior.learn_scale:
+        raise ConfigError(f"prior.hyperprior_alpha={cfg.prior.hyperprior_alpha} is a hyperprior on learned scales: "
+                          "set prior.learn_scale=true, or prior.hyperprior_alpha=0")
     if cfg.data.ood == "heldout" and not cfg.data.holdout_classes:
         raise ConfigError("data.ood=heldout needs classes to hold out of training: set data.holdout_classes, e.g. [8,9]")
     if cfg.data.name == "toy_regression" and (cfg.data.ood != "none" or cfg.data.holdout_classes):

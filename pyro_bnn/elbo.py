@@ -41,6 +41,8 @@ class ElboTerms:
     :ivar kl_sites: the KL of each sample site, ``{site name: tensor}``.
     :ivar num_data: ``N``, for the per-example units.
     :ivar mc_sites: sites whose KL was sampled although the closed form was asked for.
+    :ivar hyperprior: ``-log p(s^2)`` of the learned prior variances under their hyperprior
+        (:mod:`pyro_bnn.empirical_bayes`; None when no prior scale is learned): part of the loss, no gradient.
     """
 
     nll: torch.Tensor
@@ -48,11 +50,13 @@ class ElboTerms:
     kl_sites: Dict[str, torch.Tensor]
     num_data: int
     mc_sites: tuple = field(default_factory=tuple)
+    hyperprior: Optional[torch.Tensor] = None
 
     @property
     def loss(self) -> torch.Tensor:
-        """-ELBO = NLL + KL (whole-data units)."""
-        return self.nll + self.kl
+        """-ELBO = NLL + KL (+ the hyperprior's NLL of learned prior scales), whole-data units."""
+        loss = self.nll + self.kl
+        return loss if self.hyperprior is None else loss + self.hyperprior
 
     def kl_layers(self) -> Dict[str, torch.Tensor]:
         """KL summed per layer (a site ``net.3.weight`` belongs to layer ``net.3``)."""
@@ -149,6 +153,7 @@ def average_terms(particles: List[ElboTerms]) -> ElboTerms:
         kl_sites={name: sum(p.kl_sites[name] for p in particles) / k for name in particles[0].kl_sites},
         num_data=particles[0].num_data,
         mc_sites=particles[0].mc_sites,
+        hyperprior=particles[0].hyperprior,
     )
 
 

@@ -8,7 +8,9 @@ the saved posterior of that run on its training data. It prints:
   same KL summed from the per-weight formula, and a Monte Carlo estimate
   (``log q(w) - log p(w)`` at ``S`` sampled weights) with its standard error;
 * the expected NLL, the KL and -ELBO in whole-data units and per example
-  (``mean NLL + KL / N``, TensorFlow Probability's form).
+  (``mean NLL + KL / N``, TensorFlow Probability's form);
+* the posterior's health per site (:mod:`pyro_bnn.health`): how far its sd moved from the initial
+  scale, its signal-to-noise ratio, the share of weights fallen back to the prior, and warnings.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import pyro
 import torch
@@ -26,6 +28,7 @@ from pyro.poutine.util import site_is_subsample
 from .data import load_data, make_loader
 from .elbo import elbo_particle
 from .guides import MeanFieldNormal, auto_normal
+from .health import format_health, posterior_health
 from .inference import fit
 from .models import BayesianCNN
 from .priors import NormalPrior
@@ -133,19 +136,19 @@ def format_breakdown(b: Breakdown, batch_size: int = 128) -> str:
     return "\n".join(lines)
 
 
-def explain_small_cnn(epochs: int = 20, seed: int = 0, mc_samples: int = 1000) -> Breakdown:
-    """Train the small digits CNN of the docs (seeded) and break its loss down."""
+def explain_small_cnn(epochs: int = 20, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdown, Dict]:
+    """Train the small digits CNN of the docs (seeded); break its loss down, and its posterior's health."""
     pyro.set_rng_seed(seed)
     data = load_data("digits")
     model = BayesianCNN(data.in_shape, 10, channels=(8,), hidden=(32,), prior=NormalPrior(1.0),
                         num_data=data.num_train)
     guide = auto_normal(model, init_scale=1e-3)
     fit(model, guide, make_loader(data.train, 64, shuffle=True, seed=seed), epochs=epochs, lr=1e-2)
-    return kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples)
+    return kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples), posterior_health(model, guide, 1e-3)
 
 
-def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Breakdown:
-    """Break down the loss of the posterior saved in ``run_dir`` on its training data."""
+def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdown, Dict]:
+    """Break down the loss of the posterior saved in ``run_dir`` on its training data, and its health."""
     from pathlib import Path
 
     from .posterior import load_posterior
@@ -153,7 +156,8 @@ def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Breakdown:
     model, guide, cfg, spec = load_posterior(Path(run_dir) / "posterior.pt")
     data = load_data(spec["name"], cfg.data.root, cfg.data.download, cfg.data.split_seed)
     pyro.set_rng_seed(seed)
-    return kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples)
+    breakdown = kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples)
+    return breakdown, posterior_health(model, guide, cfg.guide.init_scale)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -170,13 +174,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error("--epochs and --threads must be >= 1 and --mc-samples >= 2")
     torch.set_num_threads(args.threads)
     if args.run_dir:
-        breakdown = explain_run(args.run_dir, args.seed, args.mc_samples)
+        breakdown, health = explain_run(args.run_dir, args.seed, args.mc_samples)
         print(f"Run {args.run_dir}, on its training data.")
     else:
-        breakdown = explain_small_cnn(args.epochs, args.seed, args.mc_samples)
+        breakdown, health = explain_small_cnn(args.epochs, args.seed, args.mc_samples)
         print(f"Small Bayesian CNN (conv 8x3x3, dense 32) on digits, N(0, 1) prior, mean-field Normal guide, "
               f"{args.epochs} epochs, seed {args.seed}.")
     print(format_breakdown(breakdown))
+    print()
+    print(format_health(health))
 
 
 if __name__ == "__main__":

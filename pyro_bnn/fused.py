@@ -23,7 +23,6 @@ weight noise at all.
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from typing import List, Optional
 
@@ -33,6 +32,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from .elbo import KL_KINDS, ElboTerms, average_terms
+from .empirical_bayes import EmpiricalBayes
 from .estimators import estimator_handler, normal_params
 from .guides import MeanFieldNormal
 from .models import BayesianModel
@@ -70,15 +70,20 @@ def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
     return None
 
 
-def prior_runs(sizes: List[int], prior_locs: List[float], prior_precisions: List[float]) -> List[tuple]:
-    """Runs of consecutive sites with the same prior ``N(m0, s0^2)``, as ``(slice of the flat vector, m0, 1/s0^2)``:
-    one run for a network whose weights share one prior."""
-    runs, start = [], 0
-    for size, m0, precision in zip(sizes, prior_locs, prior_precisions):
-        if runs and runs[-1][1:] == (m0, precision):
-            runs[-1] = (slice(runs[-1][0].start, start + size), m0, precision)
+def prior_runs(sizes: List[int], prior_locs: List[float], prior_precisions: List[float],
+               learned: Optional[List[bool]] = None) -> List[tuple]:
+    """Runs of consecutive sites with the same fixed prior ``N(m0, s0^2)``, as ``(slice of the flat vector, m0,
+    index of the run's first site)``: one run for a network whose weights share one prior. A site whose scale
+    is learned (``learned[i]``) is a run of its own."""
+    learned = learned or [False] * len(sizes)
+    runs, keys, start = [], [], 0
+    for index, (size, m0, precision, own) in enumerate(zip(sizes, prior_locs, prior_precisions, learned)):
+        key = None if own else (m0, precision)
+        if runs and key is not None and keys[-1] == key:
+            runs[-1] = (slice(runs[-1][0].start, start + size), m0, runs[-1][2])
         else:
-            runs.append((slice(start, start + size), m0, precision))
+            runs.append((slice(start, start + size), m0, index))
+            keys.append(key)
         start += size
     return runs
 
@@ -101,7 +106,7 @@ class MeanFieldSample(torch.autograd.Function):
         deviations = torch.stack([torch.dot(part, part) for part in fused.deviations(loc)])
         sites = (squares + deviations).mul_(fused.half_precision).sub_(sums).add_(fused.kl_constant)
         weights = torch.addcmul(loc, scale, noise) if noise is not None else None
-        ctx.fused = fused
+        ctx.fused, ctx.precision = fused, fused.precision
         ctx.save_for_backward(loc, scale, noise)
         ctx.mark_non_differentiable(sites)
         return weights, scale, sites.sum(), sites
@@ -115,7 +120,8 @@ class MeanFieldSample(torch.autograd.Function):
         if grad_scale is not None:
             d_scale.add_(grad_scale)
         grad_loc = torch.empty_like(loc)
-        for where, m0, precision in ctx.fused.prior_runs:
+        for where, m0, site in ctx.fused.prior_runs:
+            precision = ctx.precision[site]
             d_scale[where].addcmul_(scale[where], grad_kl * precision)
             deviation = loc[where] if m0 == 0 else loc[where] - m0
             if grad_weights is None:
@@ -135,7 +141,8 @@ class FusedMeanField:
     :param str kl: ``"analytic"`` (TraceMeanField_ELBO) or ``"mc"`` (Trace_ELBO).
     :param str estimator: ``"shared"``, ``"local_reparameterization"`` or ``"flipout"``.
 
-    The prior is read once, here. ``terms(x, y).kl_sites`` are values (no gradient); ``terms.kl`` and
+    The prior is read once, here; learned prior scales (``NormalPrior(learn_scale=True)``) are set to their
+    optimum given the guide at every call (:mod:`pyro_bnn.empirical_bayes`). ``terms(x, y).kl_sites`` are values (no gradient); ``terms.kl`` and
     ``terms.nll`` are differentiable.
     """
 
@@ -159,15 +166,42 @@ class FusedMeanField:
             for param, view in zip(params, flat.detach().split(self.sizes)):
                 param.data = view.view(param.shape)  # the guide now reads (and saves) the flat vectors
         priors = [normal_params(site_prior(model, name)) for name in self.names]
-        prior_locs = [float(loc.reshape(-1)[0]) for loc, _ in priors]
-        prior_scales = [float(scale.reshape(-1)[0]) for _, scale in priors]
-        self.prior_runs = prior_runs(self.sizes, prior_locs, [s ** -2 for s in prior_scales])
-        like = self.loc.detach()
-        vector = lambda values: torch.tensor(values, dtype=like.dtype, device=like.device)  # noqa: E731
-        self.prior_locs = prior_locs
-        self.half_precision = vector([0.5 * s ** -2 for s in prior_scales])
-        self.log_prior_scale = vector([n * math.log(s) for n, s in zip(self.sizes, prior_scales)])
-        self.kl_constant = self.log_prior_scale - 0.5 * vector(self.sizes)
+        self.prior_locs = [float(loc.reshape(-1)[0]) for loc, _ in priors]
+        variances = torch.stack([scale.reshape(-1)[0] for _, scale in priors]).detach().to(self.loc) ** 2
+        self.learned = EmpiricalBayes.of(model)
+        learned = set(self.learned.names) if self.learned is not None else set()
+        self._learned_sites = torch.tensor([self.names.index(name) for name in self.learned.names]
+                                           if self.learned is not None else [], dtype=torch.long)
+        self.prior_runs = prior_runs(self.sizes, self.prior_locs, variances.reciprocal().tolist(),
+                                     [name in learned for name in self.names])
+        self._size_vector = torch.tensor(self.sizes, dtype=self.loc.dtype, device=self.loc.device)
+        self._set_prior_variances(variances)
+        self._hyperprior = None
+
+    def _set_prior_variances(self, variances: torch.Tensor) -> None:
+        """The per-site prior tensors of the KL from the prior variances ``s0^2`` (new tensors, never in place:
+        a backward pass still to come reads those of its own step)."""
+        self.prior_variances = variances
+        self.precision = variances.reciprocal()
+        self.half_precision = 0.5 * self.precision
+        self.log_prior_scale = 0.5 * self._size_vector * variances.log()
+        self.kl_constant = self.log_prior_scale - 0.5 * self._size_vector
+
+    @torch.no_grad()
+    def _update_learned_scales(self) -> Optional[torch.Tensor]:
+        """Set every learned prior scale to its optimum given the current guide; the hyperprior's NLL."""
+        if self.learned is None:
+            return None
+        index = self._learned_sites
+        scale = torch.exp(self.log_scale)
+        sums = torch.stack([torch.dot(part, part) for part in scale.split(self.sizes)]) + torch.stack(
+            [torch.dot(part, part) for part in self.deviations(self.loc)])
+        learned = self.learned.optimal_variances(sums[index])
+        variances = self.prior_variances.clone()
+        variances[index] = learned
+        self._set_prior_variances(variances)
+        self.learned.set_variances(learned)
+        return self.learned.hyperprior_nll(learned)
 
     def parameters(self) -> List[nn.Parameter]:
         """The flat means and log-scales: what an optimizer of this step trains."""
@@ -191,7 +225,8 @@ class FusedMeanField:
         return -self.model.likelihood.log_likelihood(outputs, y, self.model.num_data)
 
     def _terms(self, nll, kl, kl_sites) -> ElboTerms:
-        return ElboTerms(nll, kl, dict(zip(self.names, kl_sites.detach())), self.model.num_data)
+        return ElboTerms(nll, kl, dict(zip(self.names, kl_sites.detach())), self.model.num_data,
+                         hyperprior=self._hyperprior)
 
     def _analytic_particle(self, x, y) -> ElboTerms:
         no_draw = self.handler is not None and not self.handler.needs_weight_draw
@@ -215,4 +250,5 @@ class FusedMeanField:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, num_particles: int = 1) -> ElboTerms:
         """NLL and KL of the minibatch ``(x, y)``, averaged over ``num_particles`` weight draws."""
         particle = self._analytic_particle if self.kl == "analytic" else self._sampled_particle
+        self._hyperprior = self._update_learned_scales()
         return average_terms([particle(x, y) for _ in range(int(num_particles))])

@@ -103,6 +103,10 @@ class MeanFieldNormal(autoguide.AutoNormal):
 
     scale_constraint = constraints.positive
 
+    def loc_and_scale(self, name: str):
+        """The mean and standard deviation of the guide's Normal at the model's site ``name``."""
+        return self._get_loc_and_scale(name)
+
     def forward(self, *args, **kwargs):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)

@@ -27,8 +27,10 @@ import torch
 from torch import nn
 
 from .elbo import ELBO_KL, ElboTerms, elbo_terms
+from .empirical_bayes import EmpiricalBayes, prior_scales
 from .estimators import estimator_handler
 from .fused import FusedMeanField, unfusable_reason
+from .guides import MeanFieldNormal
 
 KL_SCHEDULES = ("uniform", "blundell")
 LR_SCHEDULES = ("constant", "cosine")
@@ -118,8 +120,10 @@ def _lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_
 
 
 def _terms_record(terms: ElboTerms) -> Dict[str, torch.Tensor]:
-    """loss, nll, kl and ``kl.<layer>`` of one step."""
+    """loss, nll, kl, ``kl.<layer>`` (and ``hyperprior`` where prior scales are learned) of one step."""
     record = {"loss": terms.loss, "nll": terms.nll, "kl": terms.kl}
+    if terms.hyperprior is not None:
+        record["hyperprior"] = terms.hyperprior
     record.update({f"kl.{layer}": value for layer, value in terms.kl_layers().items()})
     return record
 
@@ -166,10 +170,17 @@ def training_objective(
         terms = lambda x, y: step(x, y, num_particles=num_particles)  # noqa: E731
         return Objective(terms, _parameters(model) + step.parameters(), True)
     handler = estimator_handler(estimator)
+    learned = EmpiricalBayes.of(model)
+    if learned is not None and not isinstance(guide, MeanFieldNormal):
+        raise ValueError(f"learned prior scales (learn_scale=True) are set from a mean-field Normal guide, not a "
+                         f"{type(guide).__name__}: use guide=auto_normal, or prior.learn_scale=false")
 
     def terms(x, y):
+        hyperprior = learned.update(guide) if learned is not None else None
         with handler if handler is not None else nullcontext():
-            return elbo_terms(model, guide, x, y, kl=kl, num_particles=num_particles)
+            terms = elbo_terms(model, guide, x, y, kl=kl, num_particles=num_particles)
+        terms.hyperprior = hyperprior
+        return terms
 
     return Objective(terms, _parameters(guide, model), False)
 
@@ -243,7 +254,8 @@ def fit(
         ``torch.save``) at the end of every epoch and when stopping.
     :param should_stop: polled at every step boundary; when true, the state goes to ``on_checkpoint``
         and :class:`TrainingInterrupted` is raised.
-    :return: one record per epoch: ``epoch, loss, nll, kl, kl.<layer>..., kl_weight, time_s``;
+    :return: one record per epoch: ``epoch, loss, nll, kl, kl.<layer>..., kl_weight, time_s`` (and, where the
+        prior's scales are learned, ``hyperprior`` and ``prior_scale.<site>``: each learned scale at the epoch's end);
         the terms are means over the epoch's minibatches in whole-data units (loss = nll + kl,
         the unweighted -ELBO estimate; ``kl.<layer>`` sum to kl).
     """
@@ -325,6 +337,7 @@ def fit(
                     sums[key] = sums.get(key, 0.0) + value.detach()
             record = {"epoch": epoch + 1, **{k: float(v) / num_steps for k, v in sums.items()}}
             record["kl_weight"] = kl_weight.epoch_weight(epoch)
+            record.update({f"prior_scale.{site}": value for site, value in prior_scales(model).items()})
             record["time_s"] = time.perf_counter() - start
             history.append(record)
             sums = {}

@@ -105,11 +105,39 @@ class BayesianMLP(BayesianModel):
         super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data)
 
 
+def cnn_network(in_shape: Tuple[int, int, int], num_classes: int, channels: Sequence[int] = (64, 128),
+                kernel_size: int = 3, hidden: Sequence[int] = (128,), activation: str = "relu") -> nn.Sequential:
+    """The plain network of :class:`BayesianCNN` (same arguments): conv blocks (conv, activation, 2x2 max-pool;
+    the pooling is skipped once the feature map is smaller than 2x2), then dense layers. A deterministic
+    baseline of the same architecture is this network trained as usual."""
+    in_shape = tuple(int(d) for d in in_shape)
+    if len(in_shape) != 3:
+        raise ValueError(
+            f"BayesianCNN takes image inputs of shape (C, H, W), got {in_shape}; use the MLP for tabular data"
+        )
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size={kernel_size}: use an odd kernel size >= 1")
+    layers = []
+    c_prev, h, w = in_shape
+    for c in channels:
+        layers += [nn.Conv2d(c_prev, int(c), kernel_size, padding=kernel_size // 2), _activation(activation)]
+        if h >= 2 and w >= 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c_prev = int(c)
+    layers.append(nn.Flatten())
+    widths = [c_prev * h * w] + [int(d) for d in hidden]
+    for w_in, w_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(w_in, w_out), _activation(activation)]
+    layers.append(nn.Linear(widths[-1], int(num_classes)))
+    return nn.Sequential(*layers)
+
+
 class BayesianCNN(BayesianModel):
     """Convolutional Bayesian classifier: conv blocks (conv, activation, 2x2 max-pool), then a dense head.
 
     Works on any ``(C, H, W)`` input: 1x8x8 digits, 1x28x28 MNIST, 3x32x32 CIFAR-10.
-    A block skips its pooling once the feature map is smaller than 2x2.
+    A block skips its pooling once the feature map is smaller than 2x2 (:func:`cnn_network`).
 
     :param tuple in_shape: ``(C, H, W)``.
     :param int num_classes: number of classes.
@@ -130,27 +158,8 @@ class BayesianCNN(BayesianModel):
         likelihood: Optional[Likelihood] = None,
         num_data: int = 1,
     ):
-        in_shape = tuple(int(d) for d in in_shape)
-        if len(in_shape) != 3:
-            raise ValueError(
-                f"BayesianCNN takes image inputs of shape (C, H, W), got {in_shape}; use the MLP for tabular data"
-            )
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size={kernel_size}: use an odd kernel size >= 1")
-        layers = []
-        c_prev, h, w = in_shape
-        for c in channels:
-            layers += [nn.Conv2d(c_prev, int(c), kernel_size, padding=kernel_size // 2), _activation(activation)]
-            if h >= 2 and w >= 2:
-                layers.append(nn.MaxPool2d(2))
-                h, w = h // 2, w // 2
-            c_prev = int(c)
-        layers.append(nn.Flatten())
-        widths = [c_prev * h * w] + [int(d) for d in hidden]
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(w_in, w_out), _activation(activation)]
-        layers.append(nn.Linear(widths[-1], int(num_classes)))
-        super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data)
+        network = cnn_network(in_shape, num_classes, channels, kernel_size, hidden, activation)
+        super().__init__(network, in_shape, prior, likelihood, num_data)
 
 
 def to_bayesian(

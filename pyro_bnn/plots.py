@@ -65,7 +65,7 @@ def plot_reliability(bins: Dict[str, torch.Tensor], ece: float, path, title: str
 
 
 def plot_uncertainty_in_out(u_in: Dict[str, torch.Tensor], u_out: Dict[str, torch.Tensor], aurocs: Dict[str, float],
-                            path, names=("in distribution", "out of distribution")) -> None:
+                            path, names=("in distribution", "out of distribution"), title: str = "") -> None:
     """Histograms of predictive entropy and mutual information on in- and out-of-distribution inputs."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for ax, key, label in zip(axes, ("entropy", "mutual_information"), ("predictive entropy", "mutual information")):
@@ -76,6 +76,8 @@ def plot_uncertainty_in_out(u_in: Dict[str, torch.Tensor], u_out: Dict[str, torc
         ax.set(xlabel=f"{label} (nats)", ylabel="density (log scale)", yscale="log",
                title=f"{label}: AUROC {aurocs[f'auroc_{key}']:.3f} (0.5 = chance)")
         ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
     _save(fig, path)
 
 
@@ -108,4 +110,29 @@ def plot_entropy_comparison(entropies: Dict[str, torch.Tensor], path, title: str
     ax.plot([0, top], [0, top], "k--", lw=1)
     ax.set(xlabel=f"{name_a} predictive entropy", ylabel=f"{name_b} predictive entropy", xlim=(0, top), ylim=(0, top),
            title=title)
+    _save(fig, path)
+
+
+def plot_posterior_health(health: Dict[str, Dict[str, Optional[float]]], path, title: str = "") -> None:
+    """Per site: mean posterior sd over the initial scale, median |mu|/sigma, share of weights at the prior.
+
+    :param health: the output of :func:`pyro_bnn.health.posterior_health`.
+    """
+    names = list(health)
+    positions = range(len(names))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+    panels = [("sd_ratio", "mean sd / init_scale", "log", "has it moved? (1 = still at init)"),
+              ("snr", "median |mu| / sigma", "log", "signal to noise"),
+              ("at_prior", "share of weights", "linear", "fallen back to the prior")]
+    for ax, (key, ylabel, scale, panel_title) in zip(axes, panels):
+        values = [health[n][key] if health[n][key] is not None else float("nan") for n in names]
+        ax.bar(positions, values, color="C0", edgecolor="k")
+        ax.set(ylabel=ylabel, yscale=scale, title=panel_title)
+        ax.set_xticks(list(positions), names, rotation=45, ha="right", fontsize="small")
+        if key == "sd_ratio":
+            ax.axhline(1.0, color="k", ls="--", lw=1)
+        if key == "at_prior":
+            ax.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
     _save(fig, path)

@@ -26,7 +26,7 @@ from .guides import build_guide
 from .inference import initialize_guide
 from .likelihoods import Categorical, Gaussian
 from .models import BayesianCNN, BayesianMLP, BayesianModel
-from .priors import PRIOR_FAMILIES, StudentTPrior
+from .priors import PRIOR_FAMILIES, NormalPrior, StudentTPrior
 
 #: Version 2: the mean-field guide stores log(scale) (version 1 stored softplus^-1(scale)).
 FORMAT = "pyro_bnn.posterior/2"
@@ -46,6 +46,8 @@ def build_prior(cfg: DictConfig):
     options = dict(scale=cfg.scale, loc=cfg.loc, layer_scales=dict(cfg.layer_scales), fan_in=cfg.fan_in)
     if cls is StudentTPrior:
         options["df"] = cfg.df
+    if cls is NormalPrior:
+        options.update(learn_scale=cfg.get("learn_scale", False), hyperprior_alpha=cfg.get("hyperprior_alpha", 0.0))
     return cls(**options)
 
 

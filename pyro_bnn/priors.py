@@ -108,6 +108,12 @@ class Prior:
         return scale / math.sqrt(fan_in(layer)) if self.fan_in else scale
 
     @staticmethod
+    def site_shapes(layer: nn.Module) -> dict:
+        """``{parameter name: shape}`` of the sample sites this prior gave ``layer``."""
+        return {name: site.shape for name, site in getattr(layer, "_pyro_samples", {}).items()
+                if isinstance(site, _PriorSite)}
+
+    @staticmethod
     def layer_names(network: nn.Module) -> list:
         """Names of the layers of ``network`` that receive a prior."""
         return [name for name, m in network.named_modules() if isinstance(m, BAYESIAN_LAYERS)]
@@ -142,12 +148,35 @@ class Prior:
 
 
 class NormalPrior(Prior):
-    """Normal(loc, scale) on every weight and bias."""
+    """Normal(loc, scale) on every weight and bias.
+
+    :param bool learn_scale: empirical Bayes: during training, the prior scale of every site (each
+        layer's weights and biases apart) is set to the value that maximises the ELBO given the guide
+        (:mod:`pyro_bnn.empirical_bayes`); ``scale`` (with ``fan_in``, ``layer_scales``) is where it starts.
+    :param float hyperprior_alpha: with ``learn_scale``, the shape ``alpha`` of an inverse-gamma hyperprior
+        on each learned variance, ``InvGamma(alpha, (1 + alpha) s0^2)`` (mode at the configured scale ``s0``);
+        0: none (the type-II maximum-likelihood scale).
+    """
 
     family = "normal"
 
+    def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False,
+                 learn_scale: bool = False, hyperprior_alpha: float = 0.0):
+        super().__init__(scale, loc, layer_scales, fan_in)
+        if not (math.isfinite(hyperprior_alpha) and hyperprior_alpha >= 0):
+            raise ValueError(f"prior hyperprior_alpha={hyperprior_alpha}: use a finite number >= 0 (0: no hyperprior)")
+        if hyperprior_alpha and not learn_scale:
+            raise ValueError(f"prior hyperprior_alpha={hyperprior_alpha} is a hyperprior on learned scales: "
+                             "set learn_scale=True, or hyperprior_alpha=0")
+        self.learn_scale = bool(learn_scale)
+        self.hyperprior_alpha = float(hyperprior_alpha)
+
     def distribution(self, loc, scale):
         return dist.Normal(loc, scale)
+
+    def __repr__(self) -> str:
+        learned = f", learn_scale=True, hyperprior_alpha={self.hyperprior_alpha}" if self.learn_scale else ""
+        return super().__repr__()[:-1] + learned + ")"
 
 
 class LaplacePrior(Prior):

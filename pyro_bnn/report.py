@@ -51,7 +51,7 @@ def write_figures(output_dir: Path, model: nn.Module, samples: Dict[str, torch.T
             plot_uncertainty_in_out(uncertainty(probs), uncertainty(raw["ood_outputs"].softmax(-1)),
                                     {k[4:]: v for k, v in metrics.items() if k.startswith("ood_auroc")},
                                     output_dir / "uncertainty_ood.png",
-                                    names=(f"{data.name} test", f"OOD: {ood_name}"))
+                                    names=(f"{data.name} test", f"OOD: {ood_name}"), title=title)
         return {}
     if data.in_shape != (1,):
         return {}

@@ -7,7 +7,8 @@ the sweep root:
 
 * ``summary.csv``: one row per job: ``job``, the job's overrides as columns,
   ``status`` (``ok``, ``failed``, ``incomplete``), the final test metrics, the final
-  training ``nll`` and ``kl``, ``time_s`` and ``error``;
+  training ``nll`` and ``kl``, ``time_s``, ``posterior_warning`` (where the posterior has barely moved or has
+  collapsed to the prior: see :mod:`pyro_bnn.health`) and ``error``;
 * ``summary.md``: the same table in Markdown;
 * ``summary_<key>.png`` for each swept key: test accuracy (or RMSE), NLL (or
   log-likelihood), ECE and the final KL against the key's values.
@@ -30,6 +31,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .health import health_warnings
 from .outputs import write_csv, write_text
 
 STATUS_FILE = "status.json"
@@ -59,6 +61,9 @@ def job_row(run_dir: Path) -> Dict[str, Any]:
         row.update({k: metrics["test"][k] for k in METRIC_COLUMNS if k in metrics["test"]})
         row.update({"train_nll": metrics["train"]["nll"], "train_kl": metrics["train"]["kl"],
                     "time_s": metrics["time_s"]})
+        warnings = health_warnings(metrics["posterior_health"]) if "posterior_health" in metrics else []
+        if warnings:
+            row["posterior_warning"] = "; ".join(w.split(":")[0] for w in warnings)
     elif status_file.is_file():
         status = json.loads(status_file.read_text())
         row.update({"status": status["status"], "error": status.get("error", "")})
@@ -68,7 +73,7 @@ def job_row(run_dir: Path) -> Dict[str, Any]:
 
 
 def _columns(rows: List[Dict[str, Any]], override_keys: List[str]) -> List[str]:
-    rest = ["status"] + [c for c in METRIC_COLUMNS + ["train_nll", "train_kl", "time_s", "error"]
+    rest = ["status"] + [c for c in METRIC_COLUMNS + ["train_nll", "train_kl", "time_s", "posterior_warning", "error"]
                          if any(c in r for r in rows)]
     return ["job"] + override_keys + rest
 

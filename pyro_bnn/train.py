@@ -6,6 +6,8 @@ is the thin ``@hydra.main`` wrapper. A run writes into its run dir:
 * ``metrics.json``: final test metrics, final training terms, timings;
 * ``history.csv``: one row per epoch (loss, nll, kl, kl.<layer>..., kl_weight, time_s);
 * ``elbo_terms.png``: those terms over the epochs;
+* ``posterior_health.png`` (mean-field guide): per site, the posterior sd against its initial scale, the
+  signal-to-noise ratio and the share of weights fallen back to the prior (also in ``metrics.json``);
 * ``reliability.png``, ``uncertainty_ood.png`` (classification), ``predictive.png`` (1-D regression),
   ``reference.json`` / ``reference.png`` (``reference=nuts``): see :mod:`pyro_bnn.report`;
 * ``tensorboard/`` with ``tensorboard=true``: the same terms and metrics as TensorBoard scalars;
@@ -35,10 +37,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, register_configs, validate
 from .data import load_data, load_ood, make_loader
+from .empirical_bayes import prior_scales
 from .evaluation import posterior_samples, score
+from .guides import MeanFieldNormal
+from .health import health_warnings, posterior_health
 from .inference import KLWeight, TrainingInterrupted, fit
 from .outputs import write_csv, write_json
-from .plots import plot_elbo_terms
+from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
 from .report import write_figures, write_reference
 from .posterior import CHECKPOINT, build, data_spec, load_checkpoint, save_checkpoint, save_posterior
@@ -165,10 +170,10 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         fit_s = time.perf_counter() - start
         write_csv(output_dir / "history.csv", history)
         exact = kl_weight.is_exact_elbo
-        title = f"{data.name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}"
-        plot_elbo_terms(history, output_dir / "elbo_terms.png",
-                        title=title + ("" if exact else f" (not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
-                                                        f"warm-up {cfg.inference.kl_warmup_epochs} epochs)"))
+        title = f"{data.name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}" + (
+            "" if exact else f"\n(tempered, not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
+                             f"warm-up {cfg.inference.kl_warmup_epochs} epochs)")
+        plot_elbo_terms(history, output_dir / "elbo_terms.png", title=title)
         save_posterior(output_dir / "posterior.pt", model, guide, cfg, spec)
         pyro.set_rng_seed(cfg.seed)
         test_loader = make_loader(data.test, cfg.data.test_batch_size)
@@ -176,6 +181,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         test, raw = score(model, samples, test_loader,
                           make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
         extra = write_figures(output_dir, model, samples, raw, test, data, cfg.data.ood, title)
+        health = _posterior_health(cfg, model, guide, output_dir, title)
         reporter.add_metrics(test, cfg.inference.epochs)
     last = history[-1]
     metrics = {
@@ -184,7 +190,10 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
                   "kl_layers": {k[3:]: v for k, v in last.items() if k.startswith("kl.")},
                   "num_data": data.num_train, "loss_per_example": last["loss"] / data.num_train},
         **({"uncertainty": extra} if extra else {}),
+        **({"posterior_health": health} if health else {}),
+        **({"prior_scales": prior_scales(model)} if prior_scales(model) else {}),
         "exact_elbo": exact,
+        "kl_weight": cfg.inference.kl_weight,
         "time_s": time.perf_counter() - start,
         "fit_time_s": fit_s,
         "epochs": cfg.inference.epochs,
@@ -199,10 +208,21 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     write_json(output_dir / "metrics.json", metrics)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
     if not exact:
-        log.warning("this run did not optimise the exact ELBO (kl_weight=%s, kl_warmup_epochs=%s)",
-                    cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs)
+        log.warning("this run did not optimise the exact ELBO (kl_weight=%s, kl_warmup_epochs=%s): a tempered "
+                    "posterior", cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs)
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     return metrics
+
+
+def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: str) -> Dict[str, Any]:
+    """Per-site posterior health of a mean-field run (``posterior_health.png``, warnings in the log); {} otherwise."""
+    if not isinstance(guide, MeanFieldNormal):
+        return {}
+    health = posterior_health(model, guide, cfg.guide.init_scale)
+    plot_posterior_health(health, output_dir / "posterior_health.png", title=f"{title}: posterior health")
+    for warning in health_warnings(health):
+        log.warning("posterior health: %s", warning)
+    return health
 
 
 class OutputDirCheck(Callback):

@@ -14,14 +14,15 @@ from pyro_bnn.inference import initialize_guide, training_objective
 
 
 class FixedNoise(Messenger):
-    """Makes a guide draw ``loc + scale * noise[site]`` at each Normal site: Pyro's own sampling, given noise."""
+    """Makes a guide draw ``loc + scale * noise[site]`` at each Normal site: Pyro's own sampling, given noise.
+    Sites whose value is already decided (the model's, replayed from the guide) are left alone."""
 
     def __init__(self, noise):
         super().__init__()
         self.noise = noise
 
     def _pyro_sample(self, msg):
-        if msg["name"] in self.noise:
+        if msg["name"] in self.noise and not msg["done"]:
             loc, scale = normal_params(msg["fn"])
             msg["value"] = loc + scale * self.noise[msg["name"]].view(loc.shape)
 

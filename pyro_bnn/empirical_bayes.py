@@ -1,0 +1,109 @@
+"""Empirical-Bayes prior scales: each learned prior variance at its ELBO optimum given the guide.
+
+For a site of ``m`` weights with ``q(w_i) = N(mu_i, sigma_i^2)`` and the prior ``N(m0, s^2)``::
+
+    KL(q || p) = sum_i [ log s - log sigma_i + (sigma_i^2 + (mu_i - m0)^2) / (2 s^2) - 1/2 ]
+
+is smallest at ``s^2 = S / m`` with ``S = sum_i (sigma_i^2 + (mu_i - m0)^2)``. Under a hyperprior
+``s^2 ~ InvGamma(alpha, beta)`` the objective ``KL - log p(s^2)`` is smallest at
+``s^2 = (S + 2 beta) / (m + 2 alpha + 2)`` (Wu et al. 2019, "Deterministic Variational Inference for
+Robust Bayesian Neural Networks"; Edward2's ``NormalEmpiricalBayesKLDivergence``). With
+``beta = (1 + alpha) s0^2`` the hyperprior's mode is the prior's configured scale ``s0``, and ``alpha``
+says how strongly it holds there.
+
+The prior scale is a point estimate of a hierarchical model, ``p(w, s) = p(s) p(w | s)``, so the
+objective ``NLL + KL(q || p(. | s)) - log p(s^2)`` is still its exact (negative) ELBO. Because ``s^2``
+is the minimiser, the gradients of the objective with respect to ``mu`` and ``sigma`` equal those with
+``s^2`` held fixed (envelope theorem): each training step sets ``s^2`` from the current guide, without
+gradient, then takes an ordinary step. Weights and biases of a layer are separate sites, so each gets
+its own scale.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+
+class EmpiricalBayes:
+    """The learned prior scales of a model whose prior has ``learn_scale=True``.
+
+    :param model: a :class:`~pyro_bnn.models.BayesianModel`.
+    :ivar names: the sites whose prior scale is learned, in the network's order.
+    """
+
+    def __init__(self, model: nn.Module):
+        prior = model.prior
+        if not getattr(prior, "learn_scale", False):
+            raise ValueError(f"{prior!r} does not learn its scale: use NormalPrior(..., learn_scale=True)")
+        self.model = model
+        self.alpha = float(prior.hyperprior_alpha)
+        self.names: List[str] = []
+        sizes, betas = [], []
+        for layer_name in prior.layer_names(model.net):
+            layer = model.net.get_submodule(layer_name)
+            s0 = prior.layer_scale("net." + layer_name, layer)
+            for param_name, shape in prior.site_shapes(layer).items():
+                self.names.append(f"net.{layer_name}.{param_name}")
+                sizes.append(math.prod(shape))
+                betas.append((1.0 + self.alpha) * s0 ** 2)
+        device = next(iter(model.buffers())).device
+        self.sizes = torch.tensor(sizes, dtype=torch.float32, device=device)
+        self.betas = torch.tensor(betas, dtype=torch.float32, device=device)
+
+    @staticmethod
+    def of(model: nn.Module) -> Optional["EmpiricalBayes"]:
+        """The learned scales of ``model``; None when its prior's scales are fixed."""
+        return EmpiricalBayes(model) if getattr(getattr(model, "prior", None), "learn_scale", False) else None
+
+    def optimal_variances(self, sum_squares: torch.Tensor) -> torch.Tensor:
+        """``s^2`` per learned site from ``S = sum(sigma^2 + (mu - m0)^2)`` per site (no gradient)."""
+        if self.alpha == 0:
+            return sum_squares / self.sizes
+        return (sum_squares + 2 * self.betas) / (self.sizes + 2 * self.alpha + 2)
+
+    def hyperprior_nll(self, variances: torch.Tensor) -> torch.Tensor:
+        """``-sum log InvGamma(s^2; alpha, beta)`` over the sites (0 without a hyperprior)."""
+        if self.alpha == 0:
+            return torch.zeros((), device=variances.device)
+        a, b = self.alpha, self.betas
+        log_density = a * b.log() - math.lgamma(a) - (a + 1) * variances.log() - b / variances
+        return -log_density.sum()
+
+    @torch.no_grad()
+    def set_variances(self, variances: torch.Tensor) -> None:
+        """Write ``s = sqrt(s^2)`` into the model's prior buffers (saved with the posterior)."""
+        for name, variance in zip(self.names, variances.sqrt()):
+            layer_name, _, param_name = name.rpartition(".")
+            self.model.get_submodule(layer_name).get_buffer(f"{param_name}_prior_scale").fill_(variance)
+
+    @torch.no_grad()
+    def update(self, guide: nn.Module) -> torch.Tensor:
+        """Set every learned scale to its optimum given a mean-field ``guide``; returns the hyperprior's NLL."""
+        sums = []
+        for name in self.names:
+            loc, scale = guide.loc_and_scale(name)
+            m0 = self.prior_loc(name)
+            sums.append((loc - m0).pow(2).sum() + scale.pow(2).sum())
+        variances = self.optimal_variances(torch.stack(sums).to(self.sizes.dtype))
+        self.set_variances(variances)
+        return self.hyperprior_nll(variances)
+
+    def prior_loc(self, name: str) -> float:
+        layer_name, _, param_name = name.rpartition(".")
+        return float(self.model.get_submodule(layer_name).get_buffer(f"{param_name}_prior_loc"))
+
+
+def prior_scales(model: nn.Module) -> Dict[str, float]:
+    """The current prior scale of every learned site, ``{site: s}`` (empty when none is learned)."""
+    learned = EmpiricalBayes.of(model)
+    if learned is None:
+        return {}
+    scales = {}
+    for name in learned.names:
+        layer_name, _, param_name = name.rpartition(".")
+        scales[name] = float(model.get_submodule(layer_name).get_buffer(f"{param_name}_prior_scale"))
+    return scales
