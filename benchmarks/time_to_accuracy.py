@@ -16,7 +16,7 @@ import time
 import pyro
 import torch
 
-from pyro_bnn import auto_normal, evaluate, fit, load_data, make_loader
+from pyro_bnn import KLWeight, auto_normal, evaluate, fit, load_data, make_loader
 from pyro_bnn.estimators import ESTIMATORS
 
 from digits_accuracy import RECIPES
@@ -42,7 +42,8 @@ def run(estimator: str, target: float, samples: int) -> dict:
         clock["since"] = time.perf_counter()
 
     fit(model, guide, make_loader(data.train, recipe["batch_size"], shuffle=True, seed=0), epochs=recipe["epochs"],
-        lr=1e-3, elbo="mean_field", lr_schedule=recipe["lr_schedule"], estimator=estimator, callback=after_epoch)
+        lr=recipe["lr"], elbo="mean_field", lr_schedule=recipe["lr_schedule"], kl_weight=KLWeight(recipe["kl_weight"]),
+        estimator=estimator, callback=after_epoch)
     return {"reached": reached, "total_s": clock["train"], "final": clock["last"]}
 
 

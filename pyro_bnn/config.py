@@ -53,7 +53,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "cnn"
     hidden: List[int] = field(default_factory=lambda: [128])
-    channels: List[int] = field(default_factory=lambda: [64, 128])
+    channels: List[int] = field(default_factory=lambda: [16, 32])
     kernel_size: int = 3
     activation: str = "relu"
     noise_scale: float = 1.0

@@ -55,11 +55,27 @@ def test_runs_stay_in_place_and_get_sub_second_run_dirs():
     assert re.fullmatch(r"outputs/multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d\.\d{6}", hydra.sweep.dir)
 
 
-def test_defaults_are_the_digits_cnn_with_the_exact_elbo():
+def test_defaults_are_the_digits_cnn_with_a_declared_kl_weight():
     cfg = compose_train()
     assert (cfg.data.name, cfg.model.name, cfg.guide.name, cfg.inference.elbo) == ("digits", "cnn", "auto_normal",
                                                                                     "mean_field")
-    assert cfg.inference.kl_weight == 1.0 and cfg.inference.kl_warmup_epochs == 0
+    assert cfg.inference.kl_weight == 0.1 and cfg.inference.kl_warmup_epochs == 0  # tempered: README says so
+
+
+@pytest.mark.parametrize("experiment", ["digits_mlp", "toy_regression", "nuts_toy_regression", "nuts_digits"])
+def test_presets_compared_with_exact_posteriors_optimise_the_exact_elbo(experiment):
+    assert compose_train(f"+experiment={experiment}").inference.kl_weight == 1.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["prior.learn_scale=true", "prior.family=laplace"], "prior.learn_scale=true needs prior.family=normal and guide"),
+    (["prior.learn_scale=true", "guide=auto_delta"], "prior.learn_scale=true needs prior.family=normal and guide"),
+    (["prior.hyperprior_alpha=3"], "prior.hyperprior_alpha=3.0 is a hyperprior on learned scales"),
+    (["prior=empirical_bayes", "prior.hyperprior_alpha=-1"], "prior.hyperprior_alpha=-1.0 is not allowed"),
+])
+def test_learned_prior_scales_are_checked_before_any_work(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(compose_train(*overrides))
 
 
 @pytest.mark.parametrize("override, message", [

@@ -28,13 +28,15 @@ def run_dir(tmp_path_factory):
 
 def test_a_run_writes_every_file(run_dir):
     for name in ["metrics.json", "history.csv", "elbo_terms.png", "reliability.png", "uncertainty_ood.png",
-                 "posterior.pt", "train.log", ".hydra/config.yaml", ".hydra/overrides.yaml"]:
+                 "posterior_health.png", "posterior.pt", "train.log", ".hydra/config.yaml", ".hydra/overrides.yaml"]:
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["test"]) >= {"accuracy", "nll", "ece", "brier", "entropy", "mutual_information",
                                     "ood_auroc_entropy", "ood_auroc_mutual_information"}
     assert set(metrics["train"]) >= {"loss", "nll", "kl"}
-    assert metrics["exact_elbo"] is True and metrics["time_s"] > 0
+    assert metrics["exact_elbo"] is False and metrics["kl_weight"] == 0.1 and metrics["time_s"] > 0  # the default's
+    assert set(metrics["posterior_health"]) == {f"net.{i}.{p}" for i in (0, 4, 6) for p in ("weight", "bias")}
+    assert set(metrics["posterior_health"]["net.0.weight"]) == {"size", "mean_sd", "sd_ratio", "snr", "at_prior"}
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     layers = ["kl.net.0", "kl.net.4", "kl.net.6"]  # debug CNN: conv, dense hidden, dense output
@@ -44,6 +46,18 @@ def test_a_run_writes_every_file(run_dir):
     assert sum(float(last[k]) for k in layers) == pytest.approx(float(last["kl"]), rel=1e-5)
     assert metrics["train"]["kl_layers"] == {k[3:]: pytest.approx(float(last[k])) for k in layers}
     assert float(last["loss"]) == pytest.approx(metrics["train"]["loss"])
+
+
+def test_a_learned_prior_scale_is_reported_saved_and_warned_about(tmp_path):
+    run("pyro_bnn.train", *TINY[:1], "prior=empirical_bayes", f"hydra.run.dir={tmp_path}")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    sites = {f"net.{i}.{p}" for i in (0, 4, 6) for p in ("weight", "bias")}
+    assert set(metrics["prior_scales"]) == sites and all(s > 0 for s in metrics["prior_scales"].values())
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert {"hyperprior", *(f"prior_scale.{s}" for s in sites)} <= set(rows[0])
+    assert float(rows[-1]["prior_scale.net.4.weight"]) == pytest.approx(metrics["prior_scales"]["net.4.weight"])
+    # two epochs from init_scale 1e-3 at lr 0.01: the posterior sd has not doubled yet
+    assert "posterior health: the posterior has barely moved" in (tmp_path / "train.log").read_text()
 
 
 def test_evaluate_reloads_the_posterior_and_reproduces_the_test_metrics(run_dir):
