@@ -120,7 +120,7 @@ class TrainConfig:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     seed: int = 0
     device: str = "cpu"
-    threads: int = 0
+    threads: int = 1
     resume: bool = False
     progress: bool = True
     tensorboard: bool = False

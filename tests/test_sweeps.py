@@ -77,7 +77,7 @@ def test_sweep_presets(preset, key):
 
 
 @pytest.mark.parametrize("launcher, target, threads", [
-    ("basic", "BasicLauncher", 0),
+    ("basic", "BasicLauncher", 1),
     ("local_parallel", "JoblibLauncher", 1),
     ("submitit_local", "LocalLauncher", 1),
     ("slurm", "SlurmLauncher", 2),
