@@ -142,8 +142,8 @@ class FusedMeanField:
     :param str estimator: ``"shared"``, ``"local_reparameterization"`` or ``"flipout"``.
 
     The prior is read once, here; learned prior scales (``NormalPrior(learn_scale=True)``) are set to their
-    optimum given the guide at every call (:mod:`pyro_bnn.empirical_bayes`). ``terms(x, y).kl_sites`` are values (no gradient); ``terms.kl`` and
-    ``terms.nll`` are differentiable.
+    optimum given the guide at every call (:mod:`pyro_bnn.empirical_bayes`). ``terms(x, y).kl_sites`` are
+    values (no gradient); ``terms.kl`` and ``terms.nll`` are differentiable.
     """
 
     def __init__(self, model: nn.Module, guide: nn.Module, kl: str = "analytic", estimator: str = "shared"):
