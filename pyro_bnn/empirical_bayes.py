@@ -39,15 +39,18 @@ class EmpiricalBayes:
         prior = model.prior
         if not getattr(prior, "learn_scale", False):
             raise ValueError(f"{prior!r} does not learn its scale: use NormalPrior(..., learn_scale=True)")
-        self.model = model
         self.alpha = float(prior.hyperprior_alpha)
         self.names: List[str] = []
+        self._scale_buffers: List[torch.Tensor] = []  # each site's prior scale, written by set_variances
+        self._prior_locs: List[float] = []
         sizes, betas = [], []
         for layer_name in prior.layer_names(model.net):
             layer = model.net.get_submodule(layer_name)
             s0 = prior.layer_scale("net." + layer_name, layer)
             for param_name, shape in prior.site_shapes(layer).items():
                 self.names.append(f"net.{layer_name}.{param_name}")
+                self._scale_buffers.append(layer.get_buffer(f"{param_name}_prior_scale"))
+                self._prior_locs.append(float(layer.get_buffer(f"{param_name}_prior_loc")))
                 sizes.append(math.prod(shape))
                 betas.append((1.0 + self.alpha) * s0 ** 2)
         device = next(iter(model.buffers())).device
@@ -76,34 +79,26 @@ class EmpiricalBayes:
     @torch.no_grad()
     def set_variances(self, variances: torch.Tensor) -> None:
         """Write ``s = sqrt(s^2)`` into the model's prior buffers (saved with the posterior)."""
-        for name, variance in zip(self.names, variances.sqrt()):
-            layer_name, _, param_name = name.rpartition(".")
-            self.model.get_submodule(layer_name).get_buffer(f"{param_name}_prior_scale").fill_(variance)
+        for buffer, scale in zip(self._scale_buffers, variances.sqrt()):
+            buffer.fill_(scale)
+
+    def scales(self) -> Dict[str, float]:
+        """The current prior scale of every learned site, ``{site: s}``."""
+        return {name: float(buffer) for name, buffer in zip(self.names, self._scale_buffers)}
 
     @torch.no_grad()
     def update(self, guide: nn.Module) -> torch.Tensor:
         """Set every learned scale to its optimum given a mean-field ``guide``; returns the hyperprior's NLL."""
         sums = []
-        for name in self.names:
+        for name, m0 in zip(self.names, self._prior_locs):
             loc, scale = guide.loc_and_scale(name)
-            m0 = self.prior_loc(name)
             sums.append((loc - m0).pow(2).sum() + scale.pow(2).sum())
         variances = self.optimal_variances(torch.stack(sums).to(self.sizes.dtype))
         self.set_variances(variances)
         return self.hyperprior_nll(variances)
 
-    def prior_loc(self, name: str) -> float:
-        layer_name, _, param_name = name.rpartition(".")
-        return float(self.model.get_submodule(layer_name).get_buffer(f"{param_name}_prior_loc"))
-
 
 def prior_scales(model: nn.Module) -> Dict[str, float]:
     """The current prior scale of every learned site, ``{site: s}`` (empty when none is learned)."""
     learned = EmpiricalBayes.of(model)
-    if learned is None:
-        return {}
-    scales = {}
-    for name in learned.names:
-        layer_name, _, param_name = name.rpartition(".")
-        scales[name] = float(model.get_submodule(layer_name).get_buffer(f"{param_name}_prior_scale"))
-    return scales
+    return learned.scales() if learned is not None else {}

@@ -184,6 +184,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         health = _posterior_health(cfg, model, guide, output_dir, title)
         reporter.add_metrics(test, cfg.inference.epochs)
     last = history[-1]
+    learned_scales = prior_scales(model)
     metrics = {
         "test": test,
         "train": {"loss": last["loss"], "nll": last["nll"], "kl": last["kl"],
@@ -191,7 +192,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
                   "num_data": data.num_train, "loss_per_example": last["loss"] / data.num_train},
         **({"uncertainty": extra} if extra else {}),
         **({"posterior_health": health} if health else {}),
-        **({"prior_scales": prior_scales(model)} if prior_scales(model) else {}),
+        **({"prior_scales": learned_scales} if learned_scales else {}),
         "exact_elbo": exact,
         "kl_weight": cfg.inference.kl_weight,
         "time_s": time.perf_counter() - start,
