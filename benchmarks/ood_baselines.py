@@ -22,7 +22,6 @@ AUROCs (mutual information, and entropy of the predictive mean); a single networ
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ from hydra import compose, initialize_config_dir
 
 from pyro_bnn.data import load_data, load_ood, make_loader
 from pyro_bnn.evaluation import classification_metrics, ood_metrics
+from pyro_bnn.inference import lr_scheduler
 from pyro_bnn.models import cnn_network
 from pyro_bnn.train import train
 
@@ -54,10 +54,7 @@ def train_plain(cfg, data, seed: int) -> torch.nn.Module:
                       cfg.model.hidden, cfg.model.activation)
     loader = make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=seed)
     adam = torch.optim.Adam(net.parameters(), lr=cfg.inference.lr)
-    total = cfg.inference.epochs * len(loader)
-    cosine = cfg.inference.lr_schedule == "cosine"
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        adam, lambda i: 0.5 * (1 + math.cos(math.pi * i / total)) if cosine else 1.0)
+    schedule = lr_scheduler(adam, cfg.inference.lr_schedule, cfg.inference.epochs * len(loader))
     for _ in range(cfg.inference.epochs):
         for x, y in loader:
             adam.zero_grad(set_to_none=True)

@@ -41,8 +41,8 @@ pyro.set_rng_seed(a.seed)
 tl = make_loader(data.test, 1000)
 s = posterior_samples(model, guide, tl, 100)
 m, _ = score(model, s, tl, make_loader(ood, 1000))
-sc = torch.cat([p.detach().reshape(-1) for n, p in guide.named_parameters() if "scales" in n])
+log_sd = torch.cat([p.detach().reshape(-1) for n, p in guide.named_parameters() if "scales" in n])  # log(scale)
 out = dict(tag=a.tag, split=a.split, seed=a.seed, acc=m["accuracy"], nll=m["nll"], ece=m["ece"],
            auc_mi=m["ood_auroc_mutual_information"], auc_ent=m["ood_auroc_entropy"], mi=m["mutual_information"],
-           fit_s=ft, kl=h[-1]["kl"], tnll=h[-1]["nll"], sd_med=float(sc.exp().median()) if sc.min() < 0 else float(sc.median()))
+           fit_s=ft, kl=h[-1]["kl"], tnll=h[-1]["nll"], sd_med=float(log_sd.exp().median()))
 print(json.dumps(out), flush=True)

@@ -113,7 +113,8 @@ def _check_finite(terms: ElboTerms, epoch: int, step: int) -> None:
     )
 
 
-def _lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of ``fit`` (one of :data:`LR_SCHEDULES`) over ``total_steps`` optimizer steps."""
     if schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / total_steps)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
@@ -281,7 +282,7 @@ def fit(
         log.info("training step: %s", "fused mean-field (one noise draw, flat parameters)" if objective.fused
                  else "Pyro traces of the guide and the model")
         adam = optimizer(objective.parameters, lr)
-        scheduler = _lr_scheduler(adam, lr_schedule, int(epochs) * num_steps)
+        scheduler = lr_scheduler(adam, lr_schedule, int(epochs) * num_steps)
         history: List[Dict[str, float]] = []
         first_epoch, skip, sums, elapsed = 0, 0, {}, 0.0
         if state is not None:
