@@ -2,7 +2,7 @@
 
 On scikit-learn's digits, for each split and seed:
 
-* ``pyro_bnn``: the default ``python -m pyro_bnn.train`` (the app's :func:`~pyro_bnn.train.train` on the
+* ``pyro_bnn``: the default ``python -m pyro_bnn.train`` (the app's :func:`~pyro_bnn.app.train.train` on the
   composed default config, with ``data.split_seed`` and ``seed`` set), once with the rotated digits as the
   out-of-distribution set (the default) and once with classes 8 and 9 held out of training
   (``data.ood=heldout data.holdout_classes=[8,9]``);
@@ -25,25 +25,24 @@ import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Dict, List
 
 import pyro
 import torch
 from hydra import compose, initialize_config_dir
 
+from pyro_bnn.app.config import CONF_DIR
+from pyro_bnn.app.train import train
 from pyro_bnn.data import load_data, load_ood, make_loader
 from pyro_bnn.evaluation import classification_metrics, ood_metrics
 from pyro_bnn.inference import lr_scheduler
 from pyro_bnn.models import cnn_network
-from pyro_bnn.train import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 HELDOUT = [8, 9]
 
 
 def default_config(*overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
 

@@ -6,22 +6,35 @@ arguments per candidate and the output are in ``benchmarks/results/2026-11-24-re
 
     python benchmarks/recipe_candidate.py --split 0 --seed 0 --channels 16,32 --hidden 64 --lr 0.01 --klw 0.1
 """
-import argparse, json, time
-import pyro, torch
+import argparse
+import json
+import time
+
+import pyro
+import torch
+
 from pyro_bnn import BayesianCNN, NormalPrior, auto_normal, fit, load_data, make_loader
 from pyro_bnn.data import load_ood
 from pyro_bnn.evaluation import posterior_samples, score
 from pyro_bnn.inference import KLWeight
 
 p = argparse.ArgumentParser()
-p.add_argument("--split", type=int, default=0); p.add_argument("--seed", type=int, default=0)
-p.add_argument("--channels", default="64,128"); p.add_argument("--hidden", default="128")
-p.add_argument("--scale", type=float, default=1.0); p.add_argument("--fan_in", type=int, default=0)
-p.add_argument("--learn", type=int, default=0); p.add_argument("--alpha", type=float, default=0.0)
-p.add_argument("--init_scale", type=float, default=1e-3); p.add_argument("--lr", type=float, default=1e-3)
-p.add_argument("--epochs", type=int, default=60); p.add_argument("--bs", type=int, default=32)
-p.add_argument("--sched", default="cosine"); p.add_argument("--klw", type=float, default=1.0)
-p.add_argument("--warm", type=int, default=0); p.add_argument("--ood", default="rotated")
+p.add_argument("--split", type=int, default=0)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--channels", default="64,128")
+p.add_argument("--hidden", default="128")
+p.add_argument("--scale", type=float, default=1.0)
+p.add_argument("--fan_in", type=int, default=0)
+p.add_argument("--learn", type=int, default=0)
+p.add_argument("--alpha", type=float, default=0.0)
+p.add_argument("--init_scale", type=float, default=1e-3)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--epochs", type=int, default=60)
+p.add_argument("--bs", type=int, default=32)
+p.add_argument("--sched", default="cosine")
+p.add_argument("--klw", type=float, default=1.0)
+p.add_argument("--warm", type=int, default=0)
+p.add_argument("--ood", default="rotated")
 p.add_argument("--tag", default="")
 a = p.parse_args()
 torch.set_num_threads(1)

@@ -15,11 +15,10 @@ import time
 
 import pyro
 import torch
+from digits_accuracy import RECIPES
 
 from pyro_bnn import KLWeight, auto_normal, evaluate, fit, load_data, make_loader
 from pyro_bnn.estimators import ESTIMATORS
-
-from digits_accuracy import RECIPES
 
 
 def run(estimator: str, target: float, samples: int) -> dict:

@@ -8,33 +8,60 @@ Library use::
     history = fit(model, guide, train_loader, epochs=100, lr=1e-2, elbo="mean_field")
     metrics = evaluate(model, guide, test_loader, num_samples=100)
 
-Importing pyro_bnn sets ``pyro.settings.set(module_local_params=True)``: the
-parameters of every model and guide live in that module, never in Pyro's global
-param store, so two models in one process never share parameters.
+The Hydra experiment around it (``python -m pyro_bnn.train``) is :mod:`pyro_bnn.app`; this package
+never imports it. Importing pyro_bnn sets ``pyro.settings.set(module_local_params=True)``: the
+parameters of every model and guide live in that module, never in Pyro's global param store, so two
+models in one process never share parameters.
 """
 
 import pyro
 
 pyro.settings.set(module_local_params=True)
 
+# models, priors and likelihoods
+# data and saved posteriors
 from .data import DataSplits, load_data, make_loader  # noqa: E402
+
+# the loss and training
 from .elbo import ElboTerms, elbo_terms  # noqa: E402
-from .evaluation import (classification_metrics, evaluate, ood_metrics, posterior_samples, predict,  # noqa: E402
-                         predict_with_samples, regression_metrics)
-from .reference import nuts_posterior  # noqa: E402
-from .guides import MeanFieldNormal, auto_delta, auto_lowrank, auto_normal, build_guide  # noqa: E402
-from .inference import KLWeight, fit  # noqa: E402
+from .empirical_bayes import EmpiricalBayes, prior_scales  # noqa: E402
+from .estimators import Flipout, LocalReparameterization  # noqa: E402
+
+# evaluation, posterior health, the NUTS reference
+from .evaluation import (  # noqa: E402
+                         classification_metrics,
+                         evaluate,
+                         ood_metrics,
+                         posterior_samples,
+                         predict,
+                         predict_with_samples,
+                         regression_metrics,
+)
+from .fused import FusedMeanField  # noqa: E402
+
+# guides
+from .guides import MeanFieldNormal, auto_delta, auto_lowrank, auto_normal  # noqa: E402
+from .health import posterior_health  # noqa: E402
+from .inference import KLWeight, TrainingInterrupted, fit, training_objective  # noqa: E402
 from .likelihoods import Categorical, Gaussian  # noqa: E402
 from .models import BayesianCNN, BayesianMLP, BayesianModel, pretrained_weights, to_bayesian  # noqa: E402
 from .priors import LaplacePrior, NormalPrior, Prior, StudentTPrior  # noqa: E402
+from .reference import nuts_posterior  # noqa: E402
+from .serialization import load_posterior, save_posterior  # noqa: E402
 
 __all__ = [
+    # models, priors and likelihoods
     "BayesianCNN", "BayesianMLP", "BayesianModel", "to_bayesian", "pretrained_weights",
-    "Prior", "NormalPrior", "LaplacePrior", "StudentTPrior",
+    "Prior", "NormalPrior", "LaplacePrior", "StudentTPrior", "EmpiricalBayes", "prior_scales",
     "Categorical", "Gaussian",
-    "MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "build_guide",
-    "KLWeight", "fit", "ElboTerms", "elbo_terms",
+    # guides
+    "MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank",
+    # the loss and training
+    "ElboTerms", "elbo_terms", "Flipout", "LocalReparameterization", "FusedMeanField",
+    "KLWeight", "TrainingInterrupted", "fit", "training_objective",
+    # evaluation, posterior health, the NUTS reference
     "evaluate", "predict", "posterior_samples", "predict_with_samples",
-    "classification_metrics", "regression_metrics", "ood_metrics", "nuts_posterior",
-    "DataSplits", "load_data", "make_loader",
+    "classification_metrics", "regression_metrics", "ood_metrics", "posterior_health", "nuts_posterior",
+    # data and saved posteriors
+    "DataSplits", "load_data", "make_loader", "load_posterior", "save_posterior",
 ]

@@ -22,9 +22,9 @@ from typing import Dict, List, Optional
 
 import torch
 from pyro import poutine
+from pyro.distributions import Delta
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
-from pyro.distributions import Delta
 from torch.distributions import Independent, kl_divergence
 
 KL_KINDS = ("analytic", "mc")
@@ -115,7 +115,7 @@ def elbo_particle(model, guide, *args, kl: str = "analytic", **kwargs) -> ElboTe
     model_trace.compute_log_prob(site_filter=lambda name, site: site["is_observed"] or name in sampled)
     guide_trace.compute_log_prob(site_filter=lambda name, site: name in sampled or name in auxiliary)
     nll = 0.0
-    for name, site in model_trace.nodes.items():
+    for site in model_trace.nodes.values():
         if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site):
             nll = nll - site["log_prob_sum"]
     for name in sampled:

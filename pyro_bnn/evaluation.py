@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from .inference import _device
+from .inference import device_of
 
 ECE_BINS = 15
 #: Probability mass of the central predictive interval whose coverage regression reports.
@@ -30,7 +30,7 @@ COVERAGE_MASS = 0.9
 
 
 def _batches(model: nn.Module, loader: Iterable) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    device = _device(model)
+    device = device_of(model)
     batches = [(x.to(device), y.to(device)) for x, y in loader]
     if not batches:
         raise ValueError("the evaluation data is empty")
@@ -38,7 +38,7 @@ def _batches(model: nn.Module, loader: Iterable) -> List[Tuple[torch.Tensor, tor
 
 
 def _first_batch(model: nn.Module, loader: Iterable) -> Tuple[torch.Tensor, torch.Tensor]:
-    device = _device(model)
+    device = device_of(model)
     for x, y in loader:
         return x.to(device), y.to(device)
     raise ValueError("the evaluation data is empty")
@@ -67,7 +67,7 @@ def predict_with_samples(model: nn.Module, samples: Dict[str, torch.Tensor], loa
         targets of shape ``(N,)``, both on the CPU.
     """
     batches = _batches(model, loader)
-    device = _device(model)
+    device = device_of(model)
     run = Predictive(model, posterior_samples={k: v.to(device) for k, v in samples.items()}, return_sites=["_RETURN"])
     outputs = torch.cat([run(x)["_RETURN"].cpu() for x, _ in batches], dim=1)
     return outputs, torch.cat([y.cpu() for _, y in batches])

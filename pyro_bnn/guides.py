@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Union
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.distributions.util import sum_rightmost
 from pyro.infer import autoguide
 from pyro.infer.autoguide.initialization import init_to_median
@@ -108,6 +109,12 @@ class MeanFieldNormal(autoguide.AutoNormal):
         return self._get_loc_and_scale(name)
 
     def forward(self, *args, **kwargs):
+        """Pyro 1.9.2's ``AutoNormal.forward`` with one difference: at a site of real support the Normal is
+        sampled at the site itself (AutoNormal samples an auxiliary ``<name>_unconstrained`` site and puts a
+        ``Delta`` at the site), so ``TraceMeanField_ELBO`` finds a Normal-Normal pair and uses the
+        closed-form KL. Constrained sites follow AutoNormal, its ``poutine.get_mask() is False`` branch
+        included (no Jacobian where the model masks the site out).
+        """
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         plates = self._create_plates(*args, **kwargs)
@@ -117,21 +124,24 @@ class MeanFieldNormal(autoguide.AutoNormal):
                 for frame in site["cond_indep_stack"]:
                     if frame.vectorized:
                         stack.enter_context(plates[frame.name])
-                loc, scale = self._get_loc_and_scale(name)
-                normal = dist.Normal(loc, scale).to_event(self._event_dims[name])
-                support = site["fn"].support
-                if _is_real(support):
-                    result[name] = pyro.sample(name, normal)
-                    continue
-                transform = biject_to(support)
-                latent = pyro.sample(name + "_unconstrained", normal, infer={"is_auxiliary": True})
-                value = transform(latent)
-                log_density = transform.inv.log_abs_det_jacobian(value, latent)
-                log_density = sum_rightmost(log_density, log_density.dim() - value.dim() + site["fn"].event_dim)
-                result[name] = pyro.sample(
-                    name, dist.Delta(value, log_density=log_density, event_dim=site["fn"].event_dim)
-                )
+                result[name] = self._sample_site(name, site)
         return result
+
+    def _sample_site(self, name: str, site: dict) -> torch.Tensor:
+        loc, scale = self._get_loc_and_scale(name)
+        normal = dist.Normal(loc, scale).to_event(self._event_dims[name])
+        support = site["fn"].support
+        if _is_real(support):
+            return pyro.sample(name, normal)
+        transform = biject_to(support)
+        latent = pyro.sample(name + "_unconstrained", normal, infer={"is_auxiliary": True})
+        value = transform(latent)
+        if poutine.get_mask() is False:
+            log_density = 0.0
+        else:
+            log_density = transform.inv.log_abs_det_jacobian(value, latent)
+            log_density = sum_rightmost(log_density, log_density.dim() - value.dim() + site["fn"].event_dim)
+        return pyro.sample(name, dist.Delta(value, log_density=log_density, event_dim=site["fn"].event_dim))
 
 
 def auto_normal(model: nn.Module, init_scale: float = 1e-3, init_loc: str = "pytorch") -> MeanFieldNormal:
@@ -167,15 +177,4 @@ def _check_init_scale(init_scale: float) -> None:
         raise ValueError(f"init_scale={init_scale}: the initial posterior scale must be a finite number > 0")
 
 
-#: Guide builders by config name.
-GUIDES = {"auto_normal": auto_normal, "auto_delta": auto_delta, "auto_lowrank": auto_lowrank}
-
-
-def build_guide(name: str, model: nn.Module, **options) -> nn.Module:
-    """Build the guide called ``name`` (a key of :data:`GUIDES`) for ``model``."""
-    if name not in GUIDES:
-        raise ValueError(f"guide={name!r} is not known; choose one of {sorted(GUIDES)}")
-    return GUIDES[name](model, **options)
-
-
-__all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "build_guide", "pytorch_init"]
+__all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "pytorch_init"]

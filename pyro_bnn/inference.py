@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from contextlib import nullcontext
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Union
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import pyro
 import torch
 from torch import nn
 
+from .checks import check_batch, check_count, check_loader, check_positive, first_batch
 from .elbo import ELBO_KL, ElboTerms, elbo_terms
 from .empirical_bayes import EmpiricalBayes, prior_scales
 from .estimators import estimator_handler
 from .fused import FusedMeanField, unfusable_reason
 from .guides import MeanFieldNormal
+from .training_state import TrainingState
 
 KL_SCHEDULES = ("uniform", "blundell")
 LR_SCHEDULES = ("constant", "cosine")
@@ -94,21 +95,26 @@ def _parameters(*modules: nn.Module) -> List[torch.nn.Parameter]:
     return params
 
 
-def _device(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
+    """The device of ``model`` (of its first buffer; the CPU when it has none)."""
     tensor = next(iter(model.buffers()), None)
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def _check_finite(terms: ElboTerms, epoch: int, step: int) -> None:
+def _check_finite(terms: ElboTerms, x: torch.Tensor, epoch: int, step: int) -> None:
+    """A :class:`FloatingPointError` naming the epoch, step and term when the loss is not finite."""
     if torch.isfinite(terms.loss):
         return
+    at = f"at epoch {epoch + 1}, step {step + 1}"
+    if not bool(torch.isfinite(x).all()):
+        raise FloatingPointError(f"the inputs x of the batch {at} hold NaN or inf values: clean or impute the data")
     if not torch.isfinite(terms.nll):
         where = "the NLL"
     else:
         bad = [name for name, v in terms.kl_sites.items() if not torch.isfinite(v)]
         where = f"the KL of site(s) {bad}"
     raise FloatingPointError(
-        f"the loss became {float(terms.loss)} at epoch {epoch + 1}, step {step + 1}: {where} is not finite; "
+        f"the loss became {float(terms.loss)} {at}: {where} is not finite; "
         "lower the learning rate or the guide's init_scale"
     )
 
@@ -207,40 +213,56 @@ class TrainingInterrupted(Exception):
         self.epoch, self.step = epoch, step
 
 
-def _sampler_generator(loader) -> Optional[torch.Generator]:
-    """The generator a (batch) sampler of ``loader`` shuffles with, if it has its own."""
-    for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        for candidate in (obj, getattr(obj, "sampler", None)):
-            if isinstance(getattr(candidate, "generator", None), torch.Generator):
-                return candidate.generator
-    return None
+def _as_kl_weight(kl_weight) -> KLWeight:
+    if kl_weight is None:
+        return KLWeight()
+    if isinstance(kl_weight, KLWeight):
+        return kl_weight
+    if isinstance(kl_weight, (int, float)) and not isinstance(kl_weight, bool):
+        return KLWeight(float(kl_weight))
+    raise TypeError(f"kl_weight={kl_weight!r}: pass a number (the KL weight of every step) or a "
+                    "KLWeight(weight, warmup_epochs, schedule)")
+
+
+def _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_particles) -> None:
+    if elbo not in ELBO_KL:
+        raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
+    if not is_fused_choice(fused):
+        raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
+    check_count(epochs, "epochs")
+    check_positive(lr, "lr")
+    check_count(num_particles, "num_particles")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
+    estimator_handler(estimator)  # an unknown name fails here, before any work
+
+
+def _train_step(objective: Objective, adam, scheduler, x, y, beta: float, epoch: int, step: int) -> ElboTerms:
+    terms = objective.terms(x, y)
+    _check_finite(terms, x, epoch, step)
+    adam.zero_grad(set_to_none=True)
+    (terms.nll + beta * terms.kl).backward()
+    adam.step()
+    scheduler.step()
+    return terms
 
 
 def fit(
-    model: nn.Module,
-    guide: nn.Module,
-    loader: Iterable,
-    epochs: int = 100,
-    lr: float = 1e-2,
-    elbo: str = "mean_field",
-    num_particles: int = 1,
-    kl_weight: Optional[KLWeight] = None,
-    lr_schedule: str = "constant",
-    estimator: str = "shared",
-    validate: bool = False,
-    callback: Optional[Callable[[Dict[str, float]], None]] = None,
-    state: Optional[Dict] = None,
-    on_checkpoint: Optional[Callable[[Dict], None]] = None,
-    should_stop: Optional[Callable[[], bool]] = None,
+    model: nn.Module, guide: nn.Module, loader: Iterable, epochs: int = 100, lr: float = 1e-2,
+    elbo: str = "mean_field", num_particles: int = 1, kl_weight: Union[KLWeight, float, None] = None,
+    lr_schedule: str = "constant", estimator: str = "shared", validate: bool = False,
+    callback: Optional[Callable[[Dict[str, float]], None]] = None, state: Optional[Dict] = None,
+    on_checkpoint: Optional[Callable[[Dict], None]] = None, should_stop: Optional[Callable[[], bool]] = None,
     fused: Union[str, bool] = "auto",
 ) -> List[Dict[str, float]]:
     """Train ``guide`` as the posterior of ``model`` by SVI.
 
-    :param loader: iterable of ``(x, y)`` minibatches (e.g. a shuffling DataLoader).
+    :param loader: ``(x, y)`` minibatches, iterated once per epoch, with a ``len`` (e.g. a shuffling
+        DataLoader); its first batch is checked against the model (dtype, finite inputs, labels in range).
     :param str elbo: ``"mean_field"`` (closed-form KL, TraceMeanField_ELBO) or ``"trace"``
         (Monte Carlo KL, Trace_ELBO).
     :param int num_particles: weight draws per step.
-    :param KLWeight kl_weight: KL weighting (default: the exact ELBO).
+    :param kl_weight: a :class:`KLWeight`, or a number: the KL weight of every step (default: 1, the exact ELBO).
     :param str estimator: ``"shared"`` (one weight draw per minibatch), ``"local_reparameterization"`` or
         ``"flipout"`` (:mod:`pyro_bnn.estimators`).
     :param str lr_schedule: ``"constant"``, or ``"cosine"``: decay the learning rate from ``lr`` to 0
@@ -260,90 +282,49 @@ def fit(
         the terms are means over the epoch's minibatches in whole-data units (loss = nll + kl,
         the unweighted -ELBO estimate; ``kl.<layer>`` sum to kl).
     """
-    if elbo not in ELBO_KL:
-        raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
-    if not is_fused_choice(fused):
-        raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs={epochs}: train for at least one epoch")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr={lr}: the learning rate must be a finite number > 0")
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule={lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
-    estimator_handler(estimator)  # an unknown name fails here, before any work
-    kl_weight = kl_weight or KLWeight()
-    device = _device(model)
-    num_steps = len(loader)
-    generator = _sampler_generator(loader)
+    _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_particles)
+    kl_weight = _as_kl_weight(kl_weight)
+    num_steps = check_loader(loader)
+    device = device_of(model)
     with pyro.validation_enabled(validate):
-        x, y = next(iter(loader))
-        initialize_guide(guide, x.to(device), y.to(device))
-        objective = training_objective(model, guide, elbo, estimator, num_particles, fused)
-        log.info("training step: %s", "fused mean-field (one noise draw, flat parameters)" if objective.fused
-                 else "Pyro traces of the guide and the model")
-        adam = optimizer(objective.parameters, lr)
-        scheduler = lr_scheduler(adam, lr_schedule, int(epochs) * num_steps)
-        history: List[Dict[str, float]] = []
-        first_epoch, skip, sums, elapsed = 0, 0, {}, 0.0
+        objective, run = _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused, lr,
+                                 lr_schedule, int(epochs) * num_steps)
         if state is not None:
-            model.load_state_dict(state["model"])
-            guide.load_state_dict(state["guide"])
-            adam.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history, first_epoch, skip = list(state["history"]), state["epoch"], state["step"]
-            sums, elapsed = dict(state["sums"]), state["elapsed"]
-        start = time.perf_counter() - elapsed
-
-        def shuffle_state():
-            """What decides an epoch's batch order: torch's RNG and the sampler's own generator."""
-            return torch.get_rng_state(), generator.get_state() if generator is not None else None
-
-        def snapshot(epoch, step, rng_epoch_start, sampler_epoch_start) -> Dict:
-            return {
-                "epoch": epoch, "step": step, "sums": dict(sums), "history": list(history),
-                "model": model.state_dict(), "guide": guide.state_dict(),
-                "optimizer": adam.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(), "rng_epoch_start": rng_epoch_start,
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "sampler_epoch_start": sampler_epoch_start, "elapsed": time.perf_counter() - start,
-            }
-
-        for epoch in range(first_epoch, int(epochs)):
-            if state is not None and epoch == first_epoch:  # replay the interrupted epoch's shuffling
-                torch.set_rng_state(state["rng_epoch_start"])
-                if generator is not None and state["sampler_epoch_start"] is not None:
-                    generator.set_state(state["sampler_epoch_start"])
-            else:
-                skip = 0
-            rng_epoch_start, sampler_epoch_start = shuffle_state()
-            for step, (x, y) in enumerate(loader):
-                if step < skip:
-                    continue
-                if step == skip and state is not None and epoch == first_epoch:
-                    torch.set_rng_state(state["rng"])
-                    if state.get("cuda_rng") is not None:
-                        torch.cuda.set_rng_state(state["cuda_rng"], device)
-                if should_stop is not None and should_stop():
-                    if on_checkpoint is not None:
-                        on_checkpoint(snapshot(epoch, step, rng_epoch_start, sampler_epoch_start))
-                    raise TrainingInterrupted(epoch, step)
-                terms = objective.terms(x.to(device), y.to(device))
-                _check_finite(terms, epoch, step)
-                beta = kl_weight(epoch, step, num_steps)
-                adam.zero_grad(set_to_none=True)
-                (terms.nll + beta * terms.kl).backward()
-                adam.step()
-                scheduler.step()
-                for key, value in _terms_record(terms).items():
-                    sums[key] = sums.get(key, 0.0) + value.detach()
-            record = {"epoch": epoch + 1, **{k: float(v) / num_steps for k, v in sums.items()}}
-            record["kl_weight"] = kl_weight.epoch_weight(epoch)
-            record.update({f"prior_scale.{site}": value for site, value in prior_scales(model).items()})
-            record["time_s"] = time.perf_counter() - start
-            history.append(record)
-            sums = {}
+            run.restore(state)
+        for epoch in range(run.epoch, int(epochs)):
+            _train_epoch(objective, run, loader, epoch, kl_weight, num_steps, should_stop, on_checkpoint)
+            record = run.end_epoch(num_steps, {"kl_weight": kl_weight.epoch_weight(epoch),
+                                               **{f"prior_scale.{k}": v for k, v in prior_scales(model).items()}})
             if on_checkpoint is not None:
-                on_checkpoint(snapshot(epoch + 1, 0, *shuffle_state()))
+                on_checkpoint(run.snapshot())
             if callback is not None:
                 callback(record)
-    return history
+    return run.history
+
+
+def _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused, lr, lr_schedule,
+            total_steps) -> Tuple[Objective, TrainingState]:
+    """Check the first batch, initialise the guide, and build the objective, optimizer and schedule."""
+    x, y = (t.to(device) for t in first_batch(loader))
+    check_batch(model, x, y)
+    initialize_guide(guide, x, y)
+    objective = training_objective(model, guide, elbo, estimator, num_particles, fused)
+    log.info("training step: %s", "fused mean-field (one noise draw, flat parameters)" if objective.fused
+             else "Pyro traces of the guide and the model")
+    adam = optimizer(objective.parameters, lr)
+    scheduler = lr_scheduler(adam, lr_schedule, total_steps)
+    modules = {"model": model, "guide": guide, "optimizer": adam, "scheduler": scheduler}
+    return objective, TrainingState(modules, loader, device)
+
+
+def _train_epoch(objective: Objective, run: TrainingState, loader, epoch: int, kl_weight: KLWeight, num_steps: int,
+                 should_stop, on_checkpoint) -> None:
+    adam, scheduler = run.modules["optimizer"], run.modules["scheduler"]
+    for step, x, y in run.batches(epoch, loader):
+        if should_stop is not None and should_stop():
+            if on_checkpoint is not None:
+                on_checkpoint(run.snapshot())
+            raise TrainingInterrupted(epoch, step)
+        x, y = x.to(run.device), y.to(run.device)
+        terms = _train_step(objective, adam, scheduler, x, y, kl_weight(epoch, step, num_steps), epoch, step)
+        run.add(_terms_record(terms))

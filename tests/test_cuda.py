@@ -3,8 +3,8 @@
 import pyro
 import pytest
 import torch
+from helpers import small_mlp
 
-from conftest import small_mlp
 from pyro_bnn import BayesianCNN, NormalPrior, auto_normal, evaluate, fit, make_loader
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -23,6 +23,7 @@ def test_training_and_evaluation_run_on_cuda(small_digits):
 
 def test_cuda_and_cpu_compute_the_same_terms(small_digits):
     from pyro import poutine
+
     from pyro_bnn import elbo_terms
     from pyro_bnn.inference import initialize_guide
 
@@ -61,8 +62,8 @@ def test_resume_on_cuda_gives_the_uninterrupted_result(small_digits):
 
 
 def test_the_fused_step_equals_pyros_elbo_on_cuda(small_digits):
+    from helpers import FixedNoise, spread_guide
     from pyro.infer import TraceMeanField_ELBO
-    from test_fused import FixedNoise, spread_guide
 
     from pyro_bnn.fused import FusedMeanField
 

@@ -1,29 +1,20 @@
 import pyro
 import pytest
 import torch
+from helpers import assert_close, small_mlp, spread_guide
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import AutoNormal
 from torch.distributions import biject_to
 
-from conftest import assert_close, small_mlp
 from pyro_bnn import auto_normal, elbo_terms
 from pyro_bnn.inference import initialize_guide
-
-
-def trained_like_guide(model, x, y, init_scale=0.05):
-    guide = auto_normal(model, init_scale=init_scale)
-    initialize_guide(guide, x, y)
-    with torch.no_grad():  # distinct scales per weight, so nothing cancels by accident
-        for p in guide.scales.parameters():
-            p.add_(0.3 * torch.rand_like(p))
-    return guide
 
 
 def test_minibatch_loss_is_an_unbiased_estimate_of_the_full_data_loss(small_digits):
     x, y = small_digits[0].tensors
     model = small_mlp(num_data=len(x))
-    guide = trained_like_guide(model, x, y)
+    guide = spread_guide(model, x, y, spread=0.3)
     fixed = poutine.replay(guide, trace=poutine.trace(guide).get_trace(x, y))  # one weight draw, reused
     full = elbo_terms(model, fixed, x, y, kl="mc")
     batches = [elbo_terms(model, fixed, x[i:i + 60], y[i:i + 60], kl="mc") for i in range(0, len(x), 60)]
@@ -41,7 +32,7 @@ def test_minibatch_loss_is_an_unbiased_estimate_of_the_full_data_loss(small_digi
 def test_terms_equal_pyros_elbo_given_the_same_noise(small_digits, kl, pyro_elbo):
     x, y = small_digits[0].tensors
     model = small_mlp(num_data=1437)
-    guide = trained_like_guide(model, x[:64], y[:64])
+    guide = spread_guide(model, x[:64], y[:64], spread=0.3)
     pyro.set_rng_seed(3)
     expected = pyro_elbo().differentiable_loss(model, guide, x[:64], y[:64])
     pyro.set_rng_seed(3)
@@ -54,7 +45,7 @@ def test_terms_equal_pyros_elbo_given_the_same_noise(small_digits, kl, pyro_elbo
 def test_analytic_kl_is_the_closed_form_of_every_scalar_weight(small_digits):
     x, y = small_digits[0].tensors
     model = small_mlp()
-    guide = trained_like_guide(model, x, y)
+    guide = spread_guide(model, x, y, spread=0.3)
     terms = elbo_terms(model, guide, x, y, kl="analytic")
     total = 0.0
     for name in terms.kl_sites:
@@ -72,7 +63,7 @@ def test_analytic_kl_is_the_closed_form_of_every_scalar_weight(small_digits):
 def test_analytic_loss_does_not_vary_with_the_weights_noise_in_the_kl(small_digits):
     x, y = small_digits[0].tensors
     model = small_mlp()
-    guide = trained_like_guide(model, x, y)
+    guide = spread_guide(model, x, y, spread=0.3)
     kls = torch.stack([elbo_terms(model, guide, x, y, kl="analytic").kl for _ in range(5)])
     mcs = torch.stack([elbo_terms(model, guide, x, y, kl="mc").kl for _ in range(5)])
     assert float(kls.std()) == 0.0
@@ -93,7 +84,7 @@ def test_pyros_own_autonormal_only_gets_a_sampled_kl(small_digits):
 def test_monte_carlo_kl_converges_to_the_closed_form(small_digits):
     x, y = small_digits[0].tensors
     model = small_mlp()
-    guide = trained_like_guide(model, x, y)
+    guide = spread_guide(model, x, y, spread=0.3)
     exact = float(elbo_terms(model, guide, x, y, kl="analytic").kl)
     draws = torch.stack([elbo_terms(model, guide, x, y, kl="mc").kl for _ in range(400)]).double()
     stderr = float(draws.std() / 20)
@@ -129,7 +120,7 @@ def test_a_conv_kernel_has_the_kl_of_a_dense_matrix_holding_the_same_numbers():
 def test_pyros_trace_elbo_equals_the_monte_carlo_decomposition_in_expectation(small_digits):
     x, y = small_digits[0].tensors
     model = small_mlp()
-    guide = trained_like_guide(model, x, y)
+    guide = spread_guide(model, x, y, spread=0.3)
     with torch.no_grad():
         pyro_losses = torch.stack([torch.as_tensor(Trace_ELBO().loss(model, guide, x, y)) for _ in range(300)])
         closed = elbo_terms(model, guide, x, y, kl="analytic")

@@ -1,14 +1,8 @@
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from helpers import cli, small_mlp
 
-from conftest import small_mlp
 from pyro_bnn import auto_normal, fit, make_loader
-from pyro_bnn.explain import format_breakdown, kl_breakdown
-
-ROOT = Path(__file__).resolve().parents[1]
+from pyro_bnn.app.explain import format_breakdown, kl_breakdown
 
 
 def test_breakdown_columns_agree_and_the_units_are_consistent(small_digits):
@@ -26,8 +20,6 @@ def test_breakdown_columns_agree_and_the_units_are_consistent(small_digits):
 
 
 def test_explain_command_prints_the_breakdown():
-    proc = subprocess.run([sys.executable, "-m", "pyro_bnn.explain", "--epochs", "1", "--mc-samples", "50"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("pyro_bnn.app.explain", "--epochs", "1", "--mc-samples", "50")
     for expected in ["net.0.weight   Conv2d", "net.4.weight   Linear", "-ELBO = NLL + KL", "KL / N", "M = N/B"]:
         assert expected in proc.stdout

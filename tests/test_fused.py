@@ -3,39 +3,12 @@
 import pyro
 import pytest
 import torch
+from helpers import FixedNoise, assert_close, small_mlp, spread_guide
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from pyro.poutine.messenger import Messenger
 
-from conftest import assert_close, small_mlp
 from pyro_bnn import BayesianCNN, LaplacePrior, NormalPrior, auto_delta, auto_normal, fit, make_loader
-from pyro_bnn.estimators import normal_params
 from pyro_bnn.fused import FusedMeanField
 from pyro_bnn.inference import initialize_guide, training_objective
-
-
-class FixedNoise(Messenger):
-    """Makes a guide draw ``loc + scale * noise[site]`` at each Normal site: Pyro's own sampling, given noise.
-    Sites whose value is already decided (the model's, replayed from the guide) are left alone."""
-
-    def __init__(self, noise):
-        super().__init__()
-        self.noise = noise
-
-    def _pyro_sample(self, msg):
-        if msg["name"] in self.noise and not msg["done"]:
-            loc, scale = normal_params(msg["fn"])
-            msg["value"] = loc + scale * self.noise[msg["name"]].view(loc.shape)
-
-
-def spread_guide(model, x, y):
-    """An initialised mean-field guide with distinct scales per weight, so nothing cancels by accident."""
-    guide = auto_normal(model, init_scale=0.05)
-    initialize_guide(guide, x, y)
-    with torch.no_grad():
-        for p in guide.scales.parameters():
-            p.add_(torch.rand_like(p))
-    return guide
-
 
 PRIORS = [NormalPrior(0.7, loc=0.1), NormalPrior(1.0, fan_in=True)]  # m0 != 0; a different scale per layer
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
+from helpers import small_mlp
 
-from conftest import small_mlp
 from pyro_bnn import auto_delta, auto_normal
 from pyro_bnn.health import AT_PRIOR_KL, format_health, health_warnings, posterior_health
 from pyro_bnn.inference import initialize_guide
@@ -20,7 +20,7 @@ def test_a_guide_at_its_initial_scale_has_not_moved(small_digits):
     model = small_mlp()
     health = posterior_health(model, guide_for(model, x, y), init_scale=1e-3)
     assert set(health) == {"net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"}
-    for name, h in health.items():
+    for _name, h in health.items():
         assert h["sd_ratio"] == pytest.approx(1.0, rel=1e-5) and h["mean_sd"] == pytest.approx(1e-3, rel=1e-5)
         assert h["at_prior"] == 0.0 and h["snr"] > 1
     assert health["net.1.weight"]["size"] == 64 * 16

@@ -1,4 +1,3 @@
-import math
 
 import pyro
 import pytest
@@ -35,7 +34,7 @@ def test_every_weight_and_bias_is_a_sample_site_with_the_prior_scale(kind, in_sh
     sites, trace = latent_sites(model, x, y)
     assert set(sites) == parameter_names(model)
     assert len(sites) == (6 if kind == "mlp" else 8)
-    for name, site in sites.items():
+    for _name, site in sites.items():
         base = site["fn"].base_dist
         assert isinstance(base, pyro.distributions.Normal)
         assert torch.all(base.scale == 0.7) and torch.all(base.loc == 0.0)

@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from pyro_bnn import progress
-from pyro_bnn.progress import EpochReporter
+from pyro_bnn.app import progress
+from pyro_bnn.app.progress import EpochReporter
 
 RECORDS = [{"epoch": e, "loss": 100.0 / e, "nll": 60.0 / e, "kl": 40.0 / e, "kl.net.0": 40.0 / e} for e in (1, 2, 3)]
 
@@ -20,7 +20,7 @@ class Terminal(io.StringIO):
                                                    (Terminal(), False, False)])
 def test_the_bar_shows_only_on_a_terminal_when_asked(monkeypatch, caplog, stream, asked, shown):
     monkeypatch.setattr(progress.sys, "stderr", stream)
-    with caplog.at_level(logging.INFO, logger="pyro_bnn.progress"), EpochReporter(3, progress=asked) as reporter:
+    with caplog.at_level(logging.INFO, logger="pyro_bnn.app.progress"), EpochReporter(3, progress=asked) as reporter:
         for record in RECORDS:
             reporter(record)
     assert [r.getMessage() for r in caplog.records] == [

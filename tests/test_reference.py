@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from helpers import PRIOR_SCALE, SIGMA, exact_posterior
 from torch.utils.data import TensorDataset
 
 from pyro_bnn import BayesianMLP, Gaussian, NormalPrior, make_loader, nuts_posterior, predict_with_samples
-
-from test_truth import PRIOR_SCALE, SIGMA, exact_posterior
 
 N = 50
 

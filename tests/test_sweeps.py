@@ -3,29 +3,20 @@
 import csv
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import TINY, cli, compose_train
 
-from pyro_bnn.config import register_configs
-from pyro_bnn.summarize import summarize
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["+experiment=debug", "hydra.job_logging.root.level=WARNING"]
-
-register_configs()
+from pyro_bnn.app.summarize import summarize
 
 
 def sweep(tmp_path, *overrides):
-    proc = subprocess.run([sys.executable, "-m", "pyro_bnn.train", "-m", *overrides, *TINY,
-                           f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = cli("pyro_bnn.train", "-m", *overrides, *TINY, f"hydra.sweep.dir={tmp_path}", check=False)
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     return proc, rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["local_parallel", "submitit_local"])
 def test_a_failing_job_loses_nothing_of_the_others(tmp_path, launcher):
     proc, rows = sweep(tmp_path, f"launcher={launcher}", "prior.scale=1,0,0.5")
@@ -42,6 +33,7 @@ def test_a_failing_job_loses_nothing_of_the_others(tmp_path, launcher):
     assert (tmp_path / "summary_prior.scale.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_summarize_rebuilds_an_interrupted_sweep(tmp_path):
     proc, rows = sweep(tmp_path, "prior.scale=0.3,1")
     assert proc.returncode == 0 and [r["status"] for r in rows] == ["ok", "ok"]
@@ -49,30 +41,22 @@ def test_summarize_rebuilds_an_interrupted_sweep(tmp_path):
     shutil.copytree(tmp_path / "1", tmp_path / "2")
     (tmp_path / "2" / "metrics.json").unlink()
     (tmp_path / "summary.csv").unlink()
-    out = subprocess.run([sys.executable, "-m", "pyro_bnn.summarize", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    out = cli("pyro_bnn.app.summarize", tmp_path)
     assert out.stdout.strip().endswith("2 ok, 0 failed, 1 incomplete")
     assert [r["status"] for r in csv.DictReader((tmp_path / "summary.csv").open())] == ["ok", "ok", "incomplete"]
 
 
 def test_summarize_says_what_is_wrong_with_its_argument(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "pyro_bnn.summarize", str(tmp_path / "nope")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = cli("pyro_bnn.app.summarize", tmp_path / "nope", check=False)
     assert out.returncode == 2 and "no sweep dir at" in out.stderr
     with pytest.raises(FileNotFoundError, match="holds no job dirs"):
         summarize(tmp_path)
 
 
-def compose_hydra(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-
-
 @pytest.mark.parametrize("preset, key", [("prior_scale", "prior.scale"), ("prior_family", "prior.family"),
                                          ("kl_weight", "inference.kl_weight"), ("guide_init", "guide.init_loc")])
 def test_sweep_presets(preset, key):
-    params = compose_hydra(f"+sweep={preset}").hydra.sweeper.params
+    params = compose_train(f"+sweep={preset}", hydra_node=True).hydra.sweeper.params
     assert key in params and len(str(params[key]).split(",")) >= 2
 
 
@@ -85,7 +69,7 @@ def test_sweep_presets(preset, key):
 def test_launcher_presets(launcher, target, threads):
     from hydra.core.hydra_config import HydraConfig
 
-    cfg = compose_hydra(f"launcher={launcher}")
+    cfg = compose_train(f"launcher={launcher}", hydra_node=True)
     assert cfg.hydra.launcher._target_.endswith(target)
     HydraConfig.instance().set_config(cfg)  # as in a job, for ${hydra:...} (slurm: threads = cpus_per_task)
     assert cfg.threads == threads
@@ -93,12 +77,11 @@ def test_launcher_presets(launcher, target, threads):
         assert {"partition", "timeout_min", "mem_gb", "gpus_per_node", "array_parallelism"} <= set(cfg.hydra.launcher)
 
 
+@pytest.mark.slow
 def test_optuna_preset_searches_and_summarises(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    proc = subprocess.run([sys.executable, "-m", "pyro_bnn.train", "-m", "+sweep=optuna_prior_scale",
-                           "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    cli("pyro_bnn.train", "-m", "+sweep=optuna_prior_scale", "hydra.sweeper.n_trials=2", *TINY,
+        f"hydra.sweep.dir={tmp_path}")
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "ok"]
     best = (tmp_path / "optimization_results.yaml").read_text()

@@ -7,18 +7,12 @@ maximises the ELBO has means mu and variances 1 / diag(Lambda).
 """
 
 import torch
-
-from pyro_bnn import BayesianMLP, Gaussian, NormalPrior, auto_normal, fit, make_loader
+from helpers import PRIOR_SCALE, SIGMA, exact_posterior
 from torch.utils.data import TensorDataset
 
-SIGMA, PRIOR_SCALE, N = 0.3, 1.0, 200
+from pyro_bnn import BayesianMLP, Gaussian, NormalPrior, auto_normal, fit, make_loader
 
-
-def exact_posterior(x, y):
-    phi = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
-    precision = phi.T @ phi / SIGMA**2 + torch.eye(phi.shape[1], dtype=torch.float64) / PRIOR_SCALE**2
-    mean = torch.linalg.solve(precision, phi.T @ y.double() / SIGMA**2)
-    return mean, precision
+N = 200
 
 
 def test_mean_field_guide_converges_to_the_exact_mean_and_the_mean_field_variances():

@@ -1,0 +1,70 @@
+"""Objects from a config: the model (network, prior, likelihood) and guide of ``cfg``, or of a saved run."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ..guides import auto_delta, auto_lowrank, auto_normal
+from ..likelihoods import Categorical, Gaussian
+from ..models import BayesianCNN, BayesianMLP, BayesianModel
+from ..priors import PRIOR_FAMILIES, NormalPrior, StudentTPrior
+from ..serialization import read_posterior, restore_posterior
+
+#: Guide builders by ``guide.name``.
+GUIDES = {"auto_normal": auto_normal, "auto_delta": auto_delta, "auto_lowrank": auto_lowrank}
+
+
+def build_prior(cfg: DictConfig):
+    """The prior of ``cfg.prior`` (its family's own options: ``df`` for Student-t, learned scales for Normal)."""
+    cls = PRIOR_FAMILIES[cfg.family]
+    options = dict(scale=cfg.scale, loc=cfg.loc, layer_scales=dict(cfg.layer_scales), fan_in=cfg.fan_in)
+    if cls is StudentTPrior:
+        options["df"] = cfg.df
+    if cls is NormalPrior:
+        options.update(learn_scale=cfg.learn_scale, hyperprior_alpha=cfg.hyperprior_alpha)
+    return cls(**options)
+
+
+def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:
+    """The Bayesian model of ``cfg.model`` and ``cfg.prior`` for data described by ``spec``."""
+    likelihood = (Categorical() if spec["task"] == "classification"
+                  else Gaussian(cfg.model.noise_scale, learn_scale=cfg.model.learn_noise))
+    common = dict(activation=cfg.model.activation, prior=build_prior(cfg.prior), likelihood=likelihood,
+                  num_data=spec["num_data"])
+    if cfg.model.name == "mlp":
+        return BayesianMLP(spec["in_shape"], spec["num_outputs"], hidden=list(cfg.model.hidden), **common)
+    if len(spec["in_shape"]) != 3:
+        raise ValueError(
+            f"model=cnn needs image inputs (C, H, W) but data={spec['name']} has inputs of shape "
+            f"{tuple(spec['in_shape'])}: use model=mlp"
+        )
+    return BayesianCNN(spec["in_shape"], spec["num_outputs"], channels=list(cfg.model.channels),
+                       kernel_size=cfg.model.kernel_size, hidden=list(cfg.model.hidden), **common)
+
+
+def build_guide(cfg: DictConfig, model: nn.Module) -> nn.Module:
+    """The (not yet initialised) guide of ``cfg.guide`` for ``model``."""
+    options = {"init_loc": cfg.init_loc}
+    if cfg.name != "auto_delta":
+        options["init_scale"] = cfg.init_scale
+    if cfg.name == "auto_lowrank":
+        options["rank"] = cfg.rank
+    return GUIDES[cfg.name](model, **options)
+
+
+def build(cfg: DictConfig, spec: Dict[str, Any], device: str = "cpu") -> Tuple[BayesianModel, nn.Module]:
+    """Model and (not yet initialised) guide for ``cfg`` on ``device``."""
+    model = build_model(cfg, spec).to(device)
+    return model, build_guide(cfg.guide, model)
+
+
+def posterior_from_file(path, device: str = "cpu") -> Tuple[BayesianModel, nn.Module, DictConfig, Dict[str, Any]]:
+    """Rebuild ``(model, guide, config, data spec)`` of a run from its ``posterior.pt``."""
+    blob = read_posterior(path, device)
+    cfg = OmegaConf.create(blob["config"])
+    model, guide = build(cfg, blob["data"], device)
+    restore_posterior(blob, model, guide, device, source=str(path))
+    return model, guide, cfg, blob["data"]

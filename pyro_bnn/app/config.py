@@ -1,0 +1,247 @@
+"""Structured configs of the Hydra app, registered in Hydra's ConfigStore, and their validation.
+
+The YAML files in ``conf/`` are merged into :class:`TrainConfig` (the
+``train_schema`` entry of the defaults list), so a wrong type or an unknown key
+fails while composing. The schemas hold types only (every value is ``MISSING``):
+the defaults live in the YAML files alone (``conf/train.yaml`` and the groups). :func:`validate` then checks that values make sense
+(``prior.scale=0``, ``inference.epochs=0``, an unknown family...) and raises one
+:class:`ConfigError` naming the key and what is allowed, before any work starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from ..data import DATASETS, OOD_SETS
+from ..elbo import ELBO_KL
+from ..estimators import ESTIMATORS
+from ..guides import INIT_LOCS
+from ..inference import KL_SCHEDULES, LR_SCHEDULES, is_fused_choice
+from ..models import ACTIVATIONS
+from ..priors import PRIOR_FAMILIES
+from .build import GUIDES
+
+#: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
+#: ``__init__.py`` in it).
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+MODELS = ("mlp", "cnn")
+REFERENCES = ("none", "nuts")
+#: Metrics a job can return to a sweeper (``objective=``), as ``<section>.<name>`` of metrics.json.
+OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.ood_auroc_entropy",
+              "test.ood_auroc_mutual_information", "test.rmse", "test.log_likelihood", "test.coverage_90",
+              "train.loss", "train.nll", "train.kl")
+
+
+class ConfigError(ValueError):
+    """A config value that makes no sense; the message names the key and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: str = MISSING
+    download: bool = MISSING
+    split_seed: int = MISSING
+    batch_size: int = MISSING
+    test_batch_size: int = MISSING
+    subset: int = MISSING
+    ood: str = MISSING
+    holdout_classes: List[int] = MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    hidden: List[int] = MISSING
+    channels: List[int] = MISSING
+    kernel_size: int = MISSING
+    activation: str = MISSING
+    noise_scale: float = MISSING
+    learn_noise: bool = MISSING
+
+
+@dataclass
+class PriorConfig:
+    family: str = MISSING
+    scale: float = MISSING
+    loc: float = MISSING
+    fan_in: bool = MISSING
+    layer_scales: Dict[str, float] = MISSING
+    df: float = MISSING
+    learn_scale: bool = MISSING
+    hyperprior_alpha: float = MISSING
+
+
+@dataclass
+class GuideConfig:
+    name: str = MISSING
+    init_scale: float = MISSING
+    init_loc: str = MISSING
+    rank: int = MISSING
+
+
+@dataclass
+class InferenceConfig:
+    elbo: str = MISSING
+    lr: float = MISSING
+    epochs: int = MISSING
+    num_particles: int = MISSING
+    kl_weight: float = MISSING
+    kl_warmup_epochs: int = MISSING
+    kl_schedule: str = MISSING
+    lr_schedule: str = MISSING
+    estimator: str = MISSING
+    fused: Any = MISSING
+
+
+@dataclass
+class EvalConfig:
+    num_samples: int = MISSING
+
+
+@dataclass
+class ReferenceConfig:
+    method: str = MISSING
+    num_samples: int = MISSING
+    warmup_steps: int = MISSING
+    num_chains: int = MISSING
+    max_tree_depth: int = MISSING
+    target_accept_prob: float = MISSING
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    seed: int = MISSING
+    device: str = MISSING
+    threads: int = MISSING
+    resume: bool = MISSING
+    progress: bool = MISSING
+    tensorboard: bool = MISSING
+    objective: Optional[str] = MISSING
+
+
+@dataclass
+class EvaluateConfig:
+    run_dir: str = MISSING
+    dataset: Optional[str] = MISSING
+    num_samples: Optional[int] = MISSING
+    seed: Optional[int] = MISSING
+    device: str = MISSING
+
+
+
+
+def register_configs() -> None:
+    """Register the schemas named in ``conf/train.yaml`` and ``conf/evaluate.yaml``."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+
+
+def _positive(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def _one_of(options) -> Callable[[Any], bool]:
+    return lambda v: v in options
+
+
+def _all_positive_ints(v) -> bool:
+    return all(isinstance(i, int) and i >= 1 for i in v)
+
+
+_RULES = [
+    ("data.name", _one_of(DATASETS), f"one of {list(DATASETS)}"),
+    ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("data.test_batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("data.subset", lambda v: v >= 0, "an integer >= 0 (0: the whole training split)"),
+    ("data.ood", _one_of(OOD_SETS), f"one of {list(OOD_SETS)}"),
+    ("data.holdout_classes", lambda v: all(isinstance(c, int) and c >= 0 for c in v), "a list of class indices >= 0"),
+    ("model.name", _one_of(MODELS), f"one of {list(MODELS)}"),
+    ("model.hidden", _all_positive_ints, "a list of layer widths >= 1, e.g. [100,100] (or [] for none)"),
+    ("model.channels", lambda v: len(v) >= 1 and _all_positive_ints(v), "a non-empty list of channel counts >= 1"),
+    ("model.kernel_size", lambda v: v >= 1 and v % 2 == 1, "an odd integer >= 1"),
+    ("model.activation", _one_of(ACTIVATIONS), f"one of {sorted(ACTIVATIONS)}"),
+    ("model.noise_scale", _positive, "a finite number > 0 (the Gaussian likelihood's noise sd)"),
+    ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
+    ("prior.scale", _positive, "a finite number > 0"),
+    ("prior.loc", lambda v: math.isfinite(v), "a finite number"),
+    ("prior.layer_scales", lambda v: all(_positive(s) for s in v.values()), "a map of layer name -> scale > 0"),
+    ("prior.df", _positive, "a number > 0"),
+    ("prior.hyperprior_alpha", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0: no hyperprior)"),
+    ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
+    ("guide.init_scale", _positive, "a finite number > 0, e.g. 1e-3"),
+    ("guide.init_loc", _one_of(INIT_LOCS), f"one of {list(INIT_LOCS)}"),
+    ("guide.rank", lambda v: v >= 1, "an integer >= 1"),
+    ("inference.elbo", _one_of(ELBO_KL), f"one of {sorted(ELBO_KL)}"),
+    ("inference.lr", _positive, "a finite number > 0, e.g. 1e-3"),
+    ("inference.epochs", lambda v: v >= 1, "an integer >= 1"),
+    ("inference.num_particles", lambda v: v >= 1, "an integer >= 1"),
+    ("inference.kl_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (1 is the exact ELBO)"),
+    ("inference.kl_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
+    ("inference.kl_schedule", _one_of(KL_SCHEDULES), f"one of {list(KL_SCHEDULES)}"),
+    ("inference.lr_schedule", _one_of(LR_SCHEDULES), f"one of {list(LR_SCHEDULES)}"),
+    ("inference.estimator", _one_of(ESTIMATORS), f"one of {list(ESTIMATORS)}"),
+    ("inference.fused", is_fused_choice, "auto, true or false"),
+    ("eval.num_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
+    ("reference.num_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.warmup_steps", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.num_chains", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.max_tree_depth", lambda v: 1 <= v <= 12, "an integer from 1 to 12"),
+    ("reference.target_accept_prob", lambda v: 0 < v < 1, "a number between 0 and 1, e.g. 0.8"),
+    ("threads", lambda v: v >= 0, "an integer >= 0 (0: torch's default)"),
+    ("objective", lambda v: v is None or v in OBJECTIVES, f"null or one of {list(OBJECTIVES)}"),
+]
+
+
+def _get(cfg: DictConfig, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first value of ``cfg`` that makes no sense."""
+    for key, ok, allowed in _RULES:
+        value = _get(cfg, key)
+        if not ok(value):
+            raise ConfigError(f"{key}={value} is not allowed: use {allowed}")
+    validate_device(cfg.device)
+    if cfg.model.name == "cnn" and cfg.data.name == "toy_regression":
+        raise ConfigError("model=cnn needs image data, but data=toy_regression is tabular: use model=mlp")
+    if cfg.prior.learn_scale and (cfg.prior.family != "normal" or cfg.guide.name != "auto_normal"):
+        raise ConfigError(f"prior.learn_scale=true needs prior.family=normal and guide=auto_normal (got "
+                          f"prior.family={cfg.prior.family}, guide={cfg.guide.name}): use those, or prior.learn_scale=false")
+    if cfg.prior.hyperprior_alpha and not cfg.prior.learn_scale:
+        raise ConfigError(f"prior.hyperprior_alpha={cfg.prior.hyperprior_alpha} is a hyperprior on learned scales: "
+                          "set prior.learn_scale=true, or prior.hyperprior_alpha=0")
+    if cfg.data.ood == "heldout" and not cfg.data.holdout_classes:
+        raise ConfigError("data.ood=heldout needs classes to hold out of training: set data.holdout_classes, e.g. [8,9]")
+    if cfg.data.name == "toy_regression" and (cfg.data.ood != "none" or cfg.data.holdout_classes):
+        raise ConfigError("data.ood and data.holdout_classes are for classification: "
+                          "use data.ood=none data.holdout_classes=[] with data=toy_regression")
+
+
+def validate_device(device: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where it is available."""
+    import torch
+
+    if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"device={device} is not allowed: use cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} was asked for but CUDA is not available here: use device=cpu")

@@ -1,0 +1,70 @@
+"""Re-evaluate a saved run: ``python -m pyro_bnn.app.evaluate run_dir=<run dir> [dataset=<name>]`` (``pyro-bnn-evaluate``).
+
+Loads ``<run dir>/posterior.pt``, evaluates it on the test split of the run's own
+data set (or of ``dataset``, e.g. an out-of-distribution set of the same input shape)
+with the run's seed and number of predictive samples unless overridden, prints the
+metrics and writes them to ``<run dir>/evaluation_<data>.json``. On the run's own data
+(with its held-out classes and out-of-distribution set) and the defaults, it reproduces
+``metrics.json``'s test metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Dict
+
+import hydra
+import pyro
+from omegaconf import DictConfig
+
+from ..data import load_data, load_ood, make_loader
+from ..evaluation import evaluate
+from .build import posterior_from_file
+from .config import CONF_DIR, ConfigError, register_configs, validate_device
+from .run_dir import write_json
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: int = None, device: str = "cpu") -> Dict:
+    """Metrics of the posterior saved in ``run_dir`` on the test split of ``dataset`` (default: the run's)."""
+    validate_device(device)
+    run_dir = Path(run_dir)
+    model, guide, cfg, spec = posterior_from_file(run_dir / "posterior.pt", device)
+    name = dataset or spec["name"]
+    own = name == spec["name"]
+    splits = load_data(name, cfg.data.root, cfg.data.download, cfg.data.split_seed,
+                       cfg.data.holdout_classes if own else [])
+    if tuple(splits.in_shape) != tuple(spec["in_shape"]) or splits.task != spec["task"]:
+        raise ConfigError(
+            f"dataset={name} has {splits.task} inputs of shape {tuple(splits.in_shape)}, but the run was trained on "
+            f"{spec['task']} inputs of shape {tuple(spec['in_shape'])}: pick a data set of the same shape"
+        )
+    ood = load_ood(splits, cfg.data.ood, cfg.data.root, cfg.data.download) if own else None
+    pyro.set_rng_seed(cfg.seed if seed is None else seed)
+    metrics = evaluate(model, guide, make_loader(splits.test, cfg.data.test_batch_size),
+                       num_samples or cfg.eval.num_samples,
+                       make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
+    write_json(run_dir / f"evaluation_{name}.json", {"data": name, "test": metrics})
+    return metrics
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> Dict:
+    try:
+        metrics = evaluate_run(cfg.run_dir, cfg.dataset, cfg.num_samples, cfg.seed, cfg.device)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        sys.exit(f"error: {err}")
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The files of a run directory: every one written atomically, the status, the checkpoint, and signals.
+
+* :func:`write_text`, :func:`write_json`, :func:`write_csv`: a crash never leaves a half-written file
+  (:func:`pyro_bnn.serialization.replacing`);
+* ``status.json`` (:func:`write_status`): only in a run that failed or was interrupted, what happened;
+* ``checkpoint.pt`` (:func:`save_checkpoint`, :func:`resume_state`): the training state of
+  :func:`pyro_bnn.fit` with the run's config, while training;
+* :func:`signals_stop_training`: SIGINT/SIGTERM become a request to stop at the next step boundary.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..serialization import read_file, replacing, save_file
+from .config import ConfigError
+
+#: File name of the training checkpoint in a run dir.
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "pyro_bnn.checkpoint/2"
+#: What happened to a run that did not finish (``failed`` or ``interrupted``).
+STATUS_FILE = "status.json"
+
+
+def write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash never leaves a half-written file."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path, data: Dict) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path, rows: Iterable[Dict]) -> None:
+    rows = list(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def write_status(run_dir: Path, status: str, error: str) -> None:
+    """``status.json``: ``{"status": ..., "error": ...}`` of a run that did not finish."""
+    write_json(Path(run_dir) / STATUS_FILE, {"status": status, "error": error})
+
+
+def check_writable(output_dir: Path, key: str = "hydra.run.dir (or hydra.sweep.dir)") -> None:
+    """A :class:`ConfigError` naming ``key`` when ``output_dir`` cannot be created or written."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"the output dir {output_dir} cannot be written ({err.strerror}): "
+                          f"set {key} to a writable place") from None
+
+
+def save_checkpoint(path, training: Dict[str, Any], cfg: DictConfig, spec: Dict[str, Any]) -> None:
+    """Write a training state of :func:`pyro_bnn.fit` with its config, atomically."""
+    save_file(path, {"format": CHECKPOINT_FORMAT, "config": OmegaConf.to_container(cfg, resolve=True),
+                     "data": spec, "training": training})
+
+
+def load_checkpoint(path) -> Dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only``: never executes code)."""
+    return read_file(path, CHECKPOINT_FORMAT, "checkpoint")
+
+
+def resume_state(cfg: DictConfig, output_dir: Path) -> Dict[str, Any]:
+    """The training state in ``output_dir``'s checkpoint, if it was written with the same config as ``cfg``."""
+    path = output_dir / CHECKPOINT
+    if not path.is_file():
+        finished = (output_dir / "metrics.json").is_file()
+        raise ConfigError(
+            f"resume=true but {output_dir} has no {CHECKPOINT}"
+            + (": that run finished (metrics.json is there)" if finished else
+               ": pass hydra.run.dir=<the run dir of the interrupted run>")
+        )
+    saved = load_checkpoint(path)
+    now = OmegaConf.to_container(cfg, resolve=True)
+    diff = sorted(set(_flat(saved["config"]).items()) ^ set(_flat(now).items()))
+    keys = sorted({k for k, _ in diff if k != "resume"})
+    if keys:
+        raise ConfigError(f"resume=true but the config differs from the checkpoint's at {', '.join(keys)}: "
+                          "resume with the overrides of the interrupted run")
+    return saved["training"]
+
+
+def _flat(tree, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(tree, dict):
+        out: Dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: str(tree)}
+
+
+class RunInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after writing its checkpoint."""
+
+    def __init__(self, signum: int, output_dir: Path, where: str):
+        self.signum = signum
+        super().__init__(
+            f"{signal.Signals(signum).name} received: {where}; the checkpoint is in {output_dir / CHECKPOINT}. "
+            f"Resume with the same overrides plus: resume=true hydra.run.dir={output_dir}"
+        )
+
+
+@contextmanager
+def signals_stop_training() -> Iterator[List[int]]:
+    """Turn SIGINT/SIGTERM into a request to stop at the next step boundary (the list of received signals)."""
+    received: List[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+        except ValueError:  # not the main thread: the launcher handles signals
+            pass
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,149 @@
+"""One table and one picture per sweep: ``python -m pyro_bnn.app.summarize <sweep dir>`` (``pyro-bnn-summarize``).
+
+A sweep's summary is built from the files on disk, never from the jobs' return
+values (Hydra skips ``on_multirun_end`` when a job raises), so it can be rebuilt at
+any time, for a finished, failed, interrupted or still running sweep. It writes, at
+the sweep root:
+
+* ``summary.csv``: one row per job: ``job``, the job's overrides as columns,
+  ``status`` (``ok``, ``failed``, ``incomplete``), the final test metrics, the final
+  training ``nll`` and ``kl``, ``time_s``, ``posterior_warning`` (where the posterior has barely moved or has
+  collapsed to the prior: see :mod:`pyro_bnn.health`) and ``error``;
+* ``summary.md``: the same table in Markdown;
+* ``summary_<key>.png`` for each swept key: test accuracy (or RMSE), NLL (or
+  log-likelihood), ECE and the final KL against the key's values.
+
+:class:`SweepSummary` is a Hydra callback (registered in ``conf/train.yaml``) that
+rebuilds the summary after every job and at the end of the sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from ..health import health_warnings
+from .plots import plot_sweep
+from .run_dir import STATUS_FILE, write_csv, write_text
+
+METRIC_COLUMNS = ["accuracy", "nll", "ece", "brier", "ood_auroc_entropy", "ood_auroc_mutual_information",
+                  "rmse", "log_likelihood", "coverage_90"]
+
+
+def job_dirs(sweep_dir: Path) -> List[Path]:
+    """Run dirs under ``sweep_dir`` (those with a ``.hydra/overrides.yaml``), in job order."""
+    dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def _overrides(run_dir: Path) -> Dict[str, str]:
+    items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    pairs = (item.split("=", 1) for item in items if "=" in item)
+    return {key.lstrip("+~"): value for key, value in pairs}
+
+
+def job_row(run_dir: Path) -> Dict[str, Any]:
+    """The summary row of one run dir."""
+    row: Dict[str, Any] = {"job": run_dir.name, **_overrides(run_dir)}
+    metrics_file, status_file = run_dir / "metrics.json", run_dir / STATUS_FILE
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        row["status"] = "ok"
+        row.update({k: metrics["test"][k] for k in METRIC_COLUMNS if k in metrics["test"]})
+        row.update({"train_nll": metrics["train"]["nll"], "train_kl": metrics["train"]["kl"],
+                    "time_s": metrics["time_s"]})
+        warnings = health_warnings(metrics["posterior_health"]) if "posterior_health" in metrics else []
+        if warnings:
+            row["posterior_warning"] = "; ".join(w.split(":")[0] for w in warnings)
+    elif status_file.is_file():
+        status = json.loads(status_file.read_text())
+        row.update({"status": status["status"], "error": status.get("error", "")})
+    else:
+        row["status"] = "incomplete"
+    return row
+
+
+def _columns(rows: List[Dict[str, Any]], override_keys: List[str]) -> List[str]:
+    rest = ["status"] + [c for c in METRIC_COLUMNS + ["train_nll", "train_kl", "time_s", "posterior_warning", "error"]
+                         if any(c in r for r in rows)]
+    return ["job"] + override_keys + rest
+
+
+def _markdown(rows: List[Dict[str, Any]], columns: List[str]) -> str:
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def _locked(sweep_dir: Path):
+    """Serialise summary writers of one sweep (parallel jobs finish at the same time)."""
+    with open(sweep_dir / ".summary.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def summarize(sweep_dir) -> List[Dict[str, Any]]:
+    """Write ``summary.csv``, ``summary.md`` and the plots of ``sweep_dir``; returns the rows."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"no sweep dir at {sweep_dir}: pass the directory a -m run printed")
+    with _locked(sweep_dir):
+        rows = [job_row(d) for d in job_dirs(sweep_dir)]
+        if not rows:
+            raise FileNotFoundError(f"{sweep_dir} holds no job dirs (no */.hydra/overrides.yaml)")
+        override_keys = list(dict.fromkeys(k for r in rows for k in _overrides(sweep_dir / r["job"])))
+        columns = _columns(rows, override_keys)
+        write_csv(sweep_dir / "summary.csv", [{c: r.get(c, "") for c in columns} for r in rows])
+        write_text(sweep_dir / "summary.md", _markdown(rows, columns))
+        swept = [k for k in override_keys if len({r.get(k) for r in rows}) > 1]
+        if any(r["status"] == "ok" for r in rows):
+            for key in swept:
+                plot_sweep(rows, key, sweep_dir / f"summary_{key}.png")
+    return rows
+
+
+class SweepSummary(Callback):
+    """Hydra callback: rebuild the sweep summary after each job of a multirun, and at its end."""
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            summarize(Path(HydraConfig.get().runtime.output_dir).parent)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        summarize(config.hydra.sweep.dir)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pyro_bnn.app.summarize", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", help="a multirun's directory, e.g. outputs/multirun/<date>/<time>")
+    args = parser.parse_args(argv)
+    try:
+        rows = summarize(args.sweep_dir)
+    except FileNotFoundError as err:
+        parser.exit(2, f"error: {err}\n")
+    print((Path(args.sweep_dir) / "summary.md").read_text(), end="")
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "incomplete")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+if __name__ == "__main__":
+    main()

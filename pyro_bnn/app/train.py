@@ -1,0 +1,257 @@
+"""The training experiment: ``python -m pyro_bnn.train [overrides]`` (or ``pyro-bnn-train``).
+
+:func:`train` is a pure function of the config and an output directory; :func:`main`
+is the thin ``@hydra.main`` wrapper. A run writes into its run dir:
+
+* ``metrics.json``: final test metrics, final training terms, timings;
+* ``history.csv``: one row per epoch (loss, nll, kl, kl.<layer>..., kl_weight, time_s);
+* ``elbo_terms.png``: those terms over the epochs;
+* ``posterior_health.png`` (mean-field guide): per site, the posterior sd against its initial scale, the
+  signal-to-noise ratio and the share of weights fallen back to the prior (also in ``metrics.json``);
+* ``reliability.png``, ``uncertainty_ood.png`` (classification), ``predictive.png`` (1-D regression),
+  ``reference.json`` / ``reference.png`` (``reference=nuts``): see :mod:`pyro_bnn.report`;
+* ``tensorboard/`` with ``tensorboard=true``: the same terms and metrics as TensorBoard scalars;
+* ``posterior.pt``: the trained posterior, loadable with :func:`pyro_bnn.app.build.posterior_from_file`
+  (or :func:`pyro_bnn.load_posterior` into a model and guide built in code);
+* ``.hydra/`` and ``train.log`` (Hydra's);
+* ``checkpoint.pt`` while training (every epoch, and on SIGINT/SIGTERM), removed once finished;
+* ``status.json`` only when the run failed or was interrupted: what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import hydra
+import pyro
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import TensorDataset
+
+from ..data import DataSplits, load_data, load_ood, make_loader
+from ..empirical_bayes import prior_scales
+from ..evaluation import posterior_samples, score
+from ..guides import MeanFieldNormal
+from ..health import health_warnings, posterior_health
+from ..inference import KLWeight, TrainingInterrupted, fit
+from ..serialization import data_spec, save_posterior
+from .build import build
+from .config import CONF_DIR, ConfigError, register_configs, validate
+from .plots import plot_elbo_terms, plot_posterior_health
+from .progress import EpochReporter, require_tensorboard
+from .report import write_figures, write_reference
+from .run_dir import (
+    CHECKPOINT,
+    RunInterrupted,
+    check_writable,
+    resume_state,
+    save_checkpoint,
+    signals_stop_training,
+    write_csv,
+    write_json,
+    write_status,
+)
+
+log = logging.getLogger(__name__)
+
+#: Errors that name their cause and fix: reported in one line, without a traceback.
+EXPECTED_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError, ImportError, ValueError)
+
+
+def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]:
+    """Train the posterior that ``cfg`` describes; write the run files into ``output_dir``.
+
+    The training state goes to ``checkpoint.pt`` after every epoch and on SIGINT/SIGTERM (then
+    :class:`~pyro_bnn.app.run_dir.RunInterrupted` is raised); ``cfg.resume`` continues from it to the same
+    result as an uninterrupted run. The checkpoint is removed once the run has finished.
+
+    :param bool progress: show a tqdm bar over the epochs (when ``cfg.progress`` and stderr is a terminal).
+    :return: the content of ``metrics.json`` (plain numbers).
+    """
+    validate(cfg)
+    output_dir = Path(output_dir)
+    check_writable(output_dir)
+    state = resume_state(cfg, output_dir) if cfg.resume else None
+    _set_up_process(cfg)
+    data, ood = _load_data(cfg)
+    spec = data_spec(data)
+    model, guide = build(cfg, spec, cfg.device)
+    log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
+             data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
+             cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
+    title = run_title(cfg, data.name)
+    start = time.perf_counter()
+    reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress,
+                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard else None)
+    with reporter:
+        history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter)
+        fit_s = time.perf_counter() - start
+        write_csv(output_dir / "history.csv", history)
+        plot_elbo_terms(history, output_dir / "elbo_terms.png", title=title)
+        save_posterior(output_dir / "posterior.pt", model, guide, spec, OmegaConf.to_container(cfg, resolve=True))
+        test, extra, samples, raw = _score(cfg, model, guide, data, ood, output_dir, title)
+        health = _posterior_health(cfg, model, guide, output_dir, title)
+        reporter.add_metrics(test, cfg.inference.epochs)
+    metrics = _metrics(cfg, history, data, test, extra, health, prior_scales(model), start, fit_s)
+    if cfg.reference.method == "nuts":
+        metrics["reference"] = _reference(cfg, model, guide, samples, raw, test, data, output_dir)
+    write_json(output_dir / "metrics.json", metrics)
+    (output_dir / CHECKPOINT).unlink(missing_ok=True)
+    _log_summary(cfg, metrics)
+    return metrics
+
+
+def run_title(cfg: DictConfig, data_name: str) -> str:
+    """The plots' title: data, model, guide, ELBO, and the KL weight where it is not the exact ELBO."""
+    exact = KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs).is_exact_elbo
+    return f"{data_name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}" + (
+        "" if exact else f"\n(tempered, not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
+                         f"warm-up {cfg.inference.kl_warmup_epochs} epochs)")
+
+
+def _set_up_process(cfg: DictConfig) -> None:
+    """The process-wide settings of a run: torch threads, a clean param store, the seed."""
+    if cfg.tensorboard:
+        require_tensorboard()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(cfg.seed)
+
+
+def _load_data(cfg: DictConfig) -> Tuple[DataSplits, Optional[TensorDataset]]:
+    data = load_data(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.split_seed,
+                     cfg.data.holdout_classes, cfg.data.subset)
+    return data, load_ood(data, cfg.data.ood, cfg.data.root, cfg.data.download)
+
+
+def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Optional[Dict], output_dir: Path,
+         reporter: EpochReporter) -> List[Dict[str, float]]:
+    """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
+    inference = cfg.inference
+    with signals_stop_training() as received:
+        try:
+            return fit(
+                model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed),
+                epochs=inference.epochs, lr=inference.lr, elbo=inference.elbo, num_particles=inference.num_particles,
+                kl_weight=KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule),
+                lr_schedule=inference.lr_schedule, estimator=inference.estimator, fused=inference.fused, state=state,
+                on_checkpoint=lambda training: save_checkpoint(output_dir / CHECKPOINT, training, cfg, spec),
+                should_stop=lambda: bool(received), callback=reporter,
+            )
+        except TrainingInterrupted as stop:
+            raise RunInterrupted(received[0], output_dir, str(stop)) from None
+
+
+def _score(cfg: DictConfig, model, guide, data: DataSplits, ood, output_dir: Path, title: str):
+    """Test metrics (and OOD scores) of the posterior predictive; the figures; returns metrics and samples."""
+    pyro.set_rng_seed(cfg.seed)
+    test_loader = make_loader(data.test, cfg.data.test_batch_size)
+    samples = posterior_samples(model, guide, test_loader, cfg.eval.num_samples)
+    test, raw = score(model, samples, test_loader,
+                      make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
+    extra = write_figures(output_dir, model, samples, raw, test, data, cfg.data.ood, title)
+    return test, extra, samples, raw
+
+
+def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: str) -> Dict[str, Any]:
+    """Per-site posterior health of a mean-field run (``posterior_health.png``, warnings in the log); {} otherwise."""
+    if not isinstance(guide, MeanFieldNormal):
+        return {}
+    health = posterior_health(model, guide, cfg.guide.init_scale)
+    plot_posterior_health(health, output_dir / "posterior_health.png", title=f"{title}: posterior health")
+    for warning in health_warnings(health):
+        log.warning("posterior health: %s", warning)
+    return health
+
+
+def _metrics(cfg: DictConfig, history, data: DataSplits, test, extra, health, learned_scales, start: float,
+             fit_s: float) -> Dict[str, Any]:
+    """The content of ``metrics.json`` (without the NUTS reference)."""
+    last = history[-1]
+    return {
+        "test": test,
+        "train": {"loss": last["loss"], "nll": last["nll"], "kl": last["kl"],
+                  "kl_layers": {k[3:]: v for k, v in last.items() if k.startswith("kl.")},
+                  "num_data": data.num_train, "loss_per_example": last["loss"] / data.num_train},
+        **({"uncertainty": extra} if extra else {}),
+        **({"posterior_health": health} if health else {}),
+        **({"prior_scales": learned_scales} if learned_scales else {}),
+        "exact_elbo": KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs).is_exact_elbo,
+        "kl_weight": cfg.inference.kl_weight,
+        "time_s": time.perf_counter() - start,
+        "fit_time_s": fit_s,
+        "epochs": cfg.inference.epochs,
+        "seed": cfg.seed,
+    }
+
+
+def _reference(cfg: DictConfig, model, guide, samples, raw, test, data: DataSplits, output_dir: Path) -> Dict:
+    """NUTS on the same model and data (``reference.json``, ``reference.png``); its summary for metrics.json."""
+    options = {k: v for k, v in OmegaConf.to_container(cfg.reference).items() if k != "method"}
+    pyro.set_rng_seed(cfg.seed)
+    test_loader = make_loader(data.test, cfg.data.test_batch_size)
+    comparison = write_reference(output_dir, model, guide, samples, raw["outputs"], test, data, test_loader, options)
+    return {"nuts_test": comparison["nuts"], "nuts_seconds": comparison["nuts_diagnostics"]["seconds"]}
+
+
+def _log_summary(cfg: DictConfig, metrics: Dict[str, Any]) -> None:
+    if not metrics["exact_elbo"]:
+        log.warning("this run did not optimise the exact ELBO (kl_weight=%s, kl_warmup_epochs=%s): a tempered "
+                    "posterior", cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs)
+    log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: refuse an output dir that cannot be created, in one line, before Hydra writes there."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(directory: str, key: str) -> None:
+        try:
+            check_writable(Path(directory), key)
+        except ConfigError as err:
+            sys.exit(f"error: {err}")
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig):
+    """Run :func:`train`; return its metrics, or the ``objective`` metric (a float, for sweepers such as Optuna)."""
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        metrics = train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN)
+        if cfg.objective:
+            section, name = cfg.objective.split(".")
+            return float(metrics[section][name])
+        return metrics
+    except RunInterrupted as stop:
+        log.warning("%s", stop)
+        write_status(output_dir, "interrupted", str(stop))
+        print(f"interrupted: {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    except Exception as err:
+        log.error("%s", err, exc_info=not isinstance(err, EXPECTED_ERRORS))
+        write_status(output_dir, "failed", f"{type(err).__name__}: {err}")
+        if hydra_cfg.mode == RunMode.MULTIRUN or not isinstance(err, EXPECTED_ERRORS):
+            raise  # Hydra marks the job failed; the other jobs of a sweep go on
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

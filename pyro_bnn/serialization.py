@@ -1,0 +1,134 @@
+"""Save a trained posterior to a file and load it back; every file written atomically.
+
+A saved posterior (``posterior.pt``) is a plain dict of tensors and primitives,
+written with :func:`torch.save` and read with ``torch.load(weights_only=True)``
+(loading never executes code)::
+
+    {"format": "pyro_bnn.posterior/2", "config": {...}, "data": {...},
+     "model_state": {...}, "guide_state": {...}}
+
+``data`` is what the model needs to know about its data (:func:`data_spec`); ``config`` is whatever
+describes how the pair was built (the Hydra app stores its run config there, and rebuilds the pair from
+it: :func:`pyro_bnn.app.build.posterior_from_file`). Loading needs a model and guide built the same way::
+
+    model, guide = BayesianCNN(...), auto_normal(...)
+    load_posterior("posterior.pt", model, guide)
+
+Autoguides create their parameters on their first call, so :func:`load_posterior` runs the guide once
+on a dummy batch before loading its state.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+from torch import nn
+
+from .data import DataSplits
+from .inference import initialize_guide
+
+#: Version 2: the mean-field guide stores log(scale) (version 1 stored softplus^-1(scale)).
+FORMAT = "pyro_bnn.posterior/2"
+
+
+@contextmanager
+def replacing(path) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to; it replaces ``path`` once the block succeeds.
+
+    A crash or an error inside the block leaves ``path`` as it was (and no temporary file behind)::
+
+        with replacing("metrics.json") as tmp:
+            tmp.write_text(text)
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def data_spec(data: DataSplits) -> Dict[str, Any]:
+    """What the model needs to know about the data, saved with the posterior."""
+    return {"name": data.name, "in_shape": list(data.in_shape), "num_outputs": data.num_outputs,
+            "task": data.task, "num_data": data.num_train}
+
+
+def save_file(path, blob: Dict[str, Any]) -> None:
+    """:func:`torch.save` ``blob`` to ``path`` atomically."""
+    with replacing(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def read_file(path, expected_format: str, what: str, device="cpu") -> Dict[str, Any]:
+    """Read a dict written by :func:`save_file` whose ``format`` is ``expected_format`` (``weights_only``).
+
+    :param str what: the kind of file, for the error messages (e.g. ``"saved posterior"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}: pass the run dir of a training run")
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        first_line = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        raise ValueError(f"{path} is not a readable pyro_bnn {what} ({type(err).__name__}: {first_line})") from None
+    if not isinstance(blob, dict) or blob.get("format") != expected_format:
+        found = blob.get("format") if isinstance(blob, dict) else None
+        if isinstance(found, str) and found.split("/")[0] == expected_format.split("/")[0]:
+            raise ValueError(f"{path} is a {what} of format {found!r}, written by an older pyro_bnn whose "
+                             f"guide stored its scales differently; this version reads {expected_format!r}: "
+                             "train the run again")
+        raise ValueError(f"{path} is not a pyro_bnn {what} (expected format {expected_format!r})")
+    return blob
+
+
+def save_posterior(path, model: nn.Module, guide: nn.Module, data: Dict[str, Any],
+                   config: Optional[Dict[str, Any]] = None) -> None:
+    """Write the trained ``model`` and ``guide`` to ``path`` atomically.
+
+    :param dict data: the data's description, :func:`data_spec` (``in_shape`` and ``task`` at least).
+    :param dict config: plain values that describe how the pair was built, stored as they are.
+    """
+    save_file(path, {
+        "format": FORMAT,
+        "config": dict(config or {}),
+        "data": dict(data),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "guide_state": {k: v.detach().cpu() for k, v in guide.state_dict().items()},
+    })
+
+
+def read_posterior(path, device="cpu") -> Dict[str, Any]:
+    """The content of a file written by :func:`save_posterior` (its ``config`` and ``data`` included)."""
+    return read_file(path, FORMAT, "saved posterior", device)
+
+
+def load_posterior(path, model: nn.Module, guide: nn.Module, device="cpu") -> Dict[str, Any]:
+    """Load the posterior saved at ``path`` into ``model`` and ``guide`` (built as the saved pair was).
+
+    :return: the file's content (:func:`read_posterior`), e.g. its ``config`` and ``data``.
+    """
+    blob = read_posterior(path, device)
+    restore_posterior(blob, model, guide, device, source=str(path))
+    return blob
+
+
+def restore_posterior(blob: Dict[str, Any], model: nn.Module, guide: nn.Module, device="cpu",
+                      source: str = "the saved posterior") -> None:
+    """Load the states of :func:`read_posterior`'s ``blob`` into ``model`` and ``guide``."""
+    spec = blob["data"]
+    x = torch.zeros((1, *spec["in_shape"]), device=device)
+    y = torch.zeros(1, dtype=torch.long if spec["task"] == "classification" else torch.float32, device=device)
+    initialize_guide(guide, x, y)
+    try:
+        model.load_state_dict(blob["model_state"])
+        guide.load_state_dict(blob["guide_state"])
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())  # torch lists the mismatches on several lines
+        raise ValueError(f"{source} does not match the model and guide it was loaded into: {detail}") from None

@@ -1,0 +1,108 @@
+"""Where a run of :func:`pyro_bnn.fit` stands, as a value a checkpoint can hold and a new run can resume.
+
+:class:`TrainingState` keeps the epoch and step, the running sums of the epoch's terms, the history,
+the elapsed time, and the random state that decides what comes next: torch's RNG (weight noise, and
+the batch order of a loader that shuffles with it) and the sampler's own generator where it has one.
+:meth:`~TrainingState.snapshot` turns all that (with the model, guide, optimizer and scheduler states)
+into plain tensors and numbers for :func:`torch.save`; :meth:`~TrainingState.restore` puts it back, and
+:meth:`~TrainingState.batches` then replays the interrupted epoch's shuffling, skips the batches already
+trained on and resumes the noise exactly, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+
+def _sampler_generator(loader) -> Optional[torch.Generator]:
+    """The generator a (batch) sampler of ``loader`` shuffles with, if it has its own."""
+    for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        for candidate in (obj, getattr(obj, "sampler", None)):
+            if isinstance(getattr(candidate, "generator", None), torch.Generator):
+                return candidate.generator
+    return None
+
+
+class TrainingState:
+    """The state of one training run over ``loader``.
+
+    :param modules: ``{"model": ..., "guide": ..., "optimizer": ..., "scheduler": ...}``: objects with
+        ``state_dict()`` / ``load_state_dict()``, saved and restored with the run.
+    :param device: where the weight noise is drawn (its CUDA RNG is saved too).
+    """
+
+    def __init__(self, modules: Dict[str, nn.Module], loader: Iterable, device: torch.device):
+        self.modules = modules
+        self.device = device
+        self.generator = _sampler_generator(loader)
+        self.epoch, self.step = 0, 0
+        self.sums: Dict[str, torch.Tensor] = {}
+        self.history: List[Dict[str, float]] = []
+        self._start = time.perf_counter()
+        self._epoch_start = self._shuffle_state()
+        self._resume: Optional[Dict] = None
+
+    def _shuffle_state(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """What decides an epoch's batch order: torch's RNG and the sampler's own generator."""
+        return torch.get_rng_state(), self.generator.get_state() if self.generator is not None else None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of training so far, over every run that resumed this one."""
+        return time.perf_counter() - self._start
+
+    def snapshot(self) -> Dict:
+        """The state as plain tensors and numbers (for :func:`torch.save`)."""
+        return {
+            "epoch": self.epoch, "step": self.step, "sums": dict(self.sums), "history": list(self.history),
+            **{name: module.state_dict() for name, module in self.modules.items()},
+            "rng": torch.get_rng_state(), "rng_epoch_start": self._epoch_start[0],
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "sampler_epoch_start": self._epoch_start[1], "elapsed": self.elapsed,
+        }
+
+    def restore(self, saved: Dict) -> None:
+        """Continue from a :meth:`snapshot`: the next :meth:`batches` resumes at its epoch and step."""
+        for name, module in self.modules.items():
+            module.load_state_dict(saved[name])
+        self.epoch, self.step = saved["epoch"], saved["step"]
+        self.sums, self.history = dict(saved["sums"]), list(saved["history"])
+        self._start = time.perf_counter() - saved["elapsed"]
+        self._resume = saved
+
+    def batches(self, epoch: int, loader: Iterable) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(step, x, y)`` of ``epoch``; the epoch of a restored state replays its order from its step on."""
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            torch.set_rng_state(resume["rng_epoch_start"])
+            if self.generator is not None and resume["sampler_epoch_start"] is not None:
+                self.generator.set_state(resume["sampler_epoch_start"])
+        self.epoch, skip = epoch, self.step if resume is not None else 0
+        self._epoch_start = self._shuffle_state()
+        for step, (x, y) in enumerate(loader):
+            if step < skip:
+                continue
+            if resume is not None and step == skip:
+                torch.set_rng_state(resume["rng"])
+                if resume.get("cuda_rng") is not None:
+                    torch.cuda.set_rng_state(resume["cuda_rng"], self.device)
+            self.step = step
+            yield step, x, y
+
+    def add(self, record: Dict[str, torch.Tensor]) -> None:
+        """Add one step's terms to the epoch's sums (on the device: no host sync)."""
+        for key, value in record.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value.detach()
+
+    def end_epoch(self, num_steps: int, extra: Dict[str, float]) -> Dict[str, float]:
+        """Close the epoch: its record (the terms' means over its steps, then ``extra``), appended to the history."""
+        record = {"epoch": self.epoch + 1, **{k: float(v) / num_steps for k, v in self.sums.items()}, **extra,
+                  "time_s": self.elapsed}
+        self.history.append(record)
+        self.epoch, self.step, self.sums = self.epoch + 1, 0, {}
+        self._epoch_start = self._shuffle_state()
+        return record

@@ -1,0 +1,118 @@
+"""Library calls with bad data or arguments: one error naming the argument and the fix, before any work."""
+
+import pyro
+import pytest
+import torch
+from helpers import small_mlp
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from torch.utils.data import DataLoader, TensorDataset
+
+from pyro_bnn import BayesianMLP, Gaussian, KLWeight, MeanFieldNormal, auto_normal, fit, make_loader
+from pyro_bnn.checks import check_batch, check_loader, first_batch
+
+
+def digits_loader(small_digits, x=None, y=None, batch_size=50):
+    tx, ty = small_digits[0].tensors
+    return make_loader(TensorDataset(tx[:100] if x is None else x, ty[:100] if y is None else y), batch_size)
+
+
+def fit_once(loader, **kwargs):
+    model = small_mlp()
+    guide = auto_normal(model)
+    return fit(model, guide, loader, **{"epochs": 1, **kwargs}), guide
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda d: make_loader(TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)), 10),
+     ValueError, "loader yields no batches: its dataset is empty"),
+    (lambda d: (b for b in digits_loader(d)), TypeError, "loader is an iterator (generator), which is spent after one"),
+    (lambda d: digits_loader(d, y=d[0].tensors[1][:100] + 3), ValueError,
+     "the labels y of loader hold the class 12, but the model has 10 outputs (classes 0..9): relabel"),
+    (lambda d: digits_loader(d, y=d[0].tensors[1][:100] - 1), ValueError, "hold the class -1, but the model has 10"),
+    (lambda d: digits_loader(d, y=d[0].tensors[1][:100, None]), ValueError,
+     "the targets y of loader have shape (50, 1) for 50 inputs: pass one target per example, shape (50,) (y.squeeze(1))"),
+    (lambda d: digits_loader(d, y=d[0].tensors[1][:100].float()), TypeError, "need integer class indices (y.long())"),
+    (lambda d: digits_loader(d, x=d[0].tensors[0][:100].double()), TypeError,
+     "the inputs x of loader have dtype torch.float64, the model's weights torch.float32: convert them"),
+    (lambda d: digits_loader(d, x=(d[0].tensors[0][:100] * 16).to(torch.uint8)), TypeError, "have dtype torch.uint8"),
+    (lambda d: digits_loader(d, x=d[0].tensors[0][:100].clone().fill_(float("nan"))), ValueError,
+     "the inputs x of loader hold NaN or inf values: clean or impute the data first"),
+    (lambda d: [d[0].tensors[0][:10]], TypeError, "loader must yield pairs (x, y) of tensors, got a Tensor"),
+])
+def test_bad_data_is_named_before_training(small_digits, make, error, message):
+    model = small_mlp()
+    guide = auto_normal(model)
+    with pytest.raises(error) as info:
+        fit(model, guide, make(small_digits), epochs=1)
+    assert message.replace("need integer", "needs integer") in str(info.value).replace("need integer", "needs integer")
+    assert guide.prototype_trace is None  # nothing was set up, let alone trained
+
+
+def test_bad_regression_targets_are_named(small_digits):
+    x = torch.randn(20, 3)
+    model = BayesianMLP(3, 1, hidden=(4,), likelihood=Gaussian(0.1), num_data=20)
+    with pytest.raises(TypeError, match=r"the targets y of loader have dtype torch.int64: a regression model needs "
+                                        r"real-valued targets \(y.float\(\)\)"):
+        fit(model, auto_normal(model), make_loader(TensorDataset(x, torch.arange(20)), 10), epochs=1)
+    with pytest.raises(ValueError, match="the targets y of loader hold NaN or inf values"):
+        fit(model, auto_normal(model), make_loader(TensorDataset(x, torch.full((20,), float("nan"))), 10), epochs=1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_particles": 0}, "num_particles=0: use a whole number >= 1"),
+    ({"num_particles": 1.5}, "num_particles=1.5: use a whole number >= 1"),
+    ({"epochs": 0}, "epochs=0: use a whole number >= 1"),
+    ({"lr": float("nan")}, "lr=nan: use a finite number > 0"),
+    ({"kl_weight": "0.5"}, "kl_weight='0.5': pass a number (the KL weight of every step) or a KLWeight"),
+])
+def test_bad_arguments_are_named(small_digits, kwargs, message):
+    with pytest.raises((ValueError, TypeError)) as info:
+        fit_once(digits_loader(small_digits), **kwargs)
+    assert message in str(info.value)
+
+
+def test_a_number_is_a_constant_kl_weight(small_digits):
+    pyro.set_rng_seed(0)
+    history, _ = fit_once(digits_loader(small_digits), kl_weight=0.5)
+    pyro.set_rng_seed(0)
+    expected, _ = fit_once(digits_loader(small_digits), kl_weight=KLWeight(0.5))
+    assert [r["loss"] for r in history] == [r["loss"] for r in expected] and history[0]["kl_weight"] == 0.5
+
+
+def test_a_list_of_batches_is_a_loader(small_digits):
+    x, y = small_digits[0].tensors
+    history, _ = fit_once([(x[:50], y[:50]), (x[50:100], y[50:100])])
+    assert len(history) == 1 and history[0]["loss"] > 0
+
+
+def test_the_checks_draw_nothing_from_torchs_random_state(small_digits):
+    """A seeded run gives the numbers it gave before the checks existed: they consume no random numbers."""
+    loader = DataLoader(small_digits[0], batch_size=50, shuffle=True)  # its iterator would draw a seed
+    model = small_mlp()
+    x, y = first_batch([small_digits[0].tensors])
+    before = torch.get_rng_state()
+    check_loader(loader)
+    check_batch(model, x, y)  # runs the network once, on prior draws
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_the_guide_skips_the_jacobian_of_masked_constrained_sites():
+    """Pyro's AutoNormal branch kept by MeanFieldNormal: under poutine.mask(mask=False) the Delta at a
+    constrained site carries no log-density (so a masked site adds nothing to the ELBO)."""
+    import pyro.distributions as dist
+
+    def model():
+        pyro.sample("s", dist.LogNormal(0.0, 1.0))
+        pyro.sample("w", dist.Normal(0.0, 1.0))
+
+    guide = MeanFieldNormal(model, init_scale=0.5)
+    guide()
+    trace = poutine.trace(guide).get_trace()
+    assert float(trace.nodes["s"]["fn"].log_density.detach()) != 0.0  # the Jacobian of exp, unmasked
+    with poutine.mask(mask=False):
+        masked = poutine.trace(guide).get_trace()
+    assert float(masked.nodes["s"]["fn"].log_density) == 0.0
+    assert masked.nodes["w"]["fn"].__class__.__name__ == "Normal"  # real sites: the Normal at the site
+    with poutine.mask(mask=False):
+        assert float(Trace_ELBO().differentiable_loss(model, guide)) == 0.0
