@@ -61,7 +61,7 @@ def write_figures(output_dir: Path, model: nn.Module, samples: Dict[str, torch.T
     return gap_summary(curve) if data.name == "toy_regression" else {}
 
 
-def write_reference(output_dir: Path, model: nn.Module, guide: nn.Module, svi_samples: Dict[str, torch.Tensor],
+def write_nuts_comparison(output_dir: Path, model: nn.Module, guide: nn.Module, svi_samples: Dict[str, torch.Tensor],
                     svi_outputs: torch.Tensor, svi_metrics: Dict[str, float], data: DataSplits, test_loader,
                     options: Dict) -> Dict:
     """Run NUTS on the same model and training data, compare its predictive with SVI's (the weight samples,

@@ -46,7 +46,7 @@ from .build import build
 from .config import CONF_DIR, ConfigError, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
-from .report import write_figures, write_reference
+from .report import write_figures, write_nuts_comparison
 from .run_dir import (
     CHECKPOINT,
     RunInterrupted,
@@ -198,7 +198,7 @@ def _reference(cfg: DictConfig, model, guide, samples, raw, test, data: DataSpli
     options = {k: v for k, v in OmegaConf.to_container(cfg.reference).items() if k != "method"}
     pyro.set_rng_seed(cfg.seed)
     test_loader = make_loader(data.test, cfg.data.test_batch_size)
-    comparison = write_reference(output_dir, model, guide, samples, raw["outputs"], test, data, test_loader, options)
+    comparison = write_nuts_comparison(output_dir, model, guide, samples, raw["outputs"], test, data, test_loader, options)
     return {"nuts_test": comparison["nuts"], "nuts_seconds": comparison["nuts_diagnostics"]["seconds"]}
 
 
