@@ -98,9 +98,15 @@ def torchvision_images(name: str, root: str, download: bool = False, train: bool
     cls = getattr(torchvision.datasets, _TORCHVISION[name])
     try:
         ds = cls(root, train=train, download=download)
-    except RuntimeError as err:
+    except (RuntimeError, OSError) as err:  # not there; or the download failed (URLError is an OSError)
+        detail = " ".join(str(err).split())[:200]
+        if download:
+            raise FileNotFoundError(
+                f"dataset {name!r} could not be downloaded to {Path(root).resolve()} ({type(err).__name__}: {detail}): "
+                "check the network connection, or copy its files under data.root and set data.download=false"
+            ) from None
         raise FileNotFoundError(
-            f"dataset {name!r} was not found under {Path(root).resolve()} ({err}); "
+            f"dataset {name!r} was not found under {Path(root).resolve()} ({detail}); "
             "set data.download=true to fetch it, or data.root to where it is"
         ) from None
     data = torch.as_tensor(ds.data)

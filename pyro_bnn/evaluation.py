@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Dict, Iterable, List, Optional, Tuple
 
+import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Predictive
@@ -22,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from .checks import check_count
 from .inference import device_of
 
 ECE_BINS = 15
@@ -29,19 +31,19 @@ ECE_BINS = 15
 COVERAGE_MASS = 0.9
 
 
-def _batches(model: nn.Module, loader: Iterable) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+def _batches(model: nn.Module, loader: Iterable, first_only: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of ``loader`` on the model's device (only the first with ``first_only``), checked finite."""
     device = device_of(model)
-    batches = [(x.to(device), y.to(device)) for x, y in loader]
+    batches = []
+    for x, y in loader:
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("the evaluation inputs x hold NaN or inf values: clean or impute the data first")
+        batches.append((x.to(device), y.to(device)))
+        if first_only:
+            break
     if not batches:
         raise ValueError("the evaluation data is empty")
     return batches
-
-
-def _first_batch(model: nn.Module, loader: Iterable) -> Tuple[torch.Tensor, torch.Tensor]:
-    device = device_of(model)
-    for x, y in loader:
-        return x.to(device), y.to(device)
-    raise ValueError("the evaluation data is empty")
 
 
 @torch.no_grad()
@@ -50,10 +52,10 @@ def posterior_samples(model: nn.Module, guide: nn.Module, loader: Iterable, num_
 
     :param loader: any data the model accepts (its first batch sets up the traces).
     """
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples={num_samples}: draw at least one posterior sample")
-    x, y = _first_batch(model, loader)
-    model_trace = poutine.trace(model).get_trace(x, y)
+    num_samples = check_count(num_samples, "num_samples")
+    (x, y), = _batches(model, loader, first_only=True)
+    with pyro.validation_enabled(False):  # only the sites are read; a broken posterior is named by score()
+        model_trace = poutine.trace(model).get_trace(x, y)
     latent = [name for name, site in model_trace.iter_stochastic_nodes() if not site_is_subsample(site)]
     traces = [poutine.trace(guide).get_trace(x, y) for _ in range(int(num_samples))]
     return {name: torch.stack([t.nodes[name]["value"] for t in traces]) for name in latent}
@@ -69,7 +71,9 @@ def predict_with_samples(model: nn.Module, samples: Dict[str, torch.Tensor], loa
     batches = _batches(model, loader)
     device = device_of(model)
     run = Predictive(model, posterior_samples={k: v.to(device) for k, v in samples.items()}, return_sites=["_RETURN"])
-    outputs = torch.cat([run(x)["_RETURN"].cpu() for x, _ in batches], dim=1)
+    with pyro.validation_enabled(False):  # outputs only: non-finite ones are named by score()
+        # y observed, so the likelihood draws nothing (a broken posterior's NaN probabilities could not be sampled)
+        outputs = torch.cat([run(x, y)["_RETURN"].cpu() for x, y in batches], dim=1)
     return outputs, torch.cat([y.cpu() for _, y in batches])
 
 
@@ -192,6 +196,14 @@ def _entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp_min(1e-300).log()).sum(-1)
 
 
+def _check_finite_outputs(outputs: torch.Tensor) -> None:
+    bad = ~torch.isfinite(outputs.reshape(outputs.shape[0], outputs.shape[1], -1)).all(-1)  # (S, N): per draw, example
+    if bool(bad.any()):
+        raise ValueError(f"the network's outputs are NaN or inf under {int(bad.any(1).sum())} of {bad.shape[0]} "
+                         f"posterior draws (on {int(bad.any(0).sum())} of {bad.shape[1]} examples): the posterior is "
+                         "broken; look at the training loss and retrain with a lower learning rate")
+
+
 def output_metrics(model: nn.Module, outputs: torch.Tensor, targets: torch.Tensor) -> Dict[str, float]:
     """The metrics of ``model``'s task from its outputs ``(S, N, ...)`` (see the ``*_metrics`` functions)."""
     if model.likelihood.task == "classification":
@@ -207,6 +219,7 @@ def score(model: nn.Module, samples: Dict[str, torch.Tensor], loader: Iterable,
     :return: ``(metrics, outputs)`` with outputs ``{"outputs", "targets"[, "ood_outputs"]}``.
     """
     outputs, targets = predict_with_samples(model, samples, loader)
+    _check_finite_outputs(outputs)
     metrics = output_metrics(model, outputs, targets)
     raw = {"outputs": outputs, "targets": targets}
     if ood_loader is not None:

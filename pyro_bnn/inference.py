@@ -101,11 +101,21 @@ def device_of(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def _check_finite(terms: ElboTerms, x: torch.Tensor, epoch: int, step: int) -> None:
-    """A :class:`FloatingPointError` naming the epoch, step and term when the loss is not finite."""
-    if torch.isfinite(terms.loss):
-        return
+#: A step whose loss exceeds this multiple of the first step's has diverged (a loss that falls never does).
+EXPLOSION = 1e4
+
+
+def _check_loss(terms: ElboTerms, x: torch.Tensor, epoch: int, step: int, first: Optional[Dict[str, float]]) -> None:
+    """A :class:`FloatingPointError` naming the epoch, step and term when the loss is not finite, or when it has
+    exploded to :data:`EXPLOSION` times the first step's loss (``first``: that step's loss, nll and kl)."""
+    loss = float(terms.loss.detach())  # the step's one read on the host
     at = f"at epoch {epoch + 1}, step {step + 1}"
+    if math.isfinite(loss):
+        if first is None or abs(loss) <= EXPLOSION * max(abs(first["loss"]), 1.0):
+            return
+        grew = max(("nll", "kl"), key=lambda k: float(getattr(terms, k).detach()) / max(abs(first[k]), 1.0))
+        raise FloatingPointError(f"the loss exploded to {loss:.3g} {at} (it was {first['loss']:.3g} at the first step; "
+                                 f"the {grew.upper()} grew most): lower the learning rate or the guide's init_scale")
     if not bool(torch.isfinite(x).all()):
         raise FloatingPointError(f"the inputs x of the batch {at} hold NaN or inf values: clean or impute the data")
     if not torch.isfinite(terms.nll):
@@ -113,10 +123,8 @@ def _check_finite(terms: ElboTerms, x: torch.Tensor, epoch: int, step: int) -> N
     else:
         bad = [name for name, v in terms.kl_sites.items() if not torch.isfinite(v)]
         where = f"the KL of site(s) {bad}"
-    raise FloatingPointError(
-        f"the loss became {float(terms.loss)} {at}: {where} is not finite; "
-        "lower the learning rate or the guide's init_scale"
-    )
+    raise FloatingPointError(f"the loss became {loss} {at}: {where} is not finite; "
+                             "lower the learning rate or the guide's init_scale")
 
 
 def lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -237,9 +245,12 @@ def _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_pa
     estimator_handler(estimator)  # an unknown name fails here, before any work
 
 
-def _train_step(objective: Objective, adam, scheduler, x, y, beta: float, epoch: int, step: int) -> ElboTerms:
+def _train_step(objective: Objective, run: TrainingState, x, y, beta: float, epoch: int, step: int) -> ElboTerms:
+    adam, scheduler = run.modules["optimizer"], run.modules["scheduler"]
     terms = objective.terms(x, y)
-    _check_finite(terms, x, epoch, step)
+    _check_loss(terms, x, epoch, step, run.first_terms)
+    if run.first_terms is None:
+        run.first_terms = {k: float(getattr(terms, k).detach()) for k in ("loss", "nll", "kl")}
     adam.zero_grad(set_to_none=True)
     (terms.nll + beta * terms.kl).backward()
     adam.step()
@@ -319,12 +330,11 @@ def _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused,
 
 def _train_epoch(objective: Objective, run: TrainingState, loader, epoch: int, kl_weight: KLWeight, num_steps: int,
                  should_stop, on_checkpoint) -> None:
-    adam, scheduler = run.modules["optimizer"], run.modules["scheduler"]
     for step, x, y in run.batches(epoch, loader):
         if should_stop is not None and should_stop():
             if on_checkpoint is not None:
                 on_checkpoint(run.snapshot())
             raise TrainingInterrupted(epoch, step)
         x, y = x.to(run.device), y.to(run.device)
-        terms = _train_step(objective, adam, scheduler, x, y, kl_weight(epoch, step, num_steps), epoch, step)
+        terms = _train_step(objective, run, x, y, kl_weight(epoch, step, num_steps), epoch, step)
         run.add(_terms_record(terms))

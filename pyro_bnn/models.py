@@ -21,6 +21,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
+from .checks import check_count
 from .likelihoods import Categorical, Likelihood
 from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
 
@@ -52,6 +53,10 @@ class BayesianModel(PyroModule):
         num_data: int = 1,
     ):
         super().__init__()
+        if prior is not None and not isinstance(prior, Prior):
+            raise TypeError(f"prior={prior!r}: pass a Prior object, e.g. pyro_bnn.NormalPrior(1.0)")
+        if likelihood is not None and not isinstance(likelihood, Likelihood):
+            raise TypeError(f"likelihood={likelihood!r}: pass a Likelihood object, pyro_bnn.Categorical() or Gaussian()")
         if int(num_data) < 1:
             raise ValueError(f"num_data={num_data}: pass the number of training examples (>= 1)")
         self.in_shape = tuple(int(d) for d in in_shape)
@@ -101,7 +106,7 @@ class BayesianMLP(BayesianModel):
         layers = [nn.Flatten()]
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), _activation(activation)]
-        layers.append(nn.Linear(widths[-1], int(num_outputs)))
+        layers.append(nn.Linear(widths[-1], check_count(num_outputs, "num_outputs")))
         super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data)
 
 
@@ -129,7 +134,7 @@ def cnn_network(in_shape: Tuple[int, int, int], num_classes: int, channels: Sequ
     widths = [c_prev * h * w] + [int(d) for d in hidden]
     for w_in, w_out in zip(widths[:-1], widths[1:]):
         layers += [nn.Linear(w_in, w_out), _activation(activation)]
-    layers.append(nn.Linear(widths[-1], int(num_classes)))
+    layers.append(nn.Linear(widths[-1], check_count(num_classes, "num_classes")))
     return nn.Sequential(*layers)
 
 

@@ -42,6 +42,8 @@ class TrainingState:
         self.epoch, self.step = 0, 0
         self.sums: Dict[str, torch.Tensor] = {}
         self.history: List[Dict[str, float]] = []
+        #: The first step's loss, nll and kl: what a diverging loss is measured against.
+        self.first_terms: Optional[Dict[str, float]] = None
         self._start = time.perf_counter()
         self._epoch_start = self._shuffle_state()
         self._resume: Optional[Dict] = None
@@ -62,7 +64,7 @@ class TrainingState:
             **{name: module.state_dict() for name, module in self.modules.items()},
             "rng": torch.get_rng_state(), "rng_epoch_start": self._epoch_start[0],
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            "sampler_epoch_start": self._epoch_start[1], "elapsed": self.elapsed,
+            "sampler_epoch_start": self._epoch_start[1], "elapsed": self.elapsed, "first_terms": self.first_terms,
         }
 
     def restore(self, saved: Dict) -> None:
@@ -71,6 +73,7 @@ class TrainingState:
             module.load_state_dict(saved[name])
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.sums, self.history = dict(saved["sums"]), list(saved["history"])
+        self.first_terms = saved.get("first_terms")
         self._start = time.perf_counter() - saved["elapsed"]
         self._resume = saved
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pyro
 import pytest
 import torch
@@ -27,3 +29,13 @@ def small_digits(digits):
     """300 training and 100 test digits: enough to train in seconds."""
     tr, te = digits.train.tensors, digits.test.tensors
     return TensorDataset(tr[0][:300], tr[1][:300]), TensorDataset(te[0][:100], te[1][:100])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_the_repository():
+    """Tests write run dirs under pytest's tmp_path, never into the repository's outputs/."""
+    outputs = Path(__file__).resolve().parents[1] / "outputs"
+    before = sorted(outputs.iterdir()) if outputs.is_dir() else []
+    yield
+    after = sorted(outputs.iterdir()) if outputs.is_dir() else []
+    assert after == before, f"tests wrote into {outputs}: {sorted(set(after) - set(before))}"

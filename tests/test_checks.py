@@ -3,11 +3,11 @@
 import pyro
 import pytest
 import torch
-from helpers import small_mlp
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import small_mlp
 from pyro_bnn import BayesianMLP, Gaussian, KLWeight, MeanFieldNormal, auto_normal, fit, make_loader
 from pyro_bnn.checks import check_batch, check_loader, first_batch
 

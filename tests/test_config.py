@@ -2,11 +2,11 @@ import dataclasses
 import re
 
 import pytest
-from helpers import compose_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ValidationError
 
+from helpers import compose_train
 from pyro_bnn.app.config import CONF_DIR, ConfigError, EvaluateConfig, TrainConfig, validate
 from pyro_bnn.app.train import train
 

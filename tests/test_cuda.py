@@ -3,8 +3,8 @@
 import pyro
 import pytest
 import torch
-from helpers import small_mlp
 
+from helpers import small_mlp
 from pyro_bnn import BayesianCNN, NormalPrior, auto_normal, evaluate, fit, make_loader
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -62,9 +62,9 @@ def test_resume_on_cuda_gives_the_uninterrupted_result(small_digits):
 
 
 def test_the_fused_step_equals_pyros_elbo_on_cuda(small_digits):
-    from helpers import FixedNoise, spread_guide
     from pyro.infer import TraceMeanField_ELBO
 
+    from helpers import FixedNoise, spread_guide
     from pyro_bnn.fused import FusedMeanField
 
     x, y = (t[:64].cuda() for t in small_digits[0].tensors)

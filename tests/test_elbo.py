@@ -1,12 +1,12 @@
 import pyro
 import pytest
 import torch
-from helpers import assert_close, small_mlp, spread_guide
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import AutoNormal
 from torch.distributions import biject_to
 
+from helpers import assert_close, small_mlp, spread_guide
 from pyro_bnn import auto_normal, elbo_terms
 from pyro_bnn.inference import initialize_guide
 

@@ -3,10 +3,10 @@
 import pyro
 import pytest
 import torch
-from helpers import FixedNoise, assert_close, spread_guide
 from pyro.infer import TraceMeanField_ELBO
 from torch.distributions import InverseGamma, Normal, kl_divergence
 
+from helpers import FixedNoise, assert_close, spread_guide
 from pyro_bnn import BayesianMLP, NormalPrior, auto_delta, fit, make_loader
 from pyro_bnn.empirical_bayes import EmpiricalBayes, prior_scales
 from pyro_bnn.fused import FusedMeanField

@@ -4,9 +4,9 @@ import pyro
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import small_mlp
 from torch import nn
 
+from helpers import small_mlp
 from pyro_bnn import auto_normal, elbo_terms, fit, make_loader, to_bayesian
 from pyro_bnn.estimators import Flipout, LocalReparameterization, estimator_handler
 from pyro_bnn.inference import initialize_guide

@@ -1,6 +1,6 @@
 import pytest
-from helpers import cli, small_mlp
 
+from helpers import cli, small_mlp
 from pyro_bnn import auto_normal, fit, make_loader
 from pyro_bnn.app.explain import format_breakdown, kl_breakdown
 
@@ -15,7 +15,7 @@ def test_breakdown_columns_agree_and_the_units_are_consistent(small_digits):
     for s in b.sites:
         assert s.formula == pytest.approx(s.closed_form, rel=1e-5)
         assert abs(s.monte_carlo - s.closed_form) < 5 * s.mc_stderr + 1e-6
-    text = format_breakdown(b)
+    text = format_breakdown(b, batch_size=100)
     assert f"{b.kl / 300:.4f}" in text and f"{(b.nll + b.kl) / 300:.4f}" in text
 
 

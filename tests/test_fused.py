@@ -3,9 +3,9 @@
 import pyro
 import pytest
 import torch
-from helpers import FixedNoise, assert_close, small_mlp, spread_guide
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
+from helpers import FixedNoise, assert_close, small_mlp, spread_guide
 from pyro_bnn import BayesianCNN, LaplacePrior, NormalPrior, auto_delta, auto_normal, fit, make_loader
 from pyro_bnn.fused import FusedMeanField
 from pyro_bnn.inference import initialize_guide, training_objective

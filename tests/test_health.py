@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from helpers import small_mlp
 
+from helpers import small_mlp
 from pyro_bnn import auto_delta, auto_normal
 from pyro_bnn.health import AT_PRIOR_KL, format_health, health_warnings, posterior_health
 from pyro_bnn.inference import initialize_guide

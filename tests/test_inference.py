@@ -3,8 +3,8 @@ import math
 import pyro
 import pytest
 import torch
-from helpers import small_mlp
 
+from helpers import small_mlp
 from pyro_bnn import KLWeight, evaluate, fit, make_loader
 from pyro_bnn.app.build import GUIDES
 

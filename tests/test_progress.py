@@ -43,3 +43,11 @@ def test_missing_tensorboard_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     with pytest.raises(ImportError, match=r"pip install 'pyro_bnn\[tensorboard\]'"):
         progress.require_tensorboard()
+
+
+def test_a_long_run_logs_about_twenty_epochs(caplog):
+    with caplog.at_level(logging.INFO, logger="pyro_bnn.app.progress"), EpochReporter(1000) as reporter:
+        for e in range(1, 1001):
+            reporter({"epoch": e, "loss": 1.0, "nll": 0.5, "kl": 0.5})
+    epochs = [int(r.getMessage().split(":")[0].split()[1]) for r in caplog.records]
+    assert epochs[0] == 1 and epochs[-1] == 1000 and len(epochs) == 21

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from helpers import PRIOR_SCALE, SIGMA, exact_posterior
 from torch.utils.data import TensorDataset
 
+from helpers import PRIOR_SCALE, SIGMA, exact_posterior
 from pyro_bnn import BayesianMLP, Gaussian, NormalPrior, make_loader, nuts_posterior, predict_with_samples
+from pyro_bnn.reference import nuts_warnings
 
 N = 50
 
@@ -40,3 +41,10 @@ def test_nuts_needs_the_whole_training_set():
     model, x, y = linear_regression()
     with pytest.raises(ValueError, match="num_data=50 but 10 examples"):
         nuts_posterior(model, x[:10], y[:10], num_samples=5, warmup_steps=5)
+
+
+def test_nuts_warns_when_its_chains_have_not_converged(caplog):
+    bad = {"max_r_hat": 3.6, "min_n_eff": 2.4, "divergences": 3}
+    warnings = nuts_warnings(bad)
+    assert [w.split(":")[0] for w in warnings] == ["max r_hat 3.60 > 1.05", "min n_eff 2.4 < 20", "3 divergent transitions"]
+    assert nuts_warnings({"max_r_hat": 1.01, "min_n_eff": 150.0, "divergences": 0}) == []

@@ -2,11 +2,10 @@
 
 import csv
 import json
-import shutil
 
 import pytest
-from helpers import TINY, cli, compose_train
 
+from helpers import TINY, cli, compose_train
 from pyro_bnn.app.summarize import summarize
 
 
@@ -34,16 +33,25 @@ def test_a_failing_job_loses_nothing_of_the_others(tmp_path, launcher):
 
 
 @pytest.mark.slow
-def test_summarize_rebuilds_an_interrupted_sweep(tmp_path):
-    proc, rows = sweep(tmp_path, "prior.scale=0.3,1")
-    assert proc.returncode == 0 and [r["status"] for r in rows] == ["ok", "ok"]
-    # a third job that started but never finished (interrupted, or still running)
-    shutil.copytree(tmp_path / "1", tmp_path / "2")
+def test_summarize_tells_the_truth_about_every_job(tmp_path):
+    proc, rows = sweep(tmp_path, "prior.scale=0.3,1,3")
+    assert proc.returncode == 0 and [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    # job 1 started but never finished (killed, or still running); job 2 was interrupted, then resumed and
+    # interrupted again; a job 3 never started (a copy of the sweep's plan with a fourth value)
+    (tmp_path / "1" / "metrics.json").unlink()
     (tmp_path / "2" / "metrics.json").unlink()
+    (tmp_path / "2" / "status.json").write_text(json.dumps({"status": "interrupted", "error": "SIGTERM received"}))
+    overrides = tmp_path / "2" / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text() + "- resume=true\n")
+    plan = tmp_path / "multirun.yaml"
+    plan.write_text(plan.read_text().replace("prior.scale=0.3,1,3", "prior.scale=0.3,1,3,10"))
     (tmp_path / "summary.csv").unlink()
     out = cli("pyro_bnn.app.summarize", tmp_path)
-    assert out.stdout.strip().endswith("2 ok, 0 failed, 1 incomplete")
-    assert [r["status"] for r in csv.DictReader((tmp_path / "summary.csv").open())] == ["ok", "ok", "incomplete"]
+    assert out.stdout.strip().endswith("1 ok, 0 failed, 1 interrupted, 1 incomplete, 1 not started")
+    table = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [(r["job"], r["prior.scale"], r["status"]) for r in table] == [
+        ("0", "0.3", "ok"), ("1", "1", "incomplete"), ("2", "3", "interrupted"), ("3", "10", "not started")]
+    assert "resume" not in table[0]  # how job 2 was restarted is not a swept key
 
 
 def test_summarize_says_what_is_wrong_with_its_argument(tmp_path):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers import TINY, cli, train_in_process
 
 
@@ -111,6 +112,8 @@ def test_nuts_reference_is_written_next_to_the_svi_run(tmp_path):
     assert set(comparison["svi"]) >= {"rmse", "log_likelihood", "predictive_std_gap"}
     assert set(comparison["nuts"]) >= {"rmse", "log_likelihood", "predictive_std_gap"}
     assert comparison["nuts_diagnostics"]["num_samples"] == 20
+    # 20 draws after 20 warm-up steps have not converged: the reference says so, in its file and in the log
+    assert comparison["nuts_diagnostics"]["warnings"] and "NUTS: " in (tmp_path / "train.log").read_text()
     assert len(comparison["predictive_std_over_inputs"]["nuts"]) == 31
     assert (tmp_path / "reference.png").is_file()
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -7,9 +7,9 @@ maximises the ELBO has means mu and variances 1 / diag(Lambda).
 """
 
 import torch
-from helpers import PRIOR_SCALE, SIGMA, exact_posterior
 from torch.utils.data import TensorDataset
 
+from helpers import PRIOR_SCALE, SIGMA, exact_posterior
 from pyro_bnn import BayesianMLP, Gaussian, NormalPrior, auto_normal, fit, make_loader
 
 N = 200

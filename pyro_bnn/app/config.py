@@ -10,10 +10,13 @@ the defaults live in the YAML files alone (``conf/train.yaml`` and the groups). 
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
@@ -31,11 +34,19 @@ from .build import GUIDES
 #: ``__init__.py`` in it).
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 MODELS = ("mlp", "cnn")
+#: Upper bounds where a larger value only exhausts memory or time: predictive samples (each holds the network's
+#: outputs on the whole test set), torch threads per run, the low-rank guide's rank.
+MAX_SAMPLES = 10_000
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+MAX_RANK = 1_000
 REFERENCES = ("none", "nuts")
 #: Metrics a job can return to a sweeper (``objective=``), as ``<section>.<name>`` of metrics.json.
 OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.ood_auroc_entropy",
               "test.ood_auroc_mutual_information", "test.rmse", "test.log_likelihood", "test.coverage_90",
               "train.loss", "train.nll", "train.kl")
+REGRESSION_OBJECTIVES = ("test.rmse", "test.log_likelihood", "test.coverage_90")
+CLASSIFICATION_OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.ood_auroc_entropy",
+                             "test.ood_auroc_mutual_information")
 
 
 class ConfigError(ValueError):
@@ -168,6 +179,7 @@ _RULES = [
     ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.test_batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.subset", lambda v: v >= 0, "an integer >= 0 (0: the whole training split)"),
+    ("data.split_seed", lambda v: v >= 0, "an integer >= 0"),
     ("data.ood", _one_of(OOD_SETS), f"one of {list(OOD_SETS)}"),
     ("data.holdout_classes", lambda v: all(isinstance(c, int) and c >= 0 for c in v), "a list of class indices >= 0"),
     ("model.name", _one_of(MODELS), f"one of {list(MODELS)}"),
@@ -180,12 +192,12 @@ _RULES = [
     ("prior.scale", _positive, "a finite number > 0"),
     ("prior.loc", lambda v: math.isfinite(v), "a finite number"),
     ("prior.layer_scales", lambda v: all(_positive(s) for s in v.values()), "a map of layer name -> scale > 0"),
-    ("prior.df", _positive, "a number > 0"),
+    ("prior.df", lambda v: _positive(v) and v >= 1, "a finite number >= 1 (1: Cauchy; 3: the default)"),
     ("prior.hyperprior_alpha", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0: no hyperprior)"),
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
     ("guide.init_scale", _positive, "a finite number > 0, e.g. 1e-3"),
     ("guide.init_loc", _one_of(INIT_LOCS), f"one of {list(INIT_LOCS)}"),
-    ("guide.rank", lambda v: v >= 1, "an integer >= 1"),
+    ("guide.rank", lambda v: 1 <= v <= MAX_RANK, f"an integer from 1 to {MAX_RANK} (and below the number of weights)"),
     ("inference.elbo", _one_of(ELBO_KL), f"one of {sorted(ELBO_KL)}"),
     ("inference.lr", _positive, "a finite number > 0, e.g. 1e-3"),
     ("inference.epochs", lambda v: v >= 1, "an integer >= 1"),
@@ -196,14 +208,16 @@ _RULES = [
     ("inference.lr_schedule", _one_of(LR_SCHEDULES), f"one of {list(LR_SCHEDULES)}"),
     ("inference.estimator", _one_of(ESTIMATORS), f"one of {list(ESTIMATORS)}"),
     ("inference.fused", is_fused_choice, "auto, true or false"),
-    ("eval.num_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("eval.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES} (100 is plenty for the metrics)"),
     ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
-    ("reference.num_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("reference.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES}"),
     ("reference.warmup_steps", lambda v: v >= 1, "an integer >= 1"),
     ("reference.num_chains", lambda v: v >= 1, "an integer >= 1"),
     ("reference.max_tree_depth", lambda v: 1 <= v <= 12, "an integer from 1 to 12"),
     ("reference.target_accept_prob", lambda v: 0 < v < 1, "a number between 0 and 1, e.g. 0.8"),
-    ("threads", lambda v: v >= 0, "an integer >= 0 (0: torch's default)"),
+    ("threads", lambda v: 0 <= v <= MAX_THREADS,
+     f"an integer from 0 (torch's default) to {MAX_THREADS} (4 per core of this machine)"),
+    ("seed", lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
     ("objective", lambda v: v is None or v in OBJECTIVES, f"null or one of {list(OBJECTIVES)}"),
 ]
 
@@ -215,8 +229,25 @@ def _get(cfg: DictConfig, key: str):
     return node
 
 
+def _unknown_keys(cfg: DictConfig, schema, prefix: str = "") -> List[Tuple[str, List[str]]]:
+    """Keys of ``cfg`` that ``schema`` does not have (added with ``+``), each with the schema's keys beside it."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    unknown = []
+    for key in cfg:
+        if key not in fields:
+            unknown.append((f"{prefix}{key}", [f"{prefix}{name}" for name in fields]))
+        elif dataclasses.is_dataclass(fields[key].default_factory):
+            unknown += _unknown_keys(cfg[key], fields[key].default_factory, f"{prefix}{key}.")
+    return unknown
+
+
 def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first value of ``cfg`` that makes no sense."""
+    """Raise :class:`ConfigError` for the first key or value of ``cfg`` that makes no sense."""
+    for key, known in _unknown_keys(cfg, TrainConfig):
+        close = difflib.get_close_matches(key, known, n=1)
+        raise ConfigError(f"+{key} is not a key of the config: "
+                          + (f"did you mean {close[0]}? (no +: {close[0]}=...)" if close else
+                             "see `python -m pyro_bnn.train --cfg job` for the keys there are"))
     for key, ok, allowed in _RULES:
         value = _get(cfg, key)
         if not ok(value):
@@ -230,6 +261,22 @@ def validate(cfg: DictConfig) -> None:
     if cfg.prior.hyperprior_alpha and not cfg.prior.learn_scale:
         raise ConfigError(f"prior.hyperprior_alpha={cfg.prior.hyperprior_alpha} is a hyperprior on learned scales: "
                           "set prior.learn_scale=true, or prior.hyperprior_alpha=0")
+    _check_combinations(cfg)
+
+
+def _check_combinations(cfg: DictConfig) -> None:
+    """Values fine alone that make no sense together."""
+    widest = max([cfg.prior.scale, *cfg.prior.layer_scales.values()])
+    if cfg.guide.name != "auto_delta" and cfg.guide.init_scale > widest:
+        raise ConfigError(f"guide.init_scale={cfg.guide.init_scale} is wider than the prior (prior.scale={widest}): "
+                          "start the posterior narrower than the prior, e.g. guide.init_scale=1e-3")
+    regression = cfg.data.name == "toy_regression"
+    other_task = CLASSIFICATION_OBJECTIVES if regression else REGRESSION_OBJECTIVES
+    no_ood = cfg.data.ood == "none" and cfg.objective is not None and cfg.objective.startswith("test.ood_")
+    if cfg.objective in other_task or no_ood:
+        allowed = [o for o in OBJECTIVES if o not in other_task and not (cfg.data.ood == "none" and "ood_" in o)]
+        raise ConfigError(f"objective={cfg.objective} is not a metric of this run (data={cfg.data.name}, "
+                          f"data.ood={cfg.data.ood}): use one of {allowed}")
     if cfg.data.ood == "heldout" and not cfg.data.holdout_classes:
         raise ConfigError("data.ood=heldout needs classes to hold out of training: set data.holdout_classes, e.g. [8,9]")
     if cfg.data.name == "toy_regression" and (cfg.data.ood != "none" or cfg.data.holdout_classes):

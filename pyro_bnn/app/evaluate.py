@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Optional
 
 import hydra
 import pyro
@@ -36,17 +37,20 @@ def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: in
     model, guide, cfg, spec = posterior_from_file(run_dir / "posterior.pt", device)
     name = dataset or spec["name"]
     own = name == spec["name"]
-    splits = load_data(name, cfg.data.root, cfg.data.download, cfg.data.split_seed,
-                       cfg.data.holdout_classes if own else [])
+    try:
+        splits = load_data(name, cfg.data.root, False, cfg.data.split_seed, cfg.data.holdout_classes if own else [])
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{str(err).split(';')[0]}; evaluate reads it under the run's data.root: fetch it "
+                                f"there first, e.g. python -m pyro_bnn.train data={name} data.download=true") from None
     if tuple(splits.in_shape) != tuple(spec["in_shape"]) or splits.task != spec["task"]:
         raise ConfigError(
             f"dataset={name} has {splits.task} inputs of shape {tuple(splits.in_shape)}, but the run was trained on "
             f"{spec['task']} inputs of shape {tuple(spec['in_shape'])}: pick a data set of the same shape"
         )
-    ood = load_ood(splits, cfg.data.ood, cfg.data.root, cfg.data.download) if own else None
+    ood = load_ood(splits, cfg.data.ood, cfg.data.root, False) if own else None
     pyro.set_rng_seed(cfg.seed if seed is None else seed)
     metrics = evaluate(model, guide, make_loader(splits.test, cfg.data.test_batch_size),
-                       num_samples or cfg.eval.num_samples,
+                       cfg.eval.num_samples if num_samples is None else num_samples,
                        make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
     write_json(run_dir / f"evaluation_{name}.json", {"data": name, "test": metrics})
     return metrics
@@ -56,7 +60,7 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> Dict:
+def _evaluate_app(cfg: DictConfig) -> Dict:
     try:
         metrics = evaluate_run(cfg.run_dir, cfg.dataset, cfg.num_samples, cfg.seed, cfg.device)
     except (ConfigError, FileNotFoundError, ValueError) as err:
@@ -64,6 +68,30 @@ def main(cfg: DictConfig) -> Dict:
         sys.exit(f"error: {err}")
     print(json.dumps(metrics, indent=2))
     return metrics
+
+
+def check_run_dir_argument(argv: List[str]) -> Optional[str]:
+    """Why the ``run_dir=`` of ``argv`` cannot be evaluated (None when it can): checked before Hydra starts, which
+    would otherwise create the dir, or fail at its log file with a long traceback."""
+    if any(a.startswith("-") for a in argv):  # --help, --cfg, ...: Hydra's own
+        return None
+    values = [a.split("=", 1)[1] for a in argv if a.startswith("run_dir=")]
+    if not values:
+        return "run_dir is missing: python -m pyro_bnn.app.evaluate run_dir=<the run dir of a training run>"
+    run_dir = Path(values[-1])
+    if not (run_dir / "posterior.pt").is_file():
+        return f"no saved posterior at {run_dir / 'posterior.pt'}: pass run_dir=<the run dir of a training run>"
+    if not os.access(run_dir, os.W_OK):
+        return f"run_dir={run_dir} cannot be written (evaluate writes evaluation_<data>.json there): copy the run dir"
+    return None
+
+
+def main() -> None:
+    """``python -m pyro_bnn.app.evaluate run_dir=...`` (``pyro-bnn-evaluate``)."""
+    problem = check_run_dir_argument(sys.argv[1:])
+    if problem:
+        sys.exit(f"error: {problem}")
+    _evaluate_app()
 
 
 if __name__ == "__main__":

@@ -105,8 +105,8 @@ def kl_breakdown(model, guide: MeanFieldNormal, x: torch.Tensor, y: torch.Tensor
                      mc_samples)
 
 
-def format_breakdown(b: Breakdown, batch_size: int = 128) -> str:
-    """The tables ``python -m pyro_bnn.app.explain`` prints."""
+def format_breakdown(b: Breakdown, batch_size: int) -> str:
+    """The tables ``python -m pyro_bnn.app.explain`` prints (``batch_size``: the training's minibatch size)."""
     n = b.num_data
     lines = [f"KL(q || p) per site (nats; Monte Carlo with S={b.mc_samples} weight draws, +- one standard error)",
              f"{'site':14} {'layer':7} {'shape':>14} {'scalars':>8} {'closed form':>12} {'sum of formula':>15} "
@@ -138,6 +138,10 @@ def format_breakdown(b: Breakdown, batch_size: int = 128) -> str:
     return "\n".join(lines)
 
 
+#: The minibatch size of the small CNN of the docs.
+SMALL_CNN_BATCH = 64
+
+
 def explain_small_cnn(epochs: int = 20, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdown, Dict]:
     """Train the small digits CNN of the docs (seeded); break its loss down, and its posterior's health."""
     pyro.set_rng_seed(seed)
@@ -145,17 +149,22 @@ def explain_small_cnn(epochs: int = 20, seed: int = 0, mc_samples: int = 1000) -
     model = BayesianCNN(data.in_shape, 10, channels=(8,), hidden=(32,), prior=NormalPrior(1.0),
                         num_data=data.num_train)
     guide = auto_normal(model, init_scale=1e-3)
-    fit(model, guide, make_loader(data.train, 64, shuffle=True, seed=seed), epochs=epochs, lr=1e-2)
+    fit(model, guide, make_loader(data.train, SMALL_CNN_BATCH, shuffle=True, seed=seed), epochs=epochs, lr=1e-2)
     return kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples), posterior_health(model, guide, 1e-3)
 
 
-def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdown, Dict]:
-    """Break down the loss of the posterior saved in ``run_dir`` on its training data, and its health."""
+def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdown, Dict, int]:
+    """Break down the loss of the posterior saved in ``run_dir`` on the data it was trained on (its held-out
+    classes removed, its subset), and its health; with the run's batch size."""
     model, guide, cfg, spec = posterior_from_file(Path(run_dir) / "posterior.pt")
-    data = load_data(spec["name"], cfg.data.root, cfg.data.download, cfg.data.split_seed)
+    if not isinstance(guide, MeanFieldNormal):
+        raise ValueError(f"{run_dir} was trained with guide={cfg.guide.name}: explain breaks down the KL of a "
+                         "mean-field Normal guide (guide=auto_normal)")
+    data = load_data(spec["name"], cfg.data.root, False, cfg.data.split_seed, cfg.data.holdout_classes,
+                     cfg.data.subset)
     pyro.set_rng_seed(seed)
     breakdown = kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples)
-    return breakdown, posterior_health(model, guide, cfg.guide.init_scale)
+    return breakdown, posterior_health(model, guide, cfg.guide.init_scale), cfg.data.batch_size
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -172,13 +181,17 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error("--epochs and --threads must be >= 1 and --mc-samples >= 2")
     torch.set_num_threads(args.threads)
     if args.run_dir:
-        breakdown, health = explain_run(args.run_dir, args.seed, args.mc_samples)
+        try:
+            breakdown, health, batch_size = explain_run(args.run_dir, args.seed, args.mc_samples)
+        except (FileNotFoundError, ValueError) as err:
+            parser.exit(2, f"error: {err}\n")
         print(f"Run {args.run_dir}, on its training data.")
     else:
         breakdown, health = explain_small_cnn(args.epochs, args.seed, args.mc_samples)
+        batch_size = SMALL_CNN_BATCH
         print(f"Small Bayesian CNN (conv 8x3x3, dense 32) on digits, N(0, 1) prior, mean-field Normal guide, "
               f"{args.epochs} epochs, seed {args.seed}.")
-    print(format_breakdown(breakdown))
+    print(format_breakdown(breakdown, batch_size))
     print()
     print(format_health(health))
 

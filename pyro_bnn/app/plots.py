@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+import textwrap
+from typing import Any, Dict, List, Optional, Sequence
 
 import matplotlib
 import torch
@@ -22,18 +23,32 @@ def _save(fig, path) -> None:
         plt.close(fig)
 
 
+def _set_yscale(ax, values) -> None:
+    """``log`` for positive values spanning decades; ``symlog`` where some are <= 0 (linear within 1% of the
+    largest magnitude, so a term that swings around 0 stays readable); else ``linear``."""
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and min(finite) <= 0:
+        ax.set_yscale("symlog", linthresh=max(1.0, 0.01 * max(abs(v) for v in finite)))
+    elif finite and max(finite) / min(finite) > 100:
+        ax.set_yscale("log")
+
+
 def plot_elbo_terms(history: List[Dict[str, float]], path, title: str = "") -> None:
     """-ELBO, NLL and KL over epochs (left), and the KL of each layer (right); whole-data units."""
     epochs = [r["epoch"] for r in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for key, style in (("loss", "k-"), ("nll", "C0-"), ("kl", "C3-")):
-        left.plot(epochs, [r[key] for r in history], style, label={"loss": "-ELBO = NLL + KL"}.get(key, key.upper()))
-    left.set(xlabel="epoch", ylabel="nats (whole data set)", yscale="log", title="loss terms")
+    for key, style, width in (("nll", "C0-", 1.5), ("kl", "C3-", 1.5), ("loss", "k--", 2.0)):  # -ELBO on top
+        left.plot(epochs, [r[key] for r in history], style, lw=width,
+                  label={"loss": "-ELBO = NLL + KL"}.get(key, key.upper()))
+    # a regression's NLL can be negative: a log axis would turn it into spikes
+    _set_yscale(left, [r[k] for r in history for k in ("loss", "nll", "kl")])
+    left.set(xlabel="epoch", ylabel="nats (whole data set)", title="loss terms")
     left.legend()
     layers = [k for k in history[0] if k.startswith("kl.")]
     for i, key in enumerate(layers):
         right.plot(epochs, [r[key] for r in history], color=f"C{i % 10}", label=key[3:])
-    right.set(xlabel="epoch", ylabel="KL (nats)", yscale="log", title="KL per layer")
+    _set_yscale(right, [r[k] for r in history for k in layers])
+    right.set(xlabel="epoch", ylabel="KL (nats)", title="KL per layer")
     if layers:
         right.legend(fontsize="small")
     if title:
@@ -58,10 +73,11 @@ def plot_reliability(bins: Dict[str, torch.Tensor], ece: float, path, title: str
             edgecolor="C3", hatch="//", label="|accuracy - confidence|")
     top.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    top.set_title(f"{title}\nECE {ece:.4f}".strip(), fontsize="medium")
+    wrapped = "\n".join(textwrap.fill(line, 55) for line in title.splitlines())  # the figure is narrow
+    top.set_title(f"{wrapped}\nECE {ece:.4f}".strip(), fontsize="medium")
     top.legend(loc="upper left", fontsize="small")
     bottom.bar(edges[:-1], bins["count"].numpy(), width=width, align="edge", color="C7", edgecolor="k")
-    bottom.set(xlabel="confidence (max predictive probability)", ylabel="examples", yscale="symlog")
+    bottom.set(xlabel="confidence (max predictive probability)", ylabel="examples")
     _save(fig, path)
 
 
@@ -146,29 +162,32 @@ def _as_number(value) -> Optional[float]:
         return None
 
 
-def plot_sweep(rows: List[Dict[str, Any]], key: str, path) -> None:
+def plot_sweep(rows: List[Dict[str, Any]], key: str, path, group_keys: Sequence[str] = ()) -> None:
     """A sweep's finished jobs against the swept ``key``: test accuracy, NLL, ECE (or RMSE and log-likelihood)
-    and the final KL.
+    and the final KL; one line per value of the other swept keys (``group_keys``), with a legend.
 
     :param rows: the rows of :func:`pyro_bnn.app.summarize.summarize` (``status``, metrics, overrides).
     """
     done = [r for r in rows if r["status"] == "ok"]
     regression = any("rmse" in r for r in done)
     panels = (["rmse", "log_likelihood"] if regression else ["accuracy", "nll", "ece"]) + ["train_kl"]
-    values = [r.get(key, "") for r in done]
-    numeric = all(_as_number(v) is not None for v in values)
+    numeric = all(_as_number(r.get(key)) is not None for r in done)
+    groups: Dict[str, List[Dict[str, Any]]] = {}
+    for r in done:
+        groups.setdefault(", ".join(f"{k}={r.get(k, '')}" for k in group_keys), []).append(r)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), constrained_layout=True)
     for ax, metric in zip(axes, panels):
-        if numeric:
-            pairs = sorted((_as_number(r[key]), r[metric]) for r in done if metric in r)
-            ax.plot([p[0] for p in pairs], [p[1] for p in pairs], "o-")
-            xs = [p[0] for p in pairs]
-            if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
-                ax.set_xscale("log")
-        else:
-            ax.plot(values, [r.get(metric, math.nan) for r in done], "o")
+        for label, members in groups.items():
+            pairs = sorted(((_as_number(r[key]) if numeric else str(r[key])), r.get(metric, math.nan))
+                           for r in members)
+            ax.plot([p[0] for p in pairs], [p[1] for p in pairs], "o-", label=label or None)
+        xs = [_as_number(r[key]) for r in done] if numeric else []
+        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
         ax.set(xlabel=key, title={"train_kl": "final KL (nats)"}.get(metric, f"test {metric}"))
         if metric == "train_kl":
-            ax.set_yscale("log")
+            _set_yscale(ax, [r.get(metric, math.nan) for r in done])
+    if group_keys:
+        axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(f"{len(done)} of {len(rows)} jobs done")
     _save(fig, path)

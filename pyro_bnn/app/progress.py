@@ -25,7 +25,7 @@ def require_tensorboard():
 
 
 class EpochReporter:
-    """Callback for :func:`pyro_bnn.inference.fit`: reports each epoch's record.
+    """Callback for :func:`pyro_bnn.inference.fit`: reports each epoch's record (about 20 of them in the log).
 
     :param int epochs: the number of epochs of the run (the bar's length).
     :param bool progress: show a tqdm bar with the loss, NLL and KL; it stays quiet anyway when
@@ -39,11 +39,14 @@ class EpochReporter:
         self.bar = tqdm(total=int(epochs), unit="epoch", dynamic_ncols=True, leave=False, file=sys.stderr,
                         disable=not progress or not sys.stderr.isatty())
         self._stack = ExitStack()
+        #: The log gets the first epoch, the last, and one in ``log_every`` (about 20 lines per run).
+        self.log_every = max(1, int(epochs) // 20)
         self.writer = require_tensorboard()(log_dir=str(tensorboard_dir)) if tensorboard_dir is not None else None
 
     def __call__(self, record: Dict[str, float]) -> None:
         epoch = int(record["epoch"])
-        log.info("epoch %d: loss %.1f nll %.1f kl %.1f", epoch, record["loss"], record["nll"], record["kl"])
+        if epoch == 1 or epoch % self.log_every == 0 or epoch == self.bar.total:
+            log.info("epoch %d: loss %.1f nll %.1f kl %.1f", epoch, record["loss"], record["nll"], record["kl"])
         self.bar.n = epoch
         self.bar.set_postfix(loss=f"{record['loss']:.4g}", nll=f"{record['nll']:.4g}", kl=f"{record['kl']:.4g}")
         if self.writer is not None:

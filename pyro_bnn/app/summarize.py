@@ -34,6 +34,10 @@ from ..health import health_warnings
 from .plots import plot_sweep
 from .run_dir import STATUS_FILE, write_csv, write_text
 
+#: What a job's row can say: finished, failed (status.json), interrupted (status.json), started but neither
+#: finished nor failed (running, or killed), or not started at all (in the sweep, no run dir yet).
+RESULT_COLUMNS = ["train_nll", "train_kl", "time_s", "posterior_warning"]
+STATUSES = ("ok", "failed", "interrupted", "incomplete", "not started")
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "brier", "ood_auroc_entropy", "ood_auroc_mutual_information",
                   "rmse", "log_likelihood", "coverage_90"]
 
@@ -47,7 +51,28 @@ def job_dirs(sweep_dir: Path) -> List[Path]:
 def _overrides(run_dir: Path) -> Dict[str, str]:
     items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
     pairs = (item.split("=", 1) for item in items if "=" in item)
-    return {key.lstrip("+~"): value for key, value in pairs}
+    # resume=true is how a job was restarted, not what it computes: not a column
+    return {key.lstrip("+~"): value for key, value in pairs if key.lstrip("+~") != "resume"}
+
+
+def planned_jobs(sweep_dir: Path) -> List[Dict[str, str]]:
+    """The overrides of every job the sweep in ``sweep_dir`` was to run (Hydra's basic sweeper: the grid of its
+    ``multirun.yaml``), in job order; [] where that cannot be known (another sweeper, no ``multirun.yaml``)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return []
+    hydra_cfg = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []
+    arguments = list(hydra_cfg.get("overrides", {}).get("task", []))
+    arguments += [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    return [{k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job) if k.lstrip("+~") != "resume"} for job in jobs]
 
 
 def job_row(run_dir: Path) -> Dict[str, Any]:
@@ -72,8 +97,7 @@ def job_row(run_dir: Path) -> Dict[str, Any]:
 
 
 def _columns(rows: List[Dict[str, Any]], override_keys: List[str]) -> List[str]:
-    rest = ["status"] + [c for c in METRIC_COLUMNS + ["train_nll", "train_kl", "time_s", "posterior_warning", "error"]
-                         if any(c in r for r in rows)]
+    rest = ["status"] + [c for c in METRIC_COLUMNS + RESULT_COLUMNS + ["error"] if any(c in r for r in rows)]
     return ["job"] + override_keys + rest
 
 
@@ -104,16 +128,21 @@ def summarize(sweep_dir) -> List[Dict[str, Any]]:
         raise FileNotFoundError(f"no sweep dir at {sweep_dir}: pass the directory a -m run printed")
     with _locked(sweep_dir):
         rows = [job_row(d) for d in job_dirs(sweep_dir)]
+        started = {r["job"] for r in rows}
+        rows += [{"job": str(i), **overrides, "status": "not started"}
+                 for i, overrides in enumerate(planned_jobs(sweep_dir)) if str(i) not in started]
+        rows.sort(key=lambda r: (not r["job"].isdigit(), int(r["job"]) if r["job"].isdigit() else 0, r["job"]))
         if not rows:
             raise FileNotFoundError(f"{sweep_dir} holds no job dirs (no */.hydra/overrides.yaml)")
-        override_keys = list(dict.fromkeys(k for r in rows for k in _overrides(sweep_dir / r["job"])))
+        override_keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("job", "status", "error",
+                                                                                   *METRIC_COLUMNS, *RESULT_COLUMNS)))
         columns = _columns(rows, override_keys)
         write_csv(sweep_dir / "summary.csv", [{c: r.get(c, "") for c in columns} for r in rows])
         write_text(sweep_dir / "summary.md", _markdown(rows, columns))
         swept = [k for k in override_keys if len({r.get(k) for r in rows}) > 1]
         if any(r["status"] == "ok" for r in rows):
             for key in swept:
-                plot_sweep(rows, key, sweep_dir / f"summary_{key}.png")
+                plot_sweep(rows, key, sweep_dir / f"summary_{key}.png", [k for k in swept if k != key])
     return rows
 
 
@@ -141,7 +170,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except FileNotFoundError as err:
         parser.exit(2, f"error: {err}\n")
     print((Path(args.sweep_dir) / "summary.md").read_text(), end="")
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "incomplete")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
 

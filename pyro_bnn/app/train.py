@@ -49,6 +49,7 @@ from .progress import EpochReporter, require_tensorboard
 from .report import write_figures, write_nuts_comparison
 from .run_dir import (
     CHECKPOINT,
+    STATUS_FILE,
     RunInterrupted,
     check_writable,
     resume_state,
@@ -104,6 +105,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         metrics["reference"] = _reference(cfg, model, guide, samples, raw, test, data, output_dir)
     write_json(output_dir / "metrics.json", metrics)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
+    (output_dir / STATUS_FILE).unlink(missing_ok=True)  # an interrupted run, resumed: it has finished now
     _log_summary(cfg, metrics)
     return metrics
 

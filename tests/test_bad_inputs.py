@@ -1,0 +1,129 @@
+"""The table of tests/bad_inputs.py (and docs/bad_inputs.md): each bad input gets its one-line message.
+
+The CLI cases run in-process here (the entry points' own functions, the message they print after "error: "); the
+slow test runs every one through the real command, checking one line, no traceback, and nothing written in the repo.
+"""
+
+import math
+import re
+import shlex
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch.utils.data import TensorDataset
+
+from bad_inputs import CLI, LIBRARY
+from helpers import ROOT, cli, last_line, small_mlp, train_in_process
+from pyro_bnn import BayesianCNN, auto_normal, evaluate, fit, make_loader
+from pyro_bnn.app import explain, summarize
+from pyro_bnn.app.config import CONF_DIR
+from pyro_bnn.app.evaluate import check_run_dir_argument, evaluate_run
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    train_in_process(run, "+experiment=debug")
+    tmp = tmp_path_factory.mktemp("tmp")
+    (tmp / "a_file").write_text("not a directory")
+    (tmp / "truncated").mkdir()
+    (tmp / "truncated" / "posterior.pt").write_bytes((run / "posterior.pt").read_bytes()[:100])
+    return {"run": run, "tmp": tmp}
+
+
+def _arguments(arguments: str, dirs) -> list:
+    return shlex.split(arguments.format(**dirs))
+
+
+def _in_process(module: str, argv: list, tmp, capsys) -> str:
+    """The message the entry point ends with, from its functions (no subprocess)."""
+    if module == "pyro_bnn.train":
+        hydra = dict(a.split("=", 1) for a in argv if a.startswith("hydra."))
+        overrides = [a for a in argv if not a.startswith("hydra.")]
+        with pytest.raises(Exception) as info:
+            train_in_process(hydra.get("hydra.run.dir", tmp / "out"), "+experiment=debug", *overrides)
+        return str(info.value)
+    if module == "pyro_bnn.app.evaluate":
+        problem = check_run_dir_argument(argv)
+        if problem:
+            return problem
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="evaluate", overrides=argv)
+        with pytest.raises(Exception) as info:
+            evaluate_run(cfg.run_dir, cfg.dataset, cfg.num_samples, cfg.seed, cfg.device)
+        return str(info.value)
+    entry = {"pyro_bnn.app.explain": explain.main, "pyro_bnn.app.summarize": summarize.main}[module]
+    with pytest.raises(SystemExit):
+        entry(argv)
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("module, arguments, message", CLI, ids=[f"{m} {a}" for m, a, _ in CLI])
+def test_each_bad_cli_input_gets_its_message(dirs, module, arguments, message, capsys, monkeypatch):
+    monkeypatch.chdir(dirs["tmp"])  # nothing lands in the repository
+    assert message in _in_process(module, _arguments(arguments, dirs), dirs["tmp"], capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, arguments, message", CLI, ids=[f"{m} {a}" for m, a, _ in CLI])
+def test_each_bad_cli_input_stops_the_real_command_with_one_line(dirs, module, arguments, message):
+    before = sorted((ROOT / "outputs").iterdir()) if (ROOT / "outputs").is_dir() else []
+    argv = _arguments(arguments, dirs)
+    if module == "pyro_bnn.train" and not any(a.startswith("hydra.run.dir") for a in argv):
+        argv += ["+experiment=debug", f"hydra.run.dir={dirs['tmp']}/cli_run"]
+    proc = cli(module, *argv, "hydra.job_logging.root.level=WARNING" if "pyro_bnn.app" not in module else "",
+               check=False) if module == "pyro_bnn.train" else cli(module, *argv, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert last_line(proc).startswith("error: ") and message in last_line(proc)
+    assert (sorted((ROOT / "outputs").iterdir()) if (ROOT / "outputs").is_dir() else []) == before
+    assert not (dirs["tmp"] / "nonexistent").exists()  # a wrong run_dir is not created
+
+
+def _library_case(case: str, small_digits):
+    x, y = small_digits[0].tensors[0][:100], small_digits[0].tensors[1][:100]
+    loader = lambda xs=x, ys=y: make_loader(TensorDataset(xs, ys), 50)  # noqa: E731
+    model = small_mlp()
+    guide = auto_normal(model)
+    calls = {
+        "fit(num_particles=0)": lambda: fit(model, guide, loader(), num_particles=0),
+        "fit(kl_weight='0.5')": lambda: fit(model, guide, loader(), kl_weight="0.5"),
+        "fit(empty loader)": lambda: fit(model, guide, loader(x[:0], y[:0])),
+        "fit(generator)": lambda: fit(model, guide, (b for b in loader())),
+        "fit(labels of shape (B, 1))": lambda: fit(model, guide, loader(ys=y[:, None])),
+        "fit(label 12 of 10 classes)": lambda: fit(model, guide, loader(ys=y + 3)),
+        "fit(label -1)": lambda: fit(model, guide, loader(ys=y - 1)),
+        "fit(float64 inputs)": lambda: fit(model, guide, loader(xs=x.double())),
+        "fit(uint8 inputs)": lambda: fit(model, guide, loader(xs=(x * 16).to(torch.uint8))),
+        "fit(NaN inputs)": lambda: fit(model, guide, loader(xs=torch.full_like(x, math.nan))),
+        "fit(lr=8: the loss explodes)": lambda: fit(model, guide, loader(), lr=8.0, epochs=20),
+        "BayesianCNN(num_classes=0)": lambda: BayesianCNN((1, 8, 8), 0),
+        "BayesianCNN(num_classes=-3)": lambda: BayesianCNN((1, 8, 8), -3),
+        "BayesianCNN(prior='normal')": lambda: BayesianCNN((1, 8, 8), 10, prior="normal"),
+        "evaluate(NaN inputs)": lambda: evaluate(model, guide, loader(xs=torch.full_like(x, math.nan))),
+        "evaluate(num_samples=2.5)": lambda: evaluate(model, guide, loader(), num_samples=2.5),
+        "evaluate(a broken posterior)": lambda: _evaluate_broken(model, guide, loader()),
+    }
+    return calls[case]
+
+
+def _evaluate_broken(model, guide, loader):
+    fit(model, guide, loader, epochs=1)
+    with torch.no_grad():
+        next(iter(guide.locs.parameters())).fill_(math.inf)  # what a diverged run leaves behind
+    return evaluate(model, guide, loader, num_samples=4)
+
+
+@pytest.mark.parametrize("case, message", LIBRARY, ids=[c for c, _ in LIBRARY])
+def test_each_bad_library_call_gets_its_message(small_digits, case, message):
+    with pytest.raises((ValueError, TypeError, FloatingPointError)) as info:
+        _library_case(case, small_digits)()
+    assert message in str(info.value)
+
+
+def test_the_docs_table_is_this_table():
+    doc = (ROOT / "docs" / "bad_inputs.md").read_text()
+    rows = re.findall(r"^\| `(.*?)` \| (.*?) \|$", doc, re.M)
+    cli_rows = [(f"python -m {m} {a}".strip(), message) for m, a, message in CLI]
+    assert rows == [(c, f"`{m}`") for c, m in cli_rows] + [(c, f"`{m}`") for c, m in LIBRARY]
