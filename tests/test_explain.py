@@ -1,8 +1,8 @@
 import pytest
 
-from helpers import cli, small_mlp
+from helpers import cli, small_mlp, train_in_process
 from pyro_bnn import auto_normal, fit, make_loader
-from pyro_bnn.app.explain import format_breakdown, kl_breakdown
+from pyro_bnn.app.explain import explain_run, format_breakdown, kl_breakdown
 
 
 def test_breakdown_columns_agree_and_the_units_are_consistent(small_digits):
@@ -23,3 +23,11 @@ def test_explain_command_prints_the_breakdown():
     proc = cli("pyro_bnn.app.explain", "--epochs", "1", "--mc-samples", "50")
     for expected in ["net.0.weight   Conv2d", "net.4.weight   Linear", "-ELBO = NLL + KL", "KL / N", "M = N/B"]:
         assert expected in proc.stdout
+
+
+def test_a_saved_run_is_explained_on_the_data_it_was_trained_on(tmp_path):
+    metrics = train_in_process(tmp_path, "+experiment=debug", "data.holdout_classes=[8,9]", "data.ood=heldout",
+                               "data.subset=500", "data.batch_size=50")
+    breakdown, health, batch_size = explain_run(tmp_path, mc_samples=20)
+    assert breakdown.num_data == metrics["train"]["num_data"] == 500 and batch_size == 50
+    assert set(health) == set(metrics["posterior_health"])

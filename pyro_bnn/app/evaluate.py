@@ -63,7 +63,7 @@ register_configs()
 def _evaluate_app(cfg: DictConfig) -> Dict:
     try:
         metrics = evaluate_run(cfg.run_dir, cfg.dataset, cfg.num_samples, cfg.seed, cfg.device)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, OSError, ValueError) as err:  # OSError: e.g. a run dir that cannot be written
         log.error("%s", err)
         sys.exit(f"error: {err}")
     print(json.dumps(metrics, indent=2))
