@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .checks import check_batch, check_count, check_loader, check_positive, first_batch
+from .distributed import GradientAllReduce
 from .elbo import ELBO_KL, ElboTerms, elbo_terms
 from .empirical_bayes import EmpiricalBayes, prior_scales
 from .estimators import estimator_handler
@@ -99,32 +100,6 @@ def device_of(model: nn.Module) -> torch.device:
     """The device of ``model`` (of its first buffer; the CPU when it has none)."""
     tensor = next(iter(model.buffers()), None)
     return tensor.device if tensor is not None else torch.device("cpu")
-
-
-#: A step whose loss exceeds this multiple of the first step's has diverged (a loss that falls never does).
-EXPLOSION = 1e4
-
-
-def _check_loss(terms: ElboTerms, x: torch.Tensor, epoch: int, step: int, first: Optional[Dict[str, float]]) -> None:
-    """A :class:`FloatingPointError` naming the epoch, step and term when the loss is not finite, or when it has
-    exploded to :data:`EXPLOSION` times the first step's loss (``first``: that step's loss, nll and kl)."""
-    loss = float(terms.loss.detach())  # the step's one read on the host
-    at = f"at epoch {epoch + 1}, step {step + 1}"
-    if math.isfinite(loss):
-        if first is None or abs(loss) <= EXPLOSION * max(abs(first["loss"]), 1.0):
-            return
-        grew = max(("nll", "kl"), key=lambda k: float(getattr(terms, k).detach()) / max(abs(first[k]), 1.0))
-        raise FloatingPointError(f"the loss exploded to {loss:.3g} {at} (it was {first['loss']:.3g} at the first step; "
-                                 f"the {grew.upper()} grew most): lower the learning rate or the guide's init_scale")
-    if not bool(torch.isfinite(x).all()):
-        raise FloatingPointError(f"the inputs x of the batch {at} hold NaN or inf values: clean or impute the data")
-    if not torch.isfinite(terms.nll):
-        where = "the NLL"
-    else:
-        bad = [name for name, v in terms.kl_sites.items() if not torch.isfinite(v)]
-        where = f"the KL of site(s) {bad}"
-    raise FloatingPointError(f"the loss became {loss} {at}: {where} is not finite; "
-                             "lower the learning rate or the guide's init_scale")
 
 
 def lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -245,17 +220,18 @@ def _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_pa
     estimator_handler(estimator)  # an unknown name fails here, before any work
 
 
-def _train_step(objective: Objective, run: TrainingState, x, y, beta: float, epoch: int, step: int) -> ElboTerms:
+def _train_step(objective: Objective, run: TrainingState, x, y, beta: float) -> Dict[str, torch.Tensor]:
+    """One SVI step; its record (the whole minibatch's, across the ranks of a distributed run)."""
     adam, scheduler = run.modules["optimizer"], run.modules["scheduler"]
     terms = objective.terms(x, y)
-    _check_loss(terms, x, epoch, step, run.first_terms)
-    if run.first_terms is None:
-        run.first_terms = {k: float(getattr(terms, k).detach()) for k in ("loss", "nll", "kl")}
     adam.zero_grad(set_to_none=True)
     (terms.nll + beta * terms.kl).backward()
+    record = _terms_record(terms)
+    if run.sync is not None:
+        record = run.sync(x.shape[0], record)
     adam.step()
     scheduler.step()
-    return terms
+    return record
 
 
 def fit(
@@ -264,7 +240,7 @@ def fit(
     lr_schedule: str = "constant", estimator: str = "shared", validate: bool = False,
     callback: Optional[Callable[[Dict[str, float]], None]] = None, state: Optional[Dict] = None,
     on_checkpoint: Optional[Callable[[Dict], None]] = None, should_stop: Optional[Callable[[], bool]] = None,
-    fused: Union[str, bool] = "auto",
+    fused: Union[str, bool] = "auto", distributed: bool = False,
 ) -> List[Dict[str, float]]:
     """Train ``guide`` as the posterior of ``model`` by SVI.
 
@@ -281,13 +257,17 @@ def fit(
     :param fused: ``"auto"``, ``True`` or ``False``: whether the step is the fused mean-field one
         (:func:`training_objective`).
     :param bool validate: Pyro's distribution argument validation (slower; on in tests).
+    :param bool distributed: data-parallel over torch.distributed's process group (:mod:`pyro_bnn.distributed`):
+        give each rank its shard of every minibatch (:func:`~pyro_bnn.data.make_loader` with ``rank`` and
+        ``world_size``) and the same seed; every rank then trains the same posterior as one process would on the
+        whole minibatches (and only rank 0 needs ``on_checkpoint``).
     :param callback: called with each epoch's record.
     :param dict state: a training state given to ``on_checkpoint`` earlier: training resumes exactly
         where it stopped (same batches, same weight draws), so the result equals an uninterrupted run.
     :param on_checkpoint: called with the training state (plain tensors and numbers, for
         ``torch.save``) at the end of every epoch and when stopping.
-    :param should_stop: polled at every step boundary; when true, the state goes to ``on_checkpoint``
-        and :class:`TrainingInterrupted` is raised.
+    :param should_stop: polled at every step boundary (on every rank: one that says stop stops all); when
+        true, the state goes to ``on_checkpoint`` and :class:`TrainingInterrupted` is raised.
     :return: one record per epoch: ``epoch, loss, nll, kl, kl.<layer>..., kl_weight, time_s`` (and, where the
         prior's scales are learned, ``hyperprior`` and ``prior_scale.<site>``: each learned scale at the epoch's end);
         the terms are means over the epoch's minibatches in whole-data units (loss = nll + kl,
@@ -300,6 +280,7 @@ def fit(
     with pyro.validation_enabled(validate):
         objective, run = _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused, lr,
                                  lr_schedule, int(epochs) * num_steps)
+        run.sync = GradientAllReduce(objective.parameters) if distributed else None
         if state is not None:
             run.restore(state)
         for epoch in range(run.epoch, int(epochs)):
@@ -330,11 +311,24 @@ def _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused,
 
 def _train_epoch(objective: Objective, run: TrainingState, loader, epoch: int, kl_weight: KLWeight, num_steps: int,
                  should_stop, on_checkpoint) -> None:
+    """The steps of ``epoch``; the loss terms are checked every few steps (:mod:`pyro_bnn.loss_monitor`)."""
     for step, x, y in run.batches(epoch, loader):
-        if should_stop is not None and should_stop():
+        if _stop_requested(should_stop, run, step):
+            run.monitor.check()
             if on_checkpoint is not None:
                 on_checkpoint(run.snapshot())
             raise TrainingInterrupted(epoch, step)
         x, y = x.to(run.device), y.to(run.device)
-        terms = _train_step(objective, run, x, y, kl_weight(epoch, step, num_steps), epoch, step)
-        run.add(_terms_record(terms))
+        record = _train_step(objective, run, x, y, kl_weight(epoch, step, num_steps))
+        run.monitor.add(epoch, step, record, x)
+        run.add(record)
+    run.monitor.check()
+
+
+def _stop_requested(should_stop, run: TrainingState, step: int) -> bool:
+    """``should_stop()``; in a distributed run agreed by all ranks, every few steps (one collective, no host sync
+    at the other steps)."""
+    stop = should_stop is not None and bool(should_stop())
+    if run.sync is None:
+        return stop
+    return step % run.monitor.check_every == 0 and run.sync.any(stop, run.device)

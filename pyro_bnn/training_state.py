@@ -17,6 +17,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .loss_monitor import LossMonitor
+
 
 def _sampler_generator(loader) -> Optional[torch.Generator]:
     """The generator a (batch) sampler of ``loader`` shuffles with, if it has its own."""
@@ -42,8 +44,10 @@ class TrainingState:
         self.epoch, self.step = 0, 0
         self.sums: Dict[str, torch.Tensor] = {}
         self.history: List[Dict[str, float]] = []
-        #: The first step's loss, nll and kl: what a diverging loss is measured against.
-        self.first_terms: Optional[Dict[str, float]] = None
+        #: Checks the loss terms every few steps; its ``first`` (the first step's terms) is saved with the state.
+        self.monitor = LossMonitor()
+        #: :class:`~pyro_bnn.distributed.GradientAllReduce` in a data-parallel run, else None.
+        self.sync = None
         self._start = time.perf_counter()
         self._epoch_start = self._shuffle_state()
         self._resume: Optional[Dict] = None
@@ -64,7 +68,7 @@ class TrainingState:
             **{name: module.state_dict() for name, module in self.modules.items()},
             "rng": torch.get_rng_state(), "rng_epoch_start": self._epoch_start[0],
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            "sampler_epoch_start": self._epoch_start[1], "elapsed": self.elapsed, "first_terms": self.first_terms,
+            "sampler_epoch_start": self._epoch_start[1], "elapsed": self.elapsed, "first_terms": self.monitor.first,
         }
 
     def restore(self, saved: Dict) -> None:
@@ -73,7 +77,7 @@ class TrainingState:
             module.load_state_dict(saved[name])
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.sums, self.history = dict(saved["sums"]), list(saved["history"])
-        self.first_terms = saved.get("first_terms")
+        self.monitor.first = saved.get("first_terms")
         self._start = time.perf_counter() - saved["elapsed"]
         self._resume = saved
 

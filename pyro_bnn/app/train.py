@@ -20,7 +20,9 @@ is the thin ``@hydra.main`` wrapper. A run writes into its run dir:
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import hydra
 import pyro
 import torch
+import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -36,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import TensorDataset
 
 from ..data import DataSplits, load_data, load_ood, make_loader
+from ..distributed import world
 from ..empirical_bayes import prior_scales
 from ..evaluation import posterior_samples, score
 from ..guides import MeanFieldNormal
@@ -83,17 +87,19 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     _set_up_process(cfg)
     data, ood = _load_data(cfg)
     spec = data_spec(data)
-    model, guide = build(cfg, spec, cfg.device)
+    model, guide = build(cfg, spec, _device(cfg.device))
     log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
              data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
              cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
     title = run_title(cfg, data.name)
     start = time.perf_counter()
     reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress,
-                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard else None)
+                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and world()[0] == 0 else None)
     with reporter:
         history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter)
         fit_s = time.perf_counter() - start
+        if world()[0] > 0:
+            return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
         write_csv(output_dir / "history.csv", history)
         plot_elbo_terms(history, output_dir / "elbo_terms.png", title=title)
         save_posterior(output_dir / "posterior.pt", model, guide, spec, OmegaConf.to_container(cfg, resolve=True))
@@ -118,6 +124,13 @@ def run_title(cfg: DictConfig, data_name: str) -> str:
                          f"warm-up {cfg.inference.kl_warmup_epochs} epochs)")
 
 
+def _device(device: str) -> str:
+    """``device``; ``cuda`` in a data-parallel run: each process its own GPU (torchrun's LOCAL_RANK)."""
+    if device == "cuda" and world()[1] > 1:
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device
+
+
 def _set_up_process(cfg: DictConfig) -> None:
     """The process-wide settings of a run: torch threads, a clean param store, the seed."""
     if cfg.tensorboard:
@@ -138,15 +151,18 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
          reporter: EpochReporter) -> List[Dict[str, float]]:
     """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
     inference = cfg.inference
+    rank, world_size = world()
+    save = lambda training: save_checkpoint(output_dir / CHECKPOINT, training, cfg, spec)  # noqa: E731
     with signals_stop_training() as received:
         try:
             return fit(
-                model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed),
+                model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
+                                          world_size=world_size),
                 epochs=inference.epochs, lr=inference.lr, elbo=inference.elbo, num_particles=inference.num_particles,
                 kl_weight=KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule),
                 lr_schedule=inference.lr_schedule, estimator=inference.estimator, fused=inference.fused, state=state,
-                on_checkpoint=lambda training: save_checkpoint(output_dir / CHECKPOINT, training, cfg, spec),
-                should_stop=lambda: bool(received), callback=reporter,
+                on_checkpoint=save if rank == 0 else None, should_stop=lambda: bool(received),
+                callback=reporter if rank == 0 else None, distributed=world_size > 1,
             )
         except TrainingInterrupted as stop:
             raise RunInterrupted(received[0], output_dir, str(stop)) from None
@@ -232,7 +248,7 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig):
+def _train_app(cfg: DictConfig):
     """Run :func:`train`; return its metrics, or the ``objective`` metric (a float, for sweepers such as Optuna)."""
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
@@ -253,6 +269,28 @@ def main(cfg: DictConfig):
         if hydra_cfg.mode == RunMode.MULTIRUN or not isinstance(err, EXPECTED_ERRORS):
             raise  # Hydra marks the job failed; the other jobs of a sweep go on
         sys.exit(f"error: {err}")
+
+
+def main():
+    """``python -m pyro_bnn.train [overrides]``; under ``torchrun --nproc_per_node=K`` one run on K processes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _join_process_group(sys.argv)
+    return _train_app()
+
+
+def _join_process_group(argv: List[str]) -> None:
+    """Under torchrun: join the process group, agree on the run dir (rank 0's time), keep ranks > 0 quiet."""
+    if "-m" in argv or "--multirun" in argv:
+        sys.exit("error: torchrun runs one training run on several processes; a sweep (-m) takes a launcher "
+                 "(launcher=local_parallel or slurm) instead")
+    cuda = any(a.startswith("device=cuda") for a in argv) and torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+    if not any(a.startswith("hydra.run.dir=") for a in argv):
+        stamp = [datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S.%f")]
+        dist.broadcast_object_list(stamp, src=0)
+        argv.append(f"hydra.run.dir=outputs/{stamp[0]}")
+    if dist.get_rank() > 0:
+        argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "progress=false"]
 
 
 if __name__ == "__main__":
