@@ -70,3 +70,27 @@ def test_the_loss_is_read_every_few_steps_and_the_first_bad_step_is_named():
     with pytest.raises(FloatingPointError, match=r"the loss exploded to 2e\+05 at epoch 2, step 1 \(it was 10 at the "
                                                  r"first step; the NLL grew most\)"):
         monitor.check()
+
+
+@pytest.mark.slow
+def test_a_two_process_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    run = ["-m", "pyro_bnn.train", "+experiment=debug", "inference.epochs=30"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    torchrun(*run, f"hydra.run.dir={straight}")
+    proc = subprocess.Popen([*TORCHRUN, *run, f"hydra.run.dir={stopped}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (stopped / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes: they stop at the same step
+    proc.wait(timeout=120)
+    assert json.loads((stopped / "status.json").read_text())["status"] == "interrupted"
+    torchrun(*run, "resume=true", f"hydra.run.dir={stopped}")
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (straight, stopped))
+    assert b["test"] == a["test"] and b["train"] == a["train"]
+    assert not (stopped / "status.json").exists()

@@ -93,7 +93,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
              cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
     title = run_title(cfg, data.name)
     start = time.perf_counter()
-    reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress,
+    reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress and world()[0] == 0,
                              tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and world()[0] == 0 else None)
     with reporter:
         history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter)
@@ -290,7 +290,7 @@ def _join_process_group(argv: List[str]) -> None:
         dist.broadcast_object_list(stamp, src=0)
         argv.append(f"hydra.run.dir=outputs/{stamp[0]}")
     if dist.get_rank() > 0:
-        argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "progress=false"]
+        argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]  # the config stays the same
 
 
 if __name__ == "__main__":
