@@ -1,6 +1,7 @@
-"""Multirun sweeps: real sweeps with the joblib and submitit-local launchers, and their summary."""
+"""Multirun sweeps: real sweeps with the joblib, submitit-local and Ray launchers, and their summary."""
 
 import csv
+import importlib.util
 import json
 
 import pytest
@@ -16,8 +17,10 @@ def sweep(tmp_path, *overrides):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["local_parallel", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["local_parallel", "submitit_local", "ray"])
 def test_a_failing_job_loses_nothing_of_the_others(tmp_path, launcher):
+    if launcher == "ray":
+        pytest.importorskip("hydra_plugins.hydra_ray_launcher")
     proc, rows = sweep(tmp_path, f"launcher={launcher}", "prior.scale=1,0,0.5")
     assert proc.returncode != 0  # the sweep reports the failure...
     assert [r["job"] for r in rows] == ["0", "1", "2"]
@@ -70,6 +73,8 @@ def test_sweep_presets(preset, key):
 
 @pytest.mark.parametrize("launcher, target, threads", [
     ("basic", "BasicLauncher", 1),
+    pytest.param("ray", "RayLauncher", 1, marks=pytest.mark.skipif(
+        importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None, reason="the ray extra")),
     ("local_parallel", "JoblibLauncher", 1),
     ("submitit_local", "LocalLauncher", 1),
     ("slurm", "SlurmLauncher", 2),
