@@ -1,7 +1,9 @@
 """Time of one training step: a plain PyTorch network against its Bayesian versions, in one process.
 
-Batch 128 of random MNIST-shaped inputs; the MLP 784-400-400-10 and the CNN 32c5-64c5-256-10 (padding 2,
-2x2 max-pool after each conv). Systems, timed interleaved (each repeat runs every system once, in turn):
+Batch 128 (``--batch``) of random inputs: MNIST-shaped for the MLP 784-400-400-10 and the CNN 32c5-64c5-256-10
+(padding 2, 2x2 max-pool after each conv), CIFAR-shaped for torchvision's ResNet-18 (``resnet18``, 10 classes,
+its BatchNorm layers point estimates in every Bayesian version). Systems, timed interleaved (each repeat runs
+every system once, in turn):
 
 * ``plain``: the network, cross-entropy, one torch Adam;
 * ``pyro_bnn ...``: :func:`pyro_bnn.to_bayesian` of the same network, N(0, 1) prior, :func:`pyro_bnn.auto_normal`,
@@ -15,7 +17,14 @@ Batch 128 of random MNIST-shaped inputs; the MLP 784-400-400-10 and the CNN 32c5
 Prints the median step time of each system and its ratio to the plain step (medians of the same run), and
 writes ``benchmarks/results/<date>-step_time[-cuda].txt`` with the machine description.
 
-    python benchmarks/step_time.py [--repeats 7] [--steps 20] [--threads 2] [--models mlp cnn] [--device cuda]
+With ``--memory`` it measures instead the peak memory of each system's steps, each in a fresh process: the
+peak resident set (CPU; ``ru_maxrss`` after 5 steps minus the process's before building the system) or
+``torch.cuda.max_memory_allocated`` (GPU), beside the floor of its parameters, gradients and Adam state
+(``4 x`` the network's parameters for the plain network; a mean-field BNN holds means and scales: ``8 x``).
+Writes ``benchmarks/results/<date>-step_memory[-cuda].txt``.
+
+    python benchmarks/step_time.py [--repeats 7] [--steps 20] [--threads 2] [--models mlp cnn resnet18]
+                                   [--batch 128] [--device cuda] [--memory]
 """
 
 from __future__ import annotations
@@ -51,6 +60,15 @@ def cnn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                          nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def resnet18() -> nn.Module:
+    import torchvision
+
+    return torchvision.models.resnet18(num_classes=10)
+
+
+MODELS = {"mlp": (mlp, (1, 28, 28)), "cnn": (cnn, (1, 28, 28)), "resnet18": (resnet18, (3, 32, 32))}
 
 
 def plain_step(net: nn.Module, x, y) -> Callable[[], None]:
@@ -120,20 +138,30 @@ def bayesian_torch_step(net: nn.Module, x, y, kind: str) -> Callable[[], None]:
     return step
 
 
-def systems(build: Callable[[], nn.Module], x, y) -> Dict[str, Callable[[], None]]:
-    """Every system's step function, on ``x``'s device."""
-    out = {"plain": plain_step(build().to(x.device), x, y),
-           "pyro_bnn mean_field": pyro_bnn_step(build(), x, y, "mean_field"),
-           "pyro_bnn mf local_reparam": pyro_bnn_step(build(), x, y, "mean_field", "local_reparameterization"),
-           "pyro_bnn mf flipout": pyro_bnn_step(build(), x, y, "mean_field", "flipout"),
-           "pyro_bnn trace": pyro_bnn_step(build(), x, y, "trace"),
-           "pyro_bnn mf fused=False": pyro_bnn_step(build(), x, y, "mean_field", fused=False),
-           "pyro SVI Trace_ELBO": pyro_svi_step(build().to(x.device), x, y)}
-    try:
-        out["bayesian-torch reparam"] = bayesian_torch_step(build(), x, y, "Reparameterization")
-        out["bayesian-torch flipout"] = bayesian_torch_step(build(), x, y, "Flipout")
-    except ImportError:
-        pass
+#: Each system's step builder: ``(network builder, x, y) -> step``.
+SYSTEMS = {
+    "plain": lambda build, x, y: plain_step(build().to(x.device), x, y),
+    "pyro_bnn mean_field": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field"),
+    "pyro_bnn mf local_reparam": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field",
+                                                                   "local_reparameterization"),
+    "pyro_bnn mf flipout": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field", "flipout"),
+    "pyro_bnn trace": lambda build, x, y: pyro_bnn_step(build(), x, y, "trace"),
+    "pyro_bnn mf fused=False": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field", fused=False),
+    "pyro SVI Trace_ELBO": lambda build, x, y: pyro_svi_step(build().to(x.device), x, y),
+    "bayesian-torch reparam": lambda build, x, y: bayesian_torch_step(build(), x, y, "Reparameterization"),
+    "bayesian-torch flipout": lambda build, x, y: bayesian_torch_step(build(), x, y, "Flipout"),
+}
+
+
+def systems(build: Callable[[], nn.Module], x, y, names=None) -> Dict[str, Callable[[], None]]:
+    """Every system's step function (or those in ``names``), on ``x``'s device; bayesian-torch where installed."""
+    out = {}
+    for name, make in SYSTEMS.items():
+        if names is None or name in names:
+            try:
+                out[name] = make(build, x, y)
+            except ImportError:  # bayesian-torch is not installed
+                pass
     return out
 
 
@@ -161,34 +189,93 @@ def machine(device: torch.device, threads: int) -> str:
     return f"{platform.processor() or platform.machine()}, {threads} threads"
 
 
+def batch(model: str, size: int, device) -> tuple:
+    pyro.set_rng_seed(0)
+    shape = MODELS[model][1]
+    return torch.randn(size, *shape, device=device), torch.randint(0, 10, (size,), device=device)
+
+
+def peak_memory(model: str, system: str, size: int, device: torch.device) -> Dict[str, float]:
+    """Peak memory of 5 steps of ``system`` (bytes above the process's before it was built), and its floor."""
+    import resource
+
+    x, y = batch(model, size, device)
+    build = MODELS[model][0]
+    num_parameters = sum(p.numel() for p in build().parameters())
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    step = systems(build, x, y, [system])[system]
+    for _ in range(5):
+        step()
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - before
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    floor = (4 if system == "plain" else 8) * 4 * num_parameters  # fp32 parameters, gradients, Adam's two moments
+    return {"peak": peak, "floor": floor}
+
+
+def memory_table(args, device) -> list:
+    import json
+    import subprocess
+    import sys
+
+    lines = [f"{'model':8} {'system':26} {'peak MiB':>9} {'x plain':>8} {'floor MiB':>10} {'peak/floor':>10}"]
+    print("\n".join(lines), flush=True)
+    for model in args.models:
+        rows = {}
+        for system in SYSTEMS:
+            code = (f"import json, torch, step_time as s; torch.set_num_threads({args.threads}); "
+                    f"print(json.dumps(s.peak_memory({model!r}, {system!r}, {args.batch}, torch.device({args.device!r}))))")
+            proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True)
+            if proc.returncode == 0:
+                rows[system] = json.loads(proc.stdout.strip().splitlines()[-1])
+        for system, r in rows.items():
+            lines.append(f"{model:8} {system:26} {r['peak'] / 2**20:9.1f} {r['peak'] / rows['plain']['peak']:8.2f} "
+                         f"{r['floor'] / 2**20:10.1f} {r['peak'] / r['floor']:10.2f}")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20, help="steps per repeat")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=list(MODELS))
+    parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--memory", action="store_true", help="peak memory instead of step time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    pyro.set_rng_seed(0)
-    x, y = torch.randn(BATCH, 1, 28, 28, device=device), torch.randint(0, 10, (BATCH,), device=device)
     lines = [f"# {datetime.date.today()} {machine(device, args.threads)}, torch {torch.__version__}, "
              f"pyro {pyro.__version__}",
              f"# python benchmarks/step_time.py --repeats {args.repeats} --steps {args.steps} --threads {args.threads}"
-             f" --device {args.device}",
-             f"{'model':5} {'system':26} {'median ms':>10} {'x plain':>8}"]
+             f" --models {' '.join(args.models)} --batch {args.batch} --device {args.device}"
+             + (" --memory" if args.memory else "")]
     print("\n".join(lines), flush=True)
-    for name in args.models:
-        medians = measure(systems({"mlp": mlp, "cnn": cnn}[name], x, y), args.repeats,
-                          args.steps if name == "mlp" or device.type == "cuda" else max(1, args.steps // 5), sync)
-        for system, seconds in medians.items():
-            lines.append(f"{name:5} {system:26} {seconds * 1e3:10.2f} {seconds / medians['plain']:8.2f}")
-            print(lines[-1], flush=True)
+    if args.memory:
+        lines += memory_table(args, device)
+    else:
+        lines.append(f"{'model':8} {'system':26} {'median ms':>10} {'x plain':>8}")
+        print(lines[-1], flush=True)
+        for name in args.models:
+            x, y = batch(name, args.batch, device)
+            per_repeat = args.steps if name == "mlp" or device.type == "cuda" else max(1, args.steps // 5)
+            medians = measure(systems(MODELS[name][0], x, y), args.repeats, per_repeat, sync)
+            for system, seconds in medians.items():
+                lines.append(f"{name:8} {system:26} {seconds * 1e3:10.2f} {seconds / medians['plain']:8.2f}")
+                print(lines[-1], flush=True)
     suffix = "" if device.type == "cpu" else f"-{device.type}"
-    out = Path(__file__).parent / "results" / f"{datetime.date.today()}-step_time{suffix}.txt"
-    out.write_text("\n".join(lines) + "\n")
+    kind = "step_memory" if args.memory else "step_time"
+    out = Path(__file__).parent / "results" / f"{datetime.date.today()}-{kind}{suffix}.txt"
+    with out.open("a") as f:
+        f.write("\n".join(lines) + "\n\n")
     print(f"written to {out}")
 
 
