@@ -159,9 +159,13 @@ def systems(build: Callable[[], nn.Module], x, y, names=None) -> Dict[str, Calla
     for name, make in SYSTEMS.items():
         if names is None or name in names:
             try:
-                out[name] = make(build, x, y)
+                step = make(build, x, y)
+                step()  # a system that cannot train this network is left out, saying why
+                out[name] = step
             except ImportError:  # bayesian-torch is not installed
                 pass
+            except Exception as err:  # noqa: BLE001 (e.g. Pyro's SVI on a network with BatchNorm parameters)
+                print(f"# {name}: left out ({type(err).__name__}: {str(err).splitlines()[0][:100]})", flush=True)
     return out
 
 
