@@ -6,6 +6,7 @@ with one torch thread per process; the first epoch is a warm-up, the median of t
 configuration runs ``--repeats`` times, interleaved, and the medians are compared.
 
     python benchmarks/distributed_throughput.py [--model mlp] [--processes 1 2] [--epochs 4] [--repeats 3]
+                                                [--threads 1] [--single-threads 2]
 
 Writes ``benchmarks/results/<date>-distributed_throughput.txt``.
 """
@@ -36,7 +37,7 @@ def worker(args) -> None:
 
     from pyro_bnn import NormalPrior, auto_normal, fit, make_loader, to_bayesian
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         dist.init_process_group("gloo")
@@ -55,9 +56,9 @@ def worker(args) -> None:
         dist.destroy_process_group()
 
 
-def run(processes: int, args, out: Path) -> dict:
+def run(processes: int, threads: int, args, out: Path) -> dict:
     command = [sys.executable, str(Path(__file__)), "--worker", "--model", args.model, "--epochs", str(args.epochs),
-               "--examples", str(args.examples), "--batch", str(args.batch), "--out", str(out)]
+               "--examples", str(args.examples), "--batch", str(args.batch), "--threads", str(threads), "--out", str(out)]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                    *command[1:]]
@@ -73,28 +74,36 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=6000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--single-threads", type=int, default=None,
+                        help="also time one process with this many threads (e.g. every core)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    epoch_s = {k: [] for k in args.processes}
+    configs = [(k, args.threads) for k in args.processes]
+    if args.single_threads:
+        configs.append((1, args.single_threads))
+    epoch_s = {c: [] for c in configs}
     losses = {}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            for k in args.processes:
-                result = run(k, args, Path(tmp) / f"{k}-{repeat}.json")
-                epoch_s[k].append(result["epoch_s"])
-                losses[k] = result["loss"]
-    base = statistics.median(epoch_s[args.processes[0]])
+            for k, threads in configs:
+                result = run(k, threads, args, Path(tmp) / f"{k}-{threads}-{repeat}.json")
+                epoch_s[(k, threads)].append(result["epoch_s"])
+                losses[(k, threads)] = result["loss"]
+    base = statistics.median(epoch_s[configs[0]])
     lines = [f"# {datetime.date.today()} {platform.node()} {os.cpu_count()} cores; "
              f"python benchmarks/distributed_throughput.py --model {args.model} --processes "
              f"{' '.join(map(str, args.processes))} --epochs {args.epochs} --examples {args.examples} "
-             f"--batch {args.batch} --repeats {args.repeats}",
-             f"{'processes':>9} {'epoch s (median)':>17} {'epochs/s':>9} {'speed-up':>9} {'final loss':>12}"]
-    for k in args.processes:
-        median = statistics.median(epoch_s[k])
-        lines.append(f"{k:9d} {median:17.3f} {1 / median:9.3f} {base / median:9.2f} {losses[k]:12.1f}")
+             f"--batch {args.batch} --repeats {args.repeats} --threads {args.threads}"
+             + (f" --single-threads {args.single_threads}" if args.single_threads else ""),
+             f"{'processes':>9} {'threads':>7} {'epoch s (median)':>17} {'epochs/s':>9} {'speed-up':>9} {'final loss':>12}"]
+    for k, threads in configs:
+        median = statistics.median(epoch_s[(k, threads)])
+        lines.append(f"{k:9d} {threads:7d} {median:17.3f} {1 / median:9.3f} {base / median:9.2f} "
+                     f"{losses[(k, threads)]:12.1f}")
     text = "\n".join(lines)
     print(text)
     results = HERE / "results" / f"{datetime.date.today()}-distributed_throughput.txt"
