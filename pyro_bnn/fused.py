@@ -107,6 +107,7 @@ class MeanFieldSample(torch.autograd.Function):
         sites = (squares + deviations).mul_(fused.half_precision).sub_(sums).add_(fused.kl_constant)
         weights = torch.addcmul(loc, scale, noise) if noise is not None else None
         ctx.fused, ctx.precision = fused, fused.precision
+        ctx.set_materialize_grads(False)  # an unused output (``scale`` without an estimator) gets None, not zeros
         ctx.save_for_backward(loc, scale, noise)
         ctx.mark_non_differentiable(sites)
         return weights, scale, sites.sum(), sites
@@ -116,6 +117,8 @@ class MeanFieldSample(torch.autograd.Function):
         loc, scale, noise = ctx.saved_tensors
         # d / d log_scale = scale * d / d scale:  weights -> scale * noise, KL -> scale^2 / s0^2 - 1
         # d KL / d loc = (loc - m0) / s0^2
+        if grad_kl is None:  # the KL did not reach the loss
+            grad_kl = torch.zeros((), dtype=loc.dtype, device=loc.device)
         d_scale = grad_weights * noise if grad_weights is not None else torch.zeros_like(scale)
         if grad_scale is not None:
             d_scale.add_(grad_scale)
