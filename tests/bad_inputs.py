@@ -54,4 +54,5 @@ LIBRARY = [
     ("evaluate(NaN inputs)", "the evaluation inputs x hold NaN or inf values"),
     ("evaluate(num_samples=2.5)", "num_samples=2.5: use a whole number >= 1"),
     ("evaluate(a broken posterior)", "the network's outputs are NaN or inf under"),
+    ("load_data('mnist', download=True), offline", "could not be downloaded to"),
 ]

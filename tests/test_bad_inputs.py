@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 
 from bad_inputs import CLI, LIBRARY
 from helpers import ROOT, cli, last_line, small_mlp, train_in_process
-from pyro_bnn import BayesianCNN, auto_normal, evaluate, fit, make_loader
+from pyro_bnn import BayesianCNN, auto_normal, evaluate, fit, load_data, make_loader
 from pyro_bnn.app import explain, summarize
 from pyro_bnn.app.config import CONF_DIR
 from pyro_bnn.app.evaluate import check_run_dir_argument, evaluate_run
@@ -104,8 +104,24 @@ def _library_case(case: str, small_digits):
         "evaluate(NaN inputs)": lambda: evaluate(model, guide, loader(xs=torch.full_like(x, math.nan))),
         "evaluate(num_samples=2.5)": lambda: evaluate(model, guide, loader(), num_samples=2.5),
         "evaluate(a broken posterior)": lambda: _evaluate_broken(model, guide, loader()),
+        "load_data('mnist', download=True), offline": _download_offline,
     }
     return calls[case]
+
+
+def _download_offline():
+    import torchvision
+
+    def refuse(*args, **kwargs):  # what torchvision raises without a network (data=mnist data.download=true)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -2] Name or "
+                           "service not known>")
+
+    original = torchvision.datasets.MNIST.__init__
+    torchvision.datasets.MNIST.__init__ = refuse
+    try:
+        return load_data("mnist", root="/nonexistent/data", download=True)
+    finally:
+        torchvision.datasets.MNIST.__init__ = original
 
 
 def _evaluate_broken(model, guide, loader):
@@ -117,7 +133,7 @@ def _evaluate_broken(model, guide, loader):
 
 @pytest.mark.parametrize("case, message", LIBRARY, ids=[c for c, _ in LIBRARY])
 def test_each_bad_library_call_gets_its_message(small_digits, case, message):
-    with pytest.raises((ValueError, TypeError, FloatingPointError)) as info:
+    with pytest.raises((ValueError, TypeError, FloatingPointError, FileNotFoundError)) as info:
         _library_case(case, small_digits)()
     assert message in str(info.value)
 
