@@ -12,6 +12,11 @@ reparameterization or Flipout; all three estimate the same loss.
 
 ``loss = NLL + beta_step * KL``; with the default ``kl_weight=1``,
 ``kl_warmup_epochs=0`` and ``kl_schedule="uniform"`` this is the exact -ELBO.
+
+The loss terms stay on the device and are checked every few steps (:mod:`pyro_bnn.loss_monitor`);
+the run's position and random state live in a :class:`~pyro_bnn.training_state.TrainingState`
+(checkpoints, resume); ``distributed=True`` trains on the ranks of a process group
+(:mod:`pyro_bnn.distributed`).
 """
 
 from __future__ import annotations
