@@ -24,7 +24,7 @@ weight noise at all.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from pyro import poutine
@@ -99,12 +99,12 @@ class MeanFieldSample(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, loc, log_scale, noise, fused):
+    def forward(ctx, loc, log_scale, noise, fused, square_sums=None):
         scale = torch.exp(log_scale)
         sums = torch.stack([part.sum() for part in log_scale.split(fused.sizes)])
-        squares = torch.stack([torch.dot(part, part) for part in scale.split(fused.sizes)])
-        deviations = torch.stack([torch.dot(part, part) for part in fused.deviations(loc)])
-        sites = (squares + deviations).mul_(fused.half_precision).sub_(sums).add_(fused.kl_constant)
+        # sum(sigma^2 + (mu - m0)^2) per site: given when the step has already computed it (learned prior scales)
+        square_sums = fused.square_sums(loc, scale) if square_sums is None else square_sums
+        sites = square_sums.mul(fused.half_precision).sub_(sums).add_(fused.kl_constant)
         weights = torch.addcmul(loc, scale, noise) if noise is not None else None
         ctx.fused, ctx.precision = fused, fused.precision
         ctx.set_materialize_grads(False)  # an unused output (``scale`` without an estimator) gets None, not zeros
@@ -131,7 +131,7 @@ class MeanFieldSample(torch.autograd.Function):
                 torch.mul(deviation, grad_kl * precision, out=grad_loc[where])
             else:
                 torch.addcmul(grad_weights[where], deviation, grad_kl * precision, out=grad_loc[where])
-        return grad_loc, d_scale.mul_(scale).sub_(grad_kl), None, None
+        return grad_loc, d_scale.mul_(scale).sub_(grad_kl), None, None, None
 
 
 class FusedMeanField:
@@ -179,7 +179,7 @@ class FusedMeanField:
                                      [name in learned for name in self.names])
         self._size_vector = torch.tensor(self.sizes, dtype=self.loc.dtype, device=self.loc.device)
         self._set_prior_variances(variances)
-        self._hyperprior = None
+        self._hyperprior = self._square_sums = None
 
     def _set_prior_variances(self, variances: torch.Tensor) -> None:
         """The per-site prior tensors of the KL from the prior variances ``s0^2`` (new tensors, never in place:
@@ -190,21 +190,25 @@ class FusedMeanField:
         self.log_prior_scale = 0.5 * self._size_vector * variances.log()
         self.kl_constant = self.log_prior_scale - 0.5 * self._size_vector
 
+    def square_sums(self, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``sum(sigma^2 + (mu - m0)^2)`` per site: what the closed-form KL and the optimal prior variance read."""
+        return torch.stack([torch.dot(part, part) for part in scale.split(self.sizes)]) + torch.stack(
+            [torch.dot(part, part) for part in self.deviations(loc)])
+
     @torch.no_grad()
-    def _update_learned_scales(self) -> Optional[torch.Tensor]:
-        """Set every learned prior scale to its optimum given the current guide; the hyperprior's NLL."""
+    def _update_learned_scales(self) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Set every learned prior scale to its optimum given the current guide: the hyperprior's NLL, and the
+        per-site square sums it was computed from (the step's KL reads them too); (None, None) without any."""
         if self.learned is None:
-            return None
+            return None, None
         index = self._learned_sites
-        scale = torch.exp(self.log_scale)
-        sums = torch.stack([torch.dot(part, part) for part in scale.split(self.sizes)]) + torch.stack(
-            [torch.dot(part, part) for part in self.deviations(self.loc)])
+        sums = self.square_sums(self.loc, torch.exp(self.log_scale))
         learned = self.learned.optimal_variances(sums[index])
         variances = self.prior_variances.clone()
         variances[index] = learned
         self._set_prior_variances(variances)
         self.learned.set_variances(learned)
-        return self.learned.hyperprior_nll(learned)
+        return self.learned.hyperprior_nll(learned), sums
 
     def parameters(self) -> List[nn.Parameter]:
         """The flat means and log-scales: what an optimizer of this step trains."""
@@ -234,7 +238,7 @@ class FusedMeanField:
     def _analytic_particle(self, x, y) -> ElboTerms:
         no_draw = self.handler is not None and not self.handler.needs_weight_draw
         noise = None if no_draw else torch.randn_like(self.loc)
-        weights, scale, kl, kl_sites = MeanFieldSample.apply(self.loc, self.log_scale, noise, self)
+        weights, scale, kl, kl_sites = MeanFieldSample.apply(self.loc, self.log_scale, noise, self, self._square_sums)
         # local reparameterization reads only the means and scales
         return self._terms(self._nll(x, y, self.loc if no_draw else weights, scale), kl, kl_sites)
 
@@ -253,5 +257,5 @@ class FusedMeanField:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, num_particles: int = 1) -> ElboTerms:
         """NLL and KL of the minibatch ``(x, y)``, averaged over ``num_particles`` weight draws."""
         particle = self._analytic_particle if self.kl == "analytic" else self._sampled_particle
-        self._hyperprior = self._update_learned_scales()
+        self._hyperprior, self._square_sums = self._update_learned_scales()
         return average_terms([particle(x, y) for _ in range(int(num_particles))])
