@@ -45,14 +45,23 @@ METRIC_COLUMNS = ["accuracy", "nll", "ece", "brier", "ood_auroc_entropy", "ood_a
 def job_dirs(sweep_dir: Path) -> List[Path]:
     """Run dirs under ``sweep_dir`` (those with a ``.hydra/overrides.yaml``), in job order."""
     dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
-    return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return sorted(dirs, key=lambda p: _job_order(p.name))
+
+
+def _job_order(name: str) -> tuple:
+    """Jobs by number (``0, 1, ..., 10``), then any other dir by name."""
+    return not name.isdigit(), int(name) if name.isdigit() else 0, name
+
+
+def _override_columns(items: List[str]) -> Dict[str, str]:
+    """``{key: value}`` of a job's override strings (``+``/``~`` dropped)."""
+    pairs = ((key.lstrip("+~"), value) for key, value in (item.split("=", 1) for item in items if "=" in item))
+    # resume=true is how a job was restarted, not what it computes: not a column
+    return {key: value for key, value in pairs if key != "resume"}
 
 
 def _overrides(run_dir: Path) -> Dict[str, str]:
-    items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    pairs = (item.split("=", 1) for item in items if "=" in item)
-    # resume=true is how a job was restarted, not what it computes: not a column
-    return {key.lstrip("+~"): value for key, value in pairs if key.lstrip("+~") != "resume"}
+    return _override_columns(yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or [])
 
 
 def planned_jobs(sweep_dir: Path) -> List[Dict[str, str]]:
@@ -72,7 +81,7 @@ def planned_jobs(sweep_dir: Path) -> List[Dict[str, str]]:
     arguments += [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create().parse_overrides(arguments)
     jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    return [{k.lstrip("+~"): v for k, v in (o.split("=", 1) for o in job) if k.lstrip("+~") != "resume"} for job in jobs]
+    return [_override_columns(job) for job in jobs]
 
 
 def job_row(run_dir: Path) -> Dict[str, Any]:
@@ -131,7 +140,7 @@ def summarize(sweep_dir) -> List[Dict[str, Any]]:
         started = {r["job"] for r in rows}
         rows += [{"job": str(i), **overrides, "status": "not started"}
                  for i, overrides in enumerate(planned_jobs(sweep_dir)) if str(i) not in started]
-        rows.sort(key=lambda r: (not r["job"].isdigit(), int(r["job"]) if r["job"].isdigit() else 0, r["job"]))
+        rows.sort(key=lambda r: _job_order(r["job"]))
         if not rows:
             raise FileNotFoundError(f"{sweep_dir} holds no job dirs (no */.hydra/overrides.yaml)")
         override_keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("job", "status", "error",
