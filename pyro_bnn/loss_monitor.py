@@ -8,6 +8,7 @@ does). The error names the epoch, the step and the term: NaN inputs, the NLL, or
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -56,12 +57,12 @@ class LossMonitor:
         if not x_finite:
             return f"the inputs x of the batch {at} hold NaN or inf values: clean or impute the data"
         advice = "lower the learning rate or the guide's init_scale"
-        if torch.isfinite(torch.tensor(loss)):
+        if math.isfinite(loss):
             grew = max(("nll", "kl"), key=lambda k: row[k] / max(abs(self.first[k]), 1.0))
             return (f"the loss exploded to {loss:.3g} {at} (it was {self.first['loss']:.3g} at the first step; "
                     f"the {grew.upper()} grew most): {advice}")
-        if not torch.isfinite(torch.tensor(row["nll"])):
+        if not math.isfinite(row["nll"]):
             where = "the NLL"
         else:
-            where = f"the KL of layer(s) {[k[3:] for k in row if k.startswith('kl.') and not abs(row[k]) < float('inf')]}"
+            where = f"the KL of layer(s) {[k[3:] for k, v in row.items() if k.startswith('kl.') and not math.isfinite(v)]}"
         return f"the loss became {loss} {at}: {where} is not finite; {advice}"

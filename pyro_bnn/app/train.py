@@ -93,12 +93,13 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
              cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
     title = run_title(cfg, data.name)
     start = time.perf_counter()
-    reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress and world()[0] == 0,
-                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and world()[0] == 0 else None)
+    first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
+    reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress and first_rank,
+                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None)
     with reporter:
         history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter)
         fit_s = time.perf_counter() - start
-        if world()[0] > 0:
+        if not first_rank:
             return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
         write_csv(output_dir / "history.csv", history)
         plot_elbo_terms(history, output_dir / "elbo_terms.png", title=title)
