@@ -106,7 +106,7 @@ def _library_case(case: str, small_digits):
         "evaluate(a broken posterior)": lambda: _evaluate_broken(model, guide, loader()),
         "load_data('mnist', download=True), offline": _download_offline,
     }
-    return calls[case]
+    return calls[case], guide
 
 
 def _download_offline():
@@ -133,9 +133,12 @@ def _evaluate_broken(model, guide, loader):
 
 @pytest.mark.parametrize("case, message", LIBRARY, ids=[c for c, _ in LIBRARY])
 def test_each_bad_library_call_gets_its_message(small_digits, case, message):
+    call, guide = _library_case(case, small_digits)
     with pytest.raises((ValueError, TypeError, FloatingPointError, FileNotFoundError)) as info:
-        _library_case(case, small_digits)()
+        call()
     assert message in str(info.value)
+    if case.startswith("fit(") and "explodes" not in case:
+        assert guide.prototype_trace is None  # refused before any work: the guide was not even set up
 
 
 def test_the_docs_table_is_this_table():
