@@ -122,7 +122,8 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = default_config()
     print(f"torch {torch.__version__}, pyro {pyro.__version__}, 1 thread; digits, model {cfg.model.name} "
-          f"channels {list(cfg.model.channels)} hidden {list(cfg.model.hidden)}, {cfg.inference.epochs} epochs")
+          f"channels {list(cfg.model.channels)} hidden {list(cfg.model.hidden)} {cfg.model.activation}, "
+          f"{cfg.inference.epochs} epochs; pyro_bnn: estimator {cfg.inference.estimator}, kl_weight {cfg.inference.kl_weight}")
     print(f"{'method':11} {'split/sd':>8} " + " ".join(f"{label:>8}" for _, label, _ in COLUMNS), flush=True)
     results: Dict[str, List[Dict[str, float]]] = {}
     for split in args.splits:

@@ -28,7 +28,7 @@ def test_a_run_writes_every_file(run_dir):
     assert set(metrics["test"]) >= {"accuracy", "nll", "ece", "brier", "entropy", "mutual_information",
                                     "ood_auroc_entropy", "ood_auroc_mutual_information"}
     assert set(metrics["train"]) >= {"loss", "nll", "kl"}
-    assert metrics["exact_elbo"] is False and metrics["kl_weight"] == 0.1 and metrics["time_s"] > 0  # the default's
+    assert metrics["exact_elbo"] is False and metrics["kl_weight"] == 0.03 and metrics["time_s"] > 0  # the default's
     assert set(metrics["posterior_health"]) == {f"net.{i}.{p}" for i in (0, 4, 6) for p in ("weight", "bias")}
     assert set(metrics["posterior_health"]["net.0.weight"]) == {"size", "mean_sd", "sd_ratio", "snr", "at_prior"}
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
