@@ -1,7 +1,8 @@
 """Gradient estimators for Linear and Conv2d layers with Normal weights, as Pyro effect handlers.
 
-By default a minibatch shares one draw of the weights (``shared``). Two handlers
-lower the variance of the gradient without changing what it estimates:
+By default a minibatch shares one draw of the weights (``shared``). Three handlers
+lower the variance of the gradient; all but the Conv2d approximation of the first leave
+what it estimates unchanged:
 
 * :class:`LocalReparameterization` (Kingma, Salimans & Welling 2015): for a layer
   ``x -> x W^T + b`` with independent ``W ~ N(M, S^2)``, ``b ~ N(m, s^2)``, each
@@ -9,6 +10,8 @@ lower the variance of the gradient without changing what it estimates:
   ``N(x M^T + m, x^2 (S^2)^T + s^2)``: independent noise per example at the cost
   of one extra matmul. For Conv2d the output positions of one example are drawn
   independently too (they share weights, so this is the usual approximation).
+  :class:`DenseLocalReparameterization` does this for Linear layers only and keeps the
+  shared draw in Conv2d layers: exact in distribution, and one convolution per layer.
 * :class:`Flipout` (Wen et al. 2018): the shared draw ``W = M + dW``, ``b = m + db`` is
   decorrelated across examples with random signs, ``x M^T + m + ((x * r) dW^T + db) * s``,
   ``r, s`` in ``{-1, 1}`` per example; exact in distribution for every example, Linear and
@@ -38,7 +41,7 @@ from pyro.distributions import Normal
 from pyro.poutine.messenger import Messenger
 from torch.distributions import Independent
 
-ESTIMATORS = ("shared", "local_reparameterization", "flipout")
+ESTIMATORS = ("shared", "local_reparameterization", "dense_local_reparameterization", "flipout")
 
 
 def normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
@@ -123,6 +126,18 @@ class LocalReparameterization(_LayerNoise):
         return self._draw(mean, variance)
 
 
+class DenseLocalReparameterization(LocalReparameterization):
+    """Local reparameterization for Linear layers; Conv2d layers keep the minibatch's shared weight draw.
+
+    Exact in distribution for every example, unlike the per-position draws of :class:`LocalReparameterization`
+    for Conv2d (the output positions of a conv share its weights), and cheaper: one convolution per layer."""
+
+    needs_weight_draw = True
+
+    def conv(self, conv, x, weight_normal, bias, bias_normal):
+        return conv(x, weight_normal[0], bias)
+
+
 class Flipout(_LayerNoise):
     """Decorrelate the shared weight draw across examples with random sign flips (see the module docstring)."""
 
@@ -150,7 +165,8 @@ class Flipout(_LayerNoise):
 
 
 #: The handler of each estimator name (``shared``: none, one weight draw per minibatch).
-HANDLERS = {"shared": None, "local_reparameterization": LocalReparameterization, "flipout": Flipout}
+HANDLERS = {"shared": None, "local_reparameterization": LocalReparameterization,
+            "dense_local_reparameterization": DenseLocalReparameterization, "flipout": Flipout}
 
 
 def estimator_handler(name: str) -> Optional[_LayerNoise]:

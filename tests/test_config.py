@@ -56,7 +56,7 @@ def test_defaults_are_the_digits_cnn_with_a_declared_kl_weight():
     assert cfg.inference.kl_weight == 0.03 and cfg.inference.kl_warmup_epochs == 0  # tempered: README says so
     # the recipe of benchmarks/results/*-ood_baselines.txt
     assert (list(cfg.model.channels), list(cfg.model.hidden), cfg.model.activation) == ([24, 48], [64], "gelu")
-    assert (cfg.inference.estimator, cfg.inference.lr, cfg.inference.epochs) == ("local_reparameterization", 0.01, 60)
+    assert (cfg.inference.estimator, cfg.inference.lr, cfg.inference.epochs) == ("dense_local_reparameterization", 0.01, 60)
 
 
 @pytest.mark.parametrize("experiment", ["digits_mlp", "toy_regression", "nuts_toy_regression", "nuts_digits"])

@@ -1,4 +1,5 @@
-"""Local reparameterization and Flipout: same distribution per example, lower gradient variance."""
+"""Local reparameterization (everywhere, or in dense layers only) and Flipout: same distribution per example,
+lower gradient variance."""
 
 import pyro
 import pytest
@@ -8,10 +9,10 @@ from torch import nn
 
 from helpers import small_mlp
 from pyro_bnn import auto_normal, elbo_terms, fit, make_loader, to_bayesian
-from pyro_bnn.estimators import Flipout, LocalReparameterization, estimator_handler
+from pyro_bnn.estimators import DenseLocalReparameterization, Flipout, LocalReparameterization, estimator_handler
 from pyro_bnn.inference import initialize_guide
 
-HANDLERS = [LocalReparameterization, Flipout]
+HANDLERS = [LocalReparameterization, DenseLocalReparameterization, Flipout]
 
 
 def layer_outputs(model, handler, x, y, guide, draws):
@@ -38,7 +39,8 @@ def test_every_output_has_the_marginal_of_a_shared_weight_draw(layer, x, op, han
     (m, s), (mb, sb) = (tuple(t.detach() for t in guide._get_loc_and_scale(f"net.0.{p}")) for p in ("weight", "bias"))
     mean, variance = op(x, m, mb).flatten(1), op(x * x, s * s, sb * sb).flatten(1)
     # replicas of an example in one batch get their own noise; Flipout's replicas share one weight draw
-    # (uncorrelated, not independent), so it needs many draws, and its errors are counted per draw
+    # (uncorrelated, not independent), as do a conv's under the dense variant, so those need many draws, and
+    # their errors are counted per draw
     replicas, draws = (2000, 10) if handler is LocalReparameterization else (5, 4000)
     out = layer_outputs(model, handler, x.repeat(replicas, *[1] * (x.dim() - 1)), y.repeat(replicas), guide, draws)
     out = out.reshape(draws * replicas, *mean.shape)
@@ -63,6 +65,25 @@ def test_noise_differs_between_examples_and_other_layers_are_left_alone():
     with LocalReparameterization():
         torch.testing.assert_close(plain(x), x @ plain.weight.T + plain.bias)  # a plain layer: untouched
     assert F.linear is torch._C._nn.linear and F.conv2d is torch.conv2d  # restored on exit
+
+
+def test_the_dense_variant_keeps_one_weight_draw_per_minibatch_in_conv_layers():
+    """Two identical examples: one shared draw gives them identical conv outputs; the dense layer after it
+    draws each example's pre-activations."""
+    model = to_bayesian(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(18, 2)), in_shape=(1, 3, 3),
+                        num_data=2)
+    guide = auto_normal(model, init_scale=0.3)
+    x, y = torch.ones(2, 1, 3, 3), torch.zeros(2, dtype=torch.long)
+    initialize_guide(guide, x, y)
+    conv_out = {}
+    for handler in (LocalReparameterization, DenseLocalReparameterization):
+        with handler(), torch.no_grad():
+            model.net[0].register_forward_hook(lambda module, args, out: conv_out.__setitem__(handler, out))
+            out = pyro.poutine.replay(model.net, trace=pyro.poutine.trace(guide).get_trace(x, y))(x)
+        model.net[0]._forward_hooks.clear()
+        assert not torch.allclose(out[0], out[1])
+    assert torch.equal(conv_out[DenseLocalReparameterization][0], conv_out[DenseLocalReparameterization][1])
+    assert not torch.allclose(conv_out[LocalReparameterization][0], conv_out[LocalReparameterization][1])
 
 
 def gradient_variance(model, guide, x, y, estimator, repeats):
@@ -94,7 +115,7 @@ def test_gradient_variance_ordering_of_kingma_et_al(small_digits):
     assert variance["flipout"] < 0.5 * variance["shared"], variance
 
 
-@pytest.mark.parametrize("estimator", ["local_reparameterization", "flipout"])
+@pytest.mark.parametrize("estimator", ["local_reparameterization", "dense_local_reparameterization", "flipout"])
 def test_fit_trains_with_each_estimator(small_digits, estimator):
     model = small_mlp()
     guide = auto_normal(model, init_scale=1e-2)
