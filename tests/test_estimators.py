@@ -75,15 +75,17 @@ def test_the_dense_variant_keeps_one_weight_draw_per_minibatch_in_conv_layers():
     guide = auto_normal(model, init_scale=0.3)
     x, y = torch.ones(2, 1, 3, 3), torch.zeros(2, dtype=torch.long)
     initialize_guide(guide, x, y)
-    conv_out = {}
+    seen = []
+    hook = model.net[0].register_forward_hook(lambda module, args, out: seen.append(out))
+    outputs = {}
     for handler in (LocalReparameterization, DenseLocalReparameterization):
         with handler(), torch.no_grad():
-            model.net[0].register_forward_hook(lambda module, args, out: conv_out.__setitem__(handler, out))
             out = pyro.poutine.replay(model.net, trace=pyro.poutine.trace(guide).get_trace(x, y))(x)
-        model.net[0]._forward_hooks.clear()
-        assert not torch.allclose(out[0], out[1])
-    assert torch.equal(conv_out[DenseLocalReparameterization][0], conv_out[DenseLocalReparameterization][1])
-    assert not torch.allclose(conv_out[LocalReparameterization][0], conv_out[LocalReparameterization][1])
+        outputs[handler] = seen.pop(), out
+    hook.remove()
+    (conv_lrt, out_lrt), (conv_dense, out_dense) = outputs.values()
+    assert torch.equal(conv_dense[0], conv_dense[1]) and not torch.allclose(conv_lrt[0], conv_lrt[1])
+    assert not torch.allclose(out_dense[0], out_dense[1]) and not torch.allclose(out_lrt[0], out_lrt[1])
 
 
 def gradient_variance(model, guide, x, y, estimator, repeats):
