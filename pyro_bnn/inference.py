@@ -264,8 +264,9 @@ def fit(
     :param bool validate: Pyro's distribution argument validation (slower; on in tests).
     :param bool distributed: data-parallel over torch.distributed's process group (:mod:`pyro_bnn.distributed`):
         give each rank its shard of every minibatch (:func:`~pyro_bnn.data.make_loader` with ``rank`` and
-        ``world_size``) and the same seed; every rank then trains the same posterior as one process would on the
-        whole minibatches (and only rank 0 needs ``on_checkpoint``).
+        ``world_size``) and the same seed; with ``estimator="shared"`` every rank then trains the same posterior as
+        one process would on the whole minibatches (and only rank 0 needs ``on_checkpoint``); with a per-example
+        estimator each rank draws its own examples' noise (the same gradient in expectation, not the same numbers).
     :param callback: called with each epoch's record.
     :param dict state: a training state given to ``on_checkpoint`` earlier: training resumes exactly
         where it stopped (same batches, same weight draws), so the result equals an uninterrupted run.
