@@ -27,7 +27,9 @@ layer whose weight was drawn from a Normal (e.g. by
 While a handler is active, ``torch.nn.functional.linear`` and ``conv2d`` are
 routed through it; it records, for each Normal sample it sees (the guide's, seen
 first), the ``(loc, scale)`` behind the sampled tensor, and recognises that tensor
-when a layer uses it as its weight. The KL terms are untouched (closed form or at
+when a layer uses it as its weight. A tensor the guide drew from another distribution
+(the point of ``auto_delta``, a joint draw of ``auto_lowrank``) stays a plain weight when
+the model's Normal prior sees it again: such guides train as with one shared draw. The KL terms are untouched (closed form or at
 the sampled weights). ``fit(..., estimator=...)`` and ``inference.estimator`` select one.
 """
 
@@ -58,7 +60,7 @@ class _LayerNoise(Messenger):
 
     def __init__(self):
         super().__init__()
-        self._normals: Dict[int, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._normals: Dict[int, Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]] = {}
         self._originals = None
 
     def __enter__(self):
@@ -83,10 +85,12 @@ class _LayerNoise(Messenger):
         params = normal_params(msg["fn"])
         if params is not None and params[0].shape == value.shape:
             self.register(value, *params)
+        else:  # not a Normal draw (e.g. the point of auto_delta, a joint draw of auto_lowrank): the model's replay
+            self._normals[id(value)] = (value, None, None)  # of it under its Normal prior is no Normal draw either
 
     def _normal_of(self, tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         found = self._normals.get(id(tensor)) if tensor is not None else None
-        return found if found is not None and found[0] is tensor else None
+        return found if found is not None and found[0] is tensor and found[1] is not None else None
 
     def _linear(self, input, weight, bias=None):
         normal = self._normal_of(weight)

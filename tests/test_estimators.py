@@ -10,6 +10,7 @@ from torch import nn
 from helpers import small_mlp
 from pyro_bnn import auto_normal, elbo_terms, fit, make_loader, to_bayesian
 from pyro_bnn.estimators import DenseLocalReparameterization, Flipout, LocalReparameterization, estimator_handler
+from pyro_bnn.guides import auto_delta, auto_lowrank
 from pyro_bnn.inference import initialize_guide
 
 HANDLERS = [LocalReparameterization, DenseLocalReparameterization, Flipout]
@@ -86,6 +87,23 @@ def test_the_dense_variant_keeps_one_weight_draw_per_minibatch_in_conv_layers():
     (conv_lrt, out_lrt), (conv_dense, out_dense) = outputs.values()
     assert torch.equal(conv_dense[0], conv_dense[1]) and not torch.allclose(conv_lrt[0], conv_lrt[1])
     assert not torch.allclose(out_dense[0], out_dense[1]) and not torch.allclose(out_lrt[0], out_lrt[1])
+
+
+@pytest.mark.parametrize("make_guide", [auto_delta, auto_lowrank], ids=["auto_delta", "auto_lowrank"])
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_guides_that_draw_no_normal_weights_train_as_with_one_shared_draw(small_digits, make_guide, handler):
+    """The model's Normal prior sees the guide's point (or joint draw) again: that is no Normal draw to
+    reparameterize, so the loss is the one without a handler (not that of weights drawn from the prior)."""
+    x, y = (t[:32] for t in small_digits[0].tensors)
+    model = small_mlp(num_data=1437)
+    guide = make_guide(model)
+    initialize_guide(guide, x, y)
+    losses = []
+    for active in (handler(), None):
+        pyro.set_rng_seed(0)
+        with active if active is not None else torch.no_grad(), torch.no_grad():
+            losses.append(elbo_terms(model, guide, x, y).loss)
+    assert torch.equal(*losses)
 
 
 def gradient_variance(model, guide, x, y, estimator, repeats):
