@@ -216,6 +216,15 @@ def make_loader(dataset: TensorDataset, batch_size: int, shuffle: bool = False, 
     return DataLoader(dataset, sampler=batches, batch_size=None)
 
 
+def shard_rows(loader) -> Optional[Tuple[int, int]]:
+    """``(first row, size)`` in the whole batch of the part ``loader`` (a :func:`make_loader` with ``rank``) yielded
+    last; None for another loader."""
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, ShardedBatches) and getattr(loader, "num_workers", 0) == 0:
+        return sampler.rows
+    return None
+
+
 class ShardedBatches(Sampler):
     """Part ``rank`` of each batch of ``batches`` (a BatchSampler over ``num_examples``), cut into ``world_size``
     contiguous near-equal parts."""
@@ -231,11 +240,15 @@ class ShardedBatches(Sampler):
         self.batches, self.rank, self.world_size = batches, rank, world_size
         #: the shuffling generator, where a checkpoint finds it (:class:`~pyro_bnn.training_state.TrainingState`)
         self.generator = getattr(batches.sampler, "generator", None)
+        #: ``(first row, size)`` of the whole batch whose part was yielded last (per-example noise reads it)
+        self.rows: Optional[Tuple[int, int]] = None
 
     def __iter__(self):
         for batch in self.batches:
             n = len(batch)
-            yield batch[n * self.rank // self.world_size: n * (self.rank + 1) // self.world_size]
+            start = n * self.rank // self.world_size
+            self.rows = (start, n)
+            yield batch[start: n * (self.rank + 1) // self.world_size]
 
     def __len__(self) -> int:
         return len(self.batches)

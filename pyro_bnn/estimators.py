@@ -55,13 +55,24 @@ def normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     return None
 
 
-class _LayerNoise(Messenger):
+class LayerNoise(Messenger):
     """Records the Normal behind every sampled tensor; routes F.linear / F.conv2d to :meth:`linear` / :meth:`conv2d`."""
 
     def __init__(self):
         super().__init__()
         self._normals: Dict[int, Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]] = {}
         self._originals = None
+        #: ``(first row, rows of the whole minibatch)`` when this process holds a part of the minibatch
+        #: (:func:`~pyro_bnn.inference.fit` with ``distributed=True``): the per-example noise is drawn for the
+        #: whole minibatch and this part's rows are kept, so every process draws what one process would draw
+        self.rows: Optional[Tuple[int, int]] = None
+
+    def _per_example(self, draw, shape) -> torch.Tensor:
+        """``draw(shape)`` whose first dimension is the examples, or this process's rows of the whole batch's."""
+        if self.rows is None:
+            return draw(shape)
+        start, total = self.rows
+        return draw((total, *shape[1:]))[start:start + shape[0]]
 
     def __enter__(self):
         self._normals.clear()
@@ -106,15 +117,15 @@ class _LayerNoise(Messenger):
         return self.conv(conv, input, normal, bias, self._normal_of(bias))
 
 
-class LocalReparameterization(_LayerNoise):
+class LocalReparameterization(LayerNoise):
     """Draw each example's pre-activations from their marginal Normal (see the module docstring)."""
 
     #: whether a layer's computation reads the drawn weights (here only their means and scales)
     needs_weight_draw = False
 
-    @staticmethod
-    def _draw(mean, variance):
-        return mean + variance.clamp_min(1e-30).sqrt() * torch.randn_like(mean)
+    def _draw(self, mean, variance):
+        noise = self._per_example(lambda shape: torch.randn(shape, dtype=mean.dtype, device=mean.device), mean.shape)
+        return mean + variance.clamp_min(1e-30).sqrt() * noise
 
     def linear(self, x, weight_normal, bias, bias_normal):
         _, loc, scale = weight_normal
@@ -142,14 +153,14 @@ class DenseLocalReparameterization(LocalReparameterization):
         return conv(x, weight_normal[0], bias)
 
 
-class Flipout(_LayerNoise):
+class Flipout(LayerNoise):
     """Decorrelate the shared weight draw across examples with random sign flips (see the module docstring)."""
 
     needs_weight_draw = True
 
-    @staticmethod
-    def _signs(batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
-        return torch.randint(0, 2, (batch, size), device=like.device).to(like.dtype) * 2 - 1
+    def _signs(self, batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
+        draw = lambda shape: torch.randint(0, 2, shape, device=like.device)  # noqa: E731
+        return self._per_example(draw, (batch, size)).to(like.dtype) * 2 - 1
 
     def linear(self, x, weight_normal, bias, bias_normal):
         weight, loc, _ = weight_normal
@@ -173,7 +184,7 @@ HANDLERS = {"shared": None, "local_reparameterization": LocalReparameterization,
             "dense_local_reparameterization": DenseLocalReparameterization, "flipout": Flipout}
 
 
-def estimator_handler(name: str) -> Optional[_LayerNoise]:
+def estimator_handler(name: str) -> Optional[LayerNoise]:
     """A fresh handler for estimator ``name`` (one of :data:`ESTIMATORS`), or None for ``shared``."""
     if name not in HANDLERS:
         raise ValueError(f"estimator={name!r} is not known; choose one of {list(ESTIMATORS)}")

@@ -31,10 +31,11 @@ import torch
 from torch import nn
 
 from .checks import check_batch, check_count, check_loader, check_positive, first_batch
+from .data import shard_rows
 from .distributed import GradientAllReduce
 from .elbo import ELBO_KL, ElboTerms, elbo_terms
 from .empirical_bayes import EmpiricalBayes, prior_scales
-from .estimators import estimator_handler
+from .estimators import LayerNoise, estimator_handler
 from .fused import FusedMeanField, unfusable_reason
 from .guides import MeanFieldNormal
 from .training_state import TrainingState
@@ -129,11 +130,13 @@ class Objective(NamedTuple):
     :ivar terms: ``(x, y) -> ElboTerms`` of the minibatch (differentiable loss terms).
     :ivar parameters: the tensors an optimizer of this objective trains.
     :ivar fused: whether the terms come from :class:`~pyro_bnn.fused.FusedMeanField`.
+    :ivar noise: the estimator's handler (None for one shared draw), whose ``rows`` a distributed run sets.
     """
 
     terms: Callable[[torch.Tensor, torch.Tensor], ElboTerms]
     parameters: List[torch.nn.Parameter]
     fused: bool
+    noise: Optional[LayerNoise] = None
 
 
 def training_objective(
@@ -163,7 +166,7 @@ def training_objective(
     if reason is None:
         step = FusedMeanField(model, guide, kl=kl, estimator=estimator)
         terms = lambda x, y: step(x, y, num_particles=num_particles)  # noqa: E731
-        return Objective(terms, _parameters(model) + step.parameters(), True)
+        return Objective(terms, _parameters(model) + step.parameters(), True, step.handler)
     handler = estimator_handler(estimator)
     learned = EmpiricalBayes.of(model)
     if learned is not None and not isinstance(guide, MeanFieldNormal):
@@ -177,7 +180,7 @@ def training_objective(
         terms.hyperprior = hyperprior
         return terms
 
-    return Objective(terms, _parameters(guide, model), False)
+    return Objective(terms, _parameters(guide, model), False, handler)
 
 
 def optimizer(parameters: List[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -264,9 +267,9 @@ def fit(
     :param bool validate: Pyro's distribution argument validation (slower; on in tests).
     :param bool distributed: data-parallel over torch.distributed's process group (:mod:`pyro_bnn.distributed`):
         give each rank its shard of every minibatch (:func:`~pyro_bnn.data.make_loader` with ``rank`` and
-        ``world_size``) and the same seed; with ``estimator="shared"`` every rank then trains the same posterior as
-        one process would on the whole minibatches (and only rank 0 needs ``on_checkpoint``); with a per-example
-        estimator each rank draws its own examples' noise (the same gradient in expectation, not the same numbers).
+        ``world_size``) and the same seed; every rank then trains the same posterior as one process would on the
+        whole minibatches (per-example noise is drawn for the whole minibatch, each rank keeping its rows), and only
+        rank 0 needs ``on_checkpoint``.
     :param callback: called with each epoch's record.
     :param dict state: a training state given to ``on_checkpoint`` earlier: training resumes exactly
         where it stopped (same batches, same weight draws), so the result equals an uninterrupted run.
@@ -325,6 +328,8 @@ def _train_epoch(objective: Objective, run: TrainingState, loader, epoch: int, k
                 on_checkpoint(run.snapshot())
             raise TrainingInterrupted(epoch, step)
         x, y = x.to(run.device), y.to(run.device)
+        if run.sync is not None and objective.noise is not None:
+            objective.noise.rows = shard_rows(loader)  # draw the whole batch's per-example noise, keep this part's
         record = _train_step(objective, run, x, y, kl_weight(epoch, step, num_steps))
         run.monitor.add(epoch, step, record, x)
         run.add(record)

@@ -50,12 +50,13 @@ def main(path):
               "grad_max_abs": max(float(a.abs().max()) for a in grads),
               "loss": float(record["loss"]), "dist_loss": float(dist_record["loss"]),
               "kl": float(record["kl"]), "dist_kl": float(dist_record["kl"])}
-    histories = []
-    for r, w in ((0, 1), (rank, world)):
-        model, guide = pair(len(train))
-        histories.append(fit(model, guide, make_loader(train, 64, shuffle=True, seed=0, rank=r, world_size=w),
-                             epochs=2, lr=0.01, distributed=w > 1))
-    result["history"] = [[h["loss"] for h in hist] for hist in histories]
+    for estimator in ("shared", "local_reparameterization", "flipout"):  # per-example noise: the whole batch's rows
+        histories = []
+        for r, w in ((0, 1), (rank, world)):
+            model, guide = pair(len(train))
+            histories.append(fit(model, guide, make_loader(train, 64, shuffle=True, seed=0, rank=r, world_size=w),
+                                 epochs=2, lr=0.01, estimator=estimator, distributed=w > 1))
+        result[f"history_{estimator}"] = [[h["loss"] for h in hist] for hist in histories]
     if rank == 0:
         with open(path, "w") as f:
             json.dump(result, f)

@@ -29,17 +29,16 @@ def test_two_processes_give_the_loss_and_gradients_of_one_process_on_the_whole_b
     assert result["grad_max_abs_diff"] <= 1e-5 * result["grad_max_abs"]
     assert result["dist_loss"] == pytest.approx(result["loss"], rel=1e-6)
     assert result["dist_kl"] == pytest.approx(result["kl"], rel=1e-6)  # the KL counted once, not twice
-    single, distributed = result["history"]
-    assert distributed == pytest.approx(single, rel=1e-5)  # two epochs of fit, shuffled shards
+    for estimator in ("shared", "local_reparameterization", "flipout"):
+        single, distributed = result[f"history_{estimator}"]
+        assert distributed == pytest.approx(single, rel=1e-5), estimator  # two epochs of fit, shuffled shards
 
 
 @pytest.mark.slow
 def test_a_two_process_run_writes_the_files_of_a_one_process_run(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    # one shared weight draw per minibatch: every rank draws what one process draws (per-example estimators
-    # draw each rank's own examples' noise: as valid a run, not the same numbers)
-    cli("pyro_bnn.train", "+experiment=debug", "inference.estimator=shared", f"hydra.run.dir={one}")
-    torchrun("-m", "pyro_bnn.train", "+experiment=debug", "inference.estimator=shared", f"hydra.run.dir={two}")
+    cli("pyro_bnn.train", "+experiment=debug", f"hydra.run.dir={one}")  # the default per-example estimator
+    torchrun("-m", "pyro_bnn.train", "+experiment=debug", f"hydra.run.dir={two}")
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
     assert b["test"] == pytest.approx(a["test"], rel=1e-4, abs=1e-6)
@@ -80,7 +79,7 @@ def test_a_two_process_run_stopped_by_sigterm_resumes_to_the_uninterrupted_resul
     import subprocess
     import time
 
-    run = ["-m", "pyro_bnn.train", "+experiment=debug", "inference.epochs=30", "inference.estimator=shared"]
+    run = ["-m", "pyro_bnn.train", "+experiment=debug", "inference.epochs=30"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     torchrun(*run, f"hydra.run.dir={straight}")
     proc = subprocess.Popen([*TORCHRUN, *run, f"hydra.run.dir={stopped}"], cwd=ROOT, stdout=subprocess.DEVNULL,

@@ -148,3 +148,22 @@ def test_fit_trains_with_each_estimator(small_digits, estimator):
 def test_unknown_estimator_is_named():
     with pytest.raises(ValueError, match="estimator='dropout' is not known"):
         estimator_handler("dropout")
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_part_of_a_batch_gets_the_noise_its_rows_get_in_the_whole_batch(handler):
+    """A distributed rank holding rows 3..7 of an 8-example batch (``rows = (3, 8)``) draws what they get in one process."""
+    model = to_bayesian(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(18, 3)), in_shape=(1, 3, 3),
+                        num_data=8)
+    guide = auto_normal(model, init_scale=0.3)
+    x, y = torch.randn(8, 1, 3, 3), torch.zeros(8, dtype=torch.long)
+    initialize_guide(guide, x, y)
+    outputs = []
+    for rows, part in ((None, slice(None)), ((3, 8), slice(3, 8))):
+        active = handler()
+        active.rows = rows
+        pyro.set_rng_seed(0)
+        with active, torch.no_grad():
+            guide_trace = pyro.poutine.trace(guide).get_trace(x[part], y[part])
+            outputs.append(pyro.poutine.replay(model.net, trace=guide_trace)(x[part]))
+    torch.testing.assert_close(outputs[1], outputs[0][3:])
