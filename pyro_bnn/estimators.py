@@ -29,8 +29,9 @@ routed through it; it records, for each Normal sample it sees (the guide's, seen
 first), the ``(loc, scale)`` behind the sampled tensor, and recognises that tensor
 when a layer uses it as its weight. A tensor the guide drew from another distribution
 (the point of ``auto_delta``, a joint draw of ``auto_lowrank``) stays a plain weight when
-the model's Normal prior sees it again: such guides train as with one shared draw. The KL terms are untouched (closed form or at
-the sampled weights). ``fit(..., estimator=...)`` and ``inference.estimator`` select one.
+the model's Normal prior sees it again: such guides train as with one shared draw. The
+KL terms are untouched (closed form or at the sampled weights). ``fit(..., estimator=...)``
+and ``inference.estimator`` select one.
 """
 
 from __future__ import annotations

@@ -68,14 +68,20 @@ def test_noise_differs_between_examples_and_other_layers_are_left_alone():
     assert F.linear is torch._C._nn.linear and F.conv2d is torch.conv2d  # restored on exit
 
 
+def conv_dense_pair(x, y):
+    """A conv layer then a dense layer over 1x3x3 inputs, and its mean-field guide (sd 0.3), run on ``(x, y)``."""
+    model = to_bayesian(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(18, 2)), in_shape=(1, 3, 3),
+                        num_data=len(x))
+    guide = auto_normal(model, init_scale=0.3)
+    initialize_guide(guide, x, y)
+    return model, guide
+
+
 def test_the_dense_variant_keeps_one_weight_draw_per_minibatch_in_conv_layers():
     """Two identical examples: one shared draw gives them identical conv outputs; the dense layer after it
     draws each example's pre-activations."""
-    model = to_bayesian(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(18, 2)), in_shape=(1, 3, 3),
-                        num_data=2)
-    guide = auto_normal(model, init_scale=0.3)
     x, y = torch.ones(2, 1, 3, 3), torch.zeros(2, dtype=torch.long)
-    initialize_guide(guide, x, y)
+    model, guide = conv_dense_pair(x, y)
     seen = []
     hook = model.net[0].register_forward_hook(lambda module, args, out: seen.append(out))
     outputs = {}
@@ -153,11 +159,8 @@ def test_unknown_estimator_is_named():
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_a_part_of_a_batch_gets_the_noise_its_rows_get_in_the_whole_batch(handler):
     """A distributed rank holding rows 3..7 of an 8-example batch (``rows = (3, 8)``) draws what they get in one process."""
-    model = to_bayesian(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(18, 3)), in_shape=(1, 3, 3),
-                        num_data=8)
-    guide = auto_normal(model, init_scale=0.3)
     x, y = torch.randn(8, 1, 3, 3), torch.zeros(8, dtype=torch.long)
-    initialize_guide(guide, x, y)
+    model, guide = conv_dense_pair(x, y)
     outputs = []
     for rows, part in ((None, slice(None)), ((3, 8), slice(3, 8))):
         active = handler()
