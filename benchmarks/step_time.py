@@ -2,13 +2,15 @@
 
 Batch 128 (``--batch``) of random inputs: MNIST-shaped for the MLP 784-400-400-10 and the CNN 32c5-64c5-256-10
 (padding 2, 2x2 max-pool after each conv), CIFAR-shaped for torchvision's ResNet-18 (``resnet18``, 10 classes,
-its BatchNorm layers point estimates in every Bayesian version). Systems, timed interleaved (each repeat runs
-every system once, in turn):
+its BatchNorm layers point estimates in every Bayesian version), digits-shaped (1x8x8) for the app's default
+CNN (``digits_cnn``: 24c3-48c3-64-10, GELU; time it at ``--batch 32``, the default recipe's). Systems, timed
+interleaved (each repeat runs every system once, in turn):
 
 * ``plain``: the network, cross-entropy, one torch Adam;
 * ``pyro_bnn ...``: :func:`pyro_bnn.to_bayesian` of the same network, N(0, 1) prior, :func:`pyro_bnn.auto_normal`,
   one step of :func:`pyro_bnn.fit`'s loop (its :func:`~pyro_bnn.inference.training_objective` and optimizer):
-  ``mean_field`` (closed-form KL, the fused step), ``mf local_reparam`` / ``mf flipout`` (its estimators),
+  ``mean_field`` (closed-form KL, the fused step), ``mf local_reparam`` / ``mf dense_lrt`` (local
+  reparameterization in the dense layers only, the default recipe's) / ``mf flipout`` (its estimators),
   ``trace`` (Monte Carlo KL, fused), ``mf fused=False`` (Pyro's traces of guide and model);
 * ``pyro SVI``: Pyro alone, as its tutorials write it: PyroSample priors, Pyro's AutoNormal,
   ``SVI(Trace_ELBO)``, ``pyro.optim.Adam``, Pyro's default validation, the data plate subsampled by Pyro;
@@ -48,6 +50,7 @@ from torch import nn
 
 from pyro_bnn import NormalPrior, auto_normal, to_bayesian
 from pyro_bnn.inference import initialize_guide, optimizer, training_objective
+from pyro_bnn.models import cnn_network
 
 BATCH, NUM_DATA = 128, 60000
 
@@ -68,7 +71,12 @@ def resnet18() -> nn.Module:
     return torchvision.models.resnet18(num_classes=10)
 
 
-MODELS = {"mlp": (mlp, (1, 28, 28)), "cnn": (cnn, (1, 28, 28)), "resnet18": (resnet18, (3, 32, 32))}
+def digits_cnn() -> nn.Module:
+    return cnn_network((1, 8, 8), 10, channels=(24, 48), hidden=(64,), activation="gelu")
+
+
+MODELS = {"mlp": (mlp, (1, 28, 28)), "cnn": (cnn, (1, 28, 28)), "resnet18": (resnet18, (3, 32, 32)),
+          "digits_cnn": (digits_cnn, (1, 8, 8))}
 
 
 def plain_step(net: nn.Module, x, y) -> Callable[[], None]:
@@ -144,6 +152,8 @@ SYSTEMS = {
     "pyro_bnn mean_field": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field"),
     "pyro_bnn mf local_reparam": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field",
                                                                    "local_reparameterization"),
+    "pyro_bnn mf dense_lrt": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field",
+                                                               "dense_local_reparameterization"),
     "pyro_bnn mf flipout": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field", "flipout"),
     "pyro_bnn trace": lambda build, x, y: pyro_bnn_step(build(), x, y, "trace"),
     "pyro_bnn mf fused=False": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field", fused=False),
