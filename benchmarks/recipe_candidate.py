@@ -6,7 +6,7 @@ The exploration behind the default recipe (README, "See how uncertain it is") ra
 arguments per candidate and the output are in ``benchmarks/results/2026-11-24-recipe_candidates.txt``::
 
     python benchmarks/recipe_candidate.py --splits 0 1 2 --seeds 0 1 --ood rotated heldout \\
-        --channels 24,48 --hidden 64 --act gelu --lr 0.01 --estimator local_reparameterization --klw 0.03
+        --channels 24,48 --hidden 64 --act gelu --lr 0.01 --estimator dense_local_reparameterization --klw 0.03
 
 (the runs are independent: the exploration ran each split and seed in its own process, two at a time).
 """
