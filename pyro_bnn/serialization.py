@@ -56,7 +56,8 @@ def replacing(path) -> Iterator[Path]:
 def data_spec(data: DataSplits) -> Dict[str, Any]:
     """What the model needs to know about the data, saved with the posterior."""
     return {"name": data.name, "in_shape": list(data.in_shape), "num_outputs": data.num_outputs,
-            "task": data.task, "num_data": data.num_train}
+            "task": data.task, "num_data": data.num_train, "target_mean": data.target_mean,
+            "target_std": data.target_std}
 
 
 def save_file(path, blob: Dict[str, Any]) -> None:

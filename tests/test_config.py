@@ -18,7 +18,7 @@ def options(group):
 
 
 def test_every_group_has_options():
-    assert options("data") == ["cifar10", "digits", "fashion_mnist", "mnist", "toy_regression"]
+    assert options("data") == ["cifar10", "digits", "fashion_mnist", "mnist", "toy_regression", "uci"]
     assert options("model") == ["cnn", "mlp"]
     assert {"normal", "layerwise", "fan_in"} <= set(options("prior"))
     assert options("guide") == ["auto_delta", "auto_lowrank", "auto_normal"]
@@ -27,12 +27,14 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_of_every_group_composes_and_validates(group, option):
     overrides = [f"{group}={option}"]
-    if option == "toy_regression":
+    if option in ("toy_regression", "uci"):
         overrides.append("model=mlp")
     cfg = compose_train(*overrides)
     validate(cfg)
-    if group in ("data", "model", "guide"):
+    if group in ("model", "guide"):
         assert cfg[group].name == option
+    if group == "data":
+        assert cfg.data.loader == option
     if group == "prior" and option == "fan_in":
         assert cfg.prior.fan_in is True
 
@@ -149,8 +151,8 @@ def test_the_schemas_hold_types_only(schema):
 @pytest.mark.parametrize("group", GROUPS + ["reference"])
 def test_no_group_option_repeats_a_shared_default(group):
     """train.yaml holds the values shared by a group's options; an option states only what it changes."""
-    shared = OmegaConf.load(CONF_DIR / "train.yaml").get(group, {})
+    shared = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "train.yaml")).get(group, {})  # interpolations unresolved
     for option in options(group):
-        values = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+        values = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{option}.yaml"))
         repeated = [k for k in values if k in shared and values[k] == shared[k]]
         assert not repeated, f"{group}/{option}.yaml repeats {repeated} of train.yaml"

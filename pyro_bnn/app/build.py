@@ -7,8 +7,9 @@ from typing import Any, Dict, Tuple
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ..data import DataSplits, load_data
 from ..guides import auto_delta, auto_lowrank, auto_normal
-from ..likelihoods import Categorical, Gaussian
+from ..likelihoods import Categorical, Gaussian, HeteroscedasticGaussian
 from ..models import BayesianCNN, BayesianMLP, BayesianModel
 from ..priors import PRIOR_FAMILIES, NormalPrior, StudentTPrior
 from ..serialization import read_posterior, restore_posterior
@@ -28,14 +29,30 @@ def build_prior(cfg: DictConfig):
     return cls(**options)
 
 
+def load_run_data(data_cfg: DictConfig) -> DataSplits:
+    """The data of ``cfg.data`` (:func:`pyro_bnn.data.load_data`; configs saved before ``data.loader`` existed
+    name their loader ``data.name``)."""
+    return load_data(data_cfg.get("loader", data_cfg.name), data_cfg.root, data_cfg.download, data_cfg.split_seed,
+                     data_cfg.holdout_classes, data_cfg.subset, name=data_cfg.name, split=data_cfg.get("split", 0))
+
+
+def build_likelihood(cfg: DictConfig, task: str):
+    """The likelihood of ``cfg.model`` for a ``task``: categorical, or the regression likelihood it names."""
+    if task == "classification":
+        return Categorical()
+    if cfg.get("likelihood", "gaussian") == "heteroscedastic":
+        return HeteroscedasticGaussian(cfg.noise_floor)
+    return Gaussian(cfg.noise_scale, learn_scale=cfg.learn_noise)
+
+
 def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:
     """The Bayesian model of ``cfg.model`` and ``cfg.prior`` for data described by ``spec``."""
-    likelihood = (Categorical() if spec["task"] == "classification"
-                  else Gaussian(cfg.model.noise_scale, learn_scale=cfg.model.learn_noise))
+    likelihood = build_likelihood(cfg.model, spec["task"])
     common = dict(activation=cfg.model.activation, prior=build_prior(cfg.prior), likelihood=likelihood,
                   num_data=spec["num_data"])
     if cfg.model.name == "mlp":
-        return BayesianMLP(spec["in_shape"], spec["num_outputs"], hidden=list(cfg.model.hidden), **common)
+        return BayesianMLP(spec["in_shape"], likelihood.output_size(spec["num_outputs"]), hidden=list(cfg.model.hidden),
+                           **common)
     if len(spec["in_shape"]) != 3:
         raise ValueError(
             f"model=cnn needs image inputs (C, H, W) but data={spec['name']} has inputs of shape "

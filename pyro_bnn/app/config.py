@@ -26,6 +26,7 @@ from ..elbo import ELBO_KL
 from ..estimators import ESTIMATORS
 from ..guides import INIT_LOCS
 from ..inference import KL_SCHEDULES, LR_SCHEDULES, is_fused_choice
+from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import ACTIVATIONS
 from ..priors import PRIOR_FAMILIES
 from .build import GUIDES
@@ -34,6 +35,8 @@ from .build import GUIDES
 #: ``__init__.py`` in it).
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 MODELS = ("mlp", "cnn")
+#: Data sets whose task is regression (the rest are classification).
+REGRESSION_DATASETS = ("toy_regression", "uci")
 #: Upper bounds where a larger value only exhausts memory or time: predictive samples (each holds the network's
 #: outputs on the whole test set), torch threads per run, the low-rank guide's rank.
 MAX_SAMPLES = 10_000
@@ -55,7 +58,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
+    loader: str = MISSING
     name: str = MISSING
+    split: int = MISSING
     root: str = MISSING
     download: bool = MISSING
     split_seed: int = MISSING
@@ -73,8 +78,10 @@ class ModelConfig:
     channels: List[int] = MISSING
     kernel_size: int = MISSING
     activation: str = MISSING
+    likelihood: str = MISSING
     noise_scale: float = MISSING
     learn_noise: bool = MISSING
+    noise_floor: float = MISSING
 
 
 @dataclass
@@ -102,6 +109,7 @@ class InferenceConfig:
     elbo: str = MISSING
     lr: float = MISSING
     epochs: int = MISSING
+    steps: int = MISSING
     num_particles: int = MISSING
     kl_weight: float = MISSING
     kl_warmup_epochs: int = MISSING
@@ -175,7 +183,9 @@ def _all_positive_ints(v) -> bool:
 
 
 _RULES = [
-    ("data.name", _one_of(DATASETS), f"one of {list(DATASETS)}"),
+    ("data.loader", _one_of(DATASETS), f"one of {list(DATASETS)} (data=<one of them>; a UCI data set: data=uci "
+                                       "data.name=<its folder under data.root>)"),
+    ("data.split", lambda v: v >= 0, "an integer >= 0 (uci: the index of the benchmark's fixed split)"),
     ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.test_batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.subset", lambda v: v >= 0, "an integer >= 0 (0: the whole training split)"),
@@ -187,7 +197,9 @@ _RULES = [
     ("model.channels", lambda v: len(v) >= 1 and _all_positive_ints(v), "a non-empty list of channel counts >= 1"),
     ("model.kernel_size", lambda v: v >= 1 and v % 2 == 1, "an odd integer >= 1"),
     ("model.activation", _one_of(ACTIVATIONS), f"one of {sorted(ACTIVATIONS)}"),
+    ("model.likelihood", _one_of(REGRESSION_LIKELIHOODS), f"one of {list(REGRESSION_LIKELIHOODS)} (regression)"),
     ("model.noise_scale", _positive, "a finite number > 0 (the Gaussian likelihood's noise sd)"),
+    ("model.noise_floor", _positive, "a finite number > 0 (the heteroscedastic likelihood's smallest noise sd)"),
     ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
     ("prior.scale", _positive, "a finite number > 0"),
     ("prior.loc", lambda v: math.isfinite(v), "a finite number"),
@@ -201,6 +213,7 @@ _RULES = [
     ("inference.elbo", _one_of(ELBO_KL), f"one of {sorted(ELBO_KL)}"),
     ("inference.lr", _positive, "a finite number > 0, e.g. 1e-3"),
     ("inference.epochs", lambda v: v >= 1, "an integer >= 1"),
+    ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
     ("inference.num_particles", lambda v: v >= 1, "an integer >= 1"),
     ("inference.kl_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (1 is the exact ELBO)"),
     ("inference.kl_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
@@ -253,8 +266,8 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={value} is not allowed: use {allowed}")
     validate_device(cfg.device)
-    if cfg.model.name == "cnn" and cfg.data.name == "toy_regression":
-        raise ConfigError("model=cnn needs image data, but data=toy_regression is tabular: use model=mlp")
+    if cfg.model.name == "cnn" and cfg.data.loader in REGRESSION_DATASETS:
+        raise ConfigError(f"model=cnn needs image data, but data={cfg.data.loader} is tabular: use model=mlp")
     if cfg.prior.learn_scale and (cfg.prior.family != "normal" or cfg.guide.name != "auto_normal"):
         raise ConfigError(f"prior.learn_scale=true needs prior.family=normal and guide=auto_normal (got "
                           f"prior.family={cfg.prior.family}, guide={cfg.guide.name}): use those, or prior.learn_scale=false")
@@ -270,7 +283,7 @@ def _check_combinations(cfg: DictConfig) -> None:
     if cfg.guide.name != "auto_delta" and cfg.guide.init_scale > widest:
         raise ConfigError(f"guide.init_scale={cfg.guide.init_scale} is wider than the prior (prior.scale={widest}): "
                           "start the posterior narrower than the prior, e.g. guide.init_scale=1e-3")
-    regression = cfg.data.name == "toy_regression"
+    regression = cfg.data.loader in REGRESSION_DATASETS
     other_task = CLASSIFICATION_OBJECTIVES if regression else REGRESSION_OBJECTIVES
     no_ood = cfg.data.ood == "none" and cfg.objective is not None and cfg.objective.startswith("test.ood_")
     if cfg.objective in other_task or no_ood:
@@ -279,9 +292,9 @@ def _check_combinations(cfg: DictConfig) -> None:
                           f"data.ood={cfg.data.ood}): use one of {allowed}")
     if cfg.data.ood == "heldout" and not cfg.data.holdout_classes:
         raise ConfigError("data.ood=heldout needs classes to hold out of training: set data.holdout_classes, e.g. [8,9]")
-    if cfg.data.name == "toy_regression" and (cfg.data.ood != "none" or cfg.data.holdout_classes):
+    if regression and (cfg.data.ood != "none" or cfg.data.holdout_classes):
         raise ConfigError("data.ood and data.holdout_classes are for classification: "
-                          "use data.ood=none data.holdout_classes=[] with data=toy_regression")
+                          f"use data.ood=none data.holdout_classes=[] with data={cfg.data.loader}")
 
 
 def validate_device(device: str) -> None:

@@ -19,11 +19,11 @@ from typing import Dict, List, Optional
 
 import hydra
 import pyro
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..data import load_data, load_ood, make_loader
-from ..evaluation import evaluate
-from .build import posterior_from_file
+from ..evaluation import evaluate, in_original_units
+from .build import load_run_data, posterior_from_file
 from .config import CONF_DIR, ConfigError, register_configs, validate_device
 from .run_dir import write_json
 
@@ -38,7 +38,8 @@ def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: in
     name = dataset or spec["name"]
     own = name == spec["name"]
     try:
-        splits = load_data(name, cfg.data.root, False, cfg.data.split_seed, cfg.data.holdout_classes if own else [])
+        splits = (load_run_data(OmegaConf.merge(cfg.data, {"download": False})) if own else
+                  load_data(name, cfg.data.root, False, cfg.data.split_seed, []))
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{str(err).split(';')[0]}; evaluate reads it under the run's data.root: fetch it "
                                 f"there first, e.g. python -m pyro_bnn.train data={name} data.download=true") from None
@@ -52,6 +53,9 @@ def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: in
     metrics = evaluate(model, guide, make_loader(splits.test, cfg.data.test_batch_size),
                        cfg.eval.num_samples if num_samples is None else num_samples,
                        make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
+    if splits.task == "regression":
+        metrics = {**in_original_units(metrics, splits.target_std),
+                   **{f"standardised_{k}": v for k, v in metrics.items()}} if splits.target_std != 1 else metrics
     write_json(run_dir / f"evaluation_{name}.json", {"data": name, "test": metrics})
     return metrics
 

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pyro
 import torch
+from omegaconf import OmegaConf
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
@@ -33,7 +34,7 @@ from ..health import format_health, posterior_health
 from ..inference import fit
 from ..models import BayesianCNN
 from ..priors import NormalPrior
-from .build import posterior_from_file
+from .build import load_run_data, posterior_from_file
 
 
 @dataclass
@@ -160,8 +161,7 @@ def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdo
     if not isinstance(guide, MeanFieldNormal):
         raise ValueError(f"{run_dir} was trained with guide={cfg.guide.name}: explain breaks down the KL of a "
                          "mean-field Normal guide (guide=auto_normal)")
-    data = load_data(spec["name"], cfg.data.root, False, cfg.data.split_seed, cfg.data.holdout_classes,
-                     cfg.data.subset)
+    data = load_run_data(OmegaConf.merge(cfg.data, {"download": False}))
     pyro.set_rng_seed(seed)
     breakdown = kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples)
     return breakdown, posterior_health(model, guide, cfg.guide.init_scale), cfg.data.batch_size

@@ -118,6 +118,29 @@ def plot_regression_bands(curves: Dict[str, Dict[str, torch.Tensor]], x_train: t
     _save(fig, path)
 
 
+def plot_test_predictions(mean: torch.Tensor, aleatoric: torch.Tensor, epistemic: torch.Tensor, targets: torch.Tensor,
+                          path, title: str = "") -> None:
+    """Tabular regression: each test example's predictive mean +- 2 sd against its target (left; the sd's noise and
+    weight parts as two bars), and the targets' z-scores under the predictive against N(0, 1) (right)."""
+    total = (aleatoric ** 2 + epistemic ** 2).sqrt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    left.errorbar(targets, mean, yerr=2 * total, fmt="none", ecolor="C0", alpha=0.35, label="+- 2 sd (total)")
+    left.errorbar(targets, mean, yerr=2 * epistemic, fmt="o", ms=2, color="C3", ecolor="C3", alpha=0.6,
+                  label="+- 2 sd (weights: epistemic)")
+    low, high = float(targets.min()), float(targets.max())
+    left.plot([low, high], [low, high], "k--", lw=1)
+    left.set(xlabel="target", ylabel="predictive mean", title="test predictions")
+    left.legend(fontsize="small")
+    z = ((targets - mean) / total).clamp(-6, 6)
+    right.hist(z.numpy(), bins=30, density=True, alpha=0.6, color="C0")
+    grid = torch.linspace(-4, 4, 200)
+    right.plot(grid, torch.exp(-grid ** 2 / 2) / math.sqrt(2 * math.pi), "k-", label="N(0, 1)")
+    right.set(xlabel="(target - mean) / predictive sd", title="z-scores (calibrated: N(0, 1))")
+    right.legend(fontsize="small")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
 def plot_entropy_comparison(entropies: Dict[str, torch.Tensor], path, title: str = "") -> None:
     """Per-example predictive entropy of two posteriors on the same inputs, against each other."""
     (name_a, a), (name_b, b) = entropies.items()
@@ -168,7 +191,7 @@ def plot_sweep(rows: List[Dict[str, Any]], key: str, path, group_keys: Sequence[
 
     :param rows: the rows of :func:`pyro_bnn.app.summarize.summarize` (``status``, metrics, overrides).
     """
-    done = [r for r in rows if r["status"] == "ok"]
+    done = [r for r in rows if r["status"] == "ok" and key in r]  # a job without the key (e.g. resumed) is not placed
     regression = any("rmse" in r for r in done)
     panels = (["rmse", "log_likelihood"] if regression else ["accuracy", "nll", "ece"]) + ["train_kl"]
     numeric = all(_as_number(r.get(key)) is not None for r in done)

@@ -2,7 +2,9 @@
 
 * ``reliability.png`` (classification): reliability diagram of the test predictive;
 * ``uncertainty_ood.png`` (classification with ``data.ood``): entropy and mutual information in vs out of distribution;
-* ``predictive.png`` (1-D regression): predictive mean +- 2 sd over inputs that include the gap;
+* ``predictive.png`` (regression): for 1-D inputs, predictive mean +- 2 sd over inputs that include the gap; for
+  tabular data, each test example's predictive mean +- 2 sd (total and its epistemic part) against its target, in
+  the original units, and the z-scores of the targets;
 * ``reference.json`` / ``reference.png`` (``reference=nuts``): SVI's predictive against NUTS's on the same model.
 """
 
@@ -17,7 +19,13 @@ from torch import nn
 from ..data import TOY_GAP, DataSplits
 from ..evaluation import output_metrics, predict_with_samples, predictive_curve, reliability_bins, uncertainty
 from ..reference import nuts_posterior
-from .plots import plot_entropy_comparison, plot_regression_bands, plot_reliability, plot_uncertainty_in_out
+from .plots import (
+    plot_entropy_comparison,
+    plot_regression_bands,
+    plot_reliability,
+    plot_test_predictions,
+    plot_uncertainty_in_out,
+)
 from .run_dir import write_json
 
 #: Inputs of the regression curve: the toy data's range [-1, 1] and a margin on each side.
@@ -54,6 +62,12 @@ def write_figures(output_dir: Path, model: nn.Module, samples: Dict[str, torch.T
                                     names=(f"{data.name} test", f"OOD: {ood_name}"), title=title)
         return {}
     if data.in_shape != (1,):
+        locs, sigma = model.likelihood.loc_scale(raw["outputs"])
+        locs = locs.double() * data.target_std + data.target_mean
+        sigma = torch.as_tensor(sigma).detach().double().expand_as(locs) * data.target_std
+        targets = raw["targets"].double() * data.target_std + data.target_mean
+        plot_test_predictions(locs.mean(0), sigma.pow(2).mean(0).sqrt(), locs.std(0, unbiased=False), targets,
+                              output_dir / "predictive.png", title=title)
         return {}
     curve = regression_curve(model, samples)
     x, y = data.train.tensors

@@ -28,6 +28,12 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "pyro_bnn.checkpoint/2"
 #: What happened to a run that did not finish (``failed`` or ``interrupted``).
 STATUS_FILE = "status.json"
+#: The files a training run writes into its run dir (Hydra adds ``.hydra/`` and ``train.log``).
+RUN_FILES = ("metrics.json", "posterior.pt", CHECKPOINT, "history.csv", STATUS_FILE)
+
+
+class RunDirRefused(ConfigError):
+    """A command that would overwrite or damage the run already in its run dir, refused before it writes anything."""
 
 
 def write_text(path, text: str) -> None:
@@ -66,6 +72,28 @@ def check_writable(output_dir: Path, key: str = "hydra.run.dir (or hydra.sweep.d
                           f"set {key} to a writable place") from None
 
 
+def earlier_run_files(output_dir: Path, hydra_files: bool = True) -> List[str]:
+    """The files of an earlier run in ``output_dir`` (with ``hydra_files``, Hydra's ``.hydra/`` and ``train.log`` too)."""
+    names = list(RUN_FILES) + ([".hydra", "train.log"] if hydra_files else [])
+    return [name for name in names if (Path(output_dir) / name).exists()]
+
+
+def check_run_dir(cfg: DictConfig, output_dir: Path, hydra_files: bool = True) -> None:
+    """Refuse a run that would write over the run in ``output_dir``: a new run where one was (resume=true or a
+    fresh dir), or a resume that :func:`resume_state` refuses. Raises :class:`RunDirRefused`; reads, never writes.
+
+    :param bool hydra_files: count Hydra's files as an earlier run's (before Hydra wrote this run's own).
+    """
+    output_dir = Path(output_dir)
+    if cfg.resume:
+        resume_state(cfg, output_dir)
+        return
+    held = earlier_run_files(output_dir, hydra_files)
+    if held:
+        raise RunDirRefused(f"hydra.run.dir={output_dir} already holds a run ({', '.join(held)}): leave hydra.run.dir "
+                            "unset (or pass a fresh dir) for a new run, or add resume=true to continue an interrupted one")
+
+
 def save_checkpoint(path, training: Dict[str, Any], cfg: DictConfig, spec: Dict[str, Any]) -> None:
     """Write a training state of :func:`pyro_bnn.fit` with its config, atomically."""
     save_file(path, {"format": CHECKPOINT_FORMAT, "config": OmegaConf.to_container(cfg, resolve=True),
@@ -82,7 +110,7 @@ def resume_state(cfg: DictConfig, output_dir: Path) -> Dict[str, Any]:
     path = output_dir / CHECKPOINT
     if not path.is_file():
         finished = (output_dir / "metrics.json").is_file()
-        raise ConfigError(
+        raise RunDirRefused(
             f"resume=true but {output_dir} has no {CHECKPOINT}"
             + (": that run finished (metrics.json is there)" if finished else
                ": pass hydra.run.dir=<the run dir of the interrupted run>")
@@ -92,7 +120,7 @@ def resume_state(cfg: DictConfig, output_dir: Path) -> Dict[str, Any]:
     diff = sorted(set(_flat(saved["config"]).items()) ^ set(_flat(now).items()))
     keys = sorted({k for k, _ in diff if k != "resume"})
     if keys:
-        raise ConfigError(f"resume=true but the config differs from the checkpoint's at {', '.join(keys)}: "
+        raise RunDirRefused(f"resume=true but the config differs from the checkpoint's at {', '.join(keys)}: "
                           "resume with the overrides of the interrupted run")
     return saved["training"]
 

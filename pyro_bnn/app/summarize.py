@@ -9,7 +9,10 @@ the sweep root:
   ``status`` (``ok``, ``failed``, ``incomplete``), the final test metrics, the final
   training ``nll`` and ``kl``, ``time_s``, ``posterior_warning`` (where the posterior has barely moved or has
   collapsed to the prior: see :mod:`pyro_bnn.health`) and ``error``;
-* ``summary.md``: the same table in Markdown;
+* ``summary.md``: the same table in Markdown; where jobs differ only in :data:`REPLICATE_KEYS` (split, seed),
+  a second table: per group of such replicates, the number of finished jobs and the mean +- standard error
+  (sd / sqrt(n)) of every metric; ``summary.csv`` gives each row its group's ``replicates``, ``<metric>_mean``
+  and ``<metric>_se``;
 * ``summary_<key>.png`` for each swept key: test accuracy (or RMSE), NLL (or
   log-likelihood), ECE and the final KL against the key's values.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -39,7 +43,11 @@ from .run_dir import STATUS_FILE, write_csv, write_text
 RESULT_COLUMNS = ["train_nll", "train_kl", "time_s", "posterior_warning"]
 STATUSES = ("ok", "failed", "interrupted", "incomplete", "not started")
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "brier", "ood_auroc_entropy", "ood_auroc_mutual_information",
-                  "rmse", "log_likelihood", "coverage_90"]
+                  "rmse", "log_likelihood", "coverage_90", "predictive_std", "aleatoric_std", "epistemic_std"]
+#: Keys whose values make replicates of one experiment (what papers average over and report with a standard error).
+REPLICATE_KEYS = ("data.split", "data.split_seed", "seed")
+#: The columns a replicate group averages.
+AVERAGED_COLUMNS = METRIC_COLUMNS + ["train_nll", "train_kl", "time_s"]
 
 
 def job_dirs(sweep_dir: Path) -> List[Path]:
@@ -110,6 +118,47 @@ def _columns(rows: List[Dict[str, Any]], override_keys: List[str]) -> List[str]:
     return ["job"] + override_keys + rest
 
 
+def replicate_groups(rows: List[Dict[str, Any]], override_keys: List[str]) -> List[Dict[str, Any]]:
+    """Per group of finished jobs that differ only in :data:`REPLICATE_KEYS`: the group's other override values,
+    ``replicates`` (n), and ``<column>_mean`` / ``<column>_se`` (sd / sqrt(n), the sd with n - 1; blank for n = 1)
+    of each averaged column; in order of first appearance."""
+    group_keys = [k for k in override_keys if k not in REPLICATE_KEYS]
+    groups: Dict[tuple, List[Dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == "ok":
+            groups.setdefault(tuple(row.get(k, "") for k in group_keys), []).append(row)
+    summaries = []
+    for values, members in groups.items():
+        summary: Dict[str, Any] = {**dict(zip(group_keys, values)), "replicates": len(members)}
+        for column in AVERAGED_COLUMNS:
+            numbers = [float(r[column]) for r in members if isinstance(r.get(column), (int, float))]
+            if numbers:
+                mean = sum(numbers) / len(numbers)
+                summary[f"{column}_mean"] = mean
+                if len(numbers) > 1:
+                    sd = math.sqrt(sum((v - mean) ** 2 for v in numbers) / (len(numbers) - 1))
+                    summary[f"{column}_se"] = sd / math.sqrt(len(numbers))
+        summaries.append(summary)
+    return summaries
+
+
+def _replicate_markdown(groups: List[Dict[str, Any]], group_keys: List[str]) -> str:
+    shown = [c for c in AVERAGED_COLUMNS if any(f"{c}_mean" in g for g in groups)]
+
+    def cell(group, column):
+        if f"{column}_mean" not in group:
+            return ""
+        se = group.get(f"{column}_se")
+        return f"{group[f'{column}_mean']:.4g}" + (f" +- {se:.2g}" if se is not None else "")
+
+    header = group_keys + ["replicates"] + shown
+    lines = ["", "Mean +- standard error over the replicates (jobs that differ only in "
+             f"{', '.join(REPLICATE_KEYS)}):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([str(g.get(k, "")) for k in group_keys] + [str(g["replicates"])]
+                                + [cell(g, c) for c in shown]) + " |" for g in groups]
+    return "\n".join(lines) + "\n"
+
+
 def _markdown(rows: List[Dict[str, Any]], columns: List[str]) -> str:
     def cell(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v).replace("|", "\\|")
@@ -146,8 +195,18 @@ def summarize(sweep_dir) -> List[Dict[str, Any]]:
         override_keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("job", "status", "error",
                                                                                    *METRIC_COLUMNS, *RESULT_COLUMNS)))
         columns = _columns(rows, override_keys)
+        markdown = _markdown(rows, columns)
+        if any(k in REPLICATE_KEYS for k in override_keys):
+            group_keys = [k for k in override_keys if k not in REPLICATE_KEYS]
+            groups = replicate_groups(rows, override_keys)
+            by_values = {tuple(g.get(k, "") for k in group_keys): g for g in groups}
+            for row in rows:
+                row.update({k: v for k, v in by_values.get(tuple(row.get(k, "") for k in group_keys), {}).items()
+                            if k not in group_keys})
+            columns += list(dict.fromkeys(k for g in groups for k in g if k not in group_keys))
+            markdown += _replicate_markdown(groups, group_keys)
         write_csv(sweep_dir / "summary.csv", [{c: r.get(c, "") for c in columns} for r in rows])
-        write_text(sweep_dir / "summary.md", _markdown(rows, columns))
+        write_text(sweep_dir / "summary.md", markdown)
         swept = [k for k in override_keys if len({r.get(k) for r in rows}) > 1]
         if any(r["status"] == "ok" for r in rows):
             for key in swept:

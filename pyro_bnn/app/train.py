@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import hydra
 import pyro
@@ -38,15 +39,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import TensorDataset
 
-from ..data import DataSplits, load_data, load_ood, make_loader
+from ..data import DataSplits, load_ood, make_loader
 from ..distributed import world
 from ..empirical_bayes import prior_scales
-from ..evaluation import posterior_samples, score
+from ..evaluation import in_original_units, posterior_samples, score
 from ..guides import MeanFieldNormal
 from ..health import health_warnings, posterior_health
 from ..inference import KLWeight, TrainingInterrupted, fit
 from ..serialization import data_spec, save_posterior
-from .build import build
+from .build import build, load_run_data
 from .config import CONF_DIR, ConfigError, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
@@ -54,7 +55,9 @@ from .report import write_figures, write_nuts_comparison
 from .run_dir import (
     CHECKPOINT,
     STATUS_FILE,
+    RunDirRefused,
     RunInterrupted,
+    check_run_dir,
     check_writable,
     resume_state,
     save_checkpoint,
@@ -83,6 +86,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     validate(cfg)
     output_dir = Path(output_dir)
     check_writable(output_dir)
+    check_run_dir(cfg, output_dir, hydra_files=False)  # Hydra has written its own files by now
     state = resume_state(cfg, output_dir) if cfg.resume else None
     _set_up_process(cfg)
     data, ood = _load_data(cfg)
@@ -94,10 +98,11 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     title = run_title(cfg, data.name)
     start = time.perf_counter()
     first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
-    reporter = EpochReporter(cfg.inference.epochs, progress=progress and cfg.progress and first_rank,
+    epochs = run_epochs(cfg.inference, data.num_train, cfg.data.batch_size)
+    reporter = EpochReporter(epochs, progress=progress and cfg.progress and first_rank,
                              tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None)
     with reporter:
-        history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter)
+        history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter, epochs)
         fit_s = time.perf_counter() - start
         if not first_rank:
             return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
@@ -106,8 +111,8 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         save_posterior(output_dir / "posterior.pt", model, guide, spec, OmegaConf.to_container(cfg, resolve=True))
         test, extra, samples, raw = _score(cfg, model, guide, data, ood, output_dir, title)
         health = _posterior_health(cfg, model, guide, output_dir, title)
-        reporter.add_metrics(test, cfg.inference.epochs)
-    metrics = _metrics(cfg, history, data, test, extra, health, prior_scales(model), start, fit_s)
+        reporter.add_metrics(test, epochs)
+    metrics = _metrics(cfg, history, data, test, extra, health, prior_scales(model), start, fit_s, epochs)
     if cfg.reference.method == "nuts":
         metrics["reference"] = _reference(cfg, model, guide, samples, raw, test, data, output_dir)
     write_json(output_dir / "metrics.json", metrics)
@@ -143,13 +148,20 @@ def _set_up_process(cfg: DictConfig) -> None:
 
 
 def _load_data(cfg: DictConfig) -> Tuple[DataSplits, Optional[TensorDataset]]:
-    data = load_data(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.split_seed,
-                     cfg.data.holdout_classes, cfg.data.subset)
+    data = load_run_data(cfg.data)
     return data, load_ood(data, cfg.data.ood, cfg.data.root, cfg.data.download)
 
 
+def run_epochs(inference: DictConfig, num_train: int, batch_size: int) -> int:
+    """The epochs a run trains: ``inference.epochs``, or with ``inference.steps`` > 0 the fewest epochs of
+    ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps (training scaled to the data)."""
+    if not inference.steps:
+        return int(inference.epochs)
+    return max(1, math.ceil(inference.steps / math.ceil(num_train / batch_size)))
+
+
 def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Optional[Dict], output_dir: Path,
-         reporter: EpochReporter) -> List[Dict[str, float]]:
+         reporter: EpochReporter, epochs: int) -> List[Dict[str, float]]:
     """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
     inference = cfg.inference
     rank, world_size = world()
@@ -159,7 +171,7 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
             return fit(
                 model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
                                           world_size=world_size),
-                epochs=inference.epochs, lr=inference.lr, elbo=inference.elbo, num_particles=inference.num_particles,
+                epochs=epochs, lr=inference.lr, elbo=inference.elbo, num_particles=inference.num_particles,
                 kl_weight=KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule),
                 lr_schedule=inference.lr_schedule, estimator=inference.estimator, fused=inference.fused, state=state,
                 on_checkpoint=save if rank == 0 else None, should_stop=lambda: bool(received),
@@ -192,11 +204,17 @@ def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: st
 
 
 def _metrics(cfg: DictConfig, history, data: DataSplits, test, extra, health, learned_scales, start: float,
-             fit_s: float) -> Dict[str, Any]:
-    """The content of ``metrics.json`` (without the NUTS reference)."""
+             fit_s: float, epochs: int) -> Dict[str, Any]:
+    """The content of ``metrics.json`` (without the NUTS reference); regression metrics of standardised targets in
+    the original units under ``test``, as computed under ``test_standardised``."""
     last = history[-1]
+    standardised = data.task == "regression" and data.target_std != 1.0
     return {
-        "test": test,
+        "test": in_original_units(test, data.target_std) if standardised else test,
+        **({"test_standardised": test} if standardised else {}),
+        "data": {"loader": data.loader, "name": data.name, "split": data.split, "num_train": data.num_train,
+                 "num_test": len(data.test), **({"target_mean": data.target_mean, "target_std": data.target_std}
+                                                if standardised else {})},
         "train": {"loss": last["loss"], "nll": last["nll"], "kl": last["kl"],
                   "kl_layers": {k[3:]: v for k, v in last.items() if k.startswith("kl.")},
                   "num_data": data.num_train, "loss_per_example": last["loss"] / data.num_train},
@@ -207,7 +225,7 @@ def _metrics(cfg: DictConfig, history, data: DataSplits, test, extra, health, le
         "kl_weight": cfg.inference.kl_weight,
         "time_s": time.perf_counter() - start,
         "fit_time_s": fit_s,
-        "epochs": cfg.inference.epochs,
+        "epochs": epochs,
         "seed": cfg.seed,
     }
 
@@ -229,18 +247,28 @@ def _log_summary(cfg: DictConfig, metrics: Dict[str, Any]) -> None:
 
 
 class OutputDirCheck(Callback):
-    """Hydra callback: refuse an output dir that cannot be created, in one line, before Hydra writes there."""
+    """Hydra callback: refuse, in one line and before Hydra writes there, an output dir that cannot be created, a
+    new run into a dir that holds one, a refused resume, and a sweep into a dir that holds one; a refused command
+    leaves the dir as it was."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config.hydra.run.dir, "hydra.run.dir")
+        directory = Path(config.hydra.run.dir)
+        self._check(lambda: check_writable(directory, "hydra.run.dir"))
+        if int(os.environ.get("RANK", "0")) == 0:  # a data-parallel run's other ranks share rank 0's dir
+            task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+            self._check(lambda: check_run_dir(task, directory))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+        directory = Path(config.hydra.sweep.dir)
+        self._check(lambda: check_writable(directory, "hydra.sweep.dir"))
+        if (directory / "multirun.yaml").exists() or any(directory.glob("*/.hydra")):
+            sys.exit(f"error: hydra.sweep.dir={directory} already holds a sweep: leave hydra.sweep.dir unset (or pass "
+                     "a fresh dir); to finish one of its jobs, resume it alone: resume=true hydra.run.dir=<its job dir>")
 
     @staticmethod
-    def _check(directory: str, key: str) -> None:
+    def _check(check: Callable[[], None]) -> None:
         try:
-            check_writable(Path(directory), key)
+            check()
         except ConfigError as err:
             sys.exit(f"error: {err}")
 
@@ -266,7 +294,8 @@ def _train_app(cfg: DictConfig):
         sys.exit(128 + stop.signum)
     except Exception as err:
         log.error("%s", err, exc_info=not isinstance(err, EXPECTED_ERRORS))
-        write_status(output_dir, "failed", f"{type(err).__name__}: {err}")
+        if not isinstance(err, RunDirRefused):  # the run in that dir is not this command's: its status stays
+            write_status(output_dir, "failed", f"{type(err).__name__}: {err}")
         if hydra_cfg.mode == RunMode.MULTIRUN or not isinstance(err, EXPECTED_ERRORS):
             raise  # Hydra marks the job failed; the other jobs of a sweep go on
         sys.exit(f"error: {err}")
