@@ -20,17 +20,18 @@ pyro.settings.set(module_local_params=True)
 
 # models, priors and likelihoods
 # data and saved posteriors
-from .data import DataSplits, load_data, make_loader  # noqa: E402
+from .data import DataSplits, load_data, load_uci, make_loader  # noqa: E402
 
 # the loss and training
 from .elbo import ElboTerms, elbo_terms  # noqa: E402
 from .empirical_bayes import EmpiricalBayes, prior_scales  # noqa: E402
-from .estimators import Flipout, LocalReparameterization  # noqa: E402
+from .estimators import DenseLocalReparameterization, Flipout, LocalReparameterization  # noqa: E402
 
 # evaluation, posterior health, the NUTS reference
 from .evaluation import (  # noqa: E402
                          classification_metrics,
                          evaluate,
+                         in_original_units,
                          ood_metrics,
                          posterior_samples,
                          predict,
@@ -43,7 +44,7 @@ from .fused import FusedMeanField  # noqa: E402
 from .guides import MeanFieldNormal, auto_delta, auto_lowrank, auto_normal  # noqa: E402
 from .health import posterior_health  # noqa: E402
 from .inference import KLWeight, TrainingInterrupted, fit, training_objective  # noqa: E402
-from .likelihoods import Categorical, Gaussian  # noqa: E402
+from .likelihoods import Categorical, Gaussian, HeteroscedasticGaussian  # noqa: E402
 from .models import BayesianCNN, BayesianMLP, BayesianModel, pretrained_weights, to_bayesian  # noqa: E402
 from .priors import LaplacePrior, NormalPrior, Prior, StudentTPrior  # noqa: E402
 from .reference import nuts_posterior  # noqa: E402
@@ -53,15 +54,15 @@ __all__ = [
     # models, priors and likelihoods
     "BayesianCNN", "BayesianMLP", "BayesianModel", "to_bayesian", "pretrained_weights",
     "Prior", "NormalPrior", "LaplacePrior", "StudentTPrior", "EmpiricalBayes", "prior_scales",
-    "Categorical", "Gaussian",
+    "Categorical", "Gaussian", "HeteroscedasticGaussian",
     # guides
     "MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank",
     # the loss and training
-    "ElboTerms", "elbo_terms", "Flipout", "LocalReparameterization", "FusedMeanField",
+    "ElboTerms", "elbo_terms", "Flipout", "LocalReparameterization", "DenseLocalReparameterization", "FusedMeanField",
     "KLWeight", "TrainingInterrupted", "fit", "training_objective",
     # evaluation, posterior health, the NUTS reference
     "evaluate", "predict", "posterior_samples", "predict_with_samples",
-    "classification_metrics", "regression_metrics", "ood_metrics", "posterior_health", "nuts_posterior",
+    "classification_metrics", "regression_metrics", "in_original_units", "ood_metrics", "posterior_health", "nuts_posterior",
     # data and saved posteriors
-    "DataSplits", "load_data", "make_loader", "load_posterior", "save_posterior",
+    "DataSplits", "load_data", "load_uci", "make_loader", "load_posterior", "save_posterior",
 ]

@@ -3,6 +3,7 @@ compose helper, the tiny run configs. Tests import from here, never from each ot
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,12 @@ def train_in_process(run_dir, *overrides):
     from pyro_bnn.app.train import train
 
     return train(compose_train(*overrides), run_dir)
+
+
+def fake_job(sweep: Path, job: int, overrides, rmse, ll):
+    """A finished job dir of a regression sweep: its overrides and a metrics.json with these test figures."""
+    run = sweep / str(job)
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    metrics = {"test": {"rmse": rmse, "log_likelihood": ll}, "train": {"nll": 1.0, "kl": 2.0}, "time_s": 3.0}
+    (run / "metrics.json").write_text(json.dumps(metrics))

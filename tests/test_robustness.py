@@ -89,6 +89,25 @@ def test_sigterm_checkpoints_and_resume_finishes_like_an_uninterrupted_run(tmp_p
     assert not (interrupted / "status.json").exists()  # no longer "interrupted": it finished
 
 
+def snapshot(run_dir: Path) -> dict:
+    """Every file under ``run_dir`` with its bytes."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_refused_commands_leave_a_finished_run_byte_identical(tmp_path):
+    run_dir = tmp_path / "run"
+    cli("pyro_bnn.train", "+experiment=debug", *QUIET, f"hydra.run.dir={run_dir}")
+    before = snapshot(run_dir)
+    out = cli("pyro_bnn.train", "+experiment=debug", "prior.scale=0.5", "resume=true", *QUIET,
+              f"hydra.run.dir={run_dir}", check=False)
+    assert out.returncode != 0 and "that run finished (metrics.json is there)" in last_line(out)
+    assert snapshot(run_dir) == before
+    out = cli("pyro_bnn.train", "+experiment=debug", *QUIET, f"hydra.run.dir={run_dir}", check=False)
+    assert out.returncode != 0 and "already holds a run (metrics.json, posterior.pt, history.csv" in last_line(out)
+    assert "resume=true" in last_line(out)
+    assert snapshot(run_dir) == before
+
+
 @pytest.mark.slow
 def test_resume_with_another_config_names_the_keys(tmp_path):
     run_dir = tmp_path / "run"
@@ -100,8 +119,11 @@ def test_resume_with_another_config_names_the_keys(tmp_path):
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGINT
+    before = snapshot(run_dir)
     out = cli("pyro_bnn.train", *SHORT, "prior.scale=0.5", "resume=true", f"hydra.run.dir={run_dir}", check=False)
     assert "the config differs from the checkpoint's at prior.scale" in last_line(out)
+    assert snapshot(run_dir) == before  # still the interrupted run, resumable with its own overrides
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
 
 
 def test_unreadable_and_mismatched_posteriors_are_refused(tmp_path):

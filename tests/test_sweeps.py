@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import TINY, cli, compose_train
+from helpers import TINY, cli, compose_train, fake_job
 from pyro_bnn.app.summarize import summarize
 
 
@@ -99,3 +99,14 @@ def test_optuna_preset_searches_and_summarises(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok"]
     best = (tmp_path / "optimization_results.yaml").read_text()
     assert f"best_value: {min(float(r['nll']) for r in rows)}" in best
+
+
+def test_a_job_without_a_swept_key_is_summarised(tmp_path):
+    """A resumed job's overrides may lack a key the others have (launcher=): its row is kept, the plots drawn."""
+    fake_job(tmp_path, 0, ["launcher=local_parallel", "prior.scale=1"], 1.0, -1.0)
+    fake_job(tmp_path, 1, ["launcher=local_parallel", "prior.scale=2"], 2.0, -2.0)
+    fake_job(tmp_path, 2, ["prior.scale=3", "resume=true"], 3.0, -3.0)
+    rows = summarize(tmp_path)
+    assert [r.get("launcher", "") for r in rows] == ["local_parallel", "local_parallel", ""]
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert (tmp_path / "summary_launcher.png").is_file() and (tmp_path / "summary_prior.scale.png").is_file()

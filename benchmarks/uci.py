@@ -1,0 +1,257 @@
+"""The UCI regression benchmark: pyro_bnn's ``+experiment=uci`` preset beside two local baselines, on the published
+splits, against the published tables.
+
+For each data set (the standard layout under ``--root``; see ``../shared/uci/README.md`` for the protocol):
+
+* ``pyro_bnn``: ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> 'data.split=range(<n>)'
+  model.hidden=[<n_hidden>] launcher=local_parallel`` (one Hydra sweep per data set; ``n_hidden`` is the
+  benchmark's, from ``n_hidden.txt``); each job's ``metrics.json`` gives the test metrics in the original units
+  and ``fit_time_s``;
+* ``ensemble``: a deep ensemble (Lakshminarayanan et al. 2017) of 5 heteroscedastic MLPs of the same size (mean and
+  ``1e-6 + softplus`` sd outputs, Gaussian NLL, Adam lr 0.01, batch 100, 40 epochs, no adversarial training; seeds
+  0..4), predicting the mixture of the 5 Normals;
+* ``dropout``: MC dropout (Gal & Ghahramani 2016, the published code's recipe): dropout on the input and the
+  hidden layer, weight decay ``(1 - p) l^2 / (2 N tau)`` with ``l = 0.01``, batch 128, Adam lr 0.01 with a cosine
+  decay, the data set's ``n_epochs.txt`` epochs or more: at least 2,000 steps per candidate and 4,000 for the final
+  network (the published 40 epochs are 80 steps on yacht, which leave the network far from fitted); ``p`` and the
+  noise precision ``tau`` chosen per split from the data set's ``dropout_rates.txt`` x ``tau_values.txt`` grid by
+  the log-likelihood on the last 20% of the training split, then retrained on the whole training split; 100
+  dropout masks at test time.
+
+All are scored by the same code (:func:`pyro_bnn.regression_metrics`, :func:`pyro_bnn.in_original_units`) on the
+same standardised splits (:func:`pyro_bnn.load_data`). ``s/split`` is the training time of one split, on one
+thread (the baselines run ``--jobs`` splits at once, the sweep 2 jobs at once on 2 cores). The published rows
+are those of ``../shared/uci/README.md``; "2 SE" says whether a local baseline's mean is within two of its
+standard errors of its published figure.
+
+    python benchmarks/uci.py --root ../shared/uci
+    python benchmarks/uci.py --root ../shared/uci --datasets yacht --splits 0 1 2 --methods ensemble dropout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from pyro_bnn import in_original_units, load_data, make_loader, regression_metrics
+
+DATASETS = ["bostonHousing", "energy", "naval-propulsion-plant", "power-plant", "protein-tertiary-structure",
+            "wine-quality-red", "yacht"]
+SHORT = {"bostonHousing": "boston", "naval-propulsion-plant": "naval", "power-plant": "power",
+         "protein-tertiary-structure": "protein", "wine-quality-red": "wine"}
+#: ``../shared/uci/README.md``: (RMSE, LL) per data set; None where a paper gives no figure.
+PUBLISHED = {
+    "MC dropout (paper)": {"boston": (2.97, -2.46), "energy": (1.66, -1.99), "naval": (0.01, 3.80),
+                           "power": (4.02, -2.80), "protein": (4.36, -2.89), "wine": (0.62, -0.93),
+                           "yacht": (1.11, -1.55)},
+    "MC dropout (grid)": {"boston": (2.90, -2.40), "energy": (0.54, -1.21), "naval": (0.00, 4.45),
+                          "power": (4.01, -2.80), "protein": (4.27, -2.87), "wine": (0.62, -0.93),
+                          "yacht": (0.67, -1.25)},
+    "deep ensemble": {"boston": (3.28, -2.41), "energy": (2.09, -1.38), "naval": (0.00, 5.63),
+                      "power": (4.11, -2.79), "protein": (4.71, -2.83), "wine": (0.64, -0.94),
+                      "yacht": (1.58, -1.18)},
+    "MCVI + learned prior": {"boston": (None, -2.46), "energy": (None, -1.03), "naval": (None, 5.94),
+                             "power": (None, -2.80), "protein": (None, -2.87), "wine": (None, -0.92),
+                             "yacht": (None, -0.68)},
+}
+#: Which published row each local baseline reproduces.
+REPRODUCES = {"ensemble": "deep ensemble", "dropout": "MC dropout (paper)"}
+
+
+def read_int(path: Path) -> int:
+    return int(float(path.read_text().split()[0]))
+
+
+def read_floats(path: Path) -> List[float]:
+    return [float(v) for v in path.read_text().split()]
+
+
+def mlp(d_in: int, hidden: int, d_out: int, dropout: float = 0.0) -> nn.Sequential:
+    layers = [nn.Dropout(dropout)] if dropout else []
+    layers += [nn.Linear(d_in, hidden), nn.ReLU()]
+    layers += [nn.Dropout(dropout)] if dropout else []
+    return nn.Sequential(*layers, nn.Linear(hidden, d_out))
+
+
+def train_net(net: nn.Module, x, y, loss_fn, epochs: int, batch: int, lr: float, seed: int, weight_decay: float = 0.0,
+              min_steps: int = 0, cosine: bool = False):
+    loader = make_loader(torch.utils.data.TensorDataset(x, y), batch, shuffle=True, seed=seed)
+    epochs = max(epochs, math.ceil(min_steps / len(loader)))
+    adam = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    total = epochs * len(loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(adam, lambda i: 0.5 * (1 + math.cos(math.pi * i / total)) if cosine else 1.0)
+    net.train()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            adam.zero_grad(set_to_none=True)
+            loss_fn(net(xb), yb).backward()
+            adam.step()
+            schedule.step()
+    return net
+
+
+def heteroscedastic_nll(out, y):
+    return -torch.distributions.Normal(out[:, 0], 1e-6 + nn.functional.softplus(out[:, 1])).log_prob(y).mean()
+
+
+def ensemble(data, hidden: int, seed: int = 0, members: int = 5) -> Dict[str, float]:
+    """Metrics (original units) of a deep ensemble of heteroscedastic MLPs, and its training time."""
+    (x, y), (xt, yt) = data.train.tensors, data.test.tensors
+    start = time.perf_counter()
+    nets = []
+    for m in range(members):
+        torch.manual_seed(1000 * seed + m)
+        nets.append(train_net(mlp(x.shape[1], hidden, 2), x, y, heteroscedastic_nll, 40, 100, 0.01, 1000 * seed + m))
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        out = torch.stack([net.eval()(xt) for net in nets])
+    metrics = regression_metrics(out[..., 0], 1e-6 + nn.functional.softplus(out[..., 1]), yt)
+    return {**in_original_units(metrics, data.target_std), "train_s": seconds}
+
+
+def dropout_fit(x, y, hidden: int, p: float, tau_std: float, epochs: int, seed: int, min_steps: int) -> nn.Module:
+    """One MC-dropout network; ``tau_std``: the noise precision in standardised units."""
+    torch.manual_seed(seed)
+    weight_decay = (1 - p) * 1e-2 ** 2 / (2 * len(x) * tau_std)
+    return train_net(mlp(x.shape[1], hidden, 1, p), x, y, lambda out, yb: (out[:, 0] - yb).pow(2).mean(),
+                     epochs, 128, 1e-2, seed, weight_decay, min_steps=min_steps, cosine=True)
+
+
+def dropout_predict(net: nn.Module, x, tau_std: float, y, masks: int = 100) -> Dict[str, float]:
+    net.train()  # dropout on at test time: each pass is one posterior draw
+    with torch.no_grad():
+        locs = torch.stack([net(x)[:, 0] for _ in range(masks)])
+    return regression_metrics(locs, tau_std ** -0.5, y)
+
+
+def mc_dropout(data, hidden: int, folder: Path, seed: int = 0) -> Dict[str, float]:
+    """MC dropout with ``p`` and ``tau`` chosen on the last 20% of the training split; metrics in original units."""
+    (x, y), (xt, yt) = data.train.tensors, data.test.tensors
+    epochs = read_int(folder / "n_epochs.txt")
+    grid = [(p, tau) for p in read_floats(folder / "dropout_rates.txt") for tau in read_floats(folder / "tau_values.txt")]
+    start = time.perf_counter()
+    cut = int(0.8 * len(x))
+    scores = []
+    for p, tau in grid:
+        tau_std = tau * data.target_std ** 2  # tau is the precision in the original units
+        net = dropout_fit(x[:cut], y[:cut], hidden, p, tau_std, epochs, seed, min_steps=2000)
+        scores.append((dropout_predict(net, x[cut:], tau_std, y[cut:])["log_likelihood"], p, tau))
+    _, p, tau = max(scores)
+    tau_std = tau * data.target_std ** 2
+    net = dropout_fit(x, y, hidden, p, tau_std, epochs, seed, min_steps=4000)
+    seconds = time.perf_counter() - start
+    metrics = dropout_predict(net, xt, tau_std, yt)
+    return {**in_original_units(metrics, data.target_std), "train_s": seconds, "dropout": p, "tau": tau}
+
+
+def baseline_job(job) -> Dict:
+    method, name, split, root = job
+    torch.set_num_threads(1)
+    folder = Path(root) / name / "data"
+    data = load_data("uci", root=root, name=name, split=split)
+    hidden = read_int(folder / "n_hidden.txt")
+    result = ensemble(data, hidden) if method == "ensemble" else mc_dropout(data, hidden, folder)
+    return {"method": method, "data": name, "split": split, **result}
+
+
+def pyro_bnn_sweep(name: str, splits: List[int], root: str, out: Path, reuse: bool) -> List[Dict]:
+    """The preset's Hydra sweep over ``splits`` of data set ``name``; one record per finished job."""
+    sweep = out / name
+    if not (reuse and (sweep / "multirun.yaml").is_file()):
+        hidden = read_int(Path(root) / name / "data" / "n_hidden.txt")
+        command = [sys.executable, "-m", "pyro_bnn.train", "-m", "+experiment=uci", f"data.name={name}",
+                   f"data.root={root}", f"data.split={','.join(map(str, splits))}", f"model.hidden=[{hidden}]",
+                   "launcher=local_parallel", f"hydra.sweep.dir={sweep}", "hydra.job_logging.root.level=WARNING",
+                   "progress=false"]
+        print("$", " ".join(command), file=sys.stderr, flush=True)
+        subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
+    records = []
+    for metrics_file in sorted(sweep.glob("*/metrics.json")):
+        metrics = json.loads(metrics_file.read_text())
+        if metrics["data"]["split"] in splits:
+            records.append({"method": "pyro_bnn", "data": name, "split": metrics["data"]["split"], **metrics["test"],
+                            "train_s": metrics["fit_time_s"]})
+    return records
+
+
+def mean_se(values: List[float]):
+    n = len(values)
+    mean = sum(values) / n
+    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else float("nan")
+    return mean, se
+
+
+def table(records: List[Dict], methods: List[str], datasets: List[str]) -> str:
+    lines = ["| data set | method | splits | RMSE | test LL | coverage_90 | s/split | 2 SE of published (RMSE / LL) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in datasets:
+        short = SHORT.get(name, name)
+        for method in methods:
+            rows = [r for r in records if r["method"] == method and r["data"] == name]
+            if not rows:
+                continue
+            (rmse, rmse_se), (ll, ll_se) = mean_se([r["rmse"] for r in rows]), mean_se([r["log_likelihood"] for r in rows])
+            coverage, _ = mean_se([r["coverage_90"] for r in rows])
+            seconds, _ = mean_se([r["train_s"] for r in rows])
+            check = ""
+            if method in REPRODUCES:
+                pub_rmse, pub_ll = PUBLISHED[REPRODUCES[method]][short]
+                check = (f"{'yes' if abs(rmse - pub_rmse) <= 2 * rmse_se else 'no'} / "
+                         f"{'yes' if abs(ll - pub_ll) <= 2 * ll_se else 'no'} ({REPRODUCES[method]})")
+            lines.append(f"| {short} | {method} | {len(rows)} | {rmse:.3f} +- {rmse_se:.3f} | {ll:.3f} +- {ll_se:.3f} "
+                         f"| {coverage:.3f} | {seconds:.1f} | {check} |")
+        for row, figures in PUBLISHED.items():
+            rmse, ll = figures[short]
+            lines.append(f"| {short} | published: {row} | | {'-' if rmse is None else f'{rmse:.2f}'} | {ll:.2f} | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default="../shared/uci", help="the folder holding the data sets in the UCI layout")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--splits", nargs="+", type=int, help="default: every split of each data set")
+    parser.add_argument("--methods", nargs="+", default=["pyro_bnn", "ensemble", "dropout"],
+                        choices=["pyro_bnn", "ensemble", "dropout"])
+    parser.add_argument("--jobs", type=int, default=2, help="baseline splits trained at once")
+    parser.add_argument("--out", default="outputs/uci_benchmark", help="where the pyro_bnn sweeps go")
+    parser.add_argument("--reuse", action="store_true", help="read the pyro_bnn sweeps already in --out")
+    parser.add_argument("--json", help="also write every split's record to this file")
+    args = parser.parse_args()
+    root = str(Path(args.root).resolve())
+    splits = {name: args.splits or list(range(read_int(Path(root) / name / "data" / "n_splits.txt")))
+              for name in args.datasets}
+    records: List[Dict] = []
+    wall = {}
+    if "pyro_bnn" in args.methods:
+        start = time.perf_counter()
+        for name in args.datasets:
+            records += pyro_bnn_sweep(name, splits[name], root, Path(args.out).resolve(), args.reuse)
+        wall["pyro_bnn"] = time.perf_counter() - start
+    jobs = [(m, name, s, root) for m in ("ensemble", "dropout") if m in args.methods
+            for name in args.datasets for s in splits[name]]
+    if jobs:
+        start = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            for record in pool.imap_unordered(baseline_job, jobs):
+                records.append(record)
+        wall["baselines"] = time.perf_counter() - start
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+    print(table(records, args.methods, args.datasets))
+    print()
+    print("wall-clock minutes: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in wall.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The UCI regression benchmark: the loader on files written in the layout, the heteroscedastic likelihood's ELBO,
+metrics in the original units, the preset end to end, the replicates' mean +- standard error of a sweep."""
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+from helpers import QUIET, FixedNoise, assert_close, cli, fake_job, last_line, spread_guide
+from pyro_bnn import (
+    BayesianMLP,
+    Gaussian,
+    HeteroscedasticGaussian,
+    NormalPrior,
+    auto_normal,
+    evaluate,
+    fit,
+    in_original_units,
+    load_data,
+    make_loader,
+    regression_metrics,
+)
+from pyro_bnn.app.summarize import replicate_groups, summarize
+from pyro_bnn.fused import FusedMeanField
+
+SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "uci"
+
+
+def write_uci(root: Path, name="toy", rows=60, splits=3, seed=0, constant_column=False) -> np.ndarray:
+    """A data set in the benchmark's layout: 3 inputs and a target ``10 + 5 * (x0 - x1) + noise`` in column 3."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 3)) * [1.0, 2.0, 0.5] + [0.0, 3.0, -1.0]
+    if constant_column:
+        x[:, 2] = 7.0
+    y = 10 + 5 * (x[:, 0] - x[:, 1]) + 0.5 * rng.normal(size=rows)
+    table = np.column_stack([x[:, :2], x[:, 2], y])
+    folder = root / name / "data"
+    folder.mkdir(parents=True)
+    np.savetxt(folder / "data.txt", table)
+    np.savetxt(folder / "index_features.txt", [0, 1, 2], fmt="%d")
+    np.savetxt(folder / "index_target.txt", [3], fmt="%d")
+    (folder / "n_splits.txt").write_text(f"{splits}\n")
+    (folder / "n_hidden.txt").write_text("8\n")
+    for i in range(splits):
+        order = np.random.default_rng(100 + i).permutation(rows)
+        np.savetxt(folder / f"index_train_{i}.txt", order[: int(0.8 * rows)], fmt="%d")
+        np.savetxt(folder / f"index_test_{i}.txt", order[int(0.8 * rows):], fmt="%d")
+    return table
+
+
+def test_the_loader_reads_a_split_and_standardises_it_by_its_training_part(tmp_path):
+    table = write_uci(tmp_path)
+    data = load_data("uci", root=str(tmp_path), name="toy", split=1)
+    train = np.loadtxt(tmp_path / "toy" / "data" / "index_train_1.txt", dtype=int)
+    test = np.loadtxt(tmp_path / "toy" / "data" / "index_test_1.txt", dtype=int)
+    x, y = data.train.tensors
+    assert (data.in_shape, data.num_outputs, data.task, data.loader, data.split) == ((3,), 1, "regression", "uci", 1)
+    assert len(data.train) == len(train) and len(data.test) == len(test)
+    assert data.target_mean == pytest.approx(table[train, 3].mean())
+    assert data.target_std == pytest.approx(table[train, 3].std(ddof=1))
+    assert_close(x.mean(0), torch.zeros(3), atol=1e-5)  # the training part has mean 0, sd 1...
+    assert_close(x.std(0), torch.ones(3), atol=1e-5)
+    expected_test = (table[test, 3] - table[train, 3].mean()) / table[train, 3].std(ddof=1)
+    assert_close(data.test.tensors[1], torch.tensor(expected_test), atol=1e-5)  # ...and the test part its statistics
+    assert not torch.equal(y, load_data("uci", root=str(tmp_path), name="toy", split=0).train.tensors[1])
+
+
+def test_a_constant_input_keeps_sd_one_and_is_named(tmp_path, caplog):
+    write_uci(tmp_path, constant_column=True)
+    with caplog.at_level(logging.WARNING):
+        data = load_data("uci", root=str(tmp_path), name="toy", split=0)
+    assert bool((data.train.tensors[0][:, 2] == 0).all())  # (7 - 7) / 1
+    assert "input column(s) [2] of data.txt are constant" in caplog.text
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("split", "data.split=3: UCI data set 'toy' has splits 0 .. 2"),
+    ("missing", "index_test_0.txt is missing"),
+    ("text", "data.txt line 5 is not numeric"),
+    ("index", "index_train_0.txt holds indices outside 0 .. 59"),
+    ("folder", "no UCI data set 'other' under"),
+])
+def test_bad_files_get_one_clear_line(tmp_path, damage, message):
+    write_uci(tmp_path)
+    folder = tmp_path / "toy" / "data"
+    name, split = "toy", 0
+    if damage == "split":
+        split = 3
+    elif damage == "missing":
+        (folder / "index_test_0.txt").unlink()
+    elif damage == "text":
+        lines = (folder / "data.txt").read_text().splitlines()
+        lines[4] = "1.0 two 3.0 4.0"
+        (folder / "data.txt").write_text("\n".join(lines) + "\n")
+    elif damage == "index":
+        (folder / "index_train_0.txt").write_text("0\n60\n")
+    else:
+        name = "other"
+    with pytest.raises((ValueError, FileNotFoundError), match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_data("uci", root=str(tmp_path), name=name, split=split)
+
+
+def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
+    def offline(url, timeout):
+        raise URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    with pytest.raises(FileNotFoundError, match="UCI data set 'yacht' could not be downloaded from https://raw"):
+        load_data("uci", root=str(tmp_path), name="yacht", download=True)
+
+
+@pytest.mark.skipif(not (SHARED_UCI / "yacht").is_dir(), reason="../shared/uci is not here")
+def test_the_published_yacht_splits_load():
+    data = load_data("uci", root=str(SHARED_UCI), name="yacht", split=19)
+    assert (len(data.train), len(data.test), data.in_shape) == (277, 31, (6,))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_heteroscedastic_loss_equals_trace_elbo_given_the_same_noise(fused):
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 3), torch.randn(40)
+    model = BayesianMLP(3, 2, hidden=(8,), prior=NormalPrior(1.0), likelihood=HeteroscedasticGaussian(0.01),
+                        num_data=400)
+    guide = spread_guide(model, x, y)
+    step = FusedMeanField(model, guide, kl="mc")
+    pyro.set_rng_seed(3)
+    terms = step(x, y)
+    pyro.set_rng_seed(3)
+    noise = dict(zip(step.names, torch.randn_like(step.loc).split(step.sizes)))
+    expected = Trace_ELBO().differentiable_loss(model, FixedNoise(noise)(guide), x, y)
+    assert_close(terms.loss, expected, rtol=1e-5)
+    # the observation's sd is floor + softplus(second output), per example
+    outputs = torch.tensor([[0.0, -50.0], [1.0, 0.0]])
+    loc, scale = model.likelihood.loc_scale(outputs)
+    assert_close(loc, [0.0, 1.0])
+    assert_close(scale, [0.01, 0.01 + math.log(2.0)], rtol=1e-5)
+    fit(model, guide, make_loader(torch.utils.data.TensorDataset(x, y), 20), epochs=2, fused=fused)
+
+
+def test_likelihoods_refuse_a_network_of_the_wrong_width():
+    with pytest.raises(ValueError, match="HeteroscedasticGaussian reads 2 network output"):
+        BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian())
+    with pytest.raises(ValueError, match="Gaussian reads 1 network output"):
+        BayesianMLP(3, 10, likelihood=Gaussian())
+    with pytest.raises(ValueError, match="min_scale=0"):
+        HeteroscedasticGaussian(0)
+
+
+def test_regression_metrics_of_a_heteroscedastic_mixture_and_in_original_units():
+    locs = torch.tensor([[0.0, 1.0], [2.0, 1.0]])  # S = 2 draws, N = 2 examples
+    scales = torch.tensor([[1.0, 0.5], [1.0, 2.0]])
+    y = torch.tensor([1.0, 1.0])
+    m = regression_metrics(locs, scales, y)
+    normal = torch.distributions.Normal
+    ll = [math.log(0.5 * (normal(0.0, 1.0).log_prob(torch.tensor(1.0)).exp() + normal(2.0, 1.0).log_prob(torch.tensor(1.0)).exp())),
+          math.log(0.5 * (normal(1.0, 0.5).log_prob(torch.tensor(1.0)).exp() + normal(1.0, 2.0).log_prob(torch.tensor(1.0)).exp()))]
+    assert m["log_likelihood"] == pytest.approx(sum(ll) / 2)
+    assert m["epistemic_std"] == pytest.approx(0.5)  # sd of the means: 1 and 0
+    assert m["aleatoric_std"] == pytest.approx((1.0 + math.sqrt((0.25 + 4) / 2)) / 2)
+    assert m["predictive_std"] == pytest.approx((math.sqrt(1 + 1) + math.sqrt(2.125)) / 2)
+    original = in_original_units(m, 4.0)
+    assert original["rmse"] == pytest.approx(4 * m["rmse"])
+    assert original["log_likelihood"] == pytest.approx(m["log_likelihood"] - math.log(4.0))
+    assert original["coverage_90"] == m["coverage_90"]
+
+
+def test_the_metrics_in_original_units_are_those_of_the_unstandardised_targets(tmp_path):
+    """The same predictive scored on standardised targets and converted, or scored on the original targets."""
+    write_uci(tmp_path)
+    data = load_data("uci", root=str(tmp_path), name="toy", split=0)
+    model = BayesianMLP(3, 2, hidden=(8,), likelihood=HeteroscedasticGaussian(), num_data=len(data.train))
+    guide = auto_normal(model, init_scale=0.01)
+    fit(model, guide, make_loader(data.train, 16, shuffle=True), epochs=5)
+    pyro.set_rng_seed(0)
+    standardised = evaluate(model, guide, make_loader(data.test, 100), num_samples=20)
+    pyro.set_rng_seed(0)
+    from pyro_bnn import predict
+
+    outputs, targets = predict(model, guide, make_loader(data.test, 100), num_samples=20)
+    loc, scale = model.likelihood.loc_scale(outputs)
+    s, m = data.target_std, data.target_mean
+    direct = regression_metrics(loc * s + m, scale * s, targets * s + m)
+    for key, value in in_original_units(standardised, s).items():
+        assert value == pytest.approx(direct[key], rel=1e-6), key
+
+
+def test_the_preset_trains_and_reports_original_units(tmp_path):
+    write_uci(tmp_path / "uci", rows=80)
+    run_dir = tmp_path / "run"
+    cli("pyro_bnn.train", "+experiment=uci", "data.name=toy", f"data.root={tmp_path / 'uci'}", "data.split=2",
+        "inference.steps=60", "eval.num_samples=10", *QUIET, f"hydra.run.dir={run_dir}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    std = metrics["data"]["target_std"]
+    assert metrics["data"]["split"] == 2 and metrics["exact_elbo"] is True
+    assert metrics["epochs"] == math.ceil(60 / math.ceil(64 / 32))  # inference.steps: 60 steps of 2 per epoch
+    assert metrics["test"]["rmse"] == pytest.approx(metrics["test_standardised"]["rmse"] * std)
+    assert metrics["test"]["log_likelihood"] == pytest.approx(metrics["test_standardised"]["log_likelihood"] - math.log(std))
+    assert set(metrics["prior_scales"]) == {"net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"}
+    assert (run_dir / "predictive.png").stat().st_size > 1000
+    evaluation = cli("pyro_bnn.app.evaluate", f"run_dir={run_dir}", *QUIET)
+    assert json.loads(evaluation.stdout)["rmse"] == pytest.approx(metrics["test"]["rmse"], rel=0.3)
+    out = cli("pyro_bnn.train", "+experiment=uci", "data.name=toy", f"data.root={tmp_path / 'uci'}", "data.split=5",
+              *QUIET, f"hydra.run.dir={tmp_path / 'refused'}", check=False)
+    assert "data.split=5: UCI data set 'toy' has splits 0 .. 2" in last_line(out)
+
+
+def test_a_sweep_summary_gives_the_mean_and_standard_error_over_splits_and_seeds(tmp_path):
+    values = {("a", 0): (1.0, -1.0), ("a", 1): (2.0, -2.0), ("a", 2): (4.0, -3.0), ("b", 0): (5.0, -4.0)}
+    for job, ((group, split), (rmse, ll)) in enumerate(values.items()):
+        fake_job(tmp_path, job, [f"data.name={group}", f"data.split={split}"], rmse, ll)
+    rows = summarize(tmp_path)
+    groups = replicate_groups(rows, ["data.name", "data.split"])
+    a = next(g for g in groups if g["data.name"] == "a")
+    assert a["replicates"] == 3 and a["rmse_mean"] == pytest.approx(7 / 3)
+    assert a["rmse_se"] == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1) / math.sqrt(3))
+    assert a["log_likelihood_se"] == pytest.approx(1 / math.sqrt(3))
+    b = next(g for g in groups if g["data.name"] == "b")
+    assert b["replicates"] == 1 and "rmse_se" not in b
+    table = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [float(r["rmse_mean"]) for r in table] == pytest.approx([7 / 3] * 3 + [5.0])
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "Mean +- standard error over the replicates" in markdown and "| a | 3 | 2.333 +- 0.88 |" in markdown
