@@ -167,7 +167,7 @@ def uci_info(name: str, root: str = "data") -> Tuple[int, int]:
             int(_read_numbers(folder / "n_hidden.txt", integers=True).reshape(-1)[0]))
 
 
-def load_uci(name: str, split: int = 0, root: str = "data", download: bool = False) -> DataSplits:
+def load_uci(name: str, split: int = 0, root: str = "data", download: bool = False, validation: float = 0.0) -> DataSplits:
     """Split ``split`` of the UCI regression data set ``name`` in the benchmark's layout under ``root``
     (``<root>/<name>/data/data.txt``, ``index_features.txt``, ``index_target.txt``, ``index_train_<i>.txt``,
     ``index_test_<i>.txt``, ``n_splits.txt``; ``download=True`` fetches missing files from :data:`UCI_URL`).
@@ -201,6 +201,12 @@ def load_uci(name: str, split: int = 0, root: str = "data", download: bool = Fal
         raise ValueError(f"{folder / 'index_target.txt'} names {len(target)} columns: one regression target is supported")
     if not bool(torch.isfinite(table).all()):
         raise ValueError(f"{folder / 'data.txt'} holds NaN or inf values: clean or impute the data first")
+    if validation:
+        cut = len(train) - int(round(validation * len(train)))
+        if not 2 <= cut < len(train):
+            raise ValueError(f"data.validation={validation}: it leaves {cut} of {len(train)} training examples; "
+                             "use a share that keeps both parts non-empty, e.g. 0.2")
+        train, test = train[:cut], train[cut:]
     x, y = table[:, features], table[:, target[0]]
     x_mean, x_std = x[train].mean(0), x[train].std(0)
     constant = [int(features[i]) for i in torch.nonzero(x_std == 0).reshape(-1)]
@@ -310,16 +316,20 @@ def load_ood(data: DataSplits, name: str, root: str = "data", download: bool = F
 
 def load_data(dataset: str, root: str = "data", download: bool = False, split_seed: int = 0,
               holdout_classes: Sequence[int] = (), subset: int = 0, name: Optional[str] = None,
-              split: int = 0) -> DataSplits:
+              split: int = 0, validation: float = 0.0) -> DataSplits:
     """Load ``dataset`` (one of :data:`DATASETS`), without ``holdout_classes`` (see :func:`hold_out`),
     keeping only the first ``subset`` training examples when ``subset > 0`` (the split is already shuffled).
 
     :param name: ``dataset="uci"``: the data set's folder under ``root`` (e.g. ``"yacht"``); ``split``: its split.
+    :param float validation: > 0: the last ``validation`` share of the training split replaces the test split
+        (a validation set; for ``uci`` the inputs and target are standardised by the rest alone).
     """
+    if not (isinstance(validation, (int, float)) and 0 <= validation < 1):
+        raise ValueError(f"data.validation={validation}: use a share in [0, 1), e.g. 0.2 (0: the test split)")
     if dataset == "uci":
         if not name:
             raise ValueError("dataset 'uci' needs the data set's name (data.name=yacht, load_data('uci', name='yacht'))")
-        data = load_uci(name, split, root, download)
+        data = load_uci(name, split, root, download, validation)
     elif dataset == "digits":
         data = load_digits_splits(split_seed)
     elif dataset == "toy_regression":
@@ -329,6 +339,12 @@ def load_data(dataset: str, root: str = "data", download: bool = False, split_se
     else:
         raise ValueError(f"data={dataset!r} is not known; choose one of {list(DATASETS)}")
     data.loader = dataset
+    if validation and dataset != "uci":
+        x, y = data.train.tensors
+        cut = len(x) - int(round(validation * len(x)))
+        if not 1 <= cut < len(x):
+            raise ValueError(f"data.validation={validation} leaves {cut} of {len(x)} training examples: use e.g. 0.2")
+        data.train, data.test = TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])
     if len(holdout_classes):
         data = hold_out(data, holdout_classes)
     if subset:

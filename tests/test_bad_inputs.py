@@ -15,7 +15,16 @@ from torch.utils.data import TensorDataset
 
 from bad_inputs import CLI, LIBRARY
 from helpers import ROOT, cli, last_line, small_mlp, train_in_process
-from pyro_bnn import BayesianCNN, auto_normal, evaluate, fit, load_data, make_loader
+from pyro_bnn import (
+    BayesianCNN,
+    BayesianMLP,
+    HeteroscedasticGaussian,
+    auto_normal,
+    evaluate,
+    fit,
+    load_data,
+    make_loader,
+)
 from pyro_bnn.app import explain, summarize
 from pyro_bnn.app.config import CONF_DIR
 from pyro_bnn.app.evaluate import check_run_dir_argument, evaluate_run
@@ -105,6 +114,10 @@ def _library_case(case: str, small_digits):
         "evaluate(num_samples=2.5)": lambda: evaluate(model, guide, loader(), num_samples=2.5),
         "evaluate(a broken posterior)": lambda: _evaluate_broken(model, guide, loader()),
         "load_data('mnist', download=True), offline": _download_offline,
+        "HeteroscedasticGaussian(min_scale=0)": lambda: HeteroscedasticGaussian(min_scale=0),
+        "BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian())":
+            lambda: BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian()),
+        "load_data('uci', name='yacht'), not there": lambda: load_data("uci", root="/nonexistent/data", name="yacht"),
     }
     return calls[case], guide
 

@@ -33,7 +33,8 @@ def load_run_data(data_cfg: DictConfig) -> DataSplits:
     """The data of ``cfg.data`` (:func:`pyro_bnn.data.load_data`; configs saved before ``data.loader`` existed
     name their loader ``data.name``)."""
     return load_data(data_cfg.get("loader", data_cfg.name), data_cfg.root, data_cfg.download, data_cfg.split_seed,
-                     data_cfg.holdout_classes, data_cfg.subset, name=data_cfg.name, split=data_cfg.get("split", 0))
+                     data_cfg.holdout_classes, data_cfg.subset, name=data_cfg.name, split=data_cfg.get("split", 0),
+                     validation=data_cfg.get("validation", 0.0))
 
 
 def build_likelihood(cfg: DictConfig, task: str):

@@ -61,6 +61,7 @@ class DataConfig:
     loader: str = MISSING
     name: str = MISSING
     split: int = MISSING
+    validation: float = MISSING
     root: str = MISSING
     download: bool = MISSING
     split_seed: int = MISSING
@@ -186,6 +187,7 @@ _RULES = [
     ("data.loader", _one_of(DATASETS), f"one of {list(DATASETS)} (data=<one of them>; a UCI data set: data=uci "
                                        "data.name=<its folder under data.root>)"),
     ("data.split", lambda v: v >= 0, "an integer >= 0 (uci: the index of the benchmark's fixed split)"),
+    ("data.validation", lambda v: 0 <= v < 1, "a share in [0, 1), e.g. 0.2 (0: score the test split)"),
     ("data.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.test_batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("data.subset", lambda v: v >= 0, "an integer >= 0 (0: the whole training split)"),

@@ -1,0 +1,77 @@
+"""Choosing the UCI preset without the test splits: candidate recipes scored on a validation part of training splits.
+
+Each candidate is ``+experiment=uci`` with a few overrides, trained on the first 80% of a training split and scored
+on its last 20% (``data.validation=0.2``: the test split is never read), for every data set under ``--root``. The
+table gives the validation log-likelihood (original units) per data set and candidate, and each candidate's mean
+rank over the data sets (1 is best); the preset is the candidate of the best mean rank.
+
+    python benchmarks/uci_recipe.py --root ../shared/uci --splits 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Dict, List
+
+from hydra import compose, initialize_config_dir
+
+#: Overrides of ``+experiment=uci`` (heteroscedastic, N(0, 1)); the learned prior is ``prior=empirical_bayes``
+#: (N(0, s^2 / fan_in) per site, ``s^2`` at its ELBO optimum under an InvGamma(alpha = 1) hyperprior).
+LEARNED_PRIOR = ["prior=empirical_bayes", "prior.hyperprior_alpha=1.0"]
+CANDIDATES = {
+    "heteroscedastic, learned prior": LEARNED_PRIOR,
+    "homoscedastic, learned prior": ["model.likelihood=gaussian", *LEARNED_PRIOR],
+    "heteroscedastic, N(0, 1)": [],
+    "homoscedastic, N(0, 1)": ["model.likelihood=gaussian"],
+}
+DATASETS = ["bostonHousing", "energy", "naval-propulsion-plant", "power-plant", "protein-tertiary-structure",
+            "wine-quality-red", "yacht"]
+
+
+def run(job) -> Dict:
+    candidate, name, split, root = job
+    from pyro_bnn.app.config import CONF_DIR
+    from pyro_bnn.app.train import train
+
+    hidden = int(float((Path(root) / name / "data" / "n_hidden.txt").read_text().split()[0]))
+    overrides = ["+experiment=uci", f"data.name={name}", f"data.root={root}", f"data.split={split}",
+                 "data.validation=0.2", f"model.hidden=[{hidden}]", "progress=false", *CANDIDATES[candidate]]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = train(cfg, tmp)
+    return {"candidate": candidate, "data": name, "split": split, **metrics["test"], "fit_s": metrics["fit_time_s"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default="../shared/uci")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--splits", nargs="+", type=int, default=[0])
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    root = str(Path(args.root).resolve())
+    jobs = [(c, d, s, root) for d in args.datasets for s in args.splits for c in CANDIDATES]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        records: List[Dict] = list(pool.imap_unordered(run, jobs))
+    ranks = {c: [] for c in CANDIDATES}
+    print("| data set | " + " | ".join(CANDIDATES) + " |")
+    print("|---|" + "---|" * len(CANDIDATES))
+    for name in args.datasets:
+        ll = {c: statistics.mean(r["log_likelihood"] for r in records if r["candidate"] == c and r["data"] == name)
+              for c in CANDIDATES}
+        rmse = {c: statistics.mean(r["rmse"] for r in records if r["candidate"] == c and r["data"] == name)
+                for c in CANDIDATES}
+        for rank, c in enumerate(sorted(CANDIDATES, key=lambda c: -ll[c]), 1):
+            ranks[c].append(rank)
+        print(f"| {name} | " + " | ".join(f"{ll[c]:.3f} ({rmse[c]:.3g})" for c in CANDIDATES) + " |")
+    print("| mean rank | " + " | ".join(f"{statistics.mean(ranks[c]):.2f}" for c in CANDIDATES) + " |")
+    print("\nvalidation log-likelihood (RMSE), original units; splits " + " ".join(map(str, args.splits)))
+
+
+if __name__ == "__main__":
+    main()
