@@ -74,15 +74,27 @@ def _check_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, argument: 
     if y.is_floating_point() or y.dtype == torch.bool:
         raise TypeError(f"the labels y of {argument} have dtype {y.dtype}: a classification model needs "
                         "integer class indices (y.long())")
-    devices = [x.device] if x.device.type == "cuda" else []
-    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices):  # leaves the seeded RNG as it was
-        num_classes = model.outputs(x[:1]).shape[-1]
+    num_classes = _num_outputs(model, x)
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         raise ValueError(f"the labels y of {argument} hold the class {bad}, but the model has {num_classes} "
                          f"outputs (classes 0..{num_classes - 1}): relabel the data to 0..C-1, or build the "
                          "model with more outputs")
+
+
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    """The network's outputs per example, from one example, changing nothing: evaluation mode (no BatchNorm
+    statistics updated, any batch size), no gradient, no Pyro effects, the seeded RNG as it was."""
+    modes = [(module, module.training) for module in model.modules()]
+    devices = [x.device] if x.device.type == "cuda" else []
+    model.eval()
+    try:
+        with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices):
+            return model.outputs(x[:1]).shape[-1]
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def check_count(value, argument: str, minimum: int = 1) -> int:

@@ -1,5 +1,7 @@
 """Library calls with bad data or arguments: one error naming the argument and the fix, before any work."""
 
+import math
+
 import pyro
 import pytest
 import torch
@@ -8,7 +10,7 @@ from pyro.infer import Trace_ELBO
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import small_mlp
-from pyro_bnn import BayesianMLP, Gaussian, KLWeight, MeanFieldNormal, auto_normal, fit, make_loader
+from pyro_bnn import BayesianMLP, Gaussian, KLWeight, MeanFieldNormal, auto_normal, fit, make_loader, to_bayesian
 from pyro_bnn.checks import check_batch, check_loader, first_batch
 
 
@@ -101,3 +103,17 @@ def test_the_guide_skips_the_jacobian_of_masked_constrained_sites():
     assert masked.nodes["w"]["fn"].__class__.__name__ == "Normal"  # real sites: the Normal at the site
     with poutine.mask(mask=False):
         assert float(Trace_ELBO().differentiable_loss(model, guide)) == 0.0
+
+
+def test_the_first_batch_check_changes_nothing_and_fits_a_batchnorm_resnet():
+    torchvision = pytest.importorskip("torchvision")
+    net = torchvision.models.resnet18(num_classes=10)
+    model = to_bayesian(net, (3, 16, 16), num_data=8)
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    check_batch(model, x, y)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm's running statistics included
+    assert model.training and all(m.training for m in model.modules())
+    history = fit(model, auto_normal(model, init_scale=1e-3), make_loader(TensorDataset(x, y), 2), epochs=1)
+    assert len(history) == 1 and math.isfinite(history[0]["loss"])
