@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from numbers import Integral, Real
-from typing import Iterable, Tuple
+from typing import Iterable, Optional, Tuple
 
 import torch
 from pyro import poutine
@@ -97,10 +97,13 @@ def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
             module.training = training
 
 
-def check_count(value, argument: str, minimum: int = 1) -> int:
-    """``value`` as an int, if it is a whole number >= ``minimum``."""
+def check_count(value, argument: str, minimum: int = 1, maximum: Optional[int] = None) -> int:
+    """``value`` as an int, if it is a whole number >= ``minimum`` (and <= ``maximum``, where a larger value only
+    exhausts memory or time)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise ValueError(f"{argument}={value!r}: use a whole number >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{argument}={value!r}: use a whole number from {minimum} to {maximum}")
     return int(value)
 
 

@@ -27,6 +27,8 @@ from .checks import check_count
 from .inference import device_of
 
 ECE_BINS = 15
+#: Predictive draws beyond which scoring only exhausts memory (each holds the network's outputs on the whole set).
+MAX_SAMPLES = 10_000
 #: Probability mass of the central predictive interval whose coverage regression reports.
 COVERAGE_MASS = 0.9
 
@@ -52,7 +54,7 @@ def posterior_samples(model: nn.Module, guide: nn.Module, loader: Iterable, num_
 
     :param loader: any data the model accepts (its first batch sets up the traces).
     """
-    num_samples = check_count(num_samples, "num_samples")
+    num_samples = check_count(num_samples, "num_samples", maximum=MAX_SAMPLES)
     (x, y), = _batches(model, loader, first_only=True)
     with pyro.validation_enabled(False):  # only the sites are read; a broken posterior is named by score()
         model_trace = poutine.trace(model).get_trace(x, y)

@@ -33,6 +33,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 from torch import nn
 from torch.distributions import biject_to, constraints
 
+from .checks import check_count
 from .priors import fan_in
 
 INIT_LOCS = ("pytorch", "median")
@@ -160,13 +161,16 @@ def auto_delta(model: nn.Module, init_loc: str = "pytorch") -> autoguide.AutoDel
     return autoguide.AutoDelta(model, init_loc_fn=_init_loc_fn(model, init_loc))
 
 
+#: The low-rank guide's largest rank (its covariance factor holds rank x the number of weights numbers).
+MAX_RANK = 1_000
+
+
 def auto_lowrank(
     model: nn.Module, rank: int = 10, init_scale: float = 1e-3, init_loc: str = "pytorch"
 ) -> autoguide.AutoLowRankMultivariateNormal:
     """Multivariate Normal with a rank-``rank`` plus diagonal covariance over all weights jointly."""
     _check_init_scale(init_scale)
-    if int(rank) < 1:
-        raise ValueError(f"rank={rank}: the low-rank guide needs rank >= 1")
+    rank = check_count(rank, "rank", maximum=MAX_RANK)
     return autoguide.AutoLowRankMultivariateNormal(
         model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale), rank=int(rank)
     )

@@ -47,6 +47,9 @@ FUSED = ("auto", True, False)
 
 log = logging.getLogger(__name__)
 
+#: Weight draws per step beyond which a step only exhausts memory (each draw holds the network's activations).
+MAX_PARTICLES = 1_000
+
 
 def is_fused_choice(value) -> bool:
     """Whether ``value`` is one of :data:`FUSED` (``True``/``False`` themselves, not 1 or 0)."""
@@ -222,7 +225,7 @@ def _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_pa
         raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
     check_count(epochs, "epochs")
     check_positive(lr, "lr")
-    check_count(num_particles, "num_particles")
+    check_count(num_particles, "num_particles", maximum=MAX_PARTICLES)
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule={lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
     estimator_handler(estimator)  # an unknown name fails here, before any work

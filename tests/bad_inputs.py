@@ -26,6 +26,8 @@ CLI = [
     ("pyro_bnn.train", "resume=true hydra.run.dir={tmp}/nothing_here", "has no checkpoint.pt: pass hydra.run.dir"),
     ("pyro_bnn.train", "hydra.run.dir={tmp}/a_file/run", "cannot be written (Not a directory): set hydra.run.dir"),
     ("pyro_bnn.train", "hydra.run.dir={run}", "already holds a run (metrics.json"),
+    ("pyro_bnn.train", "inference.num_particles=100000",
+     "inference.num_particles=100000 is not allowed: use an integer from 1 to 1000"),
     ("pyro_bnn.train", "resume=true hydra.run.dir={run}", "that run finished (metrics.json is there)"),
     ("pyro_bnn.train", "data=uci model=mlp data.root={tmp}", "no UCI data set 'yacht' under"),
     ("pyro_bnn.train", "data=uci model=mlp data.validation=1", "data.validation=1.0 is not allowed: use a share in [0, 1)"),
@@ -34,6 +36,7 @@ CLI = [
     ("pyro_bnn.app.evaluate", "run_dir={tmp}/nonexistent", "no saved posterior at"),
     ("pyro_bnn.app.evaluate", "run_dir={run} dataset=mnist", "evaluate reads it under the run's data.root"),
     ("pyro_bnn.app.evaluate", "run_dir={run} num_samples=0", "num_samples=0: use a whole number >= 1"),
+    ("pyro_bnn.app.evaluate", "run_dir={run} num_samples=1000000", "num_samples=1000000: use a whole number from 1 to 10000"),
     ("pyro_bnn.app.evaluate", "run_dir={run} dataset=toy_regression", "pick a data set of the same shape"),
     ("pyro_bnn.app.explain", "--run-dir {tmp}/nonexistent", "no saved posterior at"),
     ("pyro_bnn.app.explain", "--run-dir {tmp}/truncated", "is not a readable pyro_bnn saved posterior"),
@@ -63,4 +66,6 @@ LIBRARY = [
     ("HeteroscedasticGaussian(min_scale=0)", "likelihood min_scale=0: the noise sd's floor must be a finite number > 0"),
     ("BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian())", "HeteroscedasticGaussian reads 2 network output(s) per example"),
     ("load_data('uci', name='yacht'), not there", "no UCI data set 'yacht' under"),
+    ("fit(num_particles=100000)", "num_particles=100000: use a whole number from 1 to 1000"),
+    ("auto_lowrank(rank=10**6)", "rank=1000000: use a whole number from 1 to 1000"),
 ]

@@ -19,6 +19,7 @@ from pyro_bnn import (
     BayesianCNN,
     BayesianMLP,
     HeteroscedasticGaussian,
+    auto_lowrank,
     auto_normal,
     evaluate,
     fit,
@@ -118,6 +119,8 @@ def _library_case(case: str, small_digits):
         "BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian())":
             lambda: BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian()),
         "load_data('uci', name='yacht'), not there": lambda: load_data("uci", root="/nonexistent/data", name="yacht"),
+        "fit(num_particles=100000)": lambda: fit(model, guide, loader(), num_particles=100000),
+        "auto_lowrank(rank=10**6)": lambda: auto_lowrank(model, rank=10**6),
     }
     return calls[case], guide
 

@@ -24,8 +24,9 @@ from omegaconf import MISSING, DictConfig
 from ..data import DATASETS, OOD_SETS
 from ..elbo import ELBO_KL
 from ..estimators import ESTIMATORS
-from ..guides import INIT_LOCS
-from ..inference import KL_SCHEDULES, LR_SCHEDULES, is_fused_choice
+from ..evaluation import MAX_SAMPLES
+from ..guides import INIT_LOCS, MAX_RANK
+from ..inference import KL_SCHEDULES, LR_SCHEDULES, MAX_PARTICLES, is_fused_choice
 from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import ACTIVATIONS
 from ..priors import PRIOR_FAMILIES
@@ -39,9 +40,7 @@ MODELS = ("mlp", "cnn")
 REGRESSION_DATASETS = ("toy_regression", "uci")
 #: Upper bounds where a larger value only exhausts memory or time: predictive samples (each holds the network's
 #: outputs on the whole test set), torch threads per run, the low-rank guide's rank.
-MAX_SAMPLES = 10_000
 MAX_THREADS = 4 * (os.cpu_count() or 1)
-MAX_RANK = 1_000
 REFERENCES = ("none", "nuts")
 #: Metrics a job can return to a sweeper (``objective=``), as ``<section>.<name>`` of metrics.json.
 OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.ood_auroc_entropy",
@@ -216,7 +215,7 @@ _RULES = [
     ("inference.lr", _positive, "a finite number > 0, e.g. 1e-3"),
     ("inference.epochs", lambda v: v >= 1, "an integer >= 1"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
-    ("inference.num_particles", lambda v: v >= 1, "an integer >= 1"),
+    ("inference.num_particles", lambda v: 1 <= v <= MAX_PARTICLES, f"an integer from 1 to {MAX_PARTICLES}"),
     ("inference.kl_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (1 is the exact ELBO)"),
     ("inference.kl_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
     ("inference.kl_schedule", _one_of(KL_SCHEDULES), f"one of {list(KL_SCHEDULES)}"),
