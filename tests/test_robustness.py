@@ -182,3 +182,25 @@ def test_loading_a_file_never_executes_code(tmp_path, loader):
     with pytest.raises(ValueError, match="is not a readable pyro_bnn"):
         loader(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def test_json_files_are_strict_json(tmp_path):
+    from pyro_bnn.app.run_dir import write_json
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    write_json(tmp_path / "a.json", {"max_r_hat": float("inf"), "nested": [float("nan"), 1.5, {"x": -float("inf")}]})
+    assert json.loads((tmp_path / "a.json").read_text(), parse_constant=refuse) == \
+        {"max_r_hat": None, "nested": [None, 1.5, {"x": None}]}
+
+
+def test_metrics_record_the_environment_and_the_kl_weights_used(tmp_path):
+    from helpers import train_in_process
+
+    metrics = train_in_process(tmp_path / "run", "+experiment=debug", "inference.kl_warmup_epochs=100")
+    env = metrics["environment"]
+    assert env["world_size"] == 1 and env["device"] == "cpu" and env["threads"] == 1
+    assert env["torch"] == torch.__version__ and env["pyro"] == pyro.__version__ and env["pyro_bnn"]
+    used = metrics["kl_weight_used"]
+    assert used["warmup_finished"] is False and used["first_epoch"] < used["last_epoch"] < metrics["kl_weight"]

@@ -74,7 +74,8 @@ def test_toy_regression_run_is_more_uncertain_in_the_gap(tmp_path):
     # the recipe (1000 epochs) gives 0.27 in the gap vs 0.14 on the data; 300 epochs already show it
     proc = cli("pyro_bnn.train", "+experiment=toy_regression", "inference.epochs=300", f"hydra.run.dir={tmp_path}")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["test"]) == {"rmse", "log_likelihood", "predictive_std", "coverage_90"}
+    assert set(metrics["test"]) == {"rmse", "log_likelihood", "predictive_std", "aleatoric_std", "epistemic_std",
+                                    "coverage_90"}
     assert (tmp_path / "predictive.png").is_file() and not (tmp_path / "reliability.png").exists()
     gap = metrics["uncertainty"]
     assert gap["predictive_std_gap"] > 1.3 * gap["predictive_std_data"], gap

@@ -196,7 +196,8 @@ def test_the_preset_trains_and_reports_original_units(tmp_path):
     write_uci(tmp_path / "uci", rows=80)
     run_dir = tmp_path / "run"
     cli("pyro_bnn.train", "+experiment=uci", "data.name=toy", f"data.root={tmp_path / 'uci'}", "data.split=2",
-        "inference.steps=60", "eval.num_samples=10", *QUIET, f"hydra.run.dir={run_dir}")
+        "inference.steps=60", "eval.num_samples=10", "prior=empirical_bayes", "prior.hyperprior_alpha=1.0", *QUIET,
+        f"hydra.run.dir={run_dir}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     std = metrics["data"]["target_std"]
     assert metrics["data"]["split"] == 2 and metrics["exact_elbo"] is True

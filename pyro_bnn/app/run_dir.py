@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,8 +43,20 @@ def write_text(path, text: str) -> None:
         tmp.write_text(text)
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf: not JSON) as None, so that strict parsers read the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def write_json(path, data: Dict) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as strict JSON (non-finite numbers as null), atomically."""
+    write_text(path, json.dumps(strict_json(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_csv(path, rows: Iterable[Dict]) -> None:

@@ -95,6 +95,8 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
              data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
              cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
+    environment = run_environment(cfg)
+    log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
     title = run_title(cfg, data.name)
     start = time.perf_counter()
     first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
@@ -112,7 +114,8 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         test, extra, samples, raw = _score(cfg, model, guide, data, ood, output_dir, title)
         health = _posterior_health(cfg, model, guide, output_dir, title)
         reporter.add_metrics(test, epochs)
-    metrics = _metrics(cfg, history, data, test, extra, health, prior_scales(model), start, fit_s, epochs)
+    metrics = _metrics(cfg, history, data, test, extra, health, prior_scales(model), start, fit_s, epochs,
+                       environment)
     if cfg.reference.method == "nuts":
         metrics["reference"] = _reference(cfg, model, guide, samples, raw, test, data, output_dir)
     write_json(output_dir / "metrics.json", metrics)
@@ -204,7 +207,7 @@ def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: st
 
 
 def _metrics(cfg: DictConfig, history, data: DataSplits, test, extra, health, learned_scales, start: float,
-             fit_s: float, epochs: int) -> Dict[str, Any]:
+             fit_s: float, epochs: int, environment: Dict[str, Any]) -> Dict[str, Any]:
     """The content of ``metrics.json`` (without the NUTS reference); regression metrics of standardised targets in
     the original units under ``test``, as computed under ``test_standardised``."""
     last = history[-1]
@@ -223,11 +226,39 @@ def _metrics(cfg: DictConfig, history, data: DataSplits, test, extra, health, le
         **({"prior_scales": learned_scales} if learned_scales else {}),
         "exact_elbo": KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs).is_exact_elbo,
         "kl_weight": cfg.inference.kl_weight,
+        "kl_weight_used": {"first_epoch": history[0]["kl_weight"], "last_epoch": last["kl_weight"],
+                           "warmup_finished": epochs >= cfg.inference.kl_warmup_epochs},
+        "environment": environment,
         "time_s": time.perf_counter() - start,
         "fit_time_s": fit_s,
         "epochs": epochs,
         "seed": cfg.seed,
     }
+
+
+def run_environment(cfg: DictConfig) -> Dict[str, Any]:
+    """Where and how a run ran: processes, backend, device, threads, the versions of torch, pyro and pyro_bnn, and the
+    git commit of a checkout (None elsewhere)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own_version = version("pyro_bnn")
+    except PackageNotFoundError:
+        own_version = None
+    return {"world_size": world()[1], "backend": dist.get_backend() if dist.is_initialized() else None,
+            "device": _device(cfg.device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "pyro": pyro.__version__, "pyro_bnn": own_version, "git_commit": _git_commit()}
+
+
+def _git_commit() -> Optional[str]:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _reference(cfg: DictConfig, model, guide, samples, raw, test, data: DataSplits, output_dir: Path) -> Dict:
