@@ -204,3 +204,28 @@ def test_metrics_record_the_environment_and_the_kl_weights_used(tmp_path):
     assert env["torch"] == torch.__version__ and env["pyro"] == pyro.__version__ and env["pyro_bnn"]
     used = metrics["kl_weight_used"]
     assert used["warmup_finished"] is False and used["first_epoch"] < used["last_epoch"] < metrics["kl_weight"]
+
+
+@pytest.mark.slow
+def test_a_second_signal_stops_a_long_step_at_once(tmp_path):
+    """Steps of ~1 s (a wide MLP on whole-data batches): the first SIGINT waits for the step's end, the second does
+    not; the last finished epoch's checkpoint stays, and the run resumes from it."""
+    run_dir = tmp_path / "run"
+    slow = ["+experiment=debug", "model=mlp", "model.hidden=[4000,4000]", "data.batch_size=512", "inference.epochs=50",
+            *QUIET, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "pyro_bnn.train", *slow], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    assert "a second signal stopped it in the middle of a step (the checkpoint holds the last finished epoch)" in \
+        stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr
+    assert load_checkpoint(run_dir / "checkpoint.pt")["training"]["step"] == 0  # an epoch's end, not a step's
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"

@@ -70,6 +70,8 @@ def _evaluate_app(cfg: DictConfig) -> Dict:
     except (ConfigError, OSError, ValueError) as err:  # OSError: e.g. a run dir that cannot be written
         log.error("%s", err)
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: nothing was written (evaluate writes evaluation_<data>.json only once it has finished)")
     print(json.dumps(metrics, indent=2))
     return metrics
 

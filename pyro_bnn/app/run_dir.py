@@ -152,20 +152,35 @@ class RunInterrupted(Exception):
 
     def __init__(self, signum: int, output_dir: Path, where: str):
         self.signum = signum
-        super().__init__(
-            f"{signal.Signals(signum).name} received: {where}; the checkpoint is in {output_dir / CHECKPOINT}. "
-            f"Resume with the same overrides plus: resume=true hydra.run.dir={output_dir}"
-        )
+        resume = (f"the checkpoint is in {output_dir / CHECKPOINT}. Resume with the same overrides plus: resume=true "
+                  f"hydra.run.dir={output_dir}" if (output_dir / CHECKPOINT).is_file() else
+                  "start the run again in a fresh dir")
+        super().__init__(f"{signal.Signals(signum).name} received: {where}; {resume}")
+
+
+class StoppedAtOnce(Exception):
+    """A second SIGINT/SIGTERM while a step ran: training stopped there, without finishing the step."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @contextmanager
 def signals_stop_training() -> Iterator[List[int]]:
-    """Turn SIGINT/SIGTERM into a request to stop at the next step boundary (the list of received signals)."""
+    """Turn a first SIGINT/SIGTERM into a request to stop at the next step boundary (the list of received signals);
+    a second one raises :class:`StoppedAtOnce` where the process is (a long step need not finish)."""
     received: List[int] = []
     previous = {}
+
+    def receive(number, frame):
+        received.append(number)
+        if len(received) > 1:
+            raise StoppedAtOnce(number)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+            previous[signum] = signal.signal(signum, receive)
         except ValueError:  # not the main thread: the launcher handles signals
             pass
     try:

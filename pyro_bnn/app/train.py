@@ -57,6 +57,7 @@ from .run_dir import (
     STATUS_FILE,
     RunDirRefused,
     RunInterrupted,
+    StoppedAtOnce,
     check_run_dir,
     check_writable,
     resume_state,
@@ -182,6 +183,11 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
             )
         except TrainingInterrupted as stop:
             raise RunInterrupted(received[0], output_dir, str(stop)) from None
+        except StoppedAtOnce as stop:
+            kept = ("the checkpoint holds the last finished epoch" if (output_dir / CHECKPOINT).is_file()
+                    else "no epoch had finished, so there is no checkpoint to resume from")
+            raise RunInterrupted(stop.signum, output_dir, f"a second signal stopped it in the middle of a step ({kept})"
+                                 ) from None
 
 
 def _score(cfg: DictConfig, model, guide, data: DataSplits, ood, output_dir: Path, title: str):
