@@ -20,11 +20,14 @@ torchvision test set, normalised like the training data).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, TensorDataset
+
+from .checks import check_count
 
 DATASETS = ("digits", "toy_regression", "uci", "mnist", "fashion_mnist", "cifar10")
 OOD_SETS = ("none", "rotated", "heldout", "mnist", "fashion_mnist")
@@ -360,8 +363,9 @@ def make_loader(dataset: TensorDataset, batch_size: int, shuffle: bool = False, 
     With ``world_size`` K > 1 (data-parallel training, :mod:`pyro_bnn.distributed`) it yields the part ``rank``
     of each of those batches, cut into K contiguous near-equal parts: over the ranks, the same minibatches.
     """
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size={batch_size}: use a batch size >= 1")
+    batch_size, world_size = check_count(batch_size, "batch_size"), check_count(world_size, "world_size")
+    if isinstance(rank, bool) or not (isinstance(rank, Integral) and 0 <= rank < world_size):
+        raise ValueError(f"rank={rank!r}: use 0 .. world_size - 1 = {world_size - 1}")
     if shuffle:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:

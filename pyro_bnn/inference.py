@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import nullcontext
+from numbers import Real
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import pyro
@@ -67,10 +68,9 @@ class KLWeight:
     """
 
     def __init__(self, weight: float = 1.0, warmup_epochs: int = 0, schedule: str = "uniform"):
-        if not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"kl_weight={weight}: use a finite number >= 0 (1 is the exact ELBO)")
-        if int(warmup_epochs) < 0:
-            raise ValueError(f"kl_warmup_epochs={warmup_epochs}: use a number of epochs >= 0")
+        if isinstance(weight, bool) or not isinstance(weight, Real) or not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"kl_weight={weight!r}: use a finite number >= 0 (1 is the exact ELBO)")
+        check_count(warmup_epochs, "kl_warmup_epochs", minimum=0)
         if schedule not in KL_SCHEDULES:
             raise ValueError(f"kl_schedule={schedule!r} is not known; choose one of {list(KL_SCHEDULES)}")
         self.weight = float(weight)
@@ -212,7 +212,7 @@ def _as_kl_weight(kl_weight) -> KLWeight:
         return KLWeight()
     if isinstance(kl_weight, KLWeight):
         return kl_weight
-    if isinstance(kl_weight, (int, float)) and not isinstance(kl_weight, bool):
+    if isinstance(kl_weight, Real) and not isinstance(kl_weight, bool):  # numpy and torch scalars too
         return KLWeight(float(kl_weight))
     raise TypeError(f"kl_weight={kl_weight!r}: pass a number (the KL weight of every step) or a "
                     "KLWeight(weight, warmup_epochs, schedule)")

@@ -14,6 +14,7 @@ Sample site names are the network's parameter names (``net.<i>.weight``).
 from __future__ import annotations
 
 import copy
+from numbers import Integral
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -59,8 +60,7 @@ class BayesianModel(PyroModule):
             raise TypeError(f"prior={prior!r}: pass a Prior object, e.g. pyro_bnn.NormalPrior(1.0)")
         if likelihood is not None and not isinstance(likelihood, Likelihood):
             raise TypeError(f"likelihood={likelihood!r}: pass a Likelihood object, pyro_bnn.Categorical() or Gaussian()")
-        if int(num_data) < 1:
-            raise ValueError(f"num_data={num_data}: pass the number of training examples (>= 1)")
+        check_count(num_data, "num_data")
         self.likelihood = likelihood if likelihood is not None else Categorical()
         if num_outputs is not None:
             self.likelihood.check_num_outputs(int(num_outputs))
@@ -107,7 +107,11 @@ class BayesianMLP(BayesianModel):
         num_data: int = 1,
     ):
         in_shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
-        widths = [int(torch.tensor(in_shape).prod())] + [int(h) for h in hidden]
+        if isinstance(hidden, (int, str)) or not all(isinstance(d, Integral) for d in (hidden or ())):
+            raise ValueError(f"hidden={hidden!r}: pass a sequence of layer widths, e.g. (100, 100) (or () for none)")
+        for i, d in enumerate(in_shape):
+            check_count(d, f"in_shape[{i}]")
+        widths = [int(torch.tensor(in_shape).prod())] + [check_count(h, "hidden width") for h in hidden]
         layers = [nn.Flatten()]
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), _activation(activation)]

@@ -91,7 +91,9 @@ class Prior:
         self.scale = float(scale)
         self.loc = float(loc)
         self.layer_scales = {str(k): float(v) for k, v in (layer_scales or {}).items()}
-        self.fan_in = bool(fan_in)
+        if not isinstance(fan_in, bool):
+            raise ValueError(f"prior fan_in={fan_in!r}: pass True or False")
+        self.fan_in = fan_in
         for name, value in [("scale", self.scale)] + [
             (f"layer_scales[{k}]", v) for k, v in self.layer_scales.items()
         ]:

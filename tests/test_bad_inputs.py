@@ -19,6 +19,8 @@ from pyro_bnn import (
     BayesianCNN,
     BayesianMLP,
     HeteroscedasticGaussian,
+    KLWeight,
+    NormalPrior,
     auto_lowrank,
     auto_normal,
     evaluate,
@@ -121,6 +123,17 @@ def _library_case(case: str, small_digits):
         "load_data('uci', name='yacht'), not there": lambda: load_data("uci", root="/nonexistent/data", name="yacht"),
         "fit(num_particles=100000)": lambda: fit(model, guide, loader(), num_particles=100000),
         "auto_lowrank(rank=10**6)": lambda: auto_lowrank(model, rank=10**6),
+        "KLWeight(warmup_epochs=1.5)": lambda: KLWeight(warmup_epochs=1.5),
+        "KLWeight('0.5')": lambda: KLWeight("0.5"),
+        "make_loader(batch_size=2.5)": lambda: make_loader(TensorDataset(x, y), 2.5),
+        "make_loader(world_size=0)": lambda: make_loader(TensorDataset(x, y), 10, world_size=0),
+        "make_loader(rank=1, world_size=1)": lambda: make_loader(TensorDataset(x, y), 10, rank=1),
+        "BayesianMLP(hidden=(8.7,))": lambda: BayesianMLP(64, 10, hidden=(8.7,)),
+        "BayesianMLP(hidden=8)": lambda: BayesianMLP(64, 10, hidden=8),
+        "BayesianMLP(hidden=(0,))": lambda: BayesianMLP(64, 10, hidden=(0,)),
+        "BayesianMLP(in_shape=-3)": lambda: BayesianMLP(-3, 10),
+        "BayesianMLP(num_data=2.7)": lambda: BayesianMLP(64, 10, num_data=2.7),
+        "NormalPrior(fan_in='no')": lambda: NormalPrior(fan_in="no"),
     }
     return calls[case], guide
 
