@@ -19,6 +19,7 @@ Initial locations (``init_loc``):
 
 from __future__ import annotations
 
+import difflib
 import math
 from contextlib import ExitStack
 from typing import Callable, Mapping, Union
@@ -60,7 +61,19 @@ def pytorch_init(model: nn.Module) -> Callable[[dict], torch.Tensor]:
     return init_loc_fn
 
 
+def sample_site_names(model: nn.Module) -> list:
+    """The names of the sample sites a PyroModule ``model``'s modules declare (``net.0.weight``, ...)."""
+    return [f"{name}.{attribute}" if name else attribute for name, module in model.named_modules()
+            for attribute in getattr(module, "_pyro_samples", {})]
+
+
 def _from_values(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Callable[[dict], torch.Tensor]:
+    known = sample_site_names(model)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        raise ValueError(f"init_loc names {unknown}, which are not sites of the model"
+                         + (f" (did you mean {close[0]}?)" if close else "") + f"; its sites are {known}")
     fallback = pytorch_init(model)
 
     def init_loc_fn(site: dict) -> torch.Tensor:

@@ -79,4 +79,6 @@ LIBRARY = [
     ("BayesianMLP(in_shape=-3)", "in_shape[0]=-3: use a whole number >= 1"),
     ("BayesianMLP(num_data=2.7)", "num_data=2.7: use a whole number >= 1"),
     ("NormalPrior(fan_in='no')", "prior fan_in='no': pass True or False"),
+    ("auto_normal(init_loc={'net.1.wieght': ...})",
+     "init_loc names ['net.1.wieght'], which are not sites of the model (did you mean net.1.weight?)"),
 ]

@@ -134,6 +134,7 @@ def _library_case(case: str, small_digits):
         "BayesianMLP(in_shape=-3)": lambda: BayesianMLP(-3, 10),
         "BayesianMLP(num_data=2.7)": lambda: BayesianMLP(64, 10, num_data=2.7),
         "NormalPrior(fan_in='no')": lambda: NormalPrior(fan_in="no"),
+        "auto_normal(init_loc={'net.1.wieght': ...})": lambda: auto_normal(model, init_loc={"net.1.wieght": torch.zeros(16, 64)}),
     }
     return calls[case], guide
 
