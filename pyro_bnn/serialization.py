@@ -120,6 +120,19 @@ def load_posterior(path, model: nn.Module, guide: nn.Module, device="cpu") -> Di
     return blob
 
 
+def _check_same_prior(model: nn.Module, saved: Dict[str, torch.Tensor], source: str) -> None:
+    """Refuse a saved posterior whose fixed prior (the ``*_prior_loc`` / ``*_prior_scale`` buffers) differs from the
+    model's: loading would silently replace the model's prior. Learned prior scales are part of the posterior."""
+    learned = getattr(getattr(model, "prior", None), "learn_scale", False)
+    own = model.state_dict()
+    for key, value in saved.items():
+        if key.endswith("_prior_loc") or (key.endswith("_prior_scale") and not learned):
+            if key in own and own[key].shape == value.shape and not torch.allclose(own[key].cpu(), value.cpu()):
+                raise ValueError(f"{source} was trained under another prior than the model's ({key}: saved "
+                                 f"{float(value.reshape(-1)[0]):g}, the model's {float(own[key].reshape(-1)[0]):g}): "
+                                 "build the model with the prior it was trained with")
+
+
 def restore_posterior(blob: Dict[str, Any], model: nn.Module, guide: nn.Module, device="cpu",
                       source: str = "the saved posterior") -> None:
     """Load the states of :func:`read_posterior`'s ``blob`` into ``model`` and ``guide``."""
@@ -127,6 +140,7 @@ def restore_posterior(blob: Dict[str, Any], model: nn.Module, guide: nn.Module, 
     x = torch.zeros((1, *spec["in_shape"]), device=device)
     y = torch.zeros(1, dtype=torch.long if spec["task"] == "classification" else torch.float32, device=device)
     initialize_guide(guide, x, y)
+    _check_same_prior(model, blob["model_state"], source)
     try:
         model.load_state_dict(blob["model_state"])
         guide.load_state_dict(blob["guide_state"])

@@ -81,4 +81,6 @@ LIBRARY = [
     ("NormalPrior(fan_in='no')", "prior fan_in='no': pass True or False"),
     ("auto_normal(init_loc={'net.1.wieght': ...})",
      "init_loc names ['net.1.wieght'], which are not sites of the model (did you mean net.1.weight?)"),
+    ("load_posterior(into a model with another prior)",
+     "was trained under another prior than the model's (net.1.weight_prior_scale: saved 1, the model's 0.1)"),
 ]

@@ -26,7 +26,9 @@ from pyro_bnn import (
     evaluate,
     fit,
     load_data,
+    load_posterior,
     make_loader,
+    save_posterior,
 )
 from pyro_bnn.app import explain, summarize
 from pyro_bnn.app.config import CONF_DIR
@@ -135,6 +137,7 @@ def _library_case(case: str, small_digits):
         "BayesianMLP(num_data=2.7)": lambda: BayesianMLP(64, 10, num_data=2.7),
         "NormalPrior(fan_in='no')": lambda: NormalPrior(fan_in="no"),
         "auto_normal(init_loc={'net.1.wieght': ...})": lambda: auto_normal(model, init_loc={"net.1.wieght": torch.zeros(16, 64)}),
+        "load_posterior(into a model with another prior)": lambda: _load_into_another_prior(model, guide, loader()),
     }
     return calls[case], guide
 
@@ -152,6 +155,16 @@ def _download_offline():
         return load_data("mnist", root="/nonexistent/data", download=True)
     finally:
         torchvision.datasets.MNIST.__init__ = original
+
+
+def _load_into_another_prior(model, guide, loader):
+    import tempfile
+
+    fit(model, guide, loader, epochs=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_posterior(f"{tmp}/posterior.pt", model, guide, {"in_shape": [1, 8, 8], "task": "classification"})
+        other = small_mlp(scale=0.1)
+        return load_posterior(f"{tmp}/posterior.pt", other, auto_normal(other))
 
 
 def _evaluate_broken(model, guide, loader):
