@@ -351,6 +351,9 @@ def load_data(dataset: str, root: str = "data", download: bool = False, split_se
     if len(holdout_classes):
         data = hold_out(data, holdout_classes)
     if subset:
+        if subset > len(data.train):
+            raise ValueError(f"data.subset={subset} is more than the {len(data.train)} training examples of {data.name}: "
+                             "use 0 (all of them) or a smaller subset")
         data.train = TensorDataset(*(t[: int(subset)] for t in data.train.tensors))
     return data
 

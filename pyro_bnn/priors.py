@@ -32,6 +32,8 @@ import torch
 from pyro.nn import PyroSample
 from torch import nn
 
+#: The largest prior location accepted.
+MAX_LOC = 1e3
 #: Layer types whose parameters become sample sites.
 BAYESIAN_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -90,6 +92,9 @@ class Prior:
     ):
         self.scale = float(scale)
         self.loc = float(loc)
+        if not (math.isfinite(self.loc) and abs(self.loc) <= MAX_LOC):
+            raise ValueError(f"prior loc={loc}: use a finite number of magnitude at most {MAX_LOC:g} (weights of that "
+                             "size overflow the network's activations)")
         self.layer_scales = {str(k): float(v) for k, v in (layer_scales or {}).items()}
         if not isinstance(fan_in, bool):
             raise ValueError(f"prior fan_in={fan_in!r}: pass True or False")
@@ -200,8 +205,9 @@ class StudentTPrior(Prior):
 
     def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False, df: float = 3.0):
         super().__init__(scale, loc, layer_scales, fan_in)
-        if not df > 0:
-            raise ValueError(f"prior df={df}: the Student-t degrees of freedom must be > 0")
+        if not (math.isfinite(df) and df > 0):
+            raise ValueError(f"prior df={df}: the Student-t degrees of freedom must be a finite number > 0 (a Normal "
+                             "is prior.family=normal)")
         self.df = float(df)
 
     def distribution(self, loc, scale):

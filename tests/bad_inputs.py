@@ -26,6 +26,8 @@ CLI = [
     ("pyro_bnn.train", "resume=true hydra.run.dir={tmp}/nothing_here", "has no checkpoint.pt: pass hydra.run.dir"),
     ("pyro_bnn.train", "hydra.run.dir={tmp}/a_file/run", "cannot be written (Not a directory): set hydra.run.dir"),
     ("pyro_bnn.train", "hydra.run.dir={run}", "already holds a run (metrics.json"),
+    ("pyro_bnn.train", "data.subset=100000", "data.subset=100000 is more than the"),
+    ("pyro_bnn.train", "prior.loc=1e30", "prior.loc=1e+30 is not allowed: use a finite number of magnitude at most 1000"),
     ("pyro_bnn.train", "inference.num_particles=100000",
      "inference.num_particles=100000 is not allowed: use an integer from 1 to 1000"),
     ("pyro_bnn.train", "resume=true hydra.run.dir={run}", "that run finished (metrics.json is there)"),
@@ -38,6 +40,7 @@ CLI = [
     ("pyro_bnn.app.evaluate", "run_dir={run} num_samples=0", "num_samples=0: use a whole number >= 1"),
     ("pyro_bnn.app.evaluate", "run_dir={run} num_samples=1000000", "num_samples=1000000: use a whole number from 1 to 10000"),
     ("pyro_bnn.app.evaluate", "run_dir={run} dataset=toy_regression", "pick a data set of the same shape"),
+    ("pyro_bnn.app.evaluate", "run_dir={run} dataset=foo", "dataset=foo is not known: use one of"),
     ("pyro_bnn.app.explain", "--run-dir {tmp}/nonexistent", "no saved posterior at"),
     ("pyro_bnn.app.explain", "--run-dir {tmp}/truncated", "is not a readable pyro_bnn saved posterior"),
     ("pyro_bnn.app.summarize", "{tmp}/nonexistent", "no sweep dir at"),
@@ -83,4 +86,6 @@ LIBRARY = [
      "init_loc names ['net.1.wieght'], which are not sites of the model (did you mean net.1.weight?)"),
     ("load_posterior(into a model with another prior)",
      "was trained under another prior than the model's (net.1.weight_prior_scale: saved 1, the model's 0.1)"),
+    ("StudentTPrior(df=inf)", "prior df=inf: the Student-t degrees of freedom must be a finite number > 0"),
+    ("NormalPrior(loc=nan)", "prior loc=nan: use a finite number of magnitude at most 1000"),
 ]

@@ -21,6 +21,7 @@ from pyro_bnn import (
     HeteroscedasticGaussian,
     KLWeight,
     NormalPrior,
+    StudentTPrior,
     auto_lowrank,
     auto_normal,
     evaluate,
@@ -138,6 +139,8 @@ def _library_case(case: str, small_digits):
         "NormalPrior(fan_in='no')": lambda: NormalPrior(fan_in="no"),
         "auto_normal(init_loc={'net.1.wieght': ...})": lambda: auto_normal(model, init_loc={"net.1.wieght": torch.zeros(16, 64)}),
         "load_posterior(into a model with another prior)": lambda: _load_into_another_prior(model, guide, loader()),
+        "StudentTPrior(df=inf)": lambda: StudentTPrior(df=math.inf),
+        "NormalPrior(loc=nan)": lambda: NormalPrior(loc=math.nan),
     }
     return calls[case], guide
 

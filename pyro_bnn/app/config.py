@@ -29,7 +29,7 @@ from ..guides import INIT_LOCS, MAX_RANK
 from ..inference import KL_SCHEDULES, LR_SCHEDULES, MAX_PARTICLES, is_fused_choice
 from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import ACTIVATIONS
-from ..priors import PRIOR_FAMILIES
+from ..priors import MAX_LOC, PRIOR_FAMILIES
 from .build import GUIDES
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
@@ -203,7 +203,7 @@ _RULES = [
     ("model.noise_floor", _positive, "a finite number > 0 (the heteroscedastic likelihood's smallest noise sd)"),
     ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
     ("prior.scale", _positive, "a finite number > 0"),
-    ("prior.loc", lambda v: math.isfinite(v), "a finite number"),
+    ("prior.loc", lambda v: math.isfinite(v) and abs(v) <= MAX_LOC, f"a finite number of magnitude at most {MAX_LOC:g}"),
     ("prior.layer_scales", lambda v: all(_positive(s) for s in v.values()), "a map of layer name -> scale > 0"),
     ("prior.df", lambda v: _positive(v) and v >= 1, "a finite number >= 1 (1: Cauchy; 3: the default)"),
     ("prior.hyperprior_alpha", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0: no hyperprior)"),

@@ -21,7 +21,7 @@ import hydra
 import pyro
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import load_data, load_ood, make_loader
+from ..data import DATASETS, load_data, load_ood, make_loader
 from ..evaluation import evaluate, in_original_units
 from .build import load_run_data, posterior_from_file
 from .config import CONF_DIR, ConfigError, register_configs, validate_device
@@ -37,6 +37,9 @@ def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: in
     model, guide, cfg, spec = posterior_from_file(run_dir / "posterior.pt", device)
     name = dataset or spec["name"]
     own = name == spec["name"]
+    if not own and name not in DATASETS:
+        raise ConfigError(f"dataset={name} is not known: use one of {list(DATASETS)} (or leave dataset unset: the "
+                          "run's own test split)")
     try:
         splits = (load_run_data(OmegaConf.merge(cfg.data, {"download": False})) if own else
                   load_data(name, cfg.data.root, False, cfg.data.split_seed, []))
