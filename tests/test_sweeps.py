@@ -21,18 +21,28 @@ def sweep(tmp_path, *overrides):
 def test_a_failing_job_loses_nothing_of_the_others(tmp_path, launcher):
     if launcher == "ray":
         pytest.importorskip("hydra_plugins.hydra_ray_launcher")
-    proc, rows = sweep(tmp_path, f"launcher={launcher}", "prior.scale=1,0,0.5")
+    # job 1's config is valid; its data set is not there (a failure at run time: bad configs refuse the whole sweep)
+    proc, rows = sweep(tmp_path, f"launcher={launcher}", "data=digits,mnist,digits", f"data.root={tmp_path}/no_data")
     assert proc.returncode != 0  # the sweep reports the failure...
     assert [r["job"] for r in rows] == ["0", "1", "2"]
-    assert [r["prior.scale"] for r in rows] == ["1", "0", "0.5"]
+    assert [r["data"] for r in rows] == ["digits", "mnist", "digits"]
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]  # ...and keeps the other jobs
-    assert "prior.scale=0.0 is not allowed" in rows[1]["error"]
+    assert "dataset 'mnist' was not found under" in rows[1]["error"]
     for r in (rows[0], rows[2]):
         metrics = json.loads((tmp_path / r["job"] / "metrics.json").read_text())
         assert float(r["accuracy"]) == pytest.approx(metrics["test"]["accuracy"])
         assert float(r["train_kl"]) == pytest.approx(metrics["train"]["kl"])
     assert (tmp_path / "summary.md").read_text().count("\n") == 5
-    assert (tmp_path / "summary_prior.scale.png").stat().st_size > 1000
+    assert (tmp_path / "summary_data.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_bad_job_config_is_refused_before_any_job_runs(tmp_path):
+    proc = cli("pyro_bnn.train", "-m", "prior.scale=1,0", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("error: job 1 of the sweep (prior.scale=0 +experiment=debug): "
+                                                     "prior.scale=0.0 is not allowed: use a finite number > 0; nothing was run")
+    assert not any((tmp_path / "sweep").glob("*/metrics.json"))
 
 
 @pytest.mark.slow

@@ -301,6 +301,28 @@ class OutputDirCheck(Callback):
         if (directory / "multirun.yaml").exists() or any(directory.glob("*/.hydra")):
             sys.exit(f"error: hydra.sweep.dir={directory} already holds a sweep: leave hydra.sweep.dir unset (or pass "
                      "a fresh dir); to finish one of its jobs, resume it alone: resume=true hydra.run.dir=<its job dir>")
+        self._check_jobs(config)
+
+    @staticmethod
+    def _check_jobs(config: DictConfig) -> None:
+        """Compose and validate the config of every job of a basic sweep before the first job starts; refuse the sweep
+        in one line naming the first bad job and key (other sweepers choose their jobs as they go)."""
+        from hydra import compose
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            return
+        arguments = list(config.hydra.overrides.task)
+        arguments += [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+        jobs = [job for batch in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
+                for job in batch]
+        for number, overrides in enumerate(jobs):
+            try:
+                validate(compose(config_name="train", overrides=list(overrides)))
+            except Exception as err:  # a composition error (Hydra's) or a ConfigError
+                detail = " ".join(str(err).split())[:300]
+                sys.exit(f"error: job {number} of the sweep ({' '.join(overrides)}): {detail}; nothing was run")
 
     @staticmethod
     def _check(check: Callable[[], None]) -> None:
