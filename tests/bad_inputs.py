@@ -68,6 +68,7 @@ LIBRARY = [
     ("load_data('mnist', download=True), offline", "could not be downloaded to"),
     ("HeteroscedasticGaussian(min_scale=0)", "likelihood min_scale=0: the noise sd's floor must be a finite number > 0"),
     ("BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian())", "HeteroscedasticGaussian reads 2 network output(s) per example"),
+    ("BayesianMLP(64, 10, likelihood=Gaussian())", "Gaussian reads 1 network output(s) per example, the network has 10"),
     ("load_data('uci', name='yacht'), not there", "no UCI data set 'yacht' under"),
     ("fit(num_particles=100000)", "num_particles=100000: use a whole number from 1 to 1000"),
     ("auto_lowrank(rank=10**6)", "rank=1000000: use a whole number from 1 to 1000"),

@@ -18,6 +18,7 @@ from helpers import ROOT, cli, last_line, small_mlp, train_in_process
 from pyro_bnn import (
     BayesianCNN,
     BayesianMLP,
+    Gaussian,
     HeteroscedasticGaussian,
     KLWeight,
     NormalPrior,
@@ -123,6 +124,7 @@ def _library_case(case: str, small_digits):
         "HeteroscedasticGaussian(min_scale=0)": lambda: HeteroscedasticGaussian(min_scale=0),
         "BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian())":
             lambda: BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian()),
+        "BayesianMLP(64, 10, likelihood=Gaussian())": lambda: BayesianMLP(64, 10, likelihood=Gaussian()),
         "load_data('uci', name='yacht'), not there": lambda: load_data("uci", root="/nonexistent/data", name="yacht"),
         "fit(num_particles=100000)": lambda: fit(model, guide, loader(), num_particles=100000),
         "auto_lowrank(rank=10**6)": lambda: auto_lowrank(model, rank=10**6),
