@@ -229,3 +229,15 @@ def test_a_sweep_summary_gives_the_mean_and_standard_error_over_splits_and_seeds
     assert [float(r["rmse_mean"]) for r in table] == pytest.approx([7 / 3] * 3 + [5.0])
     markdown = (tmp_path / "summary.md").read_text()
     assert "Mean +- standard error over the replicates" in markdown and "| a | 3 | 2.333 +- 0.88 |" in markdown
+
+
+def test_training_is_scaled_to_the_data_by_steps_and_min_epochs():
+    from omegaconf import OmegaConf
+
+    from pyro_bnn.app.train import run_epochs
+
+    rule = OmegaConf.create({"epochs": 5, "steps": 60, "min_epochs": 0})
+    assert run_epochs(rule, num_train=64, batch_size=32) == 30  # 2 steps per epoch
+    assert run_epochs(rule, num_train=6400, batch_size=32) == 1
+    assert run_epochs(OmegaConf.merge(rule, {"min_epochs": 4}), num_train=6400, batch_size=32) == 4
+    assert run_epochs(OmegaConf.merge(rule, {"steps": 0}), num_train=6400, batch_size=32) == 5  # epochs as given

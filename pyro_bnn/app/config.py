@@ -110,6 +110,7 @@ class InferenceConfig:
     lr: float = MISSING
     epochs: int = MISSING
     steps: int = MISSING
+    min_epochs: int = MISSING
     num_particles: int = MISSING
     kl_weight: float = MISSING
     kl_warmup_epochs: int = MISSING
@@ -215,6 +216,7 @@ _RULES = [
     ("inference.lr", _positive, "a finite number > 0, e.g. 1e-3"),
     ("inference.epochs", lambda v: v >= 1, "an integer >= 1"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
+    ("inference.min_epochs", lambda v: v >= 0, "an integer >= 0 (with inference.steps: the fewest epochs)"),
     ("inference.num_particles", lambda v: 1 <= v <= MAX_PARTICLES, f"an integer from 1 to {MAX_PARTICLES}"),
     ("inference.kl_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (1 is the exact ELBO)"),
     ("inference.kl_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),

@@ -158,10 +158,11 @@ def _load_data(cfg: DictConfig) -> Tuple[DataSplits, Optional[TensorDataset]]:
 
 def run_epochs(inference: DictConfig, num_train: int, batch_size: int) -> int:
     """The epochs a run trains: ``inference.epochs``, or with ``inference.steps`` > 0 the fewest epochs of
-    ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps (training scaled to the data)."""
+    ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps, and at least
+    ``inference.min_epochs`` (training scaled to the data)."""
     if not inference.steps:
         return int(inference.epochs)
-    return max(1, math.ceil(inference.steps / math.ceil(num_train / batch_size)))
+    return max(1, inference.min_epochs, math.ceil(inference.steps / math.ceil(num_train / batch_size)))
 
 
 def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Optional[Dict], output_dir: Path,
