@@ -249,6 +249,36 @@ def table(records: List[Dict], methods: List[str], datasets: List[str]) -> str:
     return "\n".join(lines)
 
 
+def compact_table(records: List[Dict], datasets: List[str]) -> str:
+    """The README's table: per data set, RMSE and test LL (mean +- SE) of each local method beside the published
+    figures that the targets name; ``*`` marks pyro_bnn's figure where it meets the target."""
+    def cell(method, name, key):
+        rows = [r[key] for r in records if r["method"] == method and r["data"] == name]
+        if not rows:
+            return "-", None
+        mean, se = mean_se(rows)
+        return f"{mean:.3g} +- {se:.2g}", mean
+
+    lines = ["| data set | pyro_bnn RMSE | pyro_bnn LL | ensemble (local) RMSE / LL | MC dropout (local) RMSE / LL | "
+             "published DE RMSE / LL | published MC dropout grid LL | published MCVI + learned prior LL |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in datasets:
+        short = SHORT.get(name, name)
+        (rmse, rmse_mean), (ll, ll_mean) = cell("pyro_bnn", name, "rmse"), cell("pyro_bnn", name, "log_likelihood")
+        de_rmse, de_ll = PUBLISHED["deep ensemble"][short]
+        best_ll = max(PUBLISHED["MC dropout (grid)"][short][1], de_ll)
+        mcvi = PUBLISHED["MCVI + learned prior"][short][1]
+        marks = ("*" if rmse_mean is not None and rmse_mean <= de_rmse else "",
+                 "*" if ll_mean is not None and ll_mean >= mcvi else "",
+                 "+" if ll_mean is not None and ll_mean >= best_ll else "")
+        local = [f"{cell(m, name, 'rmse')[0]} / {cell(m, name, 'log_likelihood')[0]}" for m in ("ensemble", "dropout")]
+        lines.append(f"| {short} | {rmse}{marks[0]} | {ll}{marks[1]}{marks[2]} | {local[0]} | {local[1]} | "
+                     f"{de_rmse:.2f} / {de_ll:.2f} | {PUBLISHED['MC dropout (grid)'][short][1]:.2f} | {mcvi:.2f} |")
+    lines.append("\n`*`: RMSE at most the published deep ensemble's / LL at least MCVI + learned prior's; `+`: LL at "
+                 "least the best of published MC dropout (grid) and deep ensembles.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="../shared/uci", help="the folder holding the data sets in the UCI layout")
@@ -258,7 +288,8 @@ def main() -> None:
                         choices=["pyro_bnn", "ensemble", "dropout"])
     parser.add_argument("--jobs", type=int, default=2, help="baseline splits trained at once")
     parser.add_argument("--out", default="outputs/uci_benchmark", help="where the pyro_bnn sweeps go")
-    parser.add_argument("--reuse", action="store_true", help="read the pyro_bnn sweeps already in --out")
+    parser.add_argument("--reuse", action="store_true", help="read the pyro_bnn sweeps already in --out, and the "
+                        "baselines' records already in --json")
     parser.add_argument("--json", help="also write every split's record to this file")
     args = parser.parse_args()
     root = str(Path(args.root).resolve())
@@ -266,13 +297,19 @@ def main() -> None:
               for name in args.datasets}
     records: List[Dict] = []
     wall = {}
+    kept = []
+    if args.reuse and args.json and Path(args.json).is_file():
+        kept = [r for r in json.loads(Path(args.json).read_text()) if r["method"] != "pyro_bnn"]
     if "pyro_bnn" in args.methods:
         start = time.perf_counter()
         for name in args.datasets:
             records += pyro_bnn_runs(name, splits[name], root, Path(args.out).resolve(), args.reuse)
         wall["pyro_bnn"] = time.perf_counter() - start
+    done = {(r["method"], r["data"], r["split"]) for r in kept}
+    records += [r for r in kept if r["method"] in args.methods and r["data"] in args.datasets
+                and r["split"] in splits[r["data"]]]
     jobs = [(m, name, s, root) for m in ("ensemble", "dropout") if m in args.methods
-            for name in args.datasets for s in splits[name]]
+            for name in args.datasets for s in splits[name] if (m, name, s) not in done]
     if jobs:
         start = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
@@ -282,6 +319,8 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
     print(table(records, args.methods, args.datasets))
+    print()
+    print(compact_table(records, args.datasets))
     print()
     print("wall-clock minutes: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in wall.items()))
 
