@@ -72,24 +72,29 @@ def _overrides(run_dir: Path) -> Dict[str, str]:
     return _override_columns(yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or [])
 
 
-def planned_jobs(sweep_dir: Path) -> List[Dict[str, str]]:
-    """The overrides of every job the sweep in ``sweep_dir`` was to run (Hydra's basic sweeper: the grid of its
-    ``multirun.yaml``), in job order; [] where that cannot be known (another sweeper, no ``multirun.yaml``)."""
+def sweep_job_overrides(hydra_cfg: Dict[str, Any]) -> List[List[str]]:
+    """The override strings of every job of a sweep, in job order, from its ``hydra`` config (a plain dict): the grid
+    of Hydra's basic sweeper; [] for another sweeper (it chooses its jobs as it goes)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []
+    arguments = list((hydra_cfg.get("overrides") or {}).get("task", []))
+    arguments += [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def planned_jobs(sweep_dir: Path) -> List[Dict[str, str]]:
+    """The overrides of every job the sweep in ``sweep_dir`` was to run (Hydra's basic sweeper: the grid of its
+    ``multirun.yaml``), in job order; [] where that cannot be known (another sweeper, no ``multirun.yaml``)."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return []
     hydra_cfg = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
-    sweeper = hydra_cfg.get("sweeper") or {}
-    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
-        return []
-    arguments = list(hydra_cfg.get("overrides", {}).get("task", []))
-    arguments += [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-    parsed = OverridesParser.create().parse_overrides(arguments)
-    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    return [_override_columns(job) for job in jobs]
+    return [_override_columns(job) for job in sweep_job_overrides(hydra_cfg)]
 
 
 def job_row(run_dir: Path) -> Dict[str, Any]:

@@ -87,8 +87,11 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     validate(cfg)
     output_dir = Path(output_dir)
     check_writable(output_dir)
-    check_run_dir(cfg, output_dir, hydra_files=False)  # Hydra has written its own files by now
-    state = resume_state(cfg, output_dir) if cfg.resume else None
+    if cfg.resume:
+        state = resume_state(cfg, output_dir)
+    else:
+        check_run_dir(cfg, output_dir, hydra_files=False)  # Hydra has written its own files by now
+        state = None
     _set_up_process(cfg)
     data, ood = _load_data(cfg)
     spec = data_spec(data)
@@ -309,16 +312,10 @@ class OutputDirCheck(Callback):
         """Compose and validate the config of every job of a basic sweep before the first job starts; refuse the sweep
         in one line naming the first bad job and key (other sweepers choose their jobs as they go)."""
         from hydra import compose
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
-            return
-        arguments = list(config.hydra.overrides.task)
-        arguments += [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
-        jobs = [job for batch in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
-                for job in batch]
-        for number, overrides in enumerate(jobs):
+        from .summarize import sweep_job_overrides
+
+        for number, overrides in enumerate(sweep_job_overrides(OmegaConf.to_container(config.hydra))):
             try:
                 validate(compose(config_name="train", overrides=list(overrides)))
             except Exception as err:  # a composition error (Hydra's) or a ConfigError
