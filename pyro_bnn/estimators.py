@@ -1,31 +1,31 @@
-"""Gradient estimators for Linear and Conv2d layers with Normal weights, as Pyro effect handlers.
+"""Gradient estimators for Linear and Conv1d/2d/3d layers with Normal weights, as Pyro effect handlers.
 
 By default a minibatch shares one draw of the weights (``shared``). Three handlers
-lower the variance of the gradient; all but the Conv2d approximation of the first leave
+lower the variance of the gradient; all but the convolution approximation of the first leave
 what it estimates unchanged:
 
 * :class:`LocalReparameterization` (Kingma, Salimans & Welling 2015): for a layer
   ``x -> x W^T + b`` with independent ``W ~ N(M, S^2)``, ``b ~ N(m, s^2)``, each
   example's pre-activations are drawn from their exact marginal
   ``N(x M^T + m, x^2 (S^2)^T + s^2)``: independent noise per example at the cost
-  of one extra matmul. For Conv2d the output positions of one example are drawn
+  of one extra matmul. For convolutions the output positions of one example are drawn
   independently too (they share weights, so this is the usual approximation).
   :class:`DenseLocalReparameterization` does this for Linear layers only and keeps the
-  shared draw in Conv2d layers: exact in distribution, and one convolution per layer.
+  shared draw in convolutions: exact in distribution, and one convolution per layer.
 * :class:`Flipout` (Wen et al. 2018): the shared draw ``W = M + dW``, ``b = m + db`` is
   decorrelated across examples with random signs, ``x M^T + m + ((x * r) dW^T + db) * s``,
   ``r, s`` in ``{-1, 1}`` per example; exact in distribution for every example, Linear and
-  Conv2d alike.
+  convolutions alike.
 
-Use them around the computation of the loss; they act on every Linear/Conv2d
+Use them around the computation of the loss; they act on every Linear/Conv1d/Conv2d/Conv3d
 layer whose weight was drawn from a Normal (e.g. by
 :func:`~pyro_bnn.guides.auto_normal`) and leave other layers alone::
 
     with LocalReparameterization():
         loss = elbo_terms(model, guide, x, y).loss     # or svi.step(x, y)
 
-While a handler is active, ``torch.nn.functional.linear`` and ``conv2d`` are
-routed through it; it records, for each Normal sample it sees (the guide's, seen
+While a handler is active, ``torch.nn.functional.linear`` and ``conv1d/2d/3d`` are
+routed through it (other layers, e.g. ``ConvTranspose2d``, are never Bayesian: :data:`~pyro_bnn.priors.BAYESIAN_LAYERS`); it records, for each Normal sample it sees (the guide's, seen
 first), the ``(loc, scale)`` behind the sampled tensor, and recognises that tensor
 when a layer uses it as its weight. A tensor the guide drew from another distribution
 (the point of ``auto_delta``, a joint draw of ``auto_lowrank``) stays a plain weight when
@@ -44,6 +44,8 @@ from pyro.distributions import Normal
 from pyro.poutine.messenger import Messenger
 from torch.distributions import Independent
 
+#: The functions of ``torch.nn.functional`` a handler routes (those of :data:`~pyro_bnn.priors.BAYESIAN_LAYERS`).
+ROUTED = ("linear", "conv1d", "conv2d", "conv3d")
 ESTIMATORS = ("shared", "local_reparameterization", "dense_local_reparameterization", "flipout")
 
 
@@ -57,7 +59,8 @@ def normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
 
 
 class LayerNoise(Messenger):
-    """Records the Normal behind every sampled tensor; routes F.linear / F.conv2d to :meth:`linear` / :meth:`conv2d`."""
+    """Records the Normal behind every sampled tensor; routes ``F.linear`` to :meth:`linear` and
+    ``F.conv1d/2d/3d`` to :meth:`conv`."""
 
     def __init__(self):
         super().__init__()
@@ -77,12 +80,14 @@ class LayerNoise(Messenger):
 
     def __enter__(self):
         self._normals.clear()
-        self._originals = (F.linear, F.conv2d)
-        F.linear, F.conv2d = self._linear, self._conv2d
+        self._originals = {name: getattr(F, name) for name in ROUTED}
+        for name in ROUTED:
+            setattr(F, name, self._linear if name == "linear" else self._routed_conv(self._originals[name]))
         return super().__enter__()
 
     def __exit__(self, *args):
-        F.linear, F.conv2d = self._originals
+        for name, original in self._originals.items():
+            setattr(F, name, original)
         self._normals.clear()
         return super().__exit__(*args)
 
@@ -107,15 +112,18 @@ class LayerNoise(Messenger):
     def _linear(self, input, weight, bias=None):
         normal = self._normal_of(weight)
         if normal is None:
-            return self._originals[0](input, weight, bias)
+            return self._originals["linear"](input, weight, bias)
         return self.linear(input, normal, bias, self._normal_of(bias))
 
-    def _conv2d(self, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-        normal = self._normal_of(weight)
-        if normal is None:
-            return self._originals[1](input, weight, bias, stride, padding, dilation, groups)
-        conv = lambda x, w, b=None: self._originals[1](x, w, b, stride, padding, dilation, groups)  # noqa: E731
-        return self.conv(conv, input, normal, bias, self._normal_of(bias))
+    def _routed_conv(self, original):
+        """``original`` (``F.conv1d``, ``conv2d`` or ``conv3d``) through :meth:`conv` where its weight is a Normal draw."""
+        def routed(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+            normal = self._normal_of(weight)
+            if normal is None:
+                return original(input, weight, bias, stride, padding, dilation, groups)
+            conv = lambda x, w, b=None: original(x, w, b, stride, padding, dilation, groups)  # noqa: E731
+            return self.conv(conv, input, normal, bias, self._normal_of(bias))
+        return routed
 
 
 class LocalReparameterization(LayerNoise):
@@ -130,7 +138,7 @@ class LocalReparameterization(LayerNoise):
 
     def linear(self, x, weight_normal, bias, bias_normal):
         _, loc, scale = weight_normal
-        linear = self._originals[0]
+        linear = self._originals["linear"]
         mean = linear(x, loc, bias_normal[1] if bias_normal else bias)
         variance = linear(x * x, scale * scale, bias_normal[2] ** 2 if bias_normal else None)
         return self._draw(mean, variance)
@@ -143,10 +151,10 @@ class LocalReparameterization(LayerNoise):
 
 
 class DenseLocalReparameterization(LocalReparameterization):
-    """Local reparameterization for Linear layers; Conv2d layers keep the minibatch's shared weight draw.
+    """Local reparameterization for Linear layers; convolutions keep the minibatch's shared weight draw.
 
     Exact in distribution for every example, unlike the per-position draws of :class:`LocalReparameterization`
-    for Conv2d (the output positions of a conv share its weights), and cheaper: one convolution per layer."""
+    for convolutions (the output positions of a conv share its weights), and cheaper: one convolution per layer."""
 
     needs_weight_draw = True
 
@@ -165,7 +173,7 @@ class Flipout(LayerNoise):
 
     def linear(self, x, weight_normal, bias, bias_normal):
         weight, loc, _ = weight_normal
-        linear = self._originals[0]
+        linear = self._originals["linear"]
         flat = x.reshape(-1, x.shape[-1])
         r, s = self._signs(len(flat), loc.shape[1], x), self._signs(len(flat), loc.shape[0], x)
         out = linear(flat, loc, bias_normal[1] if bias_normal else bias)
@@ -174,8 +182,9 @@ class Flipout(LayerNoise):
 
     def conv(self, conv, x, weight_normal, bias, bias_normal):
         weight, loc, _ = weight_normal
-        r = self._signs(len(x), x.shape[1], x)[:, :, None, None]
-        s = self._signs(len(x), loc.shape[0], x)[:, :, None, None]
+        positions = (1,) * (x.dim() - 2)  # the signs of one example and channel are shared by its positions
+        r = self._signs(len(x), x.shape[1], x).view(len(x), -1, *positions)
+        s = self._signs(len(x), loc.shape[0], x).view(len(x), -1, *positions)
         out = conv(x, loc, bias_normal[1] if bias_normal else bias)
         return out + conv(x * r, weight - loc, bias - bias_normal[1] if bias_normal else None) * s
 
@@ -183,6 +192,14 @@ class Flipout(LayerNoise):
 #: The handler of each estimator name (``shared``: none, one weight draw per minibatch).
 HANDLERS = {"shared": None, "local_reparameterization": LocalReparameterization,
             "dense_local_reparameterization": DenseLocalReparameterization, "flipout": Flipout}
+
+
+def layer_estimator(name: str, layer: torch.nn.Module) -> str:
+    """The estimator a Bayesian ``layer`` gets under estimator ``name`` (the dense variant leaves convolutions to
+    the shared draw)."""
+    if name == "dense_local_reparameterization":
+        return "local_reparameterization" if isinstance(layer, torch.nn.Linear) else "shared"
+    return name
 
 
 def estimator_handler(name: str) -> Optional[LayerNoise]:

@@ -315,6 +315,8 @@ def _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused,
     objective = training_objective(model, guide, elbo, estimator, num_particles, fused)
     log.info("training step: %s", "fused mean-field (one noise draw, flat parameters)" if objective.fused
              else "Pyro traces of the guide and the model")
+    if hasattr(model, "describe_layers"):
+        log.info("%s", model.describe_layers(estimator))
     adam = optimizer(objective.parameters, lr)
     scheduler = lr_scheduler(adam, lr_schedule, total_steps)
     modules = {"model": model, "guide": guide, "optimizer": adam, "scheduler": scheduler}

@@ -14,8 +14,9 @@ Sample site names are the network's parameter names (``net.<i>.weight``).
 from __future__ import annotations
 
 import copy
+import warnings
 from numbers import Integral
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from pyro.nn import PyroModule
@@ -23,8 +24,12 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from .checks import check_count
+from .estimators import layer_estimator
 from .likelihoods import Categorical, Likelihood
 from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
+
+#: Layers whose learned parameters stay point estimates by design (normalisation: scale, shift, statistics).
+NORMALISATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
 
@@ -33,6 +38,11 @@ def _activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation={name!r} is not known; choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
+
+
+def _layer_type(layer: nn.Module) -> str:
+    """The class name of ``layer`` as the user built it (``Linear``, not the ``PyroLinear`` it was converted to)."""
+    return next(c.__name__ for c in type(layer).__mro__ if not issubclass(c, PyroModule))
 
 
 class BayesianModel(PyroModule):
@@ -84,6 +94,19 @@ class BayesianModel(PyroModule):
                 f"got {tuple(x.shape)}; pick a model and data whose shapes agree"
             )
         return self.net(x)
+
+    def point_estimate_layers(self) -> List[Tuple[str, str]]:
+        """``(name, type)`` of the layers with learned parameters that have no prior (point estimates)."""
+        return [(name, _layer_type(layer)) for name, layer in self.named_modules()
+                if not isinstance(layer, (*BAYESIAN_LAYERS, Likelihood))
+                and any(True for _ in layer.parameters(recurse=False))]
+
+    def describe_layers(self, estimator: str = "shared") -> str:
+        """One line: each Bayesian layer with the gradient estimator it gets, then the point-estimate layers."""
+        bayesian = [f"{name} {_layer_type(layer)} ({layer_estimator(estimator, layer)})"
+                    for name, layer in self.named_modules() if isinstance(layer, BAYESIAN_LAYERS)]
+        points = [f"{name} {kind}" for name, kind in self.point_estimate_layers()]
+        return f"Bayesian layers: {', '.join(bayesian)}; point estimates: {', '.join(points) or 'none'}"
 
 
 class BayesianMLP(BayesianModel):
@@ -195,7 +218,13 @@ def to_bayesian(
     if not any(isinstance(m, BAYESIAN_LAYERS) for m in module.modules()):
         raise ValueError(f"{type(module).__name__} has no Linear or Conv layer to put a prior on; "
                          "to_bayesian converts networks built from nn.Linear / nn.Conv1d/2d/3d layers")
-    return BayesianModel(copy.deepcopy(module), in_shape, prior=prior, likelihood=likelihood, num_data=num_data)
+    model = BayesianModel(copy.deepcopy(module), in_shape, prior=prior, likelihood=likelihood, num_data=num_data)
+    unexpected = [f"{name} ({kind})" for name, kind in model.point_estimate_layers()
+                  if not isinstance(model.get_submodule(name), NORMALISATION_LAYERS)]
+    if unexpected:
+        warnings.warn(f"to_bayesian: {', '.join(unexpected)} keep point-estimate parameters (no prior, not in the "
+                      "KL): only nn.Linear and nn.Conv1d/2d/3d layers become Bayesian", stacklevel=2)
+    return model
 
 
 def pretrained_weights(module: nn.Module, prefix: str = "net.") -> Dict[str, torch.Tensor]:

@@ -1,12 +1,14 @@
 """Converting an existing torch.nn.Module into a Bayesian model."""
 
+import warnings
+
 import pyro
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyro_bnn import NormalPrior, auto_normal, fit, make_loader, pretrained_weights, to_bayesian
+from pyro_bnn import Gaussian, NormalPrior, auto_normal, fit, make_loader, pretrained_weights, to_bayesian
 from pyro_bnn.evaluation import predict
 
 
@@ -70,3 +72,24 @@ def test_pretrained_weights_of_another_network_are_refused(small_digits):
     guide = auto_normal(model, init_loc=other)
     with pytest.raises(ValueError, match=r"net.out.weight has shape \(3, 3\), the site has \(10, 64\)"):
         guide(*[t[:4] for t in small_digits[0].tensors])
+
+
+def test_layers_that_stay_point_estimates_are_named_at_conversion_and_each_layer_s_estimator_is_logged(caplog):
+    """ConvTranspose (and any other parameterised layer but normalisation) keeps point estimates: said at
+    conversion; fit logs which layers are Bayesian and the estimator each gets (convolutions of any
+    dimension are routed through the estimator)."""
+    net = nn.Sequential(nn.Conv1d(1, 2, 3), nn.BatchNorm1d(2), nn.ReLU(), nn.ConvTranspose1d(2, 1, 3), nn.Flatten(),
+                        nn.Linear(8, 1))
+    with pytest.warns(UserWarning, match=r"net.3 \(ConvTranspose1d\) keep point-estimate parameters") as warned:
+        model = to_bayesian(net, (1, 8), likelihood=Gaussian(), num_data=16)
+    assert "BatchNorm" not in str(warned[0].message)  # normalisation layers are point estimates by design
+    assert model.describe_layers("dense_local_reparameterization") == (
+        "Bayesian layers: net.0 Conv1d (shared), net.5 Linear (local_reparameterization); "
+        "point estimates: net.1 BatchNorm1d, net.3 ConvTranspose1d")
+    data = torch.utils.data.TensorDataset(torch.randn(16, 1, 8), torch.randn(16))
+    with caplog.at_level("INFO", logger="pyro_bnn.inference"):
+        fit(model, auto_normal(model), make_loader(data, 8), epochs=1, estimator="flipout")
+    assert "Bayesian layers: net.0 Conv1d (flipout), net.5 Linear (flipout)" in caplog.text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_bayesian(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4)), (3,))  # nothing to say

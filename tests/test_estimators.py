@@ -31,7 +31,9 @@ def layer_outputs(model, handler, x, y, guide, draws):
 @pytest.mark.parametrize("layer, x, op", [
     (nn.Linear(5, 3), torch.randn(4, 5), F.linear),
     (nn.Conv2d(2, 3, 3, padding=1), torch.randn(4, 2, 5, 5), lambda x, w, b: F.conv2d(x, w, b, padding=1)),
-])
+    (nn.Conv1d(2, 3, 3), torch.randn(4, 2, 6), F.conv1d),
+    (nn.Conv3d(2, 2, 2), torch.randn(4, 2, 3, 3, 3), F.conv3d),
+], ids=["linear", "conv2d", "conv1d", "conv3d"])
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_every_output_has_the_marginal_of_a_shared_weight_draw(layer, x, op, handler):
     """Under W ~ N(M, S^2), b ~ N(m, s^2) each output is N(op(x, M, m), op(x^2, S^2, s^2)), as with one shared draw."""
@@ -68,6 +70,7 @@ def test_noise_differs_between_examples_and_other_layers_are_left_alone():
     with LocalReparameterization():
         torch.testing.assert_close(plain(x), x @ plain.weight.T + plain.bias)  # a plain layer: untouched
     assert F.linear is torch._C._nn.linear and F.conv2d is torch.conv2d  # restored on exit
+    assert F.conv1d is torch.conv1d and F.conv3d is torch.conv3d
 
 
 def conv_dense_pair(x, y):
