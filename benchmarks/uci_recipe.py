@@ -3,7 +3,8 @@
 Each candidate is ``+experiment=uci`` with a few overrides, trained on the first 80% of a training split and scored
 on its last 20% (``data.validation=0.2``: the test split is never read), for every data set under ``--root``. The
 table gives the validation log-likelihood (original units) per data set and candidate, and each candidate's mean
-rank over the data sets (1 is best); the preset is the candidate of the best mean rank.
+rank over the data sets (1 is best); the preset is the candidate of the best mean rank. A candidate whose loss
+exploded on a split scores -inf there.
 
     python benchmarks/uci_recipe.py --root ../shared/uci --splits 0
     python benchmarks/uci_recipe.py --datasets naval-propulsion-plant power-plant --splits 0 1 \\
@@ -13,6 +14,7 @@ rank over the data sets (1 is best); the preset is the candidate of the best mea
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import statistics
 import tempfile
@@ -49,7 +51,12 @@ def run(job) -> Dict:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = train(cfg, tmp)
+        try:
+            metrics = train(cfg, tmp)
+        except FloatingPointError as error:  # a diverged candidate scores -inf, the others still run
+            print(f"{candidate}, {name} split {split}: {error}", flush=True)
+            return {"candidate": candidate, "data": name, "split": split, "log_likelihood": -math.inf,
+                    "rmse": math.inf}
     return {"candidate": candidate, "data": name, "split": split, **metrics["test"], "fit_s": metrics["fit_time_s"]}
 
 
