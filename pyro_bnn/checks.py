@@ -1,9 +1,10 @@
 """Checks of the library's arguments: one error that names the argument and the fix, before any work.
 
-The data are checked once, on the first batch (cheap: no pass over the whole loader): the loader can be
-iterated more than once and has a length, the batch is a pair ``(x, y)`` of tensors, ``x`` has the model's
-dtype and is finite, and ``y`` has one entry per example (a class index in ``0..C-1`` for a
-classification model, a number for a regression model).
+The data are checked once, on the first batch (cheap: no pass over the whole loader): the loader can be iterated more than
+once and has a length, the batch is a pair ``(x, y)`` of tensors, ``x`` has the model's dtype (or is integer,
+for a network with an ``nn.Embedding``) and is finite, and ``y`` has one entry per example (a class index in
+``0..C-1`` for a classification model, a number for a regression model). A later batch whose step fails (e.g. a
+class index out of range) is checked then, and the error names it (``batch 2 of epoch 1``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Iterable, Optional, Tuple
 import torch
 from pyro import poutine
 from torch import nn
+
+#: Layers that take integer inputs (indices): a network holding one may be given integer inputs.
+INDEX_LAYERS = (nn.Embedding, nn.EmbeddingBag)
 
 
 def check_loader(loader: Iterable, argument: str = "loader") -> int:
@@ -50,9 +54,14 @@ def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, argument: st
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype is None:
         dtype = next((b.dtype for b in model.buffers() if b.is_floating_point()), torch.get_default_dtype())
-    if x.dtype != dtype:
+    takes_indices = not x.is_floating_point() and any(isinstance(m, INDEX_LAYERS) for m in model.modules())
+    if x.dtype != dtype and not takes_indices:
         raise TypeError(f"the inputs x of {argument} have dtype {x.dtype}, the model's weights {dtype}: "
                         f"convert them (x.to({dtype}), e.g. in the TensorDataset)")
+    in_shape = getattr(model, "in_shape", None)
+    if in_shape is not None and tuple(x.shape[1:]) != tuple(in_shape):
+        raise ValueError(f"the inputs x of {argument} have shape {tuple(x.shape)}, the model takes (batch, "
+                         f"{', '.join(map(str, in_shape))}): pick a model and data whose shapes agree")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"the inputs x of {argument} hold NaN or inf values: clean or impute the data first")
     if y.dim() != 1 or y.shape[0] != x.shape[0]:

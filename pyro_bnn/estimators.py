@@ -25,7 +25,8 @@ layer whose weight was drawn from a Normal (e.g. by
         loss = elbo_terms(model, guide, x, y).loss     # or svi.step(x, y)
 
 While a handler is active, ``torch.nn.functional.linear`` and ``conv1d/2d/3d`` are
-routed through it (other layers, e.g. ``ConvTranspose2d``, are never Bayesian: :data:`~pyro_bnn.priors.BAYESIAN_LAYERS`); it records, for each Normal sample it sees (the guide's, seen
+routed through it (other layers, e.g. ``ConvTranspose2d``, are never Bayesian:
+:data:`~pyro_bnn.priors.BAYESIAN_LAYERS`); it records, for each Normal sample it sees (the guide's, seen
 first), the ``(loc, scale)`` behind the sampled tensor, and recognises that tensor
 when a layer uses it as its weight. A tensor the guide drew from another distribution
 (the point of ``auto_delta``, a joint draw of ``auto_lowrank``) stays a plain weight when

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from .checks import check_count
+from .checks import check_batch, check_count
 from .inference import device_of
 
 ECE_BINS = 15
@@ -242,6 +242,8 @@ def score(model: nn.Module, samples: Dict[str, torch.Tensor], loader: Iterable,
     :param ood_loader: an out-of-distribution set (classification): adds :func:`ood_metrics`, prefixed ``ood_``.
     :return: ``(metrics, outputs)`` with outputs ``{"outputs", "targets"[, "ood_outputs"]}``.
     """
+    for x, y in _batches(model, loader):  # what fit checks: dtypes, target shapes, labels in range
+        check_batch(model, x, y, "the evaluation data")
     outputs, targets = predict_with_samples(model, samples, loader)
     _check_finite_outputs(outputs)
     metrics = output_metrics(model, outputs, targets)

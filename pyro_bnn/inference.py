@@ -335,10 +335,22 @@ def _train_epoch(objective: Objective, run: TrainingState, loader, epoch: int, k
         x, y = x.to(run.device), y.to(run.device)
         if run.sync is not None and objective.noise is not None:
             objective.noise.rows = shard_rows(loader)  # draw the whole batch's per-example noise, keep this part's
-        record = _train_step(objective, run, x, y, kl_weight(epoch, step, num_steps))
+        try:
+            record = _train_step(objective, run, x, y, kl_weight(epoch, step, num_steps))
+        except (IndexError, RuntimeError):  # e.g. a class index out of range (torch's "index 12 is out of bounds")
+            _name_bad_batch(run.modules["model"], x, y, f"loader (batch {step + 1} of epoch {epoch + 1})")
+            raise
         run.monitor.add(epoch, step, record, x)
         run.add(record)
     run.monitor.check()
+
+
+def _name_bad_batch(model: nn.Module, x, y, argument: str) -> None:
+    """Raise the check's one-line error if this batch (only the first batch is checked before training) is bad."""
+    try:
+        check_batch(model, x, y, argument)
+    except (ValueError, TypeError) as problem:
+        raise problem from None
 
 
 def _stop_requested(should_stop, run: TrainingState, step: int) -> bool:

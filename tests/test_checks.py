@@ -7,6 +7,7 @@ import pytest
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import small_mlp
@@ -117,3 +118,27 @@ def test_the_first_batch_check_changes_nothing_and_fits_a_batchnorm_resnet():
     assert model.training and all(m.training for m in model.modules())
     history = fit(model, auto_normal(model, init_scale=1e-3), make_loader(TensorDataset(x, y), 2), epochs=1)
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
+
+
+class TokenClassifier(nn.Module):
+    """Embedding then LSTM over 5 integer tokens: the network takes indices, not floats."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.lstm, self.out = nn.Embedding(20, 4), nn.LSTM(4, 6, batch_first=True), nn.Linear(6, 3)
+
+    def forward(self, tokens):
+        hidden, _ = self.lstm(self.embed(tokens))
+        return self.out(hidden[:, -1])
+
+
+def test_integer_inputs_of_a_network_that_embeds_them_are_accepted():
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randint(0, 20, (32, 5), generator=g), torch.randint(0, 3, (32,), generator=g))
+    with pytest.warns(UserWarning, match="keep point-estimate parameters"):  # the embedding and the LSTM
+        model = to_bayesian(TokenClassifier(), (5,), num_data=32)
+    history = fit(model, auto_normal(model), make_loader(data, 16), epochs=2)
+    assert math.isfinite(history[-1]["loss"])
+    with pytest.raises(TypeError, match="have dtype torch.int64, the model's weights torch.float32"):
+        mlp = to_bayesian(nn.Sequential(nn.Linear(5, 3)), (5,), num_data=32)
+        fit(mlp, auto_normal(mlp), make_loader(data, 16), epochs=1)  # no embedding: integers are a dtype error
