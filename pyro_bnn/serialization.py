@@ -45,6 +45,8 @@ def replacing(path) -> Iterator[Path]:
             tmp.write_text(text)
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory: pass the path of a file in it (e.g. {path / 'posterior.pt'})")
     tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
     try:
         yield tmp
@@ -73,7 +75,8 @@ def read_file(path, expected_format: str, what: str, device="cpu") -> Dict[str, 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no {what} at {path}: pass the run dir of a training run")
+        raise FileNotFoundError(f"no {what} at {path}: pass a file a pyro_bnn run or save call wrote (a training "
+                                "run writes <run dir>/posterior.pt)")
     try:
         blob = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # unpickling errors come in many types
@@ -96,6 +99,10 @@ def save_posterior(path, model: nn.Module, guide: nn.Module, data: Dict[str, Any
     :param dict data: the data's description, :func:`data_spec` (``in_shape`` and ``task`` at least).
     :param dict config: plain values that describe how the pair was built, stored as they are.
     """
+    _check_spec(data, model, "data")
+    if not any(True for _ in guide.parameters()):
+        raise ValueError("save_posterior: the guide has no parameters yet (it was never run): train it with fit (or "
+                         "run it once, pyro_bnn.initialize_guide) before saving")
     save_file(path, {
         "format": FORMAT,
         "config": dict(config or {}),
@@ -103,6 +110,24 @@ def save_posterior(path, model: nn.Module, guide: nn.Module, data: Dict[str, Any
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "guide_state": {k: v.detach().cpu() for k, v in guide.state_dict().items()},
     })
+
+
+TASKS = ("classification", "regression")
+
+
+def _check_spec(spec: Any, model: nn.Module, source: str) -> None:
+    """``spec`` (a posterior's ``data``) describes ``model``: ``in_shape`` and ``task`` there, and equal to the model's."""
+    if not isinstance(spec, dict) or "in_shape" not in spec or spec.get("task") not in TASKS:
+        raise ValueError(f"{source}={spec!r} must describe the data: a dict with 'in_shape' (one input's shape) and "
+                         f"'task' (one of {list(TASKS)}), e.g. pyro_bnn.data_spec(data)")
+    in_shape = getattr(model, "in_shape", None)
+    if in_shape is not None and tuple(spec["in_shape"]) != tuple(in_shape):
+        raise ValueError(f"{source} is for a model of inputs of shape {tuple(spec['in_shape'])}, the model's inputs "
+                         f"have shape {tuple(in_shape)}: build the model the posterior was trained with")
+    task = getattr(getattr(model, "likelihood", None), "task", None)
+    if task is not None and task != spec["task"]:
+        raise ValueError(f"{source} is for a {spec['task']} model, the model is a {task} one "
+                         f"({type(model.likelihood).__name__}): build the model the posterior was trained with")
 
 
 def read_posterior(path, device="cpu") -> Dict[str, Any]:
@@ -137,6 +162,7 @@ def restore_posterior(blob: Dict[str, Any], model: nn.Module, guide: nn.Module, 
                       source: str = "the saved posterior") -> None:
     """Load the states of :func:`read_posterior`'s ``blob`` into ``model`` and ``guide``."""
     spec = blob["data"]
+    _check_spec(spec, model, source)
     x = torch.zeros((1, *spec["in_shape"]), device=device)
     y = torch.zeros(1, dtype=torch.long if spec["task"] == "classification" else torch.float32, device=device)
     initialize_guide(guide, x, y)

@@ -149,6 +149,15 @@ def _library_case(case: str, small_digits):
         "NormalPrior(fan_in='no')": lambda: NormalPrior(fan_in="no"),
         "auto_normal(init_loc={'net.1.wieght': ...})": lambda: auto_normal(model, init_loc={"net.1.wieght": torch.zeros(16, 64)}),
         "load_posterior(into a model with another prior)": lambda: _load_into_another_prior(model, guide, loader()),
+        "load_posterior(an MLP's file into a CNN)": lambda: _load_saved(
+            model, guide, loader(), lambda: BayesianCNN((1, 16, 16), 10)),
+        "load_posterior(a classifier's file into a Gaussian model)": lambda: _load_saved(
+            model, guide, loader(), lambda: BayesianMLP((1, 8, 8), 1, likelihood=Gaussian())),
+        "load_posterior(no file)": lambda: load_posterior("/nonexistent/posterior.pt", model, guide),
+        "save_posterior(a guide never run)": lambda: save_posterior(
+            "/nonexistent/posterior.pt", model, guide, {"in_shape": [1, 8, 8], "task": "classification"}),
+        "save_posterior(data={'name': 'x'})": lambda: save_posterior("/nonexistent/p.pt", model, guide, {"name": "x"}),
+        "save_posterior(a directory)": lambda: _save_into_a_directory(model, guide, loader()),
         "StudentTPrior(df=inf)": lambda: StudentTPrior(df=math.inf),
         "NormalPrior(loc=nan)": lambda: NormalPrior(loc=math.nan),
     }
@@ -168,6 +177,20 @@ def _download_offline():
         return load_data("mnist", root="/nonexistent/data", download=True)
     finally:
         torchvision.datasets.MNIST.__init__ = original
+
+
+def _load_saved(model, guide, loader, build_other):
+    fit(model, guide, loader, epochs=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_posterior(f"{tmp}/posterior.pt", model, guide, {"in_shape": [1, 8, 8], "task": "classification"})
+        other = build_other()
+        return load_posterior(f"{tmp}/posterior.pt", other, auto_normal(other))
+
+
+def _save_into_a_directory(model, guide, loader):
+    fit(model, guide, loader, epochs=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_posterior(tmp, model, guide, {"in_shape": [1, 8, 8], "task": "classification"})
 
 
 def _load_into_another_prior(model, guide, loader):
@@ -190,7 +213,7 @@ def _evaluate_broken(model, guide, loader):
 @pytest.mark.parametrize("case, message", LIBRARY, ids=[c for c, _ in LIBRARY])
 def test_each_bad_library_call_gets_its_message(small_digits, case, message):
     call, guide = _library_case(case, small_digits)
-    with pytest.raises((ValueError, TypeError, FloatingPointError, FileNotFoundError)) as info:
+    with pytest.raises((ValueError, TypeError, FloatingPointError, OSError)) as info:
         call()
     assert message in str(info.value)
     if case.startswith("fit(") and "explodes" not in case and "batch 2" not in case:
