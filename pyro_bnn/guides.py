@@ -35,7 +35,7 @@ from torch import nn
 from torch.distributions import biject_to, constraints
 
 from .checks import check_count
-from .priors import fan_in
+from .priors import Prior, fan_in
 
 INIT_LOCS = ("pytorch", "median")
 
@@ -184,6 +184,10 @@ def auto_lowrank(
     """Multivariate Normal with a rank-``rank`` plus diagonal covariance over all weights jointly."""
     _check_init_scale(init_scale)
     rank = check_count(rank, "rank", maximum=MAX_RANK)
+    num_weights = sum(math.prod(shape) for layer in model.modules() for shape in Prior.site_shapes(layer).values())
+    if num_weights and rank >= num_weights:
+        raise ValueError(f"rank={rank}: use a rank below the number of weights of the model ({num_weights}); a "
+                         "full-rank covariance needs no low-rank factor")
     return autoguide.AutoLowRankMultivariateNormal(
         model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale), rank=int(rank)
     )

@@ -77,6 +77,7 @@ LIBRARY = [
     ("load_data('uci', name='yacht'), not there", "no UCI data set 'yacht' under"),
     ("fit(num_particles=100000)", "num_particles=100000: use a whole number from 1 to 1000"),
     ("auto_lowrank(rank=10**6)", "rank=1000000: use a whole number from 1 to 1000"),
+    ("auto_lowrank(rank=50) of a model of 4 weights", "rank=50: use a rank below the number of weights of the model (4)"),
     ("KLWeight(warmup_epochs=1.5)", "kl_warmup_epochs=1.5: use a whole number >= 0"),
     ("KLWeight('0.5')", "kl_weight='0.5': use a finite number >= 0"),
     ("make_loader(batch_size=2.5)", "batch_size=2.5: use a whole number >= 1"),

@@ -136,6 +136,8 @@ def _library_case(case: str, small_digits):
         "load_data('uci', name='yacht'), not there": lambda: load_data("uci", root="/nonexistent/data", name="yacht"),
         "fit(num_particles=100000)": lambda: fit(model, guide, loader(), num_particles=100000),
         "auto_lowrank(rank=10**6)": lambda: auto_lowrank(model, rank=10**6),
+        "auto_lowrank(rank=50) of a model of 4 weights": lambda: auto_lowrank(
+            BayesianMLP(1, 2, hidden=(), likelihood=HeteroscedasticGaussian()), rank=50),
         "KLWeight(warmup_epochs=1.5)": lambda: KLWeight(warmup_epochs=1.5),
         "KLWeight('0.5')": lambda: KLWeight("0.5"),
         "make_loader(batch_size=2.5)": lambda: make_loader(TensorDataset(x, y), 2.5),

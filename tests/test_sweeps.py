@@ -72,6 +72,7 @@ def test_summarize_says_what_is_wrong_with_its_argument(tmp_path):
     assert out.returncode == 2 and "no sweep dir at" in out.stderr
     with pytest.raises(FileNotFoundError, match="holds no job dirs"):
         summarize(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # a refused summary leaves nothing behind (no lock file)
 
 
 @pytest.mark.parametrize("preset, key", [("prior_scale", "prior.scale"), ("prior_family", "prior.family"),
@@ -120,3 +121,4 @@ def test_a_job_without_a_swept_key_is_summarised(tmp_path):
     assert [r.get("launcher", "") for r in rows] == ["local_parallel", "local_parallel", ""]
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert (tmp_path / "summary_launcher.png").is_file() and (tmp_path / "summary_prior.scale.png").is_file()
+    assert not (tmp_path / ".summary.lock").exists()  # the lock is on the dir itself

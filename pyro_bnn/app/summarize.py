@@ -26,6 +26,7 @@ import argparse
 import fcntl
 import json
 import math
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -175,13 +176,14 @@ def _markdown(rows: List[Dict[str, Any]], columns: List[str]) -> str:
 
 @contextmanager
 def _locked(sweep_dir: Path):
-    """Serialise summary writers of one sweep (parallel jobs finish at the same time)."""
-    with open(sweep_dir / ".summary.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """Serialise summary writers of one sweep (parallel jobs finish at the same time): a lock on the sweep dir
+    itself, so that no lock file is left behind."""
+    descriptor = os.open(sweep_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def summarize(sweep_dir) -> List[Dict[str, Any]]:
