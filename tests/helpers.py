@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from pyro.poutine.messenger import Messenger
 
 from pyro_bnn import BayesianMLP, NormalPrior, auto_normal
+from pyro_bnn.app.build import layer_scale_overrides
 from pyro_bnn.app.config import CONF_DIR, register_configs
 from pyro_bnn.estimators import normal_params
 from pyro_bnn.inference import initialize_guide
@@ -87,7 +88,8 @@ def last_line(proc) -> str:
 def compose_train(*overrides, hydra_node=False):
     """The app's training config with ``overrides``, as ``python -m pyro_bnn.train`` composes it."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides), return_hydra_config=hydra_node)
+        return compose(config_name="train", overrides=layer_scale_overrides(list(overrides)),
+                       return_hydra_config=hydra_node)
 
 
 def train_in_process(run_dir, *overrides):

@@ -6,7 +6,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ValidationError
 
-from helpers import compose_train
+from helpers import cli, compose_train
+from pyro_bnn.app.build import build_prior
 from pyro_bnn.app.config import CONF_DIR, ConfigError, EvaluateConfig, TrainConfig, validate
 from pyro_bnn.app.train import train
 
@@ -116,6 +117,25 @@ def test_a_negative_layer_scale_is_named():
     cfg.prior.layer_scales["net.0"] = -1.0
     with pytest.raises(ConfigError, match=r"prior.layer_scales=\{'net.0': -1.0\} is not allowed"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("overrides, scales", [
+    (["prior.layer_scales={net.4:0.1}"], {"net.4": 0.1}),
+    (["+prior.layer_scales={net.4:0.1}"], {"net.4": 0.1}),
+    (["prior.layer_scales.net.0=0.1"], {"net.0": 0.1}),
+    (["prior=layerwise", "prior.layer_scales={net.4:0.1}"], {"net.0": 1.0, "net.4": 0.1}),  # added to the preset's
+    (["prior=layerwise", "prior.layer_scales.net.0=0.1"], {"net.0": 0.1}),
+])
+def test_per_layer_prior_scales_take_every_natural_form_of_override(overrides, scales):
+    cfg = compose_train(*overrides)
+    validate(cfg)
+    prior = build_prior(cfg.prior)
+    assert prior.layer_scales == scales
+
+
+def test_a_dotted_layer_scale_reaches_the_model_through_the_real_command():
+    out = cli("pyro_bnn.train", "prior.layer_scales.net.0=0.1", "--cfg", "job")
+    assert "layer_scales:\n    net:\n      '0': 0.1\n" in out.stdout  # joined into net.0 when the prior is built
 
 
 @pytest.mark.parametrize("override, error", [

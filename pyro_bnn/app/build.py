@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -18,10 +18,30 @@ from ..serialization import read_posterior, restore_posterior
 GUIDES = {"auto_normal": auto_normal, "auto_delta": auto_delta, "auto_lowrank": auto_lowrank}
 
 
+def layer_scales(node) -> Dict[str, float]:
+    """``prior.layer_scales`` as ``{layer name: scale}``: a dotted override (``prior.layer_scales.net.0=0.1``)
+    arrives nested (``{net: {0: 0.1}}``) and is joined back into the layer's name."""
+    flat: Dict[str, float] = {}
+    for key, value in (node or {}).items():
+        if isinstance(value, (dict, DictConfig)):
+            flat.update({f"{key}.{name}": scale for name, scale in layer_scales(value).items()})
+        else:
+            flat[str(key)] = value
+    return flat
+
+
+def layer_scale_overrides(args: List[str]) -> List[str]:
+    """The command line with every ``prior.layer_scales`` override as ``++`` (add or replace), so that
+    ``prior.layer_scales={net.4:0.1}``, ``prior=layerwise prior.layer_scales={net.4:0.1}`` and
+    ``prior.layer_scales.net.0=0.1`` work as a user expects (Hydra refuses new keys in a plain override)."""
+    return ["++" + arg.lstrip("+") if arg.lstrip("+").startswith(("prior.layer_scales=", "prior.layer_scales."))
+            else arg for arg in args]
+
+
 def build_prior(cfg: DictConfig):
     """The prior of ``cfg.prior`` (its family's own options: ``df`` for Student-t, learned scales for Normal)."""
     cls = PRIOR_FAMILIES[cfg.family]
-    options = dict(scale=cfg.scale, loc=cfg.loc, layer_scales=dict(cfg.layer_scales), fan_in=cfg.fan_in)
+    options = dict(scale=cfg.scale, loc=cfg.loc, layer_scales=layer_scales(cfg.layer_scales), fan_in=cfg.fan_in)
     if cls is StudentTPrior:
         options["df"] = cfg.df
     if cls is NormalPrior:

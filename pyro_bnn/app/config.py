@@ -30,7 +30,7 @@ from ..inference import KL_SCHEDULES, LR_SCHEDULES, MAX_PARTICLES, is_fused_choi
 from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import ACTIVATIONS
 from ..priors import MAX_LOC, PRIOR_FAMILIES
-from .build import GUIDES
+from .build import GUIDES, layer_scales
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
 #: ``__init__.py`` in it).
@@ -90,7 +90,7 @@ class PriorConfig:
     scale: float = MISSING
     loc: float = MISSING
     fan_in: bool = MISSING
-    layer_scales: Dict[str, float] = MISSING
+    layer_scales: Dict[str, Any] = MISSING  # {layer name: scale}; nested where a dotted override set it
     df: float = MISSING
     learn_scale: bool = MISSING
     hyperprior_alpha: float = MISSING
@@ -205,7 +205,8 @@ _RULES = [
     ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
     ("prior.scale", _positive, "a finite number > 0"),
     ("prior.loc", lambda v: math.isfinite(v) and abs(v) <= MAX_LOC, f"a finite number of magnitude at most {MAX_LOC:g}"),
-    ("prior.layer_scales", lambda v: all(_positive(s) for s in v.values()), "a map of layer name -> scale > 0"),
+    ("prior.layer_scales", lambda v: all(_positive(s) for s in layer_scales(v).values()),
+     "a map of layer name -> scale > 0 (prior.layer_scales={net.0:0.1} or prior.layer_scales.net.0=0.1)"),
     ("prior.df", lambda v: _positive(v) and v >= 1, "a finite number >= 1 (1: Cauchy; 3: the default)"),
     ("prior.hyperprior_alpha", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0: no hyperprior)"),
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
@@ -282,7 +283,7 @@ def validate(cfg: DictConfig) -> None:
 
 def _check_combinations(cfg: DictConfig) -> None:
     """Values fine alone that make no sense together."""
-    widest = max([cfg.prior.scale, *cfg.prior.layer_scales.values()])
+    widest = max([cfg.prior.scale, *layer_scales(cfg.prior.layer_scales).values()])
     if cfg.guide.name != "auto_delta" and cfg.guide.init_scale > widest:
         raise ConfigError(f"guide.init_scale={cfg.guide.init_scale} is wider than the prior (prior.scale={widest}): "
                           "start the posterior narrower than the prior, e.g. guide.init_scale=1e-3")

@@ -47,7 +47,7 @@ from ..guides import MeanFieldNormal
 from ..health import health_warnings, posterior_health
 from ..inference import KLWeight, TrainingInterrupted, fit
 from ..serialization import data_spec, save_posterior
-from .build import build, load_run_data
+from .build import build, layer_scale_overrides, load_run_data
 from .config import CONF_DIR, ConfigError, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
@@ -360,6 +360,7 @@ def _train_app(cfg: DictConfig):
 
 def main():
     """``python -m pyro_bnn.train [overrides]``; under ``torchrun --nproc_per_node=K`` one run on K processes."""
+    sys.argv[1:] = layer_scale_overrides(sys.argv[1:])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         _join_process_group(sys.argv)
     return _train_app()
