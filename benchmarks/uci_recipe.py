@@ -33,6 +33,7 @@ CANDIDATES = {
     "homoscedastic, N(0, 1)": ["model.likelihood=gaussian"],
     "heteroscedastic, N(0, 1), 3x steps": ["inference.steps=18000"],
     "heteroscedastic, N(0, 1), 3x steps, lr 0.003": ["inference.steps=18000", "inference.lr=0.003"],
+    "heteroscedastic, N(0, 1), lr 0.003, >= 40 epochs": ["inference.lr=0.003", "inference.min_epochs=40"],
 }
 #: The candidates of the preset's choice (the longer ones were measured later, on the large data sets only).
 DEFAULT_CANDIDATES = list(CANDIDATES)[:4]
