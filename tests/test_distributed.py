@@ -9,6 +9,7 @@ from torch.utils.data import TensorDataset
 
 from helpers import ROOT, cli
 from pyro_bnn import make_loader
+from pyro_bnn.app.summarize import job_row
 from pyro_bnn.loss_monitor import LossMonitor
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -43,6 +44,10 @@ def test_a_two_process_run_writes_the_files_of_a_one_process_run(tmp_path):
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
     assert b["test"] == pytest.approx(a["test"], rel=1e-4, abs=1e-6)
     assert b["train"]["loss"] == pytest.approx(a["train"]["loss"], rel=1e-5)
+    assert (a["environment"]["world_size"], b["environment"]["world_size"]) == (1, 2)  # the record says how it ran
+    assert b["environment"]["backend"] == "gloo" and "world_size 2, backend gloo" in (two / "train.log").read_text()
+    row = job_row(two)
+    assert (row["world_size"], row["device"]) == (2, "cpu")  # and the sweep summary shows it
 
 
 def test_the_shards_of_a_batch_are_the_batch():

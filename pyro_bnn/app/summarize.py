@@ -41,7 +41,9 @@ from .run_dir import STATUS_FILE, write_csv, write_text
 
 #: What a job's row can say: finished, failed (status.json), interrupted (status.json), started but neither
 #: finished nor failed (running, or killed), or not started at all (in the sweep, no run dir yet).
-RESULT_COLUMNS = ["train_nll", "train_kl", "time_s", "posterior_warning"]
+RESULT_COLUMNS = ["train_nll", "train_kl", "time_s", "world_size", "device", "threads", "posterior_warning"]
+#: What a row shows of a run's ``environment`` (metrics.json): how many processes, where, on how many threads.
+ENVIRONMENT_COLUMNS = ("world_size", "device", "threads")
 STATUSES = ("ok", "failed", "interrupted", "incomplete", "not started")
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "brier", "ood_auroc_entropy", "ood_auroc_mutual_information",
                   "rmse", "log_likelihood", "coverage_90", "predictive_std", "aleatoric_std", "epistemic_std"]
@@ -108,6 +110,7 @@ def job_row(run_dir: Path) -> Dict[str, Any]:
         row.update({k: metrics["test"][k] for k in METRIC_COLUMNS if k in metrics["test"]})
         row.update({"train_nll": metrics["train"]["nll"], "train_kl": metrics["train"]["kl"],
                     "time_s": metrics["time_s"]})
+        row.update({k: metrics["environment"][k] for k in ENVIRONMENT_COLUMNS if k in metrics.get("environment", {})})
         warnings = health_warnings(metrics["posterior_health"]) if "posterior_health" in metrics else []
         if warnings:
             row["posterior_warning"] = "; ".join(w.split(":")[0] for w in warnings)
