@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from numbers import Integral, Real
 from typing import Iterable, Optional, Tuple
 
@@ -92,18 +93,24 @@ def _check_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, argument: 
                          "model with more outputs")
 
 
-def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
-    """The network's outputs per example, from one example, changing nothing: evaluation mode (no BatchNorm
-    statistics updated, any batch size), no gradient, no Pyro effects, the seeded RNG as it was."""
-    modes = [(module, module.training) for module in model.modules()]
-    devices = [x.device] if x.device.type == "cuda" else []
-    model.eval()
+@contextmanager
+def changing_nothing(module: nn.Module, device: torch.device) -> Iterator[None]:
+    """Run ``module`` inside without side effects: evaluation mode (no BatchNorm statistics updated, any batch
+    size), no gradient, no Pyro effects, torch's RNG (``device``'s too) as it was; the modules' modes restored."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
     try:
-        with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices):
-            return model.outputs(x[:1]).shape[-1]
+        with torch.no_grad(), poutine.block(), torch.random.fork_rng([device] if device.type == "cuda" else []):
+            yield
     finally:
-        for module, training in modes:
-            module.training = training
+        for m, training in modes:
+            m.training = training
+
+
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    """The network's outputs per example, from one example, changing nothing (:func:`changing_nothing`)."""
+    with changing_nothing(model, x.device):
+        return model.outputs(x[:1]).shape[-1]
 
 
 def check_count(value, argument: str, minimum: int = 1, maximum: Optional[int] = None) -> int:

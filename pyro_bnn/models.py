@@ -23,7 +23,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from .checks import INDEX_LAYERS, check_count
+from .checks import INDEX_LAYERS, changing_nothing, check_count
 from .estimators import layer_estimator
 from .likelihoods import Categorical, Likelihood
 from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
@@ -230,25 +230,20 @@ def to_bayesian(
 
 
 def _probe(network: nn.Module, in_shape: Sequence[int]) -> None:
-    """Run ``network`` once on one input of ``in_shape`` (zeros; evaluation mode, no gradient, modes restored):
-    an error naming ``in_shape`` if the network does not take it."""
+    """Run ``network`` once on one input of ``in_shape`` (zeros), changing nothing: an error naming ``in_shape`` if
+    the network does not take it."""
     shape = tuple(check_count(d, f"in_shape[{i}]") for i, d in enumerate(in_shape))
     dtype = next((p.dtype for p in network.parameters() if p.is_floating_point()), torch.get_default_dtype())
     takes_indices = any(isinstance(m, INDEX_LAYERS) for m in network.modules())
     device = next((p.device for p in network.parameters()), torch.device("cpu"))
     x = torch.zeros((1, *shape), dtype=torch.long if takes_indices else dtype, device=device)
-    modes = [(m, m.training) for m in network.modules()]
-    network.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng([device] if device.type == "cuda" else []):
+        with changing_nothing(network, device):
             network(x)
     except (RuntimeError, ValueError, IndexError) as error:
         raise ValueError(f"to_bayesian: {type(network).__name__} does not take inputs of in_shape={shape} (one "
                          f"input of that shape fails: {str(error).splitlines()[0]}); pass the shape of one input, "
                          "without the batch dimension") from None
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def pretrained_weights(module: nn.Module, prefix: str = "net.") -> Dict[str, torch.Tensor]:
