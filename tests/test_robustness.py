@@ -230,3 +230,17 @@ def test_a_second_signal_stops_a_long_step_at_once(tmp_path):
     assert "Traceback" not in stderr
     assert load_checkpoint(run_dir / "checkpoint.pt")["training"]["step"] == 0  # an epoch's end, not a step's
     assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_ctrl_c_in_evaluate_is_one_line_and_writes_nothing(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from pyro_bnn.app import evaluate as evaluate_app
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_app, "evaluate_run", interrupted)
+    cfg = OmegaConf.create({"run_dir": "run", "dataset": None, "num_samples": 1, "seed": 0, "device": "cpu"})
+    with pytest.raises(SystemExit, match=r"^interrupted: nothing was written"):
+        evaluate_app._evaluate_app(cfg)  # Hydra's main passes a given config straight to the function
