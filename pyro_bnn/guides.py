@@ -70,6 +70,11 @@ def sample_site_names(model: nn.Module) -> list:
 def _from_values(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Callable[[dict], torch.Tensor]:
     known = sample_site_names(model)
     unknown = sorted(set(values) - set(known))
+    points = {name.removesuffix("_unconstrained") for name, _ in model.named_parameters()}
+    if unknown and set(unknown) <= points:
+        raise ValueError(f"init_loc names {unknown}, parameters of the model's point-estimate layers (no prior, they "
+                         "keep the values they hold): give the sample sites only, e.g. pretrained_weights(module, "
+                         f"model=model); its sites are {known}")
     if unknown:
         close = difflib.get_close_matches(unknown[0], known, n=1)
         raise ValueError(f"init_loc names {unknown}, which are not sites of the model"

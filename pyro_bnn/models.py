@@ -16,18 +16,21 @@ from __future__ import annotations
 import copy
 import warnings
 from numbers import Integral
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, PyroParam
 from pyro.nn.module import to_pyro_module_
 from torch import nn
+from torch.distributions import constraints
 
 from .checks import INDEX_LAYERS, changing_nothing, check_count
 from .estimators import layer_estimator
 from .likelihoods import Categorical, Likelihood
 from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
 
+#: ``bayesian=``: "all", "last", module names, or a predicate ``(name, module) -> bool``.
+LayerChoice = Union[str, Sequence[str], Callable[[str, nn.Module], bool]]
 #: Layers whose learned parameters stay point estimates by design (normalisation: scale, shift, statistics).
 NORMALISATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -54,6 +57,10 @@ class BayesianModel(PyroModule):
     :param Likelihood likelihood: observation model (default :class:`Categorical`).
     :param int num_data: size of the training set, for the plate's ``num_data / B`` scaling.
     :param int num_outputs: the network's outputs per example, where known: checked against the likelihood.
+    :param bayesian: which Linear/Conv layers get the prior (:func:`~pyro_bnn.priors.select_layers`): ``"all"``,
+        ``"last"`` (the last Linear layer), module names (``["layer4", "fc"]``) or a predicate ``(name, module)``.
+        The other layers' parameters are point estimates owned by the model, trained in the same step by maximum
+        likelihood (no prior, no KL term), saved and loaded with the posterior.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class BayesianModel(PyroModule):
         likelihood: Optional[Likelihood] = None,
         num_data: int = 1,
         num_outputs: Optional[int] = None,
+        bayesian: LayerChoice = "all",
     ):
         super().__init__()
         if prior is not None and not isinstance(prior, Prior):
@@ -78,7 +86,10 @@ class BayesianModel(PyroModule):
         self.num_data = int(num_data)
         self.prior = prior if prior is not None else NormalPrior(1.0)
         to_pyro_module_(network)
-        self.net = self.prior.apply(network, prefix="net.")
+        self.net = self.prior.apply(network, prefix="net.", bayesian=bayesian)
+        _point_estimates_as_pyro_params(self.net)
+        #: which layers are Bayesian, as asked (a predicate is recorded as "predicate")
+        self.bayesian = "predicate" if callable(bayesian) else (bayesian if isinstance(bayesian, str) else list(bayesian))
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Sample the weights, compute the network outputs, observe ``y``; returns the outputs."""
@@ -96,17 +107,40 @@ class BayesianModel(PyroModule):
         return self.net(x)
 
     def point_estimate_layers(self) -> List[Tuple[str, str]]:
-        """``(name, type)`` of the layers with learned parameters that have no prior (point estimates)."""
+        """``(name, type)`` of the network's layers with learned parameters and no prior (point estimates)."""
         return [(name, _layer_type(layer)) for name, layer in self.named_modules()
-                if not isinstance(layer, (*BAYESIAN_LAYERS, Likelihood))
+                if not isinstance(layer, Likelihood) and not Prior.site_shapes(layer)
                 and any(True for _ in layer.parameters(recurse=False))]
+
+    def num_point_estimates(self) -> int:
+        """How many of the network's numbers are point estimates (the likelihood's own parameters not counted)."""
+        return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("likelihood."))
+
+    def layer_record(self) -> Dict[str, object]:
+        """Which layers are Bayesian (as asked, and as built) and how many numbers are point estimates: for records."""
+        return {"bayesian": self.bayesian,
+                "bayesian_layers": [name for name, layer in self.named_modules() if Prior.site_shapes(layer)],
+                "point_estimate_layers": [name for name, _ in self.point_estimate_layers()],
+                "num_point_estimates": self.num_point_estimates()}
 
     def describe_layers(self, estimator: str = "shared") -> str:
         """One line: each Bayesian layer with the gradient estimator it gets, then the point-estimate layers."""
         bayesian = [f"{name} {_layer_type(layer)} ({layer_estimator(estimator, layer)})"
-                    for name, layer in self.named_modules() if isinstance(layer, BAYESIAN_LAYERS)]
+                    for name, layer in self.named_modules() if Prior.site_shapes(layer)]
         points = [f"{name} {kind}" for name, kind in self.point_estimate_layers()]
-        return f"Bayesian layers: {', '.join(bayesian)}; point estimates: {', '.join(points) or 'none'}"
+        return (f"Bayesian layers: {', '.join(bayesian)}; point estimates: {', '.join(points) or 'none'} "
+                f"({self.num_point_estimates()} numbers)")
+
+
+def _point_estimates_as_pyro_params(network: nn.Module) -> None:
+    """Make the parameters of the Linear/Conv layers left without a prior :class:`~pyro.nn.PyroParam` (real
+    support): Pyro's ``SVI`` collects a PyroModule's parameters from their ``param`` sites, which a plain
+    ``nn.Parameter`` does not give under ``module_local_params`` (state-dict keys ``<name>_unconstrained``)."""
+    for layer in network.modules():
+        if isinstance(layer, BAYESIAN_LAYERS) and not Prior.site_shapes(layer):
+            for name, param in list(layer.named_parameters(recurse=False)):
+                delattr(layer, name)
+                setattr(layer, name, PyroParam(param.detach().clone(), constraints.real))
 
 
 class BayesianMLP(BayesianModel):
@@ -128,6 +162,7 @@ class BayesianMLP(BayesianModel):
         prior: Optional[Prior] = None,
         likelihood: Optional[Likelihood] = None,
         num_data: int = 1,
+        bayesian: LayerChoice = "all",
     ):
         in_shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
         if isinstance(hidden, (int, str)) or not all(isinstance(d, Integral) for d in (hidden or ())):
@@ -139,7 +174,8 @@ class BayesianMLP(BayesianModel):
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), _activation(activation)]
         layers.append(nn.Linear(widths[-1], check_count(num_outputs, "num_outputs")))
-        super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data, num_outputs=int(num_outputs))
+        super().__init__(nn.Sequential(*layers), in_shape, prior, likelihood, num_data, num_outputs=int(num_outputs),
+                         bayesian=bayesian)
 
 
 def cnn_network(in_shape: Tuple[int, int, int], num_classes: int, channels: Sequence[int] = (64, 128),
@@ -194,9 +230,11 @@ class BayesianCNN(BayesianModel):
         prior: Optional[Prior] = None,
         likelihood: Optional[Likelihood] = None,
         num_data: int = 1,
+        bayesian: LayerChoice = "all",
     ):
         network = cnn_network(in_shape, num_classes, channels, kernel_size, hidden, activation)
-        super().__init__(network, in_shape, prior, likelihood, num_data, num_outputs=int(num_classes))
+        super().__init__(network, in_shape, prior, likelihood, num_data, num_outputs=int(num_classes),
+                         bayesian=bayesian)
 
 
 def to_bayesian(
@@ -205,10 +243,17 @@ def to_bayesian(
     prior: Optional[Prior] = None,
     likelihood: Optional[Likelihood] = None,
     num_data: int = 1,
+    bayesian: LayerChoice = "all",
 ) -> BayesianModel:
     """A Bayesian model from an existing ``torch.nn.Module`` (any architecture): every parameter of its
-    Linear/Conv layers becomes a sample site with ``prior``; ``module`` itself is left untouched (copied).
-    Parameters of other layers (e.g. normalisation) stay ordinary learned parameters (point estimates).
+    Linear/Conv layers (those ``bayesian`` selects, see :class:`BayesianModel`) becomes a sample site with
+    ``prior``; ``module`` itself is left untouched (copied). Parameters of other layers (e.g. normalisation)
+    stay ordinary learned parameters (point estimates).
+
+    A Bayesian last layer over a trained network's features, its means starting at the trained weights::
+
+        model = to_bayesian(net, in_shape=(3, 32, 32), num_data=50000, bayesian="last")
+        guide = auto_normal(model, init_loc=pretrained_weights(net, model=model))
 
     Start the guide's means at the module's trained weights with :func:`pretrained_weights`::
 
@@ -220,9 +265,9 @@ def to_bayesian(
                          "to_bayesian converts networks built from nn.Linear / nn.Conv1d/2d/3d layers")
     network = copy.deepcopy(module)
     _probe(network, in_shape)
-    model = BayesianModel(network, in_shape, prior=prior, likelihood=likelihood, num_data=num_data)
+    model = BayesianModel(network, in_shape, prior=prior, likelihood=likelihood, num_data=num_data, bayesian=bayesian)
     unexpected = [f"{name} ({kind})" for name, kind in model.point_estimate_layers()
-                  if not isinstance(model.get_submodule(name), NORMALISATION_LAYERS)]
+                  if not isinstance(model.get_submodule(name), (*BAYESIAN_LAYERS, *NORMALISATION_LAYERS))]
     if unexpected:
         warnings.warn(f"to_bayesian: {', '.join(unexpected)} keep point-estimate parameters (no prior, not in the "
                       "KL): only nn.Linear and nn.Conv1d/2d/3d layers become Bayesian", stacklevel=2)
@@ -246,9 +291,16 @@ def _probe(network: nn.Module, in_shape: Sequence[int]) -> None:
                          "without the batch dimension") from None
 
 
-def pretrained_weights(module: nn.Module, prefix: str = "net.") -> Dict[str, torch.Tensor]:
+def pretrained_weights(module: nn.Module, prefix: str = "net.", model: Optional[BayesianModel] = None
+                       ) -> Dict[str, torch.Tensor]:
     """``{site name: weight}`` of the Linear/Conv parameters of a plain ``module``, for a guide's ``init_loc``
-    (the site names of :func:`to_bayesian`'s model)."""
-    return {".".join(part for part in (prefix.rstrip("."), layer_name, name) if part): param.detach().clone()
-            for layer_name, layer in module.named_modules() if isinstance(layer, BAYESIAN_LAYERS)
-            for name, param in layer.named_parameters(recurse=False)}
+    (the site names of :func:`to_bayesian`'s model); with ``model``, only its sample sites (a partially Bayesian
+    model: its point-estimate layers already hold ``module``'s weights)."""
+    weights = {".".join(part for part in (prefix.rstrip("."), layer_name, name) if part): param.detach().clone()
+               for layer_name, layer in module.named_modules() if isinstance(layer, BAYESIAN_LAYERS)
+               for name, param in layer.named_parameters(recurse=False)}
+    if model is None:
+        return weights
+    sites = {f"net.{layer}.{name}" for layer in Prior.layer_names(model.net)
+             for name in Prior.site_shapes(model.net.get_submodule(layer))}
+    return {name: value for name, value in weights.items() if name in sites}

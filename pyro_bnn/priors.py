@@ -24,8 +24,9 @@ A new family is one small subclass that overrides :meth:`Prior.distribution`::
 
 from __future__ import annotations
 
+import difflib
 import math
-from typing import Mapping, Optional
+from typing import Callable, List, Mapping, Optional, Sequence, Union
 
 import pyro.distributions as dist
 import torch
@@ -36,6 +37,44 @@ from torch import nn
 MAX_LOC = 1e3
 #: Layer types whose parameters become sample sites.
 BAYESIAN_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def select_layers(network: nn.Module, bayesian: Union[str, Sequence[str], Callable[[str, nn.Module], bool]] = "all",
+                  prefix: str = "") -> List[str]:
+    """The names of the layers of ``network`` that become Bayesian (the others keep point estimates).
+
+    :param bayesian: ``"all"`` (every Linear/Conv layer), ``"last"`` (the last ``nn.Linear``), a list of module
+        names (each selects the Linear/Conv layers at or below it: ``["layer4", "fc"]``; ``prefix`` + name too,
+        e.g. ``"net.4"``), or a predicate ``(name, module) -> bool`` over the Linear/Conv layers.
+    """
+    candidates = [name for name, m in network.named_modules() if isinstance(m, BAYESIAN_LAYERS)]
+    if isinstance(bayesian, str) and bayesian in ("all", "last"):
+        if bayesian == "all":
+            return candidates
+        linear = [name for name, m in network.named_modules() if isinstance(m, nn.Linear)]
+        if not linear:
+            raise ValueError("bayesian='last' makes the network's last nn.Linear layer Bayesian, and it has none: "
+                             f"name the layers instead, bayesian=[...] of {candidates}")
+        return linear[-1:]
+    if callable(bayesian):
+        chosen = [name for name in candidates if bayesian(name, network.get_submodule(name))]
+    elif isinstance(bayesian, (list, tuple)) and bayesian and all(isinstance(b, str) for b in bayesian):
+        modules = [name for name, _ in network.named_modules() if name]
+        names = [b[len(prefix):] if prefix and b.startswith(prefix) else b for b in bayesian]
+        unknown = [b for b, name in zip(bayesian, names) if name not in modules]
+        if unknown:
+            nearest = difflib.get_close_matches(unknown[0], [prefix + m for m in modules], n=1)
+            hint = f" (did you mean {nearest[0]}?)" if nearest else ""
+            raise ValueError(f"bayesian={list(bayesian)!r} names {unknown}, which are not modules of the network"
+                             f"{hint}; its Linear/Conv layers are {[prefix + c for c in candidates]}")
+        chosen = [c for c in candidates if any(c == name or c.startswith(name + ".") for name in names)]
+    else:
+        raise ValueError(f"bayesian={bayesian!r}: pass 'all', 'last', a list of module names (e.g. ['fc']) or a "
+                         "predicate (name, module) -> bool")
+    if not chosen:
+        raise ValueError(f"bayesian={bayesian!r} selects no Linear/Conv layer; the network's are "
+                         f"{[prefix + c for c in candidates]}")
+    return chosen
 
 
 def fan_in(layer: nn.Module) -> int:
@@ -120,18 +159,19 @@ class Prior:
         return {name: site.shape for name, site in getattr(layer, "_pyro_samples", {}).items()
                 if isinstance(site, _PriorSite)}
 
-    @staticmethod
-    def layer_names(network: nn.Module) -> list:
-        """Names of the layers of ``network`` that receive a prior."""
-        return [name for name, m in network.named_modules() if isinstance(m, BAYESIAN_LAYERS)]
+    @classmethod
+    def layer_names(cls, network: nn.Module) -> list:
+        """Names of the layers of ``network`` that received a prior (after :meth:`apply`)."""
+        return [name for name, m in network.named_modules() if cls.site_shapes(m)]
 
-    def apply(self, network: nn.Module, prefix: str = "") -> nn.Module:
-        """Replace every parameter of every Linear/Conv layer of ``network`` by a sample site.
+    def apply(self, network: nn.Module, prefix: str = "", bayesian="all") -> nn.Module:
+        """Replace every parameter of every Linear/Conv layer of ``network`` (those ``bayesian`` selects:
+        :func:`select_layers`) by a sample site; the others stay parameters (point estimates).
 
         The network's modules must already be :class:`~pyro.nn.PyroModule` instances
         (see :func:`pyro.nn.module.to_pyro_module_`). Returns ``network``.
         """
-        known = self.layer_names(network)
+        known = select_layers(network, bayesian, prefix)
         unknown = sorted(set(self.layer_scales) - {prefix + n for n in known})
         if unknown:
             raise ValueError(

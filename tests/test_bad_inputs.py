@@ -32,6 +32,7 @@ from pyro_bnn import (
     load_data,
     load_posterior,
     make_loader,
+    pretrained_weights,
     save_posterior,
     to_bayesian,
 )
@@ -162,8 +163,19 @@ def _library_case(case: str, small_digits):
         "save_posterior(a directory)": lambda: _save_into_a_directory(model, guide, loader()),
         "StudentTPrior(df=inf)": lambda: StudentTPrior(df=math.inf),
         "NormalPrior(loc=nan)": lambda: NormalPrior(loc=math.nan),
+        "BayesianMLP(bayesian=['net.4'])": lambda: BayesianMLP(64, 10, hidden=(8,), bayesian=["net.4"]),
+        "BayesianMLP(bayesian=['net.2']): an activation": lambda: BayesianMLP(64, 10, hidden=(8,), bayesian=["net.2"]),
+        "BayesianMLP(bayesian='first')": lambda: BayesianMLP(64, 10, hidden=(8,), bayesian="first"),
+        "to_bayesian(a net without nn.Linear, bayesian='last')": lambda: to_bayesian(
+            nn.Sequential(nn.Conv2d(1, 2, 3)), (1, 8, 8), bayesian="last"),
+        "auto_normal(init_loc=pretrained_weights(net)) of a Bayesian last layer": _init_a_last_layer_from_all,
     }
     return calls[case], guide
+
+
+def _init_a_last_layer_from_all():
+    net = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
+    return auto_normal(to_bayesian(net, (64,), bayesian="last"), init_loc=pretrained_weights(net))
 
 
 def _download_offline():

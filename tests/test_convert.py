@@ -85,7 +85,7 @@ def test_layers_that_stay_point_estimates_are_named_at_conversion_and_each_layer
     assert "BatchNorm" not in str(warned[0].message)  # normalisation layers are point estimates by design
     assert model.describe_layers("dense_local_reparameterization") == (
         "Bayesian layers: net.0 Conv1d (shared), net.5 Linear (local_reparameterization); "
-        "point estimates: net.1 BatchNorm1d, net.3 ConvTranspose1d")
+        "point estimates: net.1 BatchNorm1d, net.3 ConvTranspose1d (11 numbers)")
     data = torch.utils.data.TensorDataset(torch.randn(16, 1, 8), torch.randn(16))
     with caplog.at_level("INFO", logger="pyro_bnn.inference"):
         fit(model, auto_normal(model), make_loader(data, 8), epochs=1, estimator="flipout")

@@ -69,8 +69,9 @@ def build_likelihood(cfg: DictConfig, task: str):
 def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:
     """The Bayesian model of ``cfg.model`` and ``cfg.prior`` for data described by ``spec``."""
     likelihood = build_likelihood(cfg.model, spec["task"])
+    bayesian = cfg.model.get("bayesian", "all")  # configs saved before model.bayesian existed: all
     common = dict(activation=cfg.model.activation, prior=build_prior(cfg.prior), likelihood=likelihood,
-                  num_data=spec["num_data"])
+                  num_data=spec["num_data"], bayesian=list(bayesian) if OmegaConf.is_list(bayesian) else bayesian)
     if cfg.model.name == "mlp":
         return BayesianMLP(spec["in_shape"], likelihood.output_size(spec["num_outputs"]), hidden=list(cfg.model.hidden),
                            **common)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from ..data import DATASETS, OOD_SETS
 from ..elbo import ELBO_KL
@@ -82,6 +82,7 @@ class ModelConfig:
     noise_scale: float = MISSING
     learn_noise: bool = MISSING
     noise_floor: float = MISSING
+    bayesian: Any = MISSING  # "all", "last" or a list of layer names
 
 
 @dataclass
@@ -201,6 +202,9 @@ _RULES = [
     ("model.activation", _one_of(ACTIVATIONS), f"one of {sorted(ACTIVATIONS)}"),
     ("model.likelihood", _one_of(REGRESSION_LIKELIHOODS), f"one of {list(REGRESSION_LIKELIHOODS)} (regression)"),
     ("model.noise_scale", _positive, "a finite number > 0 (the Gaussian likelihood's noise sd)"),
+    ("model.bayesian", lambda v: v in ("all", "last") or (OmegaConf.is_list(v) and len(v) > 0
+                                                         and all(isinstance(n, str) for n in v)),
+     "all, last (the last Linear layer), or a list of layer names, e.g. [net.4] (the others are point estimates)"),
     ("model.noise_floor", _positive, "a finite number > 0 (the heteroscedastic likelihood's smallest noise sd)"),
     ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
     ("prior.scale", _positive, "a finite number > 0"),

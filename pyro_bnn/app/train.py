@@ -120,6 +120,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         reporter.add_metrics(test, epochs)
     metrics = _metrics(cfg, history, data, test, extra, health, prior_scales(model), start, fit_s, epochs,
                        environment)
+    metrics["layers"] = model.layer_record()
     if cfg.reference.method == "nuts":
         metrics["reference"] = _reference(cfg, model, guide, samples, raw, test, data, output_dir)
     write_json(output_dir / "metrics.json", metrics)
