@@ -11,7 +11,9 @@ interleaved (each repeat runs every system once, in turn):
   one step of :func:`pyro_bnn.fit`'s loop (its :func:`~pyro_bnn.inference.training_objective` and optimizer):
   ``mean_field`` (closed-form KL, the fused step), ``mf local_reparam`` / ``mf dense_lrt`` (local
   reparameterization in the dense layers only, the default recipe's) / ``mf flipout`` (its estimators),
-  ``trace`` (Monte Carlo KL, fused), ``mf fused=False`` (Pyro's traces of guide and model);
+  ``trace`` (Monte Carlo KL, fused), ``mf fused=False`` (Pyro's traces of guide and model), ``mf last layer``
+  (``bayesian="last"``: only the last Linear layer Bayesian, the rest point estimates) and ``mf layer4+fc``
+  (``bayesian=["layer4", "fc"]``, ResNet-18 only);
 * ``pyro SVI``: Pyro alone, as its tutorials write it: PyroSample priors, Pyro's AutoNormal,
   ``SVI(Trace_ELBO)``, ``pyro.optim.Adam``, Pyro's default validation, the data plate subsampled by Pyro;
 * ``bayesian-torch`` Reparameterization and Flipout layers, when that package is installed.
@@ -90,8 +92,10 @@ def plain_step(net: nn.Module, x, y) -> Callable[[], None]:
     return step
 
 
-def pyro_bnn_step(net: nn.Module, x, y, elbo: str, estimator: str = "shared", fused="auto") -> Callable[[], None]:
-    model = to_bayesian(net, in_shape=x.shape[1:], prior=NormalPrior(1.0), num_data=NUM_DATA).to(x.device)
+def pyro_bnn_step(net: nn.Module, x, y, elbo: str, estimator: str = "shared", fused="auto", bayesian="all"
+                  ) -> Callable[[], None]:
+    model = to_bayesian(net, in_shape=x.shape[1:], prior=NormalPrior(1.0), num_data=NUM_DATA,
+                        bayesian=bayesian).to(x.device)
     guide = auto_normal(model, init_scale=1e-3)
     initialize_guide(guide, x, y)
     objective = training_objective(model, guide, elbo, estimator, fused=fused)
@@ -156,6 +160,9 @@ SYSTEMS = {
                                                                "dense_local_reparameterization"),
     "pyro_bnn mf flipout": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field", "flipout"),
     "pyro_bnn trace": lambda build, x, y: pyro_bnn_step(build(), x, y, "trace"),
+    "pyro_bnn mf last layer": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field", bayesian="last"),
+    "pyro_bnn mf layer4+fc": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field",
+                                                               bayesian=["layer4", "fc"]),
     "pyro_bnn mf fused=False": lambda build, x, y: pyro_bnn_step(build(), x, y, "mean_field", fused=False),
     "pyro SVI Trace_ELBO": lambda build, x, y: pyro_svi_step(build().to(x.device), x, y),
     "bayesian-torch reparam": lambda build, x, y: bayesian_torch_step(build(), x, y, "Reparameterization"),
