@@ -8,6 +8,8 @@ arguments per candidate and the output are in ``benchmarks/results/2026-11-24-re
     python benchmarks/recipe_candidate.py --splits 0 1 2 --seeds 0 1 --ood rotated heldout \\
         --channels 24,48 --hidden 64 --act gelu --lr 0.01 --estimator dense_local_reparameterization --klw 0.03
 
+(``--bayesian last``: only the last Linear layer Bayesian, the rest point estimates fitted in the same step.)
+
 (the runs are independent: the exploration ran each split and seed in its own process, two at a time).
 """
 import argparse
@@ -44,6 +46,9 @@ p.add_argument("--klw", type=float, default=1.0)
 p.add_argument("--warm", type=int, default=0)
 p.add_argument("--estimator", default="shared")
 p.add_argument("--particles", type=int, default=1)
+p.add_argument("--bayesian", default="all",
+               help="the Bayesian layers: all, last, or comma-separated module names (net.0,net.7); the rest are "
+                    "point estimates")
 p.add_argument("--tag", default="")
 a = p.parse_args()
 torch.set_num_threads(1)
@@ -57,7 +62,8 @@ def run(split: int, seed: int, ood_name: str) -> dict:
     prior = NormalPrior(a.scale, fan_in=bool(a.fan_in), **kw)
     model = BayesianCNN(data.in_shape, 10, channels=[int(c) for c in a.channels.split(",")],
                         hidden=[int(h) for h in a.hidden.split(",") if h], kernel_size=a.kernel, activation=a.act,
-                        prior=prior, num_data=data.num_train)
+                        prior=prior, num_data=data.num_train,
+                        bayesian=a.bayesian if a.bayesian in ("all", "last") else a.bayesian.split(","))
     guide = auto_normal(model, init_scale=a.init_scale)
     t = time.perf_counter()
     h = fit(model, guide, make_loader(data.train, a.bs, shuffle=True, seed=seed), epochs=a.epochs, lr=a.lr,

@@ -128,8 +128,9 @@ class BayesianModel(PyroModule):
         bayesian = [f"{name} {_layer_type(layer)} ({layer_estimator(estimator, layer)})"
                     for name, layer in self.named_modules() if Prior.site_shapes(layer)]
         points = [f"{name} {kind}" for name, kind in self.point_estimate_layers()]
-        return (f"Bayesian layers: {', '.join(bayesian)}; point estimates: {', '.join(points) or 'none'} "
-                f"({self.num_point_estimates()} numbers)")
+        count = self.num_point_estimates()
+        return (f"Bayesian layers: {', '.join(bayesian)}; point estimates: {', '.join(points) or 'none'}"
+                + (f" ({count} numbers)" if count else ""))
 
 
 def _point_estimates_as_pyro_params(network: nn.Module) -> None:
