@@ -70,8 +70,7 @@ def sample_site_names(model: nn.Module) -> list:
 def _from_values(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Callable[[dict], torch.Tensor]:
     known = sample_site_names(model)
     unknown = sorted(set(values) - set(known))
-    points = {name.removesuffix("_unconstrained") for name, _ in model.named_parameters()}
-    if unknown and set(unknown) <= points:
+    if unknown and set(unknown) <= {name.removesuffix("_unconstrained") for name, _ in model.named_parameters()}:
         raise ValueError(f"init_loc names {unknown}, parameters of the model's point-estimate layers (no prior, they "
                          "keep the values they hold): give the sample sites only, e.g. pretrained_weights(module, "
                          f"model=model); its sites are {known}")

@@ -119,7 +119,7 @@ class BayesianModel(PyroModule):
     def layer_record(self) -> Dict[str, object]:
         """Which layers are Bayesian (as asked, and as built) and how many numbers are point estimates: for records."""
         return {"bayesian": self.bayesian,
-                "bayesian_layers": [name for name, layer in self.named_modules() if Prior.site_shapes(layer)],
+                "bayesian_layers": Prior.layer_names(self),
                 "point_estimate_layers": [name for name, _ in self.point_estimate_layers()],
                 "num_point_estimates": self.num_point_estimates()}
 
