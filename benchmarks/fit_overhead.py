@@ -27,8 +27,8 @@ from step_time import cnn, mlp
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from pyro_bnn import NormalPrior, auto_normal, fit, make_loader, to_bayesian
-from pyro_bnn.inference import initialize_guide, optimizer, training_objective
+from pyro_bnn import NormalPrior, auto_normal, fit, initialize_guide, make_loader, to_bayesian
+from pyro_bnn.inference import optimizer, training_objective
 
 
 def main() -> None:

@@ -50,8 +50,8 @@ from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from pyro_bnn import NormalPrior, auto_normal, to_bayesian
-from pyro_bnn.inference import initialize_guide, optimizer, training_objective
+from pyro_bnn import NormalPrior, auto_normal, initialize_guide, to_bayesian
+from pyro_bnn.inference import optimizer, training_objective
 from pyro_bnn.models import cnn_network
 
 BATCH, NUM_DATA = 128, 60000

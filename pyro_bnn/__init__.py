@@ -18,37 +18,40 @@ import pyro
 
 pyro.settings.set(module_local_params=True)
 
+# The imports below are grouped by what they are, not sorted (ruff's isort is off for this file).
+
 # models, priors and likelihoods
-# data and saved posteriors
-from .data import DataSplits, load_data, load_uci, make_loader  # noqa: E402
-
-# the loss and training
-from .elbo import ElboTerms, elbo_terms  # noqa: E402
-from .empirical_bayes import EmpiricalBayes, prior_scales  # noqa: E402
-from .estimators import DenseLocalReparameterization, Flipout, LocalReparameterization  # noqa: E402
-
-# evaluation, posterior health, the NUTS reference
-from .evaluation import (  # noqa: E402
-                         classification_metrics,
-                         evaluate,
-                         in_original_units,
-                         ood_metrics,
-                         posterior_samples,
-                         predict,
-                         predict_with_samples,
-                         regression_metrics,
-)
-from .fused import FusedMeanField  # noqa: E402
+from .models import BayesianCNN, BayesianMLP, BayesianModel, pretrained_weights, to_bayesian
+from .priors import LaplacePrior, NormalPrior, Prior, StudentTPrior
+from .empirical_bayes import EmpiricalBayes, prior_scales
+from .likelihoods import Categorical, Gaussian, HeteroscedasticGaussian
 
 # guides
-from .guides import MeanFieldNormal, auto_delta, auto_lowrank, auto_normal  # noqa: E402
-from .health import posterior_health  # noqa: E402
-from .inference import KLWeight, TrainingInterrupted, fit, training_objective  # noqa: E402
-from .likelihoods import Categorical, Gaussian, HeteroscedasticGaussian  # noqa: E402
-from .models import BayesianCNN, BayesianMLP, BayesianModel, pretrained_weights, to_bayesian  # noqa: E402
-from .priors import LaplacePrior, NormalPrior, Prior, StudentTPrior  # noqa: E402
-from .reference import nuts_posterior  # noqa: E402
-from .serialization import load_posterior, save_posterior  # noqa: E402
+from .guides import MeanFieldNormal, auto_delta, auto_lowrank, auto_normal, initialize_guide
+
+# the loss and training
+from .elbo import ElboTerms, elbo_terms
+from .estimators import DenseLocalReparameterization, Flipout, LocalReparameterization, SharedDraw
+from .fused import FusedMeanField
+from .inference import KLWeight, TrainingInterrupted, fit, training_objective
+
+# evaluation, posterior health, the NUTS reference
+from .evaluation import (
+    classification_metrics,
+    evaluate,
+    in_original_units,
+    ood_metrics,
+    posterior_samples,
+    predict,
+    predict_with_samples,
+    regression_metrics,
+)
+from .health import posterior_health
+from .reference import nuts_posterior
+
+# data and saved posteriors
+from .data import DataSplits, load_data, load_uci, make_loader
+from .serialization import load_posterior, save_posterior
 
 __all__ = [
     # models, priors and likelihoods
@@ -56,10 +59,10 @@ __all__ = [
     "Prior", "NormalPrior", "LaplacePrior", "StudentTPrior", "EmpiricalBayes", "prior_scales",
     "Categorical", "Gaussian", "HeteroscedasticGaussian",
     # guides
-    "MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank",
+    "MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "initialize_guide",
     # the loss and training
-    "ElboTerms", "elbo_terms", "Flipout", "LocalReparameterization", "DenseLocalReparameterization", "FusedMeanField",
-    "KLWeight", "TrainingInterrupted", "fit", "training_objective",
+    "ElboTerms", "elbo_terms", "SharedDraw", "LocalReparameterization", "DenseLocalReparameterization", "Flipout",
+    "FusedMeanField", "KLWeight", "TrainingInterrupted", "fit", "training_objective",
     # evaluation, posterior health, the NUTS reference
     "evaluate", "predict", "posterior_samples", "predict_with_samples",
     "classification_metrics", "regression_metrics", "in_original_units", "ood_metrics", "posterior_health", "nuts_posterior",

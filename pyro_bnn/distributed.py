@@ -15,10 +15,11 @@ estimates (a likelihood's noise scale, BatchNorm's affine parameters). gloo runs
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import BatchSampler, Sampler
 
 
 def world() -> tuple:
@@ -60,3 +61,41 @@ class GradientAllReduce:
         value = torch.tensor([float(flag)], device=device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
+
+
+def shard_rows(loader) -> Optional[Tuple[int, int]]:
+    """``(first row, size)`` in the whole batch of the part ``loader`` (a :func:`make_loader` with ``rank``) yielded
+    last; None for another loader."""
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, ShardedBatches) and getattr(loader, "num_workers", 0) == 0:
+        return sampler.rows
+    return None
+
+
+class ShardedBatches(Sampler):
+    """Part ``rank`` of each batch of ``batches`` (a BatchSampler over ``num_examples``), cut into ``world_size``
+    contiguous near-equal parts."""
+
+    def __init__(self, batches: BatchSampler, num_examples: int, rank: int, world_size: int):
+        last = num_examples % batches.batch_size or batches.batch_size
+        if min(batches.batch_size, last) < world_size:
+            raise ValueError(f"a batch of {min(batches.batch_size, last)} examples cannot be shared by {world_size} "
+                             f"processes (batch_size={batches.batch_size}, {num_examples} examples): pick a batch "
+                             f"size whose batches, the last one included, hold at least {world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank}: use 0 .. world_size - 1 = {world_size - 1}")
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+        #: the shuffling generator, where a checkpoint finds it (:class:`~pyro_bnn.training_state.TrainingState`)
+        self.generator = getattr(batches.sampler, "generator", None)
+        #: ``(first row, size)`` of the whole batch whose part was yielded last (per-example noise reads it)
+        self.rows: Optional[Tuple[int, int]] = None
+
+    def __iter__(self):
+        for batch in self.batches:
+            n = len(batch)
+            start = n * self.rank // self.world_size
+            self.rows = (start, n)
+            yield batch[start: n * (self.rank + 1) // self.world_size]
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -24,39 +24,104 @@ layer whose weight was drawn from a Normal (e.g. by
     with LocalReparameterization():
         loss = elbo_terms(model, guide, x, y).loss     # or svi.step(x, y)
 
-While a handler is active, ``torch.nn.functional.linear`` and ``conv1d/2d/3d`` are
-routed through it (other layers, e.g. ``ConvTranspose2d``, are never Bayesian:
-:data:`~pyro_bnn.priors.BAYESIAN_LAYERS`); it records, for each Normal sample it sees (the guide's, seen
+While a handler is active, the calls of ``torch.nn.functional.linear`` and ``conv1d/2d/3d`` made *in its
+thread* are routed through it (other threads' calls, and other layers, e.g. ``ConvTranspose2d``, never
+Bayesian: :data:`~pyro_bnn.priors.BAYESIAN_LAYERS`, are not): the handlers active in a thread form a stack
+of that thread, and the four functions are swapped for dispatchers once, while any handler is active in any
+thread, then put back. It records, for each Normal sample it sees (the guide's, seen
 first), the ``(loc, scale)`` behind the sampled tensor, and recognises that tensor
 when a layer uses it as its weight. A tensor the guide drew from another distribution
 (the point of ``auto_delta``, a joint draw of ``auto_lowrank``) stays a plain weight when
 the model's Normal prior sees it again: such guides train as with one shared draw. The
 KL terms are untouched (closed form or at the sampled weights). ``fit(..., estimator=...)``
-and ``inference.estimator`` select one.
+and ``inference.estimator`` select one; :class:`SharedDraw` (``"shared"``) is the handler that changes nothing.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+import threading
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from pyro.distributions import Normal
 from pyro.poutine.messenger import Messenger
-from torch.distributions import Independent
+
+from .priors import normal_params
 
 #: The functions of ``torch.nn.functional`` a handler routes (those of :data:`~pyro_bnn.priors.BAYESIAN_LAYERS`).
 ROUTED = ("linear", "conv1d", "conv2d", "conv3d")
-ESTIMATORS = ("shared", "local_reparameterization", "dense_local_reparameterization", "flipout")
+#: torch's own functions, as they were when this module was imported.
+_TORCH = {name: getattr(F, name) for name in ROUTED}
 
 
-def normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-    """``(loc, scale)`` of a (possibly Independent) Normal distribution, else None."""
-    while isinstance(fn, Independent):
-        fn = fn.base_dist
-    if isinstance(fn, Normal):
-        return fn.loc, fn.scale
-    return None
+class _Routing(threading.local):
+    """The handlers active in this thread (innermost last)."""
+
+    def __init__(self):
+        self.stack = []
+
+
+_ROUTING = _Routing()
+_INSTALL_LOCK = threading.Lock()
+_installed = 0  # handlers active over all threads: the dispatchers stand in for torch's functions while > 0
+
+
+def _dispatcher(name: str):
+    """``F.<name>`` through this thread's innermost active handler, or torch's own where none is active."""
+    original = _TORCH[name]
+
+    def dispatch(*args, **kwargs):
+        stack = _ROUTING.stack
+        return stack[-1].route(name, *args, **kwargs) if stack else original(*args, **kwargs)
+    return dispatch
+
+
+_DISPATCHERS = {name: _dispatcher(name) for name in ROUTED}
+
+
+def _activate(handler) -> None:
+    global _installed
+    with _INSTALL_LOCK:
+        if _installed == 0:
+            for name in ROUTED:
+                setattr(F, name, _DISPATCHERS[name])
+        _installed += 1
+    _ROUTING.stack.append(handler)
+
+
+def _deactivate(handler) -> None:
+    global _installed
+    _ROUTING.stack.remove(handler)
+    with _INSTALL_LOCK:
+        _installed -= 1
+        if _installed == 0:
+            for name in ROUTED:
+                setattr(F, name, _TORCH[name])
+
+
+class SharedDraw:
+    """The estimator ``"shared"``: one weight draw per minibatch, every layer computed as it is. The handler that
+    changes nothing, with the interface of the others (``with``, :meth:`register`, :meth:`routing`,
+    :meth:`for_rows`)."""
+
+    needs_weight_draw = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return None
+
+    def register(self, value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        """Nothing to record: the layers use the drawn tensors as they are."""
+
+    @contextmanager
+    def routing(self, rows: Optional[Tuple[int, int]] = None) -> Iterator["SharedDraw"]:
+        """Active over (a part ``rows`` of) a minibatch: nothing per example to draw here."""
+        yield self
+
+    for_rows = routing
 
 
 class LayerNoise(Messenger):
@@ -66,31 +131,58 @@ class LayerNoise(Messenger):
     def __init__(self):
         super().__init__()
         self._normals: Dict[int, Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]] = {}
-        self._originals = None
-        #: ``(first row, rows of the whole minibatch)`` when this process holds a part of the minibatch
-        #: (:func:`~pyro_bnn.inference.fit` with ``distributed=True``): the per-example noise is drawn for the
-        #: whole minibatch and this part's rows are kept, so every process draws what one process would draw
-        self.rows: Optional[Tuple[int, int]] = None
+        self._rows: Optional[Tuple[int, int]] = None
+
+    @contextmanager
+    def routing(self, rows: Optional[Tuple[int, int]] = None) -> Iterator["LayerNoise"]:
+        """Route this thread's layers through the handler, without joining Pyro's effect stack: the tensors it knows
+        are those given to :meth:`register` (what :class:`~pyro_bnn.fused.FusedMeanField` does).
+
+        :param rows: ``(first row, rows of the whole minibatch)`` of the part of a minibatch this process holds
+            (:func:`~pyro_bnn.inference.fit` with ``distributed=True``; None: the whole minibatch): the per-example
+            noise is drawn for the whole minibatch and this part's rows are kept, so every process draws what one
+            process would draw.
+        """
+        self._normals.clear()
+        self._rows = rows
+        _activate(self)
+        try:
+            yield self
+        finally:
+            _deactivate(self)
+            self._normals.clear()
+            self._rows = None
+
+    @contextmanager
+    def for_rows(self, rows: Optional[Tuple[int, int]]) -> Iterator["LayerNoise"]:
+        """:meth:`routing`, and on Pyro's effect stack: every Normal the guide samples is registered."""
+        with self.routing(rows), self:
+            yield self
 
     def _per_example(self, draw, shape) -> torch.Tensor:
         """``draw(shape)`` whose first dimension is the examples, or this process's rows of the whole batch's."""
-        if self.rows is None:
+        if self._rows is None:
             return draw(shape)
-        start, total = self.rows
+        start, total = self._rows
         return draw((total, *shape[1:]))[start:start + shape[0]]
 
     def __enter__(self):
-        self._normals.clear()
-        self._originals = {name: getattr(F, name) for name in ROUTED}
-        for name in ROUTED:
-            setattr(F, name, self._linear if name == "linear" else self._routed_conv(self._originals[name]))
+        if self not in _ROUTING.stack:  # ``with handler:`` alone: route too, for the whole block
+            self._routing = self.routing(self._rows)
+            self._routing.__enter__()
         return super().__enter__()
 
     def __exit__(self, *args):
-        for name, original in self._originals.items():
-            setattr(F, name, original)
-        self._normals.clear()
-        return super().__exit__(*args)
+        routing, self._routing = getattr(self, "_routing", None), None
+        try:
+            return super().__exit__(*args)
+        finally:
+            if routing is not None:
+                routing.__exit__(None, None, None)
+
+    def route(self, name: str, *args, **kwargs) -> torch.Tensor:
+        """``F.<name>(*args, **kwargs)`` of a layer in this handler's thread."""
+        return self._linear(*args, **kwargs) if name == "linear" else self._conv(_TORCH[name], *args, **kwargs)
 
     def register(self, value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
         """Treat ``value`` as a draw from ``Normal(loc, scale)`` when a layer uses it (inside the handler)."""
@@ -113,18 +205,16 @@ class LayerNoise(Messenger):
     def _linear(self, input, weight, bias=None):
         normal = self._normal_of(weight)
         if normal is None:
-            return self._originals["linear"](input, weight, bias)
+            return _TORCH["linear"](input, weight, bias)
         return self.linear(input, normal, bias, self._normal_of(bias))
 
-    def _routed_conv(self, original):
+    def _conv(self, original, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         """``original`` (``F.conv1d``, ``conv2d`` or ``conv3d``) through :meth:`conv` where its weight is a Normal draw."""
-        def routed(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-            normal = self._normal_of(weight)
-            if normal is None:
-                return original(input, weight, bias, stride, padding, dilation, groups)
-            conv = lambda x, w, b=None: original(x, w, b, stride, padding, dilation, groups)  # noqa: E731
-            return self.conv(conv, input, normal, bias, self._normal_of(bias))
-        return routed
+        normal = self._normal_of(weight)
+        if normal is None:
+            return original(input, weight, bias, stride, padding, dilation, groups)
+        conv = lambda x, w, b=None: original(x, w, b, stride, padding, dilation, groups)  # noqa: E731
+        return self.conv(conv, input, normal, bias, self._normal_of(bias))
 
 
 class LocalReparameterization(LayerNoise):
@@ -139,7 +229,7 @@ class LocalReparameterization(LayerNoise):
 
     def linear(self, x, weight_normal, bias, bias_normal):
         _, loc, scale = weight_normal
-        linear = self._originals["linear"]
+        linear = _TORCH["linear"]
         mean = linear(x, loc, bias_normal[1] if bias_normal else bias)
         variance = linear(x * x, scale * scale, bias_normal[2] ** 2 if bias_normal else None)
         return self._draw(mean, variance)
@@ -174,7 +264,7 @@ class Flipout(LayerNoise):
 
     def linear(self, x, weight_normal, bias, bias_normal):
         weight, loc, _ = weight_normal
-        linear = self._originals["linear"]
+        linear = _TORCH["linear"]
         flat = x.reshape(-1, x.shape[-1])
         r, s = self._signs(len(flat), loc.shape[1], x), self._signs(len(flat), loc.shape[0], x)
         out = linear(flat, loc, bias_normal[1] if bias_normal else bias)
@@ -190,9 +280,10 @@ class Flipout(LayerNoise):
         return out + conv(x * r, weight - loc, bias - bias_normal[1] if bias_normal else None) * s
 
 
-#: The handler of each estimator name (``shared``: none, one weight draw per minibatch).
-HANDLERS = {"shared": None, "local_reparameterization": LocalReparameterization,
+#: The handler of each estimator name: the one list of estimators (``fit(estimator=...)``, ``inference.estimator``).
+HANDLERS = {"shared": SharedDraw, "local_reparameterization": LocalReparameterization,
             "dense_local_reparameterization": DenseLocalReparameterization, "flipout": Flipout}
+ESTIMATORS = tuple(HANDLERS)
 
 
 def layer_estimator(name: str, layer: torch.nn.Module) -> str:
@@ -203,8 +294,8 @@ def layer_estimator(name: str, layer: torch.nn.Module) -> str:
     return name
 
 
-def estimator_handler(name: str) -> Optional[LayerNoise]:
-    """A fresh handler for estimator ``name`` (one of :data:`ESTIMATORS`), or None for ``shared``."""
+def estimator_handler(name: str):
+    """A fresh handler for estimator ``name`` (one of :data:`ESTIMATORS`)."""
     if name not in HANDLERS:
         raise ValueError(f"estimator={name!r} is not known; choose one of {list(ESTIMATORS)}")
-    return HANDLERS[name]() if HANDLERS[name] is not None else None
+    return HANDLERS[name]()

@@ -24,7 +24,7 @@ from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from .checks import check_batch, check_count
-from .inference import device_of
+from .models import device_of
 
 ECE_BINS = 15
 #: Predictive draws beyond which scoring only exhausts memory (each holds the network's outputs on the whole set).

@@ -23,7 +23,6 @@ weight noise at all.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import List, Optional, Tuple
 
 import torch
@@ -33,23 +32,16 @@ from torch.distributions import constraints
 
 from .elbo import KL_KINDS, ElboTerms, average_terms
 from .empirical_bayes import EmpiricalBayes
-from .estimators import estimator_handler, normal_params
+from .estimators import estimator_handler
 from .guides import MeanFieldNormal
 from .models import BayesianModel
-
-
-def site_prior(model: nn.Module, name: str):
-    """The prior distribution of the weight site ``name`` (e.g. ``net.0.weight``) of a PyroModule ``model``."""
-    layer_name, _, attribute = name.rpartition(".")
-    layer = model.get_submodule(layer_name)
-    prior = layer._pyro_samples[attribute]
-    return prior if hasattr(prior, "sample") else prior(layer)
+from .priors import normal_params, site_prior
 
 
 def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
     """Why :class:`FusedMeanField` cannot train ``guide`` on ``model``; None when it can.
 
-    ``guide`` must have been run once (:func:`pyro_bnn.inference.initialize_guide`).
+    ``guide`` must have been run once (:func:`pyro_bnn.guides.initialize_guide`).
     """
     if not isinstance(model, BayesianModel):
         return f"the model is a {type(model).__name__}, not a pyro_bnn BayesianModel"
@@ -153,7 +145,7 @@ class FusedMeanField:
         if kl not in KL_KINDS:
             raise ValueError(f"kl={kl!r} is not known; choose one of {list(KL_KINDS)}")
         if getattr(guide, "prototype_trace", None) is None:
-            raise ValueError("the guide has no parameters yet: run it once first (pyro_bnn.inference.initialize_guide)")
+            raise ValueError("the guide has no parameters yet: run it once first (pyro_bnn.initialize_guide)")
         reason = unfusable_reason(model, guide)
         if reason is not None:
             raise ValueError(f"the fused mean-field step cannot train this pair: {reason}; use fused=False")
@@ -221,12 +213,11 @@ class FusedMeanField:
     def _views(self, flat: torch.Tensor) -> List[torch.Tensor]:
         return [part.view(shape) for part, shape in zip(flat.split(self.sizes), self.shapes)]
 
-    def _nll(self, x, y, weights, scale) -> torch.Tensor:
+    def _nll(self, x, y, weights, scale, rows) -> torch.Tensor:
         values = self._views(weights)
-        with self.handler if self.handler is not None else nullcontext():
-            if self.handler is not None:
-                for value, loc, sd in zip(values, self._views(self.loc), self._views(scale)):
-                    self.handler.register(value, loc, sd)
+        with self.handler.routing(rows):
+            for value, loc, sd in zip(values, self._views(self.loc), self._views(scale)):
+                self.handler.register(value, loc, sd)
             with poutine.condition(data=dict(zip(self.names, values))):
                 outputs = self.model.outputs(x)
         return -self.model.likelihood.log_likelihood(outputs, y, self.model.num_data)
@@ -235,14 +226,14 @@ class FusedMeanField:
         return ElboTerms(nll, kl, dict(zip(self.names, kl_sites.detach())), self.model.num_data,
                          hyperprior=self._hyperprior)
 
-    def _analytic_particle(self, x, y) -> ElboTerms:
-        no_draw = self.handler is not None and not self.handler.needs_weight_draw
+    def _analytic_particle(self, x, y, rows) -> ElboTerms:
+        no_draw = not self.handler.needs_weight_draw
         noise = None if no_draw else torch.randn_like(self.loc)
         weights, scale, kl, kl_sites = MeanFieldSample.apply(self.loc, self.log_scale, noise, self, self._square_sums)
         # local reparameterization reads only the means and scales
-        return self._terms(self._nll(x, y, self.loc if no_draw else weights, scale), kl, kl_sites)
+        return self._terms(self._nll(x, y, self.loc if no_draw else weights, scale, rows), kl, kl_sites)
 
-    def _sampled_particle(self, x, y) -> ElboTerms:
+    def _sampled_particle(self, x, y, rows) -> ElboTerms:
         scale = torch.exp(self.log_scale)
         noise = torch.randn_like(scale)
         weights = torch.addcmul(self.loc, scale, noise)
@@ -252,10 +243,15 @@ class FusedMeanField:
         log_p = -self.log_prior_scale - self.half_precision * torch.stack(
             [torch.dot(part, part) for part in self.deviations(weights)])
         kl_sites = log_q - log_p
-        return self._terms(self._nll(x, y, weights, scale), kl_sites.sum(), kl_sites)
+        return self._terms(self._nll(x, y, weights, scale, rows), kl_sites.sum(), kl_sites)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, num_particles: int = 1) -> ElboTerms:
-        """NLL and KL of the minibatch ``(x, y)``, averaged over ``num_particles`` weight draws."""
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, num_particles: int = 1,
+                 rows: Optional[Tuple[int, int]] = None) -> ElboTerms:
+        """NLL and KL of the minibatch ``(x, y)``, averaged over ``num_particles`` weight draws.
+
+        :param rows: ``(first row, rows of the whole minibatch)`` where ``(x, y)`` is this process's part of a
+            minibatch (:mod:`pyro_bnn.distributed`): per-example noise is drawn for the whole minibatch.
+        """
         particle = self._analytic_particle if self.kl == "analytic" else self._sampled_particle
         self._hyperprior, self._square_sums = self._update_learned_scales()
-        return average_terms([particle(x, y) for _ in range(int(num_particles))])
+        return average_terms([particle(x, y, rows) for _ in range(int(num_particles))])

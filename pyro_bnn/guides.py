@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import math
 from contextlib import ExitStack
-from typing import Callable, Mapping, Union
+from typing import Callable, Mapping, Optional, Union
 
 import pyro
 import pyro.distributions as dist
@@ -38,6 +38,13 @@ from .checks import check_count
 from .priors import Prior, fan_in
 
 INIT_LOCS = ("pytorch", "median")
+
+
+def initialize_guide(guide: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> nn.Module:
+    """Run ``guide`` once so an autoguide creates its (lazily built) parameters; returns ``guide``."""
+    with torch.no_grad():
+        guide(x, y)
+    return guide
 
 
 def pytorch_init(model: nn.Module) -> Callable[[dict], torch.Tensor]:

@@ -20,9 +20,8 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from .estimators import normal_params
-from .fused import site_prior
 from .guides import MeanFieldNormal
+from .priors import normal_params, site_prior
 
 #: A weight whose KL to its prior is below this many nats has fallen back to the prior.
 AT_PRIOR_KL = 0.05

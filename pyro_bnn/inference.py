@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import nullcontext
 from numbers import Real
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
@@ -32,13 +31,13 @@ import torch
 from torch import nn
 
 from .checks import check_batch, check_count, check_loader, check_positive, first_batch
-from .data import shard_rows
-from .distributed import GradientAllReduce
+from .distributed import GradientAllReduce, shard_rows
 from .elbo import ELBO_KL, ElboTerms, elbo_terms
 from .empirical_bayes import EmpiricalBayes, prior_scales
-from .estimators import LayerNoise, estimator_handler
+from .estimators import estimator_handler
 from .fused import FusedMeanField, unfusable_reason
-from .guides import MeanFieldNormal
+from .guides import MeanFieldNormal, initialize_guide
+from .models import device_of
 from .training_state import TrainingState
 
 KL_SCHEDULES = ("uniform", "blundell")
@@ -105,12 +104,6 @@ def _parameters(*modules: nn.Module) -> List[torch.nn.Parameter]:
     return params
 
 
-def device_of(model: nn.Module) -> torch.device:
-    """The device of ``model`` (of its first buffer; the CPU when it has none)."""
-    tensor = next(iter(model.buffers()), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
-
-
 def lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """The learning-rate schedule of ``fit`` (one of :data:`LR_SCHEDULES`) over ``total_steps`` optimizer steps."""
     if schedule == "cosine":
@@ -130,16 +123,16 @@ def _terms_record(terms: ElboTerms) -> Dict[str, torch.Tensor]:
 class Objective(NamedTuple):
     """What one training step computes and trains.
 
-    :ivar terms: ``(x, y) -> ElboTerms`` of the minibatch (differentiable loss terms).
+    :ivar terms: ``(x, y, rows=None) -> ElboTerms`` of the minibatch (differentiable loss terms); ``rows``:
+        ``(first row, rows of the whole minibatch)`` where ``(x, y)`` is this process's part of a minibatch
+        (:func:`~pyro_bnn.distributed.shard_rows`), so that per-example noise is drawn for the whole minibatch.
     :ivar parameters: the tensors an optimizer of this objective trains.
     :ivar fused: whether the terms come from :class:`~pyro_bnn.fused.FusedMeanField`.
-    :ivar noise: the estimator's handler (None for one shared draw), whose ``rows`` a distributed run sets.
     """
 
-    terms: Callable[[torch.Tensor, torch.Tensor], ElboTerms]
+    terms: Callable[..., ElboTerms]
     parameters: List[torch.nn.Parameter]
     fused: bool
-    noise: Optional[LayerNoise] = None
 
 
 def training_objective(
@@ -157,10 +150,7 @@ def training_objective(
         step or an error saying why it cannot; ``False``: Pyro's traces (:func:`~pyro_bnn.elbo.elbo_terms`).
         Both estimate the same loss; their noise is drawn differently, so a seed gives other numbers.
     """
-    if elbo not in ELBO_KL:
-        raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
-    if not is_fused_choice(fused):
-        raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
+    _check_elbo_and_fused(elbo, fused)
     kl = ELBO_KL[elbo]
     reason = unfusable_reason(model, guide) if fused is not False else "fused=False"
     if fused is True and reason is not None:
@@ -168,35 +158,28 @@ def training_objective(
                          "use fused='auto' or False")
     if reason is None:
         step = FusedMeanField(model, guide, kl=kl, estimator=estimator)
-        terms = lambda x, y: step(x, y, num_particles=num_particles)  # noqa: E731
-        return Objective(terms, _parameters(model) + step.parameters(), True, step.handler)
+        terms = lambda x, y, rows=None: step(x, y, num_particles=num_particles, rows=rows)  # noqa: E731
+        return Objective(terms, _parameters(model) + step.parameters(), True)
     handler = estimator_handler(estimator)
     learned = EmpiricalBayes.of(model)
     if learned is not None and not isinstance(guide, MeanFieldNormal):
         raise ValueError(f"learned prior scales (learn_scale=True) are set from a mean-field Normal guide, not a "
                          f"{type(guide).__name__}: use guide=auto_normal, or prior.learn_scale=false")
 
-    def terms(x, y):
+    def terms(x, y, rows=None):
         hyperprior = learned.update(guide) if learned is not None else None
-        with handler if handler is not None else nullcontext():
+        with handler.for_rows(rows):
             terms = elbo_terms(model, guide, x, y, kl=kl, num_particles=num_particles)
         terms.hyperprior = hyperprior
         return terms
 
-    return Objective(terms, _parameters(guide, model), False, handler)
+    return Objective(terms, _parameters(guide, model), False)
 
 
 def optimizer(parameters: List[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """One Adam over all ``parameters``, as a single fused kernel where torch has one for their device."""
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
     return torch.optim.Adam(parameters, lr=lr, fused=fused or None)
-
-
-def initialize_guide(guide: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> nn.Module:
-    """Run ``guide`` once so an autoguide creates its (lazily built) parameters; returns ``guide``."""
-    with torch.no_grad():
-        guide(x, y)
-    return guide
 
 
 class TrainingInterrupted(Exception):
@@ -218,11 +201,15 @@ def _as_kl_weight(kl_weight) -> KLWeight:
                     "KLWeight(weight, warmup_epochs, schedule)")
 
 
-def _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_particles) -> None:
+def _check_elbo_and_fused(elbo, fused) -> None:
     if elbo not in ELBO_KL:
         raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
     if not is_fused_choice(fused):
         raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
+
+
+def _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_particles) -> None:
+    _check_elbo_and_fused(elbo, fused)
     check_count(epochs, "epochs")
     check_positive(lr, "lr")
     check_count(num_particles, "num_particles", maximum=MAX_PARTICLES)
@@ -231,10 +218,11 @@ def _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_pa
     estimator_handler(estimator)  # an unknown name fails here, before any work
 
 
-def _train_step(objective: Objective, run: TrainingState, x, y, beta: float) -> Dict[str, torch.Tensor]:
-    """One SVI step; its record (the whole minibatch's, across the ranks of a distributed run)."""
+def _train_step(objective: Objective, run: TrainingState, x, y, rows, beta: float) -> Dict[str, torch.Tensor]:
+    """One SVI step on ``(x, y)`` (the part ``rows`` of the minibatch in a distributed run); its record (the whole
+    minibatch's, across the ranks of a distributed run)."""
     adam, scheduler = run.modules["optimizer"], run.modules["scheduler"]
-    terms = objective.terms(x, y)
+    terms = objective.terms(x, y, rows)
     adam.zero_grad(set_to_none=True)
     (terms.nll + beta * terms.kl).backward()
     record = _terms_record(terms)
@@ -291,8 +279,7 @@ def fit(
     device = device_of(model)
     with pyro.validation_enabled(validate):
         objective, run = _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused, lr,
-                                 lr_schedule, int(epochs) * num_steps)
-        run.sync = GradientAllReduce(objective.parameters) if distributed else None
+                                 lr_schedule, int(epochs) * num_steps, distributed)
         if state is not None:
             run.restore(state)
         for epoch in range(run.epoch, int(epochs)):
@@ -307,7 +294,7 @@ def fit(
 
 
 def _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused, lr, lr_schedule,
-            total_steps) -> Tuple[Objective, TrainingState]:
+            total_steps, distributed) -> Tuple[Objective, TrainingState]:
     """Check the first batch, initialise the guide, and build the objective, optimizer and schedule."""
     x, y = (t.to(device) for t in first_batch(loader))
     check_batch(model, x, y)
@@ -320,7 +307,8 @@ def _set_up(model, guide, loader, device, elbo, estimator, num_particles, fused,
     adam = optimizer(objective.parameters, lr)
     scheduler = lr_scheduler(adam, lr_schedule, total_steps)
     modules = {"model": model, "guide": guide, "optimizer": adam, "scheduler": scheduler}
-    return objective, TrainingState(modules, loader, device)
+    sync = GradientAllReduce(objective.parameters) if distributed else None
+    return objective, TrainingState(modules, loader, device, sync)
 
 
 def _train_epoch(objective: Objective, run: TrainingState, loader, epoch: int, kl_weight: KLWeight, num_steps: int,
@@ -333,10 +321,9 @@ def _train_epoch(objective: Objective, run: TrainingState, loader, epoch: int, k
                 on_checkpoint(run.snapshot())
             raise TrainingInterrupted(epoch, step)
         x, y = x.to(run.device), y.to(run.device)
-        if run.sync is not None and objective.noise is not None:
-            objective.noise.rows = shard_rows(loader)  # draw the whole batch's per-example noise, keep this part's
+        rows = shard_rows(loader) if run.sync is not None else None  # this process's part of the minibatch
         try:
-            record = _train_step(objective, run, x, y, kl_weight(epoch, step, num_steps))
+            record = _train_step(objective, run, x, y, rows, kl_weight(epoch, step, num_steps))
         except (IndexError, RuntimeError):  # e.g. a class index out of range (torch's "index 12 is out of bounds")
             _name_bad_batch(run.modules["model"], x, y, f"loader (batch {step + 1} of epoch {epoch + 1})")
             raise

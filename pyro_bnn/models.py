@@ -37,6 +37,12 @@ NORMALISATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNo
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """The device of ``model`` (of its first buffer; the CPU when it has none)."""
+    tensor = next(iter(model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
 def _activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation={name!r} is not known; choose one of {sorted(ACTIVATIONS)}")

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Callable, List, Mapping, Optional, Sequence, Union
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroSample
 from torch import nn
+from torch.distributions import Independent
 
 #: The largest prior location accepted.
 MAX_LOC = 1e3
@@ -256,3 +257,20 @@ class StudentTPrior(Prior):
 
 #: Prior classes by family name, as used in configs.
 PRIOR_FAMILIES = {cls.family: cls for cls in (NormalPrior, LaplacePrior, StudentTPrior)}
+
+
+def normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """``(loc, scale)`` of a (possibly Independent) Normal distribution, else None."""
+    while isinstance(fn, Independent):
+        fn = fn.base_dist
+    if isinstance(fn, dist.Normal):
+        return fn.loc, fn.scale
+    return None
+
+
+def site_prior(model: nn.Module, name: str):
+    """The prior distribution of the weight site ``name`` (e.g. ``net.0.weight``) of a PyroModule ``model``."""
+    layer_name, _, attribute = name.rpartition(".")
+    layer = model.get_submodule(layer_name)
+    prior = layer._pyro_samples[attribute]
+    return prior if hasattr(prior, "sample") else prior(layer)

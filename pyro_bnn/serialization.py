@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .data import DataSplits
-from .inference import initialize_guide
+from .guides import initialize_guide
 
 #: Version 2: the mean-field guide stores log(scale) (version 1 stored softplus^-1(scale)).
 FORMAT = "pyro_bnn.posterior/2"

@@ -35,9 +35,10 @@ class TrainingState:
     :param modules: ``{"model": ..., "guide": ..., "optimizer": ..., "scheduler": ...}``: objects with
         ``state_dict()`` / ``load_state_dict()``, saved and restored with the run.
     :param device: where the weight noise is drawn (its CUDA RNG is saved too).
+    :param sync: :class:`~pyro_bnn.distributed.GradientAllReduce` in a data-parallel run, else None.
     """
 
-    def __init__(self, modules: Dict[str, nn.Module], loader: Iterable, device: torch.device):
+    def __init__(self, modules: Dict[str, nn.Module], loader: Iterable, device: torch.device, sync=None):
         self.modules = modules
         self.device = device
         self.generator = _sampler_generator(loader)
@@ -46,8 +47,7 @@ class TrainingState:
         self.history: List[Dict[str, float]] = []
         #: Checks the loss terms every few steps; its ``first`` (the first step's terms) is saved with the state.
         self.monitor = LossMonitor()
-        #: :class:`~pyro_bnn.distributed.GradientAllReduce` in a data-parallel run, else None.
-        self.sync = None
+        self.sync = sync
         self._start = time.perf_counter()
         self._epoch_start = self._shuffle_state()
         self._resume: Optional[Dict] = None

@@ -12,9 +12,9 @@ import pyro
 import torch
 import torch.distributed as dist
 
-from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, fit, load_data, make_loader
+from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, fit, initialize_guide, load_data, make_loader
 from pyro_bnn.distributed import GradientAllReduce
-from pyro_bnn.inference import _terms_record, initialize_guide, training_objective
+from pyro_bnn.inference import _terms_record, training_objective
 
 
 def pair(num_data):

@@ -12,11 +12,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from pyro.poutine.messenger import Messenger
 
-from pyro_bnn import BayesianMLP, NormalPrior, auto_normal
+from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, initialize_guide
 from pyro_bnn.app.build import layer_scale_overrides
 from pyro_bnn.app.config import CONF_DIR, register_configs
-from pyro_bnn.estimators import normal_params
-from pyro_bnn.inference import initialize_guide
+from pyro_bnn.priors import normal_params
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Hydra's log lines above warnings are noise in a test's output.

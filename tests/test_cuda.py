@@ -24,8 +24,7 @@ def test_training_and_evaluation_run_on_cuda(small_digits):
 def test_cuda_and_cpu_compute_the_same_terms(small_digits):
     from pyro import poutine
 
-    from pyro_bnn import elbo_terms
-    from pyro_bnn.inference import initialize_guide
+    from pyro_bnn import elbo_terms, initialize_guide
 
     x, y = small_digits[0].tensors
     model = small_mlp()

@@ -7,8 +7,7 @@ from pyro.infer.autoguide import AutoNormal
 from torch.distributions import biject_to
 
 from helpers import assert_close, small_mlp, spread_guide
-from pyro_bnn import auto_normal, elbo_terms
-from pyro_bnn.inference import initialize_guide
+from pyro_bnn import auto_normal, elbo_terms, initialize_guide
 
 
 def test_minibatch_loss_is_an_unbiased_estimate_of_the_full_data_loss(small_digits):

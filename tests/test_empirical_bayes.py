@@ -7,10 +7,10 @@ from pyro.infer import TraceMeanField_ELBO
 from torch.distributions import InverseGamma, Normal, kl_divergence
 
 from helpers import FixedNoise, assert_close, spread_guide
-from pyro_bnn import BayesianMLP, NormalPrior, auto_delta, fit, make_loader
+from pyro_bnn import BayesianMLP, NormalPrior, auto_delta, fit, initialize_guide, make_loader
 from pyro_bnn.empirical_bayes import EmpiricalBayes, prior_scales
 from pyro_bnn.fused import FusedMeanField
-from pyro_bnn.inference import initialize_guide, training_objective
+from pyro_bnn.inference import training_objective
 
 ALPHAS = [0.0, 4.48]
 

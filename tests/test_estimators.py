@@ -1,6 +1,7 @@
 """Local reparameterization (everywhere, or in dense layers only) and Flipout: same distribution per example,
 lower gradient variance."""
 
+import threading
 from contextlib import nullcontext
 
 import pyro
@@ -10,10 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import small_mlp
-from pyro_bnn import auto_normal, elbo_terms, fit, make_loader, to_bayesian
+from pyro_bnn import auto_normal, elbo_terms, fit, initialize_guide, make_loader, to_bayesian
 from pyro_bnn.estimators import DenseLocalReparameterization, Flipout, LocalReparameterization, estimator_handler
 from pyro_bnn.guides import auto_delta, auto_lowrank
-from pyro_bnn.inference import initialize_guide
 
 HANDLERS = [LocalReparameterization, DenseLocalReparameterization, Flipout]
 
@@ -168,10 +168,64 @@ def test_a_part_of_a_batch_gets_the_noise_its_rows_get_in_the_whole_batch(handle
     model, guide = conv_dense_pair(x, y)
     outputs = []
     for rows, part in ((None, slice(None)), ((3, 8), slice(3, 8))):
-        active = handler()
-        active.rows = rows
         pyro.set_rng_seed(0)
-        with active, torch.no_grad():
+        with handler().for_rows(rows), torch.no_grad():
             guide_trace = pyro.poutine.trace(guide).get_trace(x[part], y[part])
             outputs.append(pyro.poutine.replay(model.net, trace=guide_trace)(x[part]))
     torch.testing.assert_close(outputs[1], outputs[0][3:])
+
+
+def test_a_handler_routes_only_its_own_threads_layers_and_leaves_torch_as_it_was():
+    """Two threads route interleaved (A in, B in, A out, B computes, B out), as two models trained on the fused path
+    in two threads would: B's layer stays routed through B's handler and gives what B alone gives, A's handler never
+    sees it, and torch's functions come back once both are out. (Pyro's own effect stack is one list per process,
+    so Pyro handlers themselves cannot interleave across threads: the routing does not use it.)"""
+    x = torch.randn(8, 5)
+    loc, scale, bias = torch.randn(3, 5), torch.rand(3, 5) + 0.1, torch.randn(3)
+    weight = loc + scale * torch.randn(3, 5)
+    outputs, errors = {}, []
+    steps = [threading.Event() for _ in range(3)]
+
+    def layer(handler):
+        handler.register(weight, loc, scale)
+        pyro.set_rng_seed(0)
+        return F.linear(x, weight, bias)
+
+    def alone():
+        handler = LocalReparameterization()
+        with handler.routing():
+            return layer(handler)
+
+    def thread_a():
+        try:
+            handler = Flipout()
+            with handler.routing():
+                steps[0].set()  # A is in
+                steps[1].wait(10)  # until B is in
+                outputs["a"] = len(handler._normals)
+            steps[2].set()  # A is out
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    def thread_b():
+        try:
+            steps[0].wait(10)
+            handler = LocalReparameterization()
+            with handler.routing():
+                steps[1].set()
+                steps[2].wait(10)
+                outputs["b"] = layer(handler)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    expected = alone()
+    assert not torch.equal(expected, F.linear(x, weight, bias))  # routed: the marginal draw, not the plain layer
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert not errors
+    torch.testing.assert_close(outputs["b"], expected, rtol=0, atol=0)
+    assert outputs["a"] == 0  # A's handler saw nothing of B's
+    assert F.linear is torch._C._nn.linear and F.conv2d is torch.conv2d

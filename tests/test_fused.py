@@ -6,9 +6,9 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from helpers import FixedNoise, assert_close, small_mlp, spread_guide
-from pyro_bnn import BayesianCNN, LaplacePrior, NormalPrior, auto_delta, auto_normal, fit, make_loader
+from pyro_bnn import BayesianCNN, LaplacePrior, NormalPrior, auto_delta, auto_normal, fit, initialize_guide, make_loader
 from pyro_bnn.fused import FusedMeanField
-from pyro_bnn.inference import initialize_guide, training_objective
+from pyro_bnn.inference import training_objective
 
 PRIORS = [NormalPrior(0.7, loc=0.1), NormalPrior(1.0, fan_in=True)]  # m0 != 0; a different scale per layer
 

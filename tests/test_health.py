@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from helpers import small_mlp
-from pyro_bnn import auto_delta, auto_normal
+from pyro_bnn import auto_delta, auto_normal, initialize_guide
 from pyro_bnn.health import AT_PRIOR_KL, format_health, health_warnings, posterior_health
-from pyro_bnn.inference import initialize_guide
 
 
 def guide_for(model, x, y, init_scale=1e-3):

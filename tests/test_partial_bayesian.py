@@ -16,13 +16,13 @@ from pyro_bnn import (
     auto_normal,
     elbo_terms,
     fit,
+    initialize_guide,
     load_posterior,
     make_loader,
     pretrained_weights,
     save_posterior,
     to_bayesian,
 )
-from pyro_bnn.inference import initialize_guide
 
 
 def sites(model):
