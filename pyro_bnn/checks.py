@@ -114,12 +114,12 @@ def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def check_count(value, argument: str, minimum: int = 1, maximum: Optional[int] = None) -> int:
-    """``value`` as an int, if it is a whole number >= ``minimum`` (and <= ``maximum``, where a larger value only
+    """``value`` as an int, if it is an integer >= ``minimum`` (and <= ``maximum``, where a larger value only
     exhausts memory or time)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{argument}={value!r}: use a whole number >= {minimum}")
+        raise ValueError(f"{argument}={value!r}: use an integer >= {minimum}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{argument}={value!r}: use a whole number from {minimum} to {maximum}")
+        raise ValueError(f"{argument}={value!r}: use an integer from {minimum} to {maximum}")
     return int(value)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
@@ -30,7 +30,6 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from .checks import check_count
 from .distributed import ShardedBatches
 
-DATASETS = ("digits", "toy_regression", "uci", "mnist", "fashion_mnist", "cifar10")
 OOD_SETS = ("none", "rotated", "heldout", "mnist", "fashion_mnist")
 
 
@@ -273,6 +272,36 @@ def load_torchvision(name: str, root: str, download: bool = False) -> DataSplits
     )
 
 
+class Dataset(NamedTuple):
+    """A data set :func:`load_data` knows: how to load it and what it is."""
+
+    #: ``(root, download, split_seed, name, split, validation) -> DataSplits`` (keywords; each takes what it needs)
+    load: Callable[..., DataSplits]
+    #: ``"classification"`` or ``"regression"``
+    task: str
+    #: whether ``load`` cuts the validation part itself (else :func:`load_data` takes the training split's last part)
+    validates: bool = False
+
+
+def _uci(name=None, split=0, root="data", download=False, validation=0.0, **_) -> DataSplits:
+    if not name:
+        raise ValueError("dataset 'uci' needs the data set's name (data.name=yacht, load_data('uci', name='yacht'))")
+    return load_uci(name, split, root, download, validation)
+
+
+def _torchvision(dataset: str) -> Callable[..., DataSplits]:
+    return lambda root="data", download=False, **_: load_torchvision(dataset, root, download)
+
+
+#: Every data set by name (``data=<name>``, :func:`load_data`): the one list of them.
+DATASETS: Dict[str, Dataset] = {
+    "digits": Dataset(lambda split_seed=0, **_: load_digits_splits(split_seed), "classification"),
+    "toy_regression": Dataset(lambda split_seed=0, **_: load_toy_regression(split_seed=split_seed), "regression"),
+    "uci": Dataset(_uci, "regression", validates=True),
+    **{name: Dataset(_torchvision(name), "classification") for name in _TORCHVISION},
+}
+
+
 def hold_out(data: DataSplits, classes: Sequence[int]) -> DataSplits:
     """Remove ``classes`` from the training and test sets; their test examples become ``data.heldout``."""
     classes = sorted({int(c) for c in classes})
@@ -330,20 +359,12 @@ def load_data(dataset: str, root: str = "data", download: bool = False, split_se
     """
     if not (isinstance(validation, (int, float)) and 0 <= validation < 1):
         raise ValueError(f"data.validation={validation}: use a share in [0, 1), e.g. 0.2 (0: the test split)")
-    if dataset == "uci":
-        if not name:
-            raise ValueError("dataset 'uci' needs the data set's name (data.name=yacht, load_data('uci', name='yacht'))")
-        data = load_uci(name, split, root, download, validation)
-    elif dataset == "digits":
-        data = load_digits_splits(split_seed)
-    elif dataset == "toy_regression":
-        data = load_toy_regression(split_seed=split_seed)
-    elif dataset in _TORCHVISION:
-        data = load_torchvision(dataset, root, download)
-    else:
+    if dataset not in DATASETS:
         raise ValueError(f"data={dataset!r} is not known; choose one of {list(DATASETS)}")
+    data = DATASETS[dataset].load(root=root, download=download, split_seed=split_seed, name=name, split=split,
+                                  validation=validation)
     data.loader = dataset
-    if validation and dataset != "uci":
+    if validation and not DATASETS[dataset].validates:
         x, y = data.train.tensors
         cut = len(x) - int(round(validation * len(x)))
         if not 1 <= cut < len(x):

@@ -31,6 +31,13 @@ ECE_BINS = 15
 MAX_SAMPLES = 10_000
 #: Probability mass of the central predictive interval whose coverage regression reports.
 COVERAGE_MASS = 0.9
+#: The summary metrics of ``evaluate`` / ``metrics.json``'s ``test`` by kind (the ``ood`` ones with an OOD set): what a
+#: sweep summarises and a sweeper may optimise. A new metric: its function here, and its name in this list.
+SUMMARY_METRICS = {
+    "classification": ("accuracy", "nll", "ece", "brier"),
+    "ood": ("ood_auroc_entropy", "ood_auroc_mutual_information"),
+    "regression": ("rmse", "log_likelihood", "coverage_90", "predictive_std", "aleatoric_std", "epistemic_std"),
+}
 
 
 def _batches(model: nn.Module, loader: Iterable, first_only: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:

@@ -210,3 +210,7 @@ def _check_init_scale(init_scale: float) -> None:
 
 
 __all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "pytorch_init"]
+
+
+#: The guide builder of each name (``guide=<name>``; each takes the model and its own options).
+GUIDES = {"auto_normal": auto_normal, "auto_delta": auto_delta, "auto_lowrank": auto_lowrank}

@@ -205,10 +205,13 @@ def _check_elbo_and_fused(elbo, fused) -> None:
     if elbo not in ELBO_KL:
         raise ValueError(f"elbo={elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
     if not is_fused_choice(fused):
-        raise ValueError(f"fused={fused!r} is not known; choose one of {list(FUSED)}")
+        raise ValueError(f"fused={fused!r}: use 'auto', True or False")
 
 
-def _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_particles) -> None:
+def check_fit_arguments(elbo="mean_field", fused="auto", epochs=100, lr=1e-2, lr_schedule="constant",
+                        estimator="shared", num_particles=1) -> None:
+    """The error :func:`fit` gives for its arguments of these names, before any work (the app checks its config
+    with it)."""
     _check_elbo_and_fused(elbo, fused)
     check_count(epochs, "epochs")
     check_positive(lr, "lr")
@@ -273,7 +276,7 @@ def fit(
         the terms are means over the epoch's minibatches in whole-data units (loss = nll + kl,
         the unweighted -ELBO estimate; ``kl.<layer>`` sum to kl).
     """
-    _check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_particles)
+    check_fit_arguments(elbo, fused, epochs, lr, lr_schedule, estimator, num_particles)
     kl_weight = _as_kl_weight(kl_weight)
     num_steps = check_loader(loader)
     device = device_of(model)

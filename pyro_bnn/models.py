@@ -192,9 +192,8 @@ def cnn_network(in_shape: Tuple[int, int, int], num_classes: int, channels: Sequ
     baseline of the same architecture is this network trained as usual."""
     in_shape = tuple(int(d) for d in in_shape)
     if len(in_shape) != 3:
-        raise ValueError(
-            f"BayesianCNN takes image inputs of shape (C, H, W), got {in_shape}; use the MLP for tabular data"
-        )
+        raise ValueError(f"a BayesianCNN needs image inputs of shape (C, H, W), not in_shape={in_shape}: use a "
+                         "BayesianMLP for tabular data")
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size={kernel_size}: use an odd kernel size >= 1")
     layers = []

@@ -133,17 +133,17 @@ class Prior:
         self.scale = float(scale)
         self.loc = float(loc)
         if not (math.isfinite(self.loc) and abs(self.loc) <= MAX_LOC):
-            raise ValueError(f"prior loc={loc}: use a finite number of magnitude at most {MAX_LOC:g} (weights of that "
+            raise ValueError(f"loc={loc}: use a finite number of magnitude at most {MAX_LOC:g} (weights of that "
                              "size overflow the network's activations)")
         self.layer_scales = {str(k): float(v) for k, v in (layer_scales or {}).items()}
         if not isinstance(fan_in, bool):
-            raise ValueError(f"prior fan_in={fan_in!r}: pass True or False")
+            raise ValueError(f"fan_in={fan_in!r}: use True or False")
         self.fan_in = fan_in
         for name, value in [("scale", self.scale)] + [
             (f"layer_scales[{k}]", v) for k, v in self.layer_scales.items()
         ]:
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"prior {name}={value}: a prior scale must be a finite number > 0")
+                raise ValueError(f"{name}={value}: use a finite number > 0 (a prior scale)")
 
     def distribution(self, loc: torch.Tensor, scale: torch.Tensor) -> dist.Distribution:
         """The family's distribution of one scalar weight, batched over ``loc``/``scale``."""
@@ -212,9 +212,9 @@ class NormalPrior(Prior):
                  learn_scale: bool = False, hyperprior_alpha: float = 0.0):
         super().__init__(scale, loc, layer_scales, fan_in)
         if not (math.isfinite(hyperprior_alpha) and hyperprior_alpha >= 0):
-            raise ValueError(f"prior hyperprior_alpha={hyperprior_alpha}: use a finite number >= 0 (0: no hyperprior)")
+            raise ValueError(f"hyperprior_alpha={hyperprior_alpha}: use a finite number >= 0 (0: no hyperprior)")
         if hyperprior_alpha and not learn_scale:
-            raise ValueError(f"prior hyperprior_alpha={hyperprior_alpha} is a hyperprior on learned scales: "
+            raise ValueError(f"hyperprior_alpha={hyperprior_alpha} is a hyperprior on learned scales: "
                              "set learn_scale=True, or hyperprior_alpha=0")
         self.learn_scale = bool(learn_scale)
         self.hyperprior_alpha = float(hyperprior_alpha)
@@ -247,8 +247,7 @@ class StudentTPrior(Prior):
     def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False, df: float = 3.0):
         super().__init__(scale, loc, layer_scales, fan_in)
         if not (math.isfinite(df) and df > 0):
-            raise ValueError(f"prior df={df}: the Student-t degrees of freedom must be a finite number > 0 (a Normal "
-                             "is prior.family=normal)")
+            raise ValueError(f"df={df}: use a finite number > 0 (the Student-t degrees of freedom; 1: Cauchy)")
         self.df = float(df)
 
     def distribution(self, loc, scale):

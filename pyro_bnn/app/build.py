@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+import inspect
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..data import DataSplits, load_data
-from ..guides import auto_delta, auto_lowrank, auto_normal
-from ..likelihoods import Categorical, Gaussian, HeteroscedasticGaussian
+from ..guides import GUIDES
+from ..likelihoods import REGRESSION_LIKELIHOODS, Categorical
 from ..models import BayesianCNN, BayesianMLP, BayesianModel
-from ..priors import PRIOR_FAMILIES, NormalPrior, StudentTPrior
+from ..priors import PRIOR_FAMILIES
 from ..serialization import read_posterior, restore_posterior
 
-#: Guide builders by ``guide.name``.
-GUIDES = {"auto_normal": auto_normal, "auto_delta": auto_delta, "auto_lowrank": auto_lowrank}
+
+def accepted_options(builder: Callable, options: Mapping[str, Any]) -> Dict[str, Any]:
+    """The entries of ``options`` (a config group's keys, shared by all of its options) that ``builder`` takes: a
+    group option's own keys are its builder's arguments, so adding an option never touches this module."""
+    parameters = inspect.signature(builder).parameters
+    return {key: value for key, value in options.items() if key in parameters}
 
 
 def layer_scales(node) -> Dict[str, float]:
@@ -39,14 +44,14 @@ def layer_scale_overrides(args: List[str]) -> List[str]:
 
 
 def build_prior(cfg: DictConfig):
-    """The prior of ``cfg.prior`` (its family's own options: ``df`` for Student-t, learned scales for Normal)."""
+    """The prior of ``cfg.prior``: its family's class (:data:`~pyro_bnn.priors.PRIOR_FAMILIES`) given the keys it
+    takes (``df`` for Student-t, the learned scales for Normal, ...)."""
     cls = PRIOR_FAMILIES[cfg.family]
-    options = dict(scale=cfg.scale, loc=cfg.loc, layer_scales=layer_scales(cfg.layer_scales), fan_in=cfg.fan_in)
-    if cls is StudentTPrior:
-        options["df"] = cfg.df
-    if cls is NormalPrior:
-        options.update(learn_scale=cfg.learn_scale, hyperprior_alpha=cfg.hyperprior_alpha)
-    return cls(**options)
+    if cfg.get("learn_scale") and "learn_scale" not in inspect.signature(cls).parameters:
+        raise ValueError(f"prior.learn_scale=true needs a prior whose scale can be learned (prior.family=normal), not "
+                         f"prior.family={cfg.family}: use prior.family=normal, or prior.learn_scale=false")
+    options = {**OmegaConf.to_container(cfg), "layer_scales": layer_scales(cfg.layer_scales)}
+    return cls(**accepted_options(cls, options))
 
 
 def load_run_data(data_cfg: DictConfig) -> DataSplits:
@@ -61,9 +66,9 @@ def build_likelihood(cfg: DictConfig, task: str):
     """The likelihood of ``cfg.model`` for a ``task``: categorical, or the regression likelihood it names."""
     if task == "classification":
         return Categorical()
-    if cfg.get("likelihood", "gaussian") == "heteroscedastic":
-        return HeteroscedasticGaussian(cfg.noise_floor)
-    return Gaussian(cfg.noise_scale, learn_scale=cfg.learn_noise)
+    likelihood = REGRESSION_LIKELIHOODS[cfg.get("likelihood", "gaussian")]
+    return likelihood(**accepted_options(likelihood, {"scale": cfg.noise_scale, "learn_scale": cfg.learn_noise,
+                                                      "min_scale": cfg.get("noise_floor", 1e-3)}))
 
 
 def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:
@@ -72,26 +77,27 @@ def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:
     bayesian = cfg.model.get("bayesian", "all")  # configs saved before model.bayesian existed: all
     common = dict(activation=cfg.model.activation, prior=build_prior(cfg.prior), likelihood=likelihood,
                   num_data=spec["num_data"], bayesian=list(bayesian) if OmegaConf.is_list(bayesian) else bayesian)
-    if cfg.model.name == "mlp":
-        return BayesianMLP(spec["in_shape"], likelihood.output_size(spec["num_outputs"]), hidden=list(cfg.model.hidden),
-                           **common)
-    if len(spec["in_shape"]) != 3:
-        raise ValueError(
-            f"model=cnn needs image inputs (C, H, W) but data={spec['name']} has inputs of shape "
-            f"{tuple(spec['in_shape'])}: use model=mlp"
-        )
-    return BayesianCNN(spec["in_shape"], spec["num_outputs"], channels=list(cfg.model.channels),
-                       kernel_size=cfg.model.kernel_size, hidden=list(cfg.model.hidden), **common)
+    return MODELS[cfg.model.name](cfg.model, spec, likelihood.output_size(spec["num_outputs"]), common)
+
+
+def _mlp(cfg: DictConfig, spec: Dict[str, Any], num_outputs: int, common: Dict[str, Any]) -> BayesianModel:
+    return BayesianMLP(spec["in_shape"], num_outputs, hidden=list(cfg.hidden), **common)
+
+
+def _cnn(cfg: DictConfig, spec: Dict[str, Any], num_outputs: int, common: Dict[str, Any]) -> BayesianModel:
+    return BayesianCNN(spec["in_shape"], num_outputs, channels=list(cfg.channels), kernel_size=cfg.kernel_size,
+                       hidden=list(cfg.hidden), **common)
+
+
+#: The network of each ``model.name``: ``(cfg.model, data spec, network outputs, common options) -> model``.
+MODELS = {"mlp": _mlp, "cnn": _cnn}
 
 
 def build_guide(cfg: DictConfig, model: nn.Module) -> nn.Module:
-    """The (not yet initialised) guide of ``cfg.guide`` for ``model``."""
-    options = {"init_loc": cfg.init_loc}
-    if cfg.name != "auto_delta":
-        options["init_scale"] = cfg.init_scale
-    if cfg.name == "auto_lowrank":
-        options["rank"] = cfg.rank
-    return GUIDES[cfg.name](model, **options)
+    """The (not yet initialised) guide of ``cfg.guide`` for ``model``: its builder
+    (:data:`~pyro_bnn.guides.GUIDES`) given the keys it takes."""
+    builder = GUIDES[cfg.name]
+    return builder(model, **accepted_options(builder, OmegaConf.to_container(cfg)))
 
 
 def build(cfg: DictConfig, spec: Dict[str, Any], device: str = "cpu") -> Tuple[BayesianModel, nn.Module]:

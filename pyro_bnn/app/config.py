@@ -14,41 +14,37 @@ import dataclasses
 import difflib
 import math
 import os
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from ..data import DATASETS, OOD_SETS
-from ..elbo import ELBO_KL
-from ..estimators import ESTIMATORS
-from ..evaluation import MAX_SAMPLES
-from ..guides import INIT_LOCS, MAX_RANK
-from ..inference import KL_SCHEDULES, LR_SCHEDULES, MAX_PARTICLES, is_fused_choice
+from ..evaluation import MAX_SAMPLES, SUMMARY_METRICS
+from ..guides import GUIDES, INIT_LOCS, MAX_RANK
+from ..inference import KLWeight, check_fit_arguments
 from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import ACTIVATIONS
-from ..priors import MAX_LOC, PRIOR_FAMILIES
-from .build import GUIDES, layer_scales
+from ..priors import PRIOR_FAMILIES
+from .build import MODELS, build_prior, layer_scales
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
 #: ``__init__.py`` in it).
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-MODELS = ("mlp", "cnn")
 #: Data sets whose task is regression (the rest are classification).
-REGRESSION_DATASETS = ("toy_regression", "uci")
+REGRESSION_DATASETS = tuple(name for name, dataset in DATASETS.items() if dataset.task == "regression")
 #: Upper bounds where a larger value only exhausts memory or time: predictive samples (each holds the network's
 #: outputs on the whole test set), torch threads per run, the low-rank guide's rank.
 MAX_THREADS = 4 * (os.cpu_count() or 1)
 REFERENCES = ("none", "nuts")
 #: Metrics a job can return to a sweeper (``objective=``), as ``<section>.<name>`` of metrics.json.
-OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.ood_auroc_entropy",
-              "test.ood_auroc_mutual_information", "test.rmse", "test.log_likelihood", "test.coverage_90",
-              "train.loss", "train.nll", "train.kl")
-REGRESSION_OBJECTIVES = ("test.rmse", "test.log_likelihood", "test.coverage_90")
-CLASSIFICATION_OBJECTIVES = ("test.accuracy", "test.nll", "test.ece", "test.brier", "test.ood_auroc_entropy",
-                             "test.ood_auroc_mutual_information")
+REGRESSION_OBJECTIVES = tuple(f"test.{name}" for name in SUMMARY_METRICS["regression"])
+CLASSIFICATION_OBJECTIVES = tuple(f"test.{name}" for name in SUMMARY_METRICS["classification"] + SUMMARY_METRICS["ood"])
+OBJECTIVES = CLASSIFICATION_OBJECTIVES + REGRESSION_OBJECTIVES + ("train.loss", "train.nll", "train.kl")
 
 
 class ConfigError(ValueError):
@@ -207,28 +203,12 @@ _RULES = [
      "all, last (the last Linear layer), or a list of layer names, e.g. [net.4] (the others are point estimates)"),
     ("model.noise_floor", _positive, "a finite number > 0 (the heteroscedastic likelihood's smallest noise sd)"),
     ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
-    ("prior.scale", _positive, "a finite number > 0"),
-    ("prior.loc", lambda v: math.isfinite(v) and abs(v) <= MAX_LOC, f"a finite number of magnitude at most {MAX_LOC:g}"),
-    ("prior.layer_scales", lambda v: all(_positive(s) for s in layer_scales(v).values()),
-     "a map of layer name -> scale > 0 (prior.layer_scales={net.0:0.1} or prior.layer_scales.net.0=0.1)"),
-    ("prior.df", lambda v: _positive(v) and v >= 1, "a finite number >= 1 (1: Cauchy; 3: the default)"),
-    ("prior.hyperprior_alpha", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0: no hyperprior)"),
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
     ("guide.init_scale", _positive, "a finite number > 0, e.g. 1e-3"),
     ("guide.init_loc", _one_of(INIT_LOCS), f"one of {list(INIT_LOCS)}"),
     ("guide.rank", lambda v: 1 <= v <= MAX_RANK, f"an integer from 1 to {MAX_RANK} (and below the number of weights)"),
-    ("inference.elbo", _one_of(ELBO_KL), f"one of {sorted(ELBO_KL)}"),
-    ("inference.lr", _positive, "a finite number > 0, e.g. 1e-3"),
-    ("inference.epochs", lambda v: v >= 1, "an integer >= 1"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
     ("inference.min_epochs", lambda v: v >= 0, "an integer >= 0 (with inference.steps: the fewest epochs)"),
-    ("inference.num_particles", lambda v: 1 <= v <= MAX_PARTICLES, f"an integer from 1 to {MAX_PARTICLES}"),
-    ("inference.kl_weight", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (1 is the exact ELBO)"),
-    ("inference.kl_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
-    ("inference.kl_schedule", _one_of(KL_SCHEDULES), f"one of {list(KL_SCHEDULES)}"),
-    ("inference.lr_schedule", _one_of(LR_SCHEDULES), f"one of {list(LR_SCHEDULES)}"),
-    ("inference.estimator", _one_of(ESTIMATORS), f"one of {list(ESTIMATORS)}"),
-    ("inference.fused", is_fused_choice, "auto, true or false"),
     ("eval.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES} (100 is plenty for the metrics)"),
     ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
     ("reference.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES}"),
@@ -241,6 +221,50 @@ _RULES = [
     ("seed", lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
     ("objective", lambda v: v is None or v in OBJECTIVES, f"null or one of {list(OBJECTIVES)}"),
 ]
+
+
+#: The config key of each library argument whose check :func:`validate` leaves to the library (each rule is checked
+#: once, where the value is used): the library's one-line error ``argument=value: fix`` becomes the config's
+#: ``key=value is not allowed: fix``.
+LIBRARY_ARGUMENTS = {
+    "elbo": "inference.elbo", "fused": "inference.fused", "epochs": "inference.epochs", "lr": "inference.lr",
+    "lr_schedule": "inference.lr_schedule", "estimator": "inference.estimator", "num_particles": "inference.num_particles",
+    "kl_weight": "inference.kl_weight", "kl_warmup_epochs": "inference.kl_warmup_epochs",
+    "kl_schedule": "inference.kl_schedule", "scale": "prior.scale", "loc": "prior.loc", "fan_in": "prior.fan_in",
+    "layer_scales": "prior.layer_scales", "df": "prior.df", "learn_scale": "prior.learn_scale",
+    "hyperprior_alpha": "prior.hyperprior_alpha",
+}
+#: How a library error names the library's classes where the config names an option.
+CONFIG_WORDS = {"a BayesianMLP": "model=mlp", "a BayesianCNN": "model=cnn"}
+_LIBRARY_ERROR = re.compile(r"(?P<argument>\w+)(\[[^\]]*\])?=(?P<value>.*?)(?P<rest>: | is )(?P<fix>.*)", re.S)
+
+
+def config_error(error: Exception, cfg: Optional[DictConfig] = None) -> ConfigError:
+    """The library's ``error`` in the config's words: ``key=value is not allowed: fix`` where it names an argument of
+    :data:`LIBRARY_ARGUMENTS` (the value as ``cfg`` holds it), else its message with :data:`CONFIG_WORDS`."""
+    message = str(error)
+    for library, config in CONFIG_WORDS.items():
+        message = message.replace(library, config)
+    match = _LIBRARY_ERROR.match(message)
+    if match is None or match["argument"] not in LIBRARY_ARGUMENTS:
+        return ConfigError(message)
+    key = LIBRARY_ARGUMENTS[match["argument"]]
+    value = _get(cfg, key) if cfg is not None else match["value"]
+    fix = re.sub(r"\b(\w+)=", lambda m: f"{LIBRARY_ARGUMENTS.get(m[1], m[1])}=", match["fix"])
+    fix = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", fix.replace("choose one of", "use one of")))
+    if match["rest"] == ": " or fix.startswith("not known"):
+        fix = fix.removeprefix("not known; ")
+        return ConfigError(f"{key}={value} is not allowed: {fix}")
+    return ConfigError(f"{key}={value} is {fix}")
+
+
+@contextmanager
+def library_errors(cfg: Optional[DictConfig] = None) -> Iterator[None]:
+    """Turn the library's argument errors raised inside into the config's (:func:`config_error`)."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        raise config_error(error, cfg) from None
 
 
 def _get(cfg: DictConfig, key: str):
@@ -274,14 +298,12 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={value} is not allowed: use {allowed}")
     validate_device(cfg.device)
-    if cfg.model.name == "cnn" and cfg.data.loader in REGRESSION_DATASETS:
-        raise ConfigError(f"model=cnn needs image data, but data={cfg.data.loader} is tabular: use model=mlp")
-    if cfg.prior.learn_scale and (cfg.prior.family != "normal" or cfg.guide.name != "auto_normal"):
-        raise ConfigError(f"prior.learn_scale=true needs prior.family=normal and guide=auto_normal (got "
-                          f"prior.family={cfg.prior.family}, guide={cfg.guide.name}): use those, or prior.learn_scale=false")
-    if cfg.prior.hyperprior_alpha and not cfg.prior.learn_scale:
-        raise ConfigError(f"prior.hyperprior_alpha={cfg.prior.hyperprior_alpha} is a hyperprior on learned scales: "
-                          "set prior.learn_scale=true, or prior.hyperprior_alpha=0")
+    inference = cfg.inference
+    with library_errors(cfg):  # the library's own checks of these values, in the config's words
+        check_fit_arguments(inference.elbo, inference.fused, inference.epochs, inference.lr, inference.lr_schedule,
+                            inference.estimator, inference.num_particles)
+        KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule)
+        build_prior(cfg.prior)
     _check_combinations(cfg)
 
 
