@@ -50,8 +50,8 @@ def test_bad_regression_targets_are_named(small_digits):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"num_particles": 1.5}, "num_particles=1.5: use a whole number >= 1"),
-    ({"epochs": 0}, "epochs=0: use a whole number >= 1"),
+    ({"num_particles": 1.5}, "num_particles=1.5: use an integer >= 1"),
+    ({"epochs": 0}, "epochs=0: use an integer >= 1"),
     ({"lr": float("nan")}, "lr=nan: use a finite number > 0"),
 ])
 def test_bad_arguments_are_named(small_digits, kwargs, message):

@@ -69,14 +69,22 @@ def test_presets_compared_with_exact_posteriors_optimise_the_exact_elbo(experime
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["prior.learn_scale=true", "prior.family=laplace"], "prior.learn_scale=true needs prior.family=normal and guide"),
-    (["prior.learn_scale=true", "guide=auto_delta"], "prior.learn_scale=true needs prior.family=normal and guide"),
-    (["prior.hyperprior_alpha=3"], "prior.hyperprior_alpha=3.0 is a hyperprior on learned scales"),
+    (["prior.learn_scale=true", "prior.family=laplace"], "prior.learn_scale=true needs a prior whose scale can be learned"),
+    (["prior.hyperprior_alpha=3"], "prior.hyperprior_alpha=3.0 is a hyperprior on learned scales: set prior.learn_scale=true"),
     (["prior=empirical_bayes", "prior.hyperprior_alpha=-1"], "prior.hyperprior_alpha=-1.0 is not allowed"),
 ])
 def test_learned_prior_scales_are_checked_before_any_work(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(compose_train(*overrides))
+
+
+def test_a_learned_prior_scale_with_a_guide_that_cannot_set_it_is_refused_before_training(tmp_path):
+    """The library's rule (fit refuses it), reached through the app: nothing trained, nothing written."""
+    cfg = compose_train("+experiment=debug", "prior.learn_scale=true", "guide=auto_delta")
+    with pytest.raises(ValueError, match="learned prior scales .* mean-field Normal guide, not a AutoDelta: use "
+                                         "guide=auto_normal, or prior.learn_scale=false"):
+        train(cfg, tmp_path)
+    assert not (tmp_path / "history.csv").exists() and not (tmp_path / "checkpoint.pt").exists()
 
 
 @pytest.mark.parametrize("override, message", [
@@ -92,7 +100,6 @@ def test_learned_prior_scales_are_checked_before_any_work(overrides, message):
     ("data.batch_size=0", "data.batch_size=0 is not allowed"),
     ("eval.num_samples=0", "eval.num_samples=0 is not allowed"),
     ("inference.kl_weight=-1", "inference.kl_weight=-1.0 is not allowed"),
-    ("data=toy_regression", "model=cnn needs image data"),
     ("device=tpu", "device=tpu is not allowed: use cpu, cuda or cuda:N"),
     ("objective=test.speed", "objective=test.speed is not allowed: use null or one of"),
     ("inference.lr_schedule=step", "inference.lr_schedule=step is not allowed: use one of ['constant', 'cosine']"),
@@ -110,6 +117,13 @@ def test_nonsense_values_get_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as info:
         validate(cfg)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_cnn_on_tabular_data_gets_the_models_error_in_the_configs_words(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("model=cnn needs image inputs of shape (C, H, W), not in_shape=(1,): "
+                                                    "use model=mlp for tabular data")):
+        train(compose_train("+experiment=debug", "data=toy_regression"), tmp_path)
+    assert not (tmp_path / "history.csv").exists()
 
 
 def test_a_negative_layer_scale_is_named():

@@ -133,7 +133,7 @@ def test_auto_falls_back_to_pyros_traces_and_true_names_why_it_cannot(small_digi
         assert not training_objective(model, guide, fused="auto").fused
         with pytest.raises(ValueError, match=reason):
             training_objective(model, guide, fused=True)
-    with pytest.raises(ValueError, match="fused='yes' is not known"):
+    with pytest.raises(ValueError, match="fused='yes': use 'auto', True or False"):
         training_objective(model, guide, fused="yes")
     with pytest.raises(ValueError, match="run it once first"):
         FusedMeanField(small_mlp(), auto_normal(small_mlp()))

@@ -77,9 +77,9 @@ def test_gaussian_likelihood_learns_a_noise_scale():
 
 
 def test_bad_inputs_get_one_clear_error():
-    with pytest.raises(ValueError, match="prior scale=0.0"):
+    with pytest.raises(ValueError, match="scale=0.0: use a finite number > 0"):
         NormalPrior(scale=0)
-    with pytest.raises(ValueError, match="use the MLP for tabular data"):
+    with pytest.raises(ValueError, match="use a BayesianMLP for tabular data"):
         BayesianCNN((64,), 10)
     with pytest.raises(ValueError, match="unknown layers"):
         BayesianMLP(4, 2, hidden=(3,), prior=NormalPrior(layer_scales={"net.9": 1.0}))

@@ -252,6 +252,7 @@ def config_error(error: Exception, cfg: Optional[DictConfig] = None) -> ConfigEr
     value = _get(cfg, key) if cfg is not None else match["value"]
     fix = re.sub(r"\b(\w+)=", lambda m: f"{LIBRARY_ARGUMENTS.get(m[1], m[1])}=", match["fix"])
     fix = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", fix.replace("choose one of", "use one of")))
+    fix = re.sub(r"(?<!\[)(?<!, )'(\w+)'", r"\1", fix)  # a Python string as YAML writes it (lists stay as they are)
     if match["rest"] == ": " or fix.startswith("not known"):
         fix = fix.removeprefix("not known; ")
         return ConfigError(f"{key}={value} is not allowed: {fix}")
