@@ -143,7 +143,7 @@ class Prior:
             (f"layer_scales[{k}]", v) for k, v in self.layer_scales.items()
         ]:
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}={value}: use a finite number > 0 (a prior scale)")
+                raise ValueError(f"{name}={value}: use a finite number > 0")
 
     def distribution(self, loc: torch.Tensor, scale: torch.Tensor) -> dist.Distribution:
         """The family's distribution of one scalar weight, batched over ``loc``/``scale``."""

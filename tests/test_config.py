@@ -190,3 +190,15 @@ def test_no_group_option_repeats_a_shared_default(group):
         values = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{option}.yaml"))
         repeated = [k for k in values if k in shared and values[k] == shared[k]]
         assert not repeated, f"{group}/{option}.yaml repeats {repeated} of train.yaml"
+
+
+def test_the_inference_group_changes_the_kl_estimator_and_nothing_else():
+    """inference=trace against inference=mean_field: the same recipe, the Monte Carlo KL instead of the closed form."""
+    def leaves(node, prefix=""):
+        if isinstance(node, dict):
+            return {k: v for key, value in node.items() for k, v in leaves(value, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: node}
+
+    mean_field, trace = (leaves(OmegaConf.to_container(compose_train(f"inference={name}"), resolve=True))
+                         for name in ("mean_field", "trace"))
+    assert {k for k in mean_field.keys() | trace.keys() if mean_field.get(k) != trace.get(k)} == {"inference.elbo"}

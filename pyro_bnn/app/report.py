@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import torch
 from torch import nn
@@ -47,20 +47,27 @@ def gap_summary(curve: Dict[str, torch.Tensor]) -> Dict[str, float]:
             "predictive_std_data": float(curve["std"][on_data].mean())}
 
 
-def write_figures(output_dir: Path, model: nn.Module, samples: Dict[str, torch.Tensor], raw: Dict[str, torch.Tensor],
-                  metrics: Dict[str, float], data: DataSplits, ood_name: str, title: str) -> Dict[str, float]:
-    """Write the run's uncertainty figures; returns extra metrics (the regression gap summary)."""
-    output_dir = Path(output_dir)
+def uncertainty_summary(model: nn.Module, samples: Dict[str, torch.Tensor], data: DataSplits) -> Dict[str, float]:
+    """The run's ``uncertainty`` metrics: for the toy regression, the predictive sd in its gap and on its data; {}
+    elsewhere."""
+    return gap_summary(regression_curve(model, samples)) if data.name == "toy_regression" else {}
+
+
+def write_figures(output_dir: Path, model: nn.Module, scored, data: DataSplits, ood_name: str, title: str) -> List[Path]:
+    """Write the run's uncertainty figures from its test predictive ``scored`` (:class:`~pyro_bnn.app.train.Scored`);
+    returns the files written."""
+    output_dir, raw, metrics = Path(output_dir), scored.raw, scored.metrics
     if model.likelihood.task == "classification":
         probs = raw["outputs"].softmax(-1)
         plot_reliability(reliability_bins(probs.mean(0), raw["targets"]), metrics["ece"],
                          output_dir / "reliability.png", title=f"{title}:")
-        if "ood_outputs" in raw:
-            plot_uncertainty_in_out(uncertainty(probs), uncertainty(raw["ood_outputs"].softmax(-1)),
-                                    {k[4:]: v for k, v in metrics.items() if k.startswith("ood_auroc")},
-                                    output_dir / "uncertainty_ood.png",
-                                    names=(f"{data.name} test", f"OOD: {ood_name}"), title=title)
-        return {}
+        if "ood_outputs" not in raw:
+            return [output_dir / "reliability.png"]
+        plot_uncertainty_in_out(uncertainty(probs), uncertainty(raw["ood_outputs"].softmax(-1)),
+                                {k[4:]: v for k, v in metrics.items() if k.startswith("ood_auroc")},
+                                output_dir / "uncertainty_ood.png",
+                                names=(f"{data.name} test", f"OOD: {ood_name}"), title=title)
+        return [output_dir / "reliability.png", output_dir / "uncertainty_ood.png"]
     if data.in_shape != (1,):
         locs, sigma = model.likelihood.loc_scale(raw["outputs"])
         locs = locs.double() * data.target_std + data.target_mean
@@ -68,19 +75,19 @@ def write_figures(output_dir: Path, model: nn.Module, samples: Dict[str, torch.T
         targets = raw["targets"].double() * data.target_std + data.target_mean
         plot_test_predictions(locs.mean(0), sigma.pow(2).mean(0).sqrt(), locs.std(0, unbiased=False), targets,
                               output_dir / "predictive.png", title=title)
-        return {}
-    curve = regression_curve(model, samples)
+        return [output_dir / "predictive.png"]
     x, y = data.train.tensors
-    plot_regression_bands({"SVI": curve}, x[:, 0], y, output_dir / "predictive.png", gap=TOY_GAP, title=title)
-    return gap_summary(curve) if data.name == "toy_regression" else {}
+    plot_regression_bands({"SVI": regression_curve(model, scored.samples)}, x[:, 0], y, output_dir / "predictive.png",
+                          gap=TOY_GAP, title=title)
+    return [output_dir / "predictive.png"]
 
 
-def write_nuts_comparison(output_dir: Path, model: nn.Module, guide: nn.Module, svi_samples: Dict[str, torch.Tensor],
-                    svi_outputs: torch.Tensor, svi_metrics: Dict[str, float], data: DataSplits, test_loader,
-                    options: Dict) -> Dict:
-    """Run NUTS on the same model and training data, compare its predictive with SVI's (the weight samples,
-    test outputs and metrics of :func:`~pyro_bnn.evaluation.score`), write ``reference.json`` and
-    ``reference.png``; returns the comparison."""
+def write_nuts_comparison(output_dir: Path, model: nn.Module, guide: nn.Module, scored, data: DataSplits,
+                          options: Dict) -> Dict:
+    """Run NUTS on the same model and training data, compare its predictive with SVI's (``scored``, the test
+    predictive of :class:`~pyro_bnn.app.train.Scored`), write ``reference.json`` and ``reference.png``; returns the
+    comparison."""
+    svi_samples, svi_outputs, svi_metrics, test_loader = scored.samples, scored.raw["outputs"], scored.metrics, scored.loader
     x, y = (t.to(next(iter(svi_samples.values())).device) for t in data.train.tensors)
     init = {k: v.detach() for k, v in guide.median(x, y).items()}
     nuts_samples, diagnostics = nuts_posterior(model, x, y, init_values=init, **options)

@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -37,7 +38,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from ..data import DataSplits, load_ood, make_loader
 from ..distributed import world
@@ -51,7 +52,7 @@ from .build import build, layer_scale_overrides, load_run_data
 from .config import CONF_DIR, ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
-from .report import write_figures, write_nuts_comparison
+from .report import uncertainty_summary, write_figures, write_nuts_comparison
 from .run_dir import (
     CHECKPOINT,
     STATUS_FILE,
@@ -102,28 +103,29 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
              cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
     environment = run_environment(cfg)
     log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
-    title = run_title(cfg, data.name)
+    kl_weight = KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs, cfg.inference.kl_schedule)
+    title = run_title(cfg, data.name, kl_weight)
     start = time.perf_counter()
     first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
     epochs = run_epochs(cfg.inference, data.num_train, cfg.data.batch_size)
     reporter = EpochReporter(epochs, progress=progress and cfg.progress and first_rank,
                              tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None)
     with reporter:
-        history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter, epochs)
+        history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter, epochs, kl_weight)
         fit_s = time.perf_counter() - start
         if not first_rank:
             return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
         write_csv(output_dir / "history.csv", history)
         plot_elbo_terms(history, output_dir / "elbo_terms.png", title=title)
         save_posterior(output_dir / "posterior.pt", model, guide, spec, OmegaConf.to_container(cfg, resolve=True))
-        test, extra, samples, raw = _score(cfg, model, guide, data, ood, output_dir, title)
+        scored = _score(cfg, model, guide, data, ood)
+        write_figures(output_dir, model, scored, data, cfg.data.ood, title)
         health = _posterior_health(cfg, model, guide, output_dir, title)
-        reporter.add_metrics(test, epochs)
-    metrics = _metrics(cfg, history, data, test, extra, health, prior_scales(model), start, fit_s, epochs,
-                       environment)
-    metrics["layers"] = model.layer_record()
-    if cfg.reference.method == "nuts":
-        metrics["reference"] = _reference(cfg, model, guide, samples, raw, test, data, output_dir)
+        reporter.add_metrics(scored.metrics, epochs)
+    run = RunRecord(history, data, model, scored, health, kl_weight, environment, epochs, fit_s,
+                    time_s=time.perf_counter() - start)
+    reference = _reference(cfg, model, guide, scored, data, output_dir) if cfg.reference.method == "nuts" else None
+    metrics = run_metrics(cfg, run, reference)
     write_json(output_dir / "metrics.json", metrics)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
     (output_dir / STATUS_FILE).unlink(missing_ok=True)  # an interrupted run, resumed: it has finished now
@@ -131,11 +133,10 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     return metrics
 
 
-def run_title(cfg: DictConfig, data_name: str) -> str:
+def run_title(cfg: DictConfig, data_name: str, kl_weight: KLWeight) -> str:
     """The plots' title: data, model, guide, ELBO, and the KL weight where it is not the exact ELBO."""
-    exact = KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs).is_exact_elbo
     return f"{data_name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}" + (
-        "" if exact else f"\n(tempered, not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
+        "" if kl_weight.is_exact_elbo else f"\n(tempered, not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
                          f"warm-up {cfg.inference.kl_warmup_epochs} epochs)")
 
 
@@ -171,7 +172,7 @@ def run_epochs(inference: DictConfig, num_train: int, batch_size: int) -> int:
 
 
 def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Optional[Dict], output_dir: Path,
-         reporter: EpochReporter, epochs: int) -> List[Dict[str, float]]:
+         reporter: EpochReporter, epochs: int, kl_weight: KLWeight) -> List[Dict[str, float]]:
     """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
     inference = cfg.inference
     rank, world_size = world()
@@ -182,7 +183,7 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
                 model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
                                           world_size=world_size),
                 epochs=epochs, lr=inference.lr, elbo=inference.elbo, num_particles=inference.num_particles,
-                kl_weight=KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule),
+                kl_weight=kl_weight,
                 lr_schedule=inference.lr_schedule, estimator=inference.estimator, fused=inference.fused, state=state,
                 on_checkpoint=save if rank == 0 else None, should_stop=lambda: bool(received),
                 callback=reporter if rank == 0 else None, distributed=world_size > 1,
@@ -196,15 +197,46 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
                                  ) from None
 
 
-def _score(cfg: DictConfig, model, guide, data: DataSplits, ood, output_dir: Path, title: str):
-    """Test metrics (and OOD scores) of the posterior predictive; the figures; returns metrics and samples."""
+@dataclass
+class Scored:
+    """The test predictive of a trained posterior.
+
+    :ivar metrics: its test metrics (and OOD scores), :func:`~pyro_bnn.evaluation.score`'s.
+    :ivar samples: the weight draws behind them (``eval.num_samples`` per site).
+    :ivar raw: the network's ``outputs`` under each draw, the ``targets`` (and ``ood_outputs``).
+    :ivar loader: the test loader.
+    """
+
+    metrics: Dict[str, float]
+    samples: Dict[str, torch.Tensor]
+    raw: Dict[str, torch.Tensor]
+    loader: DataLoader
+
+
+@dataclass
+class RunRecord:
+    """What a finished run measured, for ``metrics.json`` (:func:`run_metrics`)."""
+
+    history: List[Dict[str, float]]
+    data: DataSplits
+    model: Any
+    scored: Scored
+    health: Dict[str, Any]
+    kl_weight: KLWeight
+    environment: Dict[str, Any]
+    epochs: int
+    fit_s: float
+    time_s: float
+
+
+def _score(cfg: DictConfig, model, guide, data: DataSplits, ood) -> Scored:
+    """The test predictive (and OOD scores) of the posterior, drawn from the run's seed as ``evaluate`` draws it."""
     pyro.set_rng_seed(cfg.seed)
     test_loader = make_loader(data.test, cfg.data.test_batch_size)
     samples = posterior_samples(model, guide, test_loader, cfg.eval.num_samples)
     test, raw = score(model, samples, test_loader,
                       make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
-    extra = write_figures(output_dir, model, samples, raw, test, data, cfg.data.ood, title)
-    return test, extra, samples, raw
+    return Scored(test, samples, raw, test_loader)
 
 
 def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: str) -> Dict[str, Any]:
@@ -218,13 +250,15 @@ def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: st
     return health
 
 
-def _metrics(cfg: DictConfig, history, data: DataSplits, test, extra, health, learned_scales, start: float,
-             fit_s: float, epochs: int, environment: Dict[str, Any]) -> Dict[str, Any]:
-    """The content of ``metrics.json`` (without the NUTS reference); regression metrics of standardised targets in
-    the original units under ``test``, as computed under ``test_standardised``."""
+def run_metrics(cfg: DictConfig, run: RunRecord, reference: Optional[Dict] = None) -> Dict[str, Any]:
+    """The content of ``metrics.json``, all of it computed here; regression metrics of standardised targets in the
+    original units under ``test``, as computed under ``test_standardised``."""
+    history, data, test, health, epochs = run.history, run.data, run.scored.metrics, run.health, run.epochs
     last = history[-1]
     standardised = data.task == "regression" and data.target_std != 1.0
-    return {
+    extra = uncertainty_summary(run.model, run.scored.samples, data)
+    learned_scales = prior_scales(run.model)
+    metrics = {
         "test": in_original_units(test, data.target_std) if standardised else test,
         **({"test_standardised": test} if standardised else {}),
         "data": {"loader": data.loader, "name": data.name, "split": data.split, "num_train": data.num_train,
@@ -236,16 +270,20 @@ def _metrics(cfg: DictConfig, history, data: DataSplits, test, extra, health, le
         **({"uncertainty": extra} if extra else {}),
         **({"posterior_health": health} if health else {}),
         **({"prior_scales": learned_scales} if learned_scales else {}),
-        "exact_elbo": KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs).is_exact_elbo,
+        "exact_elbo": run.kl_weight.is_exact_elbo,
         "kl_weight": cfg.inference.kl_weight,
         "kl_weight_used": {"first_epoch": history[0]["kl_weight"], "last_epoch": last["kl_weight"],
                            "warmup_finished": epochs >= cfg.inference.kl_warmup_epochs},
-        "environment": environment,
-        "time_s": time.perf_counter() - start,
-        "fit_time_s": fit_s,
+        "environment": run.environment,
+        "time_s": run.time_s,
+        "fit_time_s": run.fit_s,
         "epochs": epochs,
         "seed": cfg.seed,
+        "layers": run.model.layer_record(),
     }
+    if reference is not None:
+        metrics["reference"] = {"nuts_test": reference["nuts"], "nuts_seconds": reference["nuts_diagnostics"]["seconds"]}
+    return metrics
 
 
 def run_environment(cfg: DictConfig) -> Dict[str, Any]:
@@ -273,13 +311,12 @@ def _git_commit() -> Optional[str]:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _reference(cfg: DictConfig, model, guide, samples, raw, test, data: DataSplits, output_dir: Path) -> Dict:
-    """NUTS on the same model and data (``reference.json``, ``reference.png``); its summary for metrics.json."""
+def _reference(cfg: DictConfig, model, guide, scored: Scored, data: DataSplits, output_dir: Path) -> Dict:
+    """NUTS on the same model and data, drawn from the run's seed (``reference.json``, ``reference.png``); the
+    comparison."""
     options = {k: v for k, v in OmegaConf.to_container(cfg.reference).items() if k != "method"}
     pyro.set_rng_seed(cfg.seed)
-    test_loader = make_loader(data.test, cfg.data.test_batch_size)
-    comparison = write_nuts_comparison(output_dir, model, guide, samples, raw["outputs"], test, data, test_loader, options)
-    return {"nuts_test": comparison["nuts"], "nuts_seconds": comparison["nuts_diagnostics"]["seconds"]}
+    return write_nuts_comparison(output_dir, model, guide, scored, data, options)
 
 
 def _log_summary(cfg: DictConfig, metrics: Dict[str, Any]) -> None:
