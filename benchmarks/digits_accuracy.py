@@ -15,19 +15,9 @@ import time
 
 import pyro
 import torch
+from common import RECIPES
 
-from pyro_bnn import BayesianCNN, BayesianMLP, KLWeight, NormalPrior, auto_normal, evaluate, fit, load_data, make_loader
-
-#: The recipes (also the Hydra app's defaults, and +experiment=digits_mlp): N(0, 1) prior, guide means
-#: from a PyTorch init, init_scale 1e-3, closed-form KL. CNN: Adam lr 1e-2 with a cosine decay to 0 over
-#: 60 epochs, KL weight 0.1 (a tempered posterior); MLP: lr 1e-3, the exact ELBO.
-RECIPES = {
-    "cnn": dict(epochs=60, batch_size=32, lr_schedule="cosine", lr=1e-2, kl_weight=0.1,
-                build=lambda d: BayesianCNN(d.in_shape, 10, channels=(16, 32), hidden=(64,),
-                                            prior=NormalPrior(1.0), num_data=d.num_train)),
-    "mlp": dict(epochs=100, batch_size=64, lr_schedule="constant", lr=1e-3, kl_weight=1.0,
-                build=lambda d: BayesianMLP(d.in_shape, 10, hidden=(400,), prior=NormalPrior(1.0), num_data=d.num_train)),
-}
+from pyro_bnn import KLWeight, auto_normal, evaluate, fit, load_data, make_loader
 
 
 def run(kind: str, split: int, seed: int = 0) -> dict:

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import pyro
 import torch
-from step_time import cnn, mlp
+from common import cnn, mlp
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from pyro_bnn import NormalPrior, auto_normal, fit, initialize_guide, make_loader, to_bayesian
-from pyro_bnn.inference import optimizer, training_objective
+from pyro_bnn import NormalPrior, auto_normal, fit, initialize_guide, make_loader, optimizer, to_bayesian, training_objective
 
 
 def main() -> None:

@@ -24,8 +24,7 @@ from contextlib import nullcontext
 import pyro
 import torch
 
-from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, elbo_terms, fit, load_data, make_loader
-from pyro_bnn.estimators import estimator_handler
+from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, elbo_terms, estimator_handler, fit, load_data, make_loader
 
 ESTIMATORS = ("shared", "separate", "local_reparameterization", "flipout")
 LAYERS = {"top": "net.5.weight", "first": "net.1.weight"}

@@ -36,22 +36,27 @@ from typing import Dict, List
 
 import pyro
 import torch
-from hydra import compose, initialize_config_dir
+from common import train_config
 
-from pyro_bnn import NormalPrior, auto_normal, fit, pretrained_weights, to_bayesian
-from pyro_bnn.app.config import CONF_DIR
+from pyro_bnn import (
+    NormalPrior,
+    auto_normal,
+    classification_metrics,
+    cnn_network,
+    fit,
+    load_data,
+    load_ood,
+    lr_scheduler,
+    make_loader,
+    ood_metrics,
+    posterior_samples,
+    pretrained_weights,
+    score,
+    to_bayesian,
+)
 from pyro_bnn.app.train import train
-from pyro_bnn.data import load_data, load_ood, make_loader
-from pyro_bnn.evaluation import classification_metrics, ood_metrics, posterior_samples, score
-from pyro_bnn.inference import lr_scheduler
-from pyro_bnn.models import cnn_network
 
 HELDOUT = [8, 9]
-
-
-def default_config(*overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
 
 
 def train_plain(cfg, data, seed: int) -> torch.nn.Module:
@@ -126,7 +131,7 @@ def bnn_row(split: int, seed: int) -> Dict[str, float]:
     common = [f"data.split_seed={split}", f"seed={seed}", "progress=false"]
     for key, extra in (("rot", []), ("held", ["data.ood=heldout", f"data.holdout_classes=[{','.join(map(str, HELDOUT))}]"])):
         with tempfile.TemporaryDirectory() as run_dir:
-            metrics = train(default_config(*common, *extra), run_dir)
+            metrics = train(train_config(*common, *extra), run_dir)
         test = metrics["test"]
         row[f"{key}_mi"], row[f"{key}_ent"] = test["ood_auroc_mutual_information"], test["ood_auroc_entropy"]
         if key == "rot":
@@ -155,7 +160,7 @@ def main() -> None:
     parser.add_argument("--finetune-init-scale", type=float, default=0.05, help="the guide's starting sd")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = default_config()
+    cfg = train_config()
     print(f"torch {torch.__version__}, pyro {pyro.__version__}, 1 thread; digits, model {cfg.model.name} "
           f"channels {list(cfg.model.channels)} hidden {list(cfg.model.hidden)} {cfg.model.activation}, "
           f"{cfg.inference.epochs} epochs; pyro_bnn: estimator {cfg.inference.estimator}, kl_weight {cfg.inference.kl_weight}")

@@ -20,10 +20,18 @@ import time
 import pyro
 import torch
 
-from pyro_bnn import BayesianCNN, NormalPrior, auto_normal, fit, load_data, make_loader
-from pyro_bnn.data import load_ood
-from pyro_bnn.evaluation import posterior_samples, score
-from pyro_bnn.inference import KLWeight
+from pyro_bnn import (
+    BayesianCNN,
+    KLWeight,
+    NormalPrior,
+    auto_normal,
+    fit,
+    load_data,
+    load_ood,
+    make_loader,
+    posterior_samples,
+    score,
+)
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--splits", type=int, nargs="+", default=[0])

@@ -44,27 +44,16 @@ from typing import Callable, Dict
 import pyro
 import pyro.distributions as dist
 import torch
+from common import cnn, mlp
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from pyro_bnn import NormalPrior, auto_normal, initialize_guide, to_bayesian
-from pyro_bnn.inference import optimizer, training_objective
-from pyro_bnn.models import cnn_network
+from pyro_bnn import NormalPrior, auto_normal, cnn_network, initialize_guide, optimizer, to_bayesian, training_objective
 
 BATCH, NUM_DATA = 128, 60000
-
-
-def mlp() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 10))
-
-
-def cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 10))
 
 
 def resnet18() -> nn.Module:

@@ -15,10 +15,9 @@ import time
 
 import pyro
 import torch
-from digits_accuracy import RECIPES
+from common import RECIPES
 
-from pyro_bnn import KLWeight, auto_normal, evaluate, fit, load_data, make_loader
-from pyro_bnn.estimators import ESTIMATORS
+from pyro_bnn import ESTIMATORS, KLWeight, auto_normal, evaluate, fit, load_data, make_loader
 
 
 def run(estimator: str, target: float, samples: int) -> dict:

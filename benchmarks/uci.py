@@ -46,12 +46,12 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
+from common import UCI_DATASETS
 from torch import nn
 
 from pyro_bnn import in_original_units, load_data, make_loader, regression_metrics
 
-DATASETS = ["bostonHousing", "energy", "naval-propulsion-plant", "power-plant", "protein-tertiary-structure",
-            "wine-quality-red", "yacht"]
+DATASETS = UCI_DATASETS
 SHORT = {"bostonHousing": "boston", "naval-propulsion-plant": "naval", "power-plant": "power",
          "protein-tertiary-structure": "protein", "wine-quality-red": "wine"}
 #: ``../shared/uci/README.md``: (RMSE, LL) per data set; None where a paper gives no figure.

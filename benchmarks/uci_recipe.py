@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List
 
-from hydra import compose, initialize_config_dir
+from common import UCI_DATASETS, train_config
 
 #: Overrides of ``+experiment=uci`` (heteroscedastic, N(0, 1)); the learned prior is ``prior=empirical_bayes``
 #: (N(0, s^2 / fan_in) per site, ``s^2`` at its ELBO optimum under an InvGamma(alpha = 1) hyperprior).
@@ -37,20 +37,17 @@ CANDIDATES = {
 }
 #: The candidates of the preset's choice (the longer ones were measured later, on the large data sets only).
 DEFAULT_CANDIDATES = list(CANDIDATES)[:4]
-DATASETS = ["bostonHousing", "energy", "naval-propulsion-plant", "power-plant", "protein-tertiary-structure",
-            "wine-quality-red", "yacht"]
+DATASETS = UCI_DATASETS
 
 
 def run(job) -> Dict:
     candidate, name, split, root = job
-    from pyro_bnn.app.config import CONF_DIR
     from pyro_bnn.app.train import train
 
     hidden = int(float((Path(root) / name / "data" / "n_hidden.txt").read_text().split()[0]))
     overrides = ["+experiment=uci", f"data.name={name}", f"data.root={root}", f"data.split={split}",
                  "data.validation=0.2", f"model.hidden=[{hidden}]", "progress=false", *CANDIDATES[candidate]]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = train_config(*overrides)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             metrics = train(cfg, tmp)

@@ -21,7 +21,7 @@ pyro.settings.set(module_local_params=True)
 # The imports below are grouped by what they are, not sorted (ruff's isort is off for this file).
 
 # models, priors and likelihoods
-from .models import BayesianCNN, BayesianMLP, BayesianModel, pretrained_weights, to_bayesian
+from .models import BayesianCNN, BayesianMLP, BayesianModel, cnn_network, pretrained_weights, to_bayesian
 from .priors import LaplacePrior, NormalPrior, Prior, StudentTPrior
 from .empirical_bayes import EmpiricalBayes, prior_scales
 from .likelihoods import Categorical, Gaussian, HeteroscedasticGaussian
@@ -31,9 +31,16 @@ from .guides import MeanFieldNormal, auto_delta, auto_lowrank, auto_normal, init
 
 # the loss and training
 from .elbo import ElboTerms, elbo_terms
-from .estimators import DenseLocalReparameterization, Flipout, LocalReparameterization, SharedDraw
+from .estimators import (
+    ESTIMATORS,
+    DenseLocalReparameterization,
+    Flipout,
+    LocalReparameterization,
+    SharedDraw,
+    estimator_handler,
+)
 from .fused import FusedMeanField
-from .inference import KLWeight, TrainingInterrupted, fit, training_objective
+from .inference import KLWeight, TrainingInterrupted, fit, lr_scheduler, optimizer, training_objective
 
 # evaluation, posterior health, the NUTS reference
 from .evaluation import (
@@ -45,27 +52,29 @@ from .evaluation import (
     predict,
     predict_with_samples,
     regression_metrics,
+    score,
 )
 from .health import posterior_health
 from .reference import nuts_posterior
 
 # data and saved posteriors
-from .data import DataSplits, load_data, load_uci, make_loader
+from .data import DataSplits, load_data, load_ood, load_uci, make_loader
 from .serialization import load_posterior, save_posterior
 
 __all__ = [
     # models, priors and likelihoods
-    "BayesianCNN", "BayesianMLP", "BayesianModel", "to_bayesian", "pretrained_weights",
+    "BayesianCNN", "BayesianMLP", "BayesianModel", "to_bayesian", "pretrained_weights", "cnn_network",
     "Prior", "NormalPrior", "LaplacePrior", "StudentTPrior", "EmpiricalBayes", "prior_scales",
     "Categorical", "Gaussian", "HeteroscedasticGaussian",
     # guides
     "MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "initialize_guide",
     # the loss and training
-    "ElboTerms", "elbo_terms", "SharedDraw", "LocalReparameterization", "DenseLocalReparameterization", "Flipout",
-    "FusedMeanField", "KLWeight", "TrainingInterrupted", "fit", "training_objective",
+    "ElboTerms", "elbo_terms", "ESTIMATORS", "estimator_handler", "SharedDraw", "LocalReparameterization",
+    "DenseLocalReparameterization", "Flipout", "FusedMeanField", "KLWeight", "TrainingInterrupted", "fit",
+    "training_objective", "optimizer", "lr_scheduler",
     # evaluation, posterior health, the NUTS reference
-    "evaluate", "predict", "posterior_samples", "predict_with_samples",
+    "evaluate", "predict", "posterior_samples", "predict_with_samples", "score",
     "classification_metrics", "regression_metrics", "in_original_units", "ood_metrics", "posterior_health", "nuts_posterior",
     # data and saved posteriors
-    "DataSplits", "load_data", "load_uci", "make_loader", "load_posterior", "save_posterior",
+    "DataSplits", "load_data", "load_uci", "load_ood", "make_loader", "load_posterior", "save_posterior",
 ]
