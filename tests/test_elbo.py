@@ -127,3 +127,11 @@ def test_pyros_trace_elbo_equals_the_monte_carlo_decomposition_in_expectation(sm
     expected = nll.double().mean() + closed.kl.double()
     stderr = float((pyro_losses.double().var() / 300 + nll.double().var() / 300).sqrt())
     assert abs(float(pyro_losses.double().mean() - expected)) < 4 * stderr
+
+
+def test_per_example_terms_are_tfps_units():
+    """TFP's ``mean NLL + KL / N``: each term divided by N, the loss their sum."""
+    from pyro_bnn import ElboTerms
+
+    terms = ElboTerms(nll=torch.tensor(300.0), kl=torch.tensor(60.0), kl_sites={}, num_data=150)
+    assert terms.per_example() == {"nll": 2.0, "kl": 0.4, "loss": pytest.approx(2.4)}

@@ -1,0 +1,46 @@
+"""Saved posteriors: what is saved comes back bit for bit, into a pair built as the saved one was."""
+
+import pyro
+import pytest
+import torch
+
+from helpers import small_mlp, spread_guide
+from pyro_bnn import auto_normal, load_posterior, save_posterior
+from pyro_bnn.serialization import read_posterior
+
+SPEC = {"name": "digits", "in_shape": [1, 8, 8], "num_outputs": 10, "task": "classification", "num_data": 300,
+        "target_mean": 0.0, "target_std": 1.0}
+
+
+def pair():
+    x, y = torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    model = small_mlp()
+    return model, spread_guide(model, x, y)
+
+
+def test_a_saved_posterior_comes_back_bit_for_bit(tmp_path):
+    pyro.set_rng_seed(0)
+    model, guide = pair()
+    save_posterior(tmp_path / "posterior.pt", model, guide, SPEC, {"seed": 3})
+    fresh_model = small_mlp()
+    fresh_guide = auto_normal(fresh_model)
+    blob = load_posterior(tmp_path / "posterior.pt", fresh_model, fresh_guide)
+    assert blob["config"] == {"seed": 3} and blob["data"] == SPEC
+    saved, loaded = guide.state_dict(), fresh_guide.state_dict()
+    assert saved.keys() == loaded.keys()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+
+
+def test_saving_is_atomic_and_leaves_no_temporary_file(tmp_path):
+    model, guide = pair()
+    save_posterior(tmp_path / "posterior.pt", model, guide, SPEC)
+    save_posterior(tmp_path / "posterior.pt", model, guide, SPEC)  # replaces it
+    assert [p.name for p in tmp_path.iterdir()] == ["posterior.pt"]
+    assert read_posterior(tmp_path / "posterior.pt")["data"] == SPEC
+
+
+def test_a_guide_that_never_ran_is_not_saved(tmp_path):
+    model = small_mlp()
+    with pytest.raises(ValueError, match="initialize_guide"):
+        save_posterior(tmp_path / "posterior.pt", model, auto_normal(model), SPEC)
+    assert not (tmp_path / "posterior.pt").exists()
