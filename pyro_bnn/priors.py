@@ -70,8 +70,8 @@ def select_layers(network: nn.Module, bayesian: Union[str, Sequence[str], Callab
                              f"{hint}; its Linear/Conv layers are {[prefix + c for c in candidates]}")
         chosen = [c for c in candidates if any(c == name or c.startswith(name + ".") for name in names)]
     else:
-        raise ValueError(f"bayesian={bayesian!r}: pass 'all', 'last', a list of module names (e.g. ['fc']) or a "
-                         "predicate (name, module) -> bool")
+        raise ValueError(f"bayesian={bayesian!r}: use 'all', 'last' (the last Linear layer), a list of module names "
+                         "(e.g. ['fc']; the others are point estimates) or a predicate (name, module) -> bool")
     if not chosen:
         raise ValueError(f"bayesian={bayesian!r} selects no Linear/Conv layer; the network's are "
                          f"{[prefix + c for c in candidates]}")

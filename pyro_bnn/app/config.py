@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from ..data import DATASETS, OOD_SETS
 from ..evaluation import MAX_SAMPLES, SUMMARY_METRICS
@@ -198,9 +198,6 @@ _RULES = [
     ("model.activation", _one_of(ACTIVATIONS), f"one of {sorted(ACTIVATIONS)}"),
     ("model.likelihood", _one_of(REGRESSION_LIKELIHOODS), f"one of {list(REGRESSION_LIKELIHOODS)} (regression)"),
     ("model.noise_scale", _positive, "a finite number > 0 (the Gaussian likelihood's noise sd)"),
-    ("model.bayesian", lambda v: v in ("all", "last") or (OmegaConf.is_list(v) and len(v) > 0
-                                                         and all(isinstance(n, str) for n in v)),
-     "all, last (the last Linear layer), or a list of layer names, e.g. [net.4] (the others are point estimates)"),
     ("model.noise_floor", _positive, "a finite number > 0 (the heteroscedastic likelihood's smallest noise sd)"),
     ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
@@ -232,7 +229,7 @@ LIBRARY_ARGUMENTS = {
     "kl_weight": "inference.kl_weight", "kl_warmup_epochs": "inference.kl_warmup_epochs",
     "kl_schedule": "inference.kl_schedule", "scale": "prior.scale", "loc": "prior.loc", "fan_in": "prior.fan_in",
     "layer_scales": "prior.layer_scales", "df": "prior.df", "learn_scale": "prior.learn_scale",
-    "hyperprior_alpha": "prior.hyperprior_alpha",
+    "hyperprior_alpha": "prior.hyperprior_alpha", "bayesian": "model.bayesian",
 }
 #: How a library error names the library's classes where the config names an option.
 CONFIG_WORDS = {"a BayesianMLP": "model=mlp", "a BayesianCNN": "model=cnn"}
@@ -250,13 +247,25 @@ def config_error(error: Exception, cfg: Optional[DictConfig] = None) -> ConfigEr
         return ConfigError(message)
     key = LIBRARY_ARGUMENTS[match["argument"]]
     value = _get(cfg, key) if cfg is not None else match["value"]
+    if key == "prior.layer_scales" and cfg is not None:
+        value = layer_scales(value)  # as the prior reads it: {layer name: scale}, however it was given
     fix = re.sub(r"\b(\w+)=", lambda m: f"{LIBRARY_ARGUMENTS.get(m[1], m[1])}=", match["fix"])
     fix = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", fix.replace("choose one of", "use one of")))
-    fix = re.sub(r"(?<!\[)(?<!, )'(\w+)'", r"\1", fix)  # a Python string as YAML writes it (lists stay as they are)
+    fix = _unquoted(fix)
     if match["rest"] == ": " or fix.startswith("not known"):
         fix = fix.removeprefix("not known; ")
         return ConfigError(f"{key}={value} is not allowed: {fix}")
     return ConfigError(f"{key}={value} is {fix}")
+
+
+def _unquoted(text: str) -> str:
+    """``text`` with each quoted word outside brackets unquoted, as YAML writes a string (lists stay as they are)."""
+    parts, depth = [], 0
+    for piece in re.split(r"([\[\]])", text):
+        depth += piece == "["
+        depth -= piece == "]"
+        parts.append(piece if depth else re.sub(r"'(\w+)'", r"\1", piece))
+    return "".join(parts)
 
 
 @contextmanager
