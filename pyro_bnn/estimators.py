@@ -106,6 +106,8 @@ class SharedDraw:
     :meth:`for_rows`)."""
 
     needs_weight_draw = True
+    #: what ``linear`` and ``conv`` layers get where it is not this estimator's own (:func:`layer_estimator`)
+    per_layer: Dict[str, str] = {}
 
     def __enter__(self):
         return self
@@ -127,6 +129,9 @@ class SharedDraw:
 class LayerNoise(Messenger):
     """Records the Normal behind every sampled tensor; routes ``F.linear`` to :meth:`linear` and
     ``F.conv1d/2d/3d`` to :meth:`conv`."""
+
+    #: what ``linear`` and ``conv`` layers get where it is not this estimator's own (:func:`layer_estimator`)
+    per_layer: Dict[str, str] = {}
 
     def __init__(self):
         super().__init__()
@@ -248,6 +253,7 @@ class DenseLocalReparameterization(LocalReparameterization):
     for convolutions (the output positions of a conv share its weights), and cheaper: one convolution per layer."""
 
     needs_weight_draw = True
+    per_layer = {"linear": "local_reparameterization", "conv": "shared"}
 
     def conv(self, conv, x, weight_normal, bias, bias_normal):
         return conv(x, weight_normal[0], bias)
@@ -287,11 +293,9 @@ ESTIMATORS = tuple(HANDLERS)
 
 
 def layer_estimator(name: str, layer: torch.nn.Module) -> str:
-    """The estimator a Bayesian ``layer`` gets under estimator ``name`` (the dense variant leaves convolutions to
-    the shared draw)."""
-    if name == "dense_local_reparameterization":
-        return "local_reparameterization" if isinstance(layer, torch.nn.Linear) else "shared"
-    return name
+    """The estimator a Bayesian ``layer`` gets under estimator ``name`` (a handler's ``per_layer``: e.g. the dense
+    variant leaves convolutions to the shared draw)."""
+    return HANDLERS[name].per_layer.get("linear" if isinstance(layer, torch.nn.Linear) else "conv", name)
 
 
 def estimator_handler(name: str):
