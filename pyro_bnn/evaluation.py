@@ -40,6 +40,11 @@ SUMMARY_METRICS = {
 }
 
 
+def check_num_samples(num_samples: int) -> int:
+    """``num_samples`` as an int, if it is a number of predictive draws that fits in memory."""
+    return check_count(num_samples, "num_samples", maximum=MAX_SAMPLES)
+
+
 def _batches(model: nn.Module, loader: Iterable, first_only: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:
     """The batches of ``loader`` on the model's device (only the first with ``first_only``), checked finite."""
     device = device_of(model)
@@ -61,7 +66,7 @@ def posterior_samples(model: nn.Module, guide: nn.Module, loader: Iterable, num_
 
     :param loader: any data the model accepts (its first batch sets up the traces).
     """
-    num_samples = check_count(num_samples, "num_samples", maximum=MAX_SAMPLES)
+    num_samples = check_num_samples(num_samples)
     (x, y), = _batches(model, loader, first_only=True)
     with pyro.validation_enabled(False):  # only the sites are read; a broken posterior is named by score()
         model_trace = poutine.trace(model).get_trace(x, y)

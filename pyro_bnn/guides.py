@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import math
 from contextlib import ExitStack
+from numbers import Real
 from typing import Callable, Mapping, Optional, Union
 
 import pyro
@@ -176,12 +177,13 @@ def auto_normal(model: nn.Module, init_scale: float = 1e-3, init_loc: str = "pyt
     :param init_loc: ``"pytorch"`` (standard layer init), ``"median"`` (prior median), or a mapping
         ``{site: tensor}`` of starting means (e.g. :func:`~pyro_bnn.models.pretrained_weights`).
     """
-    _check_init_scale(init_scale)
+    check_guide_options(init_scale=init_scale, init_loc=init_loc)
     return MeanFieldNormal(model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale))
 
 
 def auto_delta(model: nn.Module, init_loc: str = "pytorch") -> autoguide.AutoDelta:
     """Point estimate (MAP): the 'KL' term becomes ``-log p(w)``, a weight-decay penalty."""
+    check_guide_options(init_loc=init_loc)
     return autoguide.AutoDelta(model, init_loc_fn=_init_loc_fn(model, init_loc))
 
 
@@ -193,8 +195,7 @@ def auto_lowrank(
     model: nn.Module, rank: int = 10, init_scale: float = 1e-3, init_loc: str = "pytorch"
 ) -> autoguide.AutoLowRankMultivariateNormal:
     """Multivariate Normal with a rank-``rank`` plus diagonal covariance over all weights jointly."""
-    _check_init_scale(init_scale)
-    rank = check_count(rank, "rank", maximum=MAX_RANK)
+    check_guide_options(init_scale=init_scale, init_loc=init_loc, rank=rank)
     num_weights = sum(math.prod(shape) for layer in model.modules() for shape in Prior.site_shapes(layer).values())
     if num_weights and rank >= num_weights:
         raise ValueError(f"rank={rank}: use a rank below the number of weights of the model ({num_weights}); a "
@@ -204,9 +205,15 @@ def auto_lowrank(
     )
 
 
-def _check_init_scale(init_scale: float) -> None:
-    if not (math.isfinite(init_scale) and init_scale > 0):
-        raise ValueError(f"init_scale={init_scale}: the initial posterior scale must be a finite number > 0")
+def check_guide_options(init_scale: float = 1e-3, init_loc: Union[str, Mapping] = "pytorch", rank: int = 10) -> None:
+    """The error a guide builder gives for these options, before any work (the app checks its config with it; the
+    rank is checked against the model's number of weights when the guide is built)."""
+    if isinstance(init_scale, bool) or not isinstance(init_scale, Real) or not (math.isfinite(init_scale)
+                                                                              and init_scale > 0):
+        raise ValueError(f"init_scale={init_scale}: use a finite number > 0, e.g. 1e-3 (the posterior's initial sd)")
+    if not isinstance(init_loc, Mapping) and init_loc not in INIT_LOCS:
+        raise ValueError(f"init_loc={init_loc!r} is not known; choose one of {list(INIT_LOCS)}")
+    check_count(rank, "rank", maximum=MAX_RANK)
 
 
 __all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "pytorch_init"]

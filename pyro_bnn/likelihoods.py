@@ -95,8 +95,8 @@ class Gaussian(Regression):
 
     def __init__(self, scale: float = 1.0, learn_scale: bool = True):
         super().__init__()
-        if not scale > 0:
-            raise ValueError(f"likelihood scale={scale}: the noise scale must be > 0")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale={scale}: use a finite number > 0 (the Gaussian likelihood's noise sd)")
         if learn_scale:
             self.scale = PyroParam(torch.tensor(float(scale)), constraint=constraints.positive)
         else:
@@ -119,7 +119,8 @@ class HeteroscedasticGaussian(Regression):
     def __init__(self, min_scale: float = 1e-3):
         super().__init__()
         if not (isinstance(min_scale, (int, float)) and math.isfinite(min_scale) and min_scale > 0):
-            raise ValueError(f"likelihood min_scale={min_scale}: the noise sd's floor must be a finite number > 0")
+            raise ValueError(f"min_scale={min_scale}: use a finite number > 0 (the heteroscedastic likelihood's smallest "
+                             "noise sd)")
         self.min_scale = float(min_scale)
 
     def loc_scale(self, outputs):

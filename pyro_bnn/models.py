@@ -43,9 +43,23 @@ def device_of(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
+def check_network_options(hidden: Sequence[int] = (), activation: str = "relu", channels: Sequence[int] = (1,),
+                          kernel_size: int = 1) -> None:
+    """The error :class:`BayesianMLP` and :func:`cnn_network` give for these options, before any work (the app
+    checks its config with it)."""
+    if isinstance(hidden, (int, str)) or not all(isinstance(d, Integral) and not isinstance(d, bool) and d >= 1
+                                                 for d in (hidden or ())):
+        raise ValueError(f"hidden={hidden!r}: use a list of layer widths >= 1, e.g. (100, 100) (or () for none)")
+    if isinstance(channels, (int, str)) or not channels or not all(
+            isinstance(c, Integral) and not isinstance(c, bool) and c >= 1 for c in channels):
+        raise ValueError(f"channels={channels!r}: use a non-empty list of channel counts >= 1")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, Integral) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size={kernel_size}: use an odd integer >= 1")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is not known; choose one of {sorted(ACTIVATIONS)}")
+
+
 def _activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation={name!r} is not known; choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
 
@@ -172,11 +186,10 @@ class BayesianMLP(BayesianModel):
         bayesian: LayerChoice = "all",
     ):
         in_shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
-        if isinstance(hidden, (int, str)) or not all(isinstance(d, Integral) for d in (hidden or ())):
-            raise ValueError(f"hidden={hidden!r}: pass a sequence of layer widths, e.g. (100, 100) (or () for none)")
+        check_network_options(hidden=hidden, activation=activation)
         for i, d in enumerate(in_shape):
             check_count(d, f"in_shape[{i}]")
-        widths = [int(torch.tensor(in_shape).prod())] + [check_count(h, "hidden width") for h in hidden]
+        widths = [int(torch.tensor(in_shape).prod())] + [int(h) for h in hidden]
         layers = [nn.Flatten()]
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), _activation(activation)]
@@ -194,8 +207,7 @@ def cnn_network(in_shape: Tuple[int, int, int], num_classes: int, channels: Sequ
     if len(in_shape) != 3:
         raise ValueError(f"a BayesianCNN needs image inputs of shape (C, H, W), not in_shape={in_shape}: use a "
                          "BayesianMLP for tabular data")
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size={kernel_size}: use an odd kernel size >= 1")
+    check_network_options(hidden=hidden, activation=activation, channels=channels, kernel_size=kernel_size)
     layers = []
     c_prev, h, w = in_shape
     for c in channels:

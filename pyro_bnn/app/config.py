@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import re
 from contextlib import contextmanager
@@ -24,13 +23,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from ..data import DATASETS, OOD_SETS
-from ..evaluation import MAX_SAMPLES, SUMMARY_METRICS
-from ..guides import GUIDES, INIT_LOCS, MAX_RANK
+from ..evaluation import MAX_SAMPLES, SUMMARY_METRICS, check_num_samples
+from ..guides import GUIDES, check_guide_options
 from ..inference import KLWeight, check_fit_arguments
 from ..likelihoods import REGRESSION_LIKELIHOODS
-from ..models import ACTIVATIONS
+from ..models import check_network_options
 from ..priors import PRIOR_FAMILIES
-from .build import MODELS, build_prior, layer_scales
+from .build import MODELS, build_likelihood, build_prior, layer_scales
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
 #: ``__init__.py`` in it).
@@ -168,16 +167,8 @@ def register_configs() -> None:
     cs.store(name="evaluate_schema", node=EvaluateConfig)
 
 
-def _positive(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-
-
 def _one_of(options) -> Callable[[Any], bool]:
     return lambda v: v in options
-
-
-def _all_positive_ints(v) -> bool:
-    return all(isinstance(i, int) and i >= 1 for i in v)
 
 
 _RULES = [
@@ -192,21 +183,11 @@ _RULES = [
     ("data.ood", _one_of(OOD_SETS), f"one of {list(OOD_SETS)}"),
     ("data.holdout_classes", lambda v: all(isinstance(c, int) and c >= 0 for c in v), "a list of class indices >= 0"),
     ("model.name", _one_of(MODELS), f"one of {list(MODELS)}"),
-    ("model.hidden", _all_positive_ints, "a list of layer widths >= 1, e.g. [100,100] (or [] for none)"),
-    ("model.channels", lambda v: len(v) >= 1 and _all_positive_ints(v), "a non-empty list of channel counts >= 1"),
-    ("model.kernel_size", lambda v: v >= 1 and v % 2 == 1, "an odd integer >= 1"),
-    ("model.activation", _one_of(ACTIVATIONS), f"one of {sorted(ACTIVATIONS)}"),
     ("model.likelihood", _one_of(REGRESSION_LIKELIHOODS), f"one of {list(REGRESSION_LIKELIHOODS)} (regression)"),
-    ("model.noise_scale", _positive, "a finite number > 0 (the Gaussian likelihood's noise sd)"),
-    ("model.noise_floor", _positive, "a finite number > 0 (the heteroscedastic likelihood's smallest noise sd)"),
     ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
-    ("guide.init_scale", _positive, "a finite number > 0, e.g. 1e-3"),
-    ("guide.init_loc", _one_of(INIT_LOCS), f"one of {list(INIT_LOCS)}"),
-    ("guide.rank", lambda v: 1 <= v <= MAX_RANK, f"an integer from 1 to {MAX_RANK} (and below the number of weights)"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
     ("inference.min_epochs", lambda v: v >= 0, "an integer >= 0 (with inference.steps: the fewest epochs)"),
-    ("eval.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES} (100 is plenty for the metrics)"),
     ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
     ("reference.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES}"),
     ("reference.warmup_steps", lambda v: v >= 1, "an integer >= 1"),
@@ -220,36 +201,36 @@ _RULES = [
 ]
 
 
-#: The config key of each library argument whose check :func:`validate` leaves to the library (each rule is checked
-#: once, where the value is used): the library's one-line error ``argument=value: fix`` becomes the config's
-#: ``key=value is not allowed: fix``.
-LIBRARY_ARGUMENTS = {
-    "elbo": "inference.elbo", "fused": "inference.fused", "epochs": "inference.epochs", "lr": "inference.lr",
-    "lr_schedule": "inference.lr_schedule", "estimator": "inference.estimator", "num_particles": "inference.num_particles",
-    "kl_weight": "inference.kl_weight", "kl_warmup_epochs": "inference.kl_warmup_epochs",
-    "kl_schedule": "inference.kl_schedule", "scale": "prior.scale", "loc": "prior.loc", "fan_in": "prior.fan_in",
-    "layer_scales": "prior.layer_scales", "df": "prior.df", "learn_scale": "prior.learn_scale",
-    "hyperprior_alpha": "prior.hyperprior_alpha", "bayesian": "model.bayesian",
-}
+#: The library checks :func:`validate` relies on (each rule is checked once, where the value is used) raise
+#: ``argument=value: fix``; the config key of a library argument is ``<group>.<argument>``, or the name given here where
+#: the config names it otherwise. :func:`config_error` turns the error into ``key=value is not allowed: fix``.
+CONFIG_NAMES = {"model": {"scale": "noise_scale", "learn_scale": "learn_noise", "min_scale": "noise_floor"}}
 #: How a library error names the library's classes where the config names an option.
 CONFIG_WORDS = {"a BayesianMLP": "model=mlp", "a BayesianCNN": "model=cnn"}
 _LIBRARY_ERROR = re.compile(r"(?P<argument>\w+)(\[[^\]]*\])?=(?P<value>.*?)(?P<rest>: | is )(?P<fix>.*)", re.S)
 
 
-def config_error(error: Exception, cfg: Optional[DictConfig] = None) -> ConfigError:
-    """The library's ``error`` in the config's words: ``key=value is not allowed: fix`` where it names an argument of
-    :data:`LIBRARY_ARGUMENTS` (the value as ``cfg`` holds it), else its message with :data:`CONFIG_WORDS`."""
+def _config_key(cfg: DictConfig, group: str, argument: str) -> Optional[str]:
+    """The config key of the library's ``argument`` in ``group`` (None where the group has no such key)."""
+    name = CONFIG_NAMES.get(group, {}).get(argument, argument)
+    return f"{group}.{name}" if name in cfg[group] else None
+
+
+def config_error(error: Exception, cfg: DictConfig, group: str) -> ConfigError:
+    """The library's ``error`` about the values of ``cfg[group]`` in the config's words: ``key=value is not allowed:
+    fix`` where it names an argument of the group (the value as ``cfg`` holds it), else its message with
+    :data:`CONFIG_WORDS`."""
     message = str(error)
     for library, config in CONFIG_WORDS.items():
         message = message.replace(library, config)
     match = _LIBRARY_ERROR.match(message)
-    if match is None or match["argument"] not in LIBRARY_ARGUMENTS:
+    key = _config_key(cfg, group, match["argument"]) if match is not None else None
+    if key is None:
         return ConfigError(message)
-    key = LIBRARY_ARGUMENTS[match["argument"]]
-    value = _get(cfg, key) if cfg is not None else match["value"]
-    if key == "prior.layer_scales" and cfg is not None:
+    value = _get(cfg, key)
+    if key == "prior.layer_scales":
         value = layer_scales(value)  # as the prior reads it: {layer name: scale}, however it was given
-    fix = re.sub(r"\b(\w+)=", lambda m: f"{LIBRARY_ARGUMENTS.get(m[1], m[1])}=", match["fix"])
+    fix = re.sub(r"\b(\w+)=", lambda m: f"{_config_key(cfg, group, m[1]) or m[1]}=", match["fix"])
     fix = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", fix.replace("choose one of", "use one of")))
     fix = _unquoted(fix)
     if match["rest"] == ": " or fix.startswith("not known"):
@@ -269,12 +250,13 @@ def _unquoted(text: str) -> str:
 
 
 @contextmanager
-def library_errors(cfg: Optional[DictConfig] = None) -> Iterator[None]:
-    """Turn the library's argument errors raised inside into the config's (:func:`config_error`)."""
+def library_errors(cfg: DictConfig, group: str) -> Iterator[None]:
+    """Turn the library's errors about the values of ``cfg[group]`` raised inside into the config's
+    (:func:`config_error`)."""
     try:
         yield
     except (ValueError, TypeError) as error:
-        raise config_error(error, cfg) from None
+        raise config_error(error, cfg, group) from None
 
 
 def _get(cfg: DictConfig, key: str):
@@ -308,13 +290,26 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={value} is not allowed: use {allowed}")
     validate_device(cfg.device)
-    inference = cfg.inference
-    with library_errors(cfg):  # the library's own checks of these values, in the config's words
+    _check_with_the_library(cfg)
+    _check_combinations(cfg)
+
+
+def _check_with_the_library(cfg: DictConfig) -> None:
+    """The library's own checks of the values it will be given, in the config's words (:func:`library_errors`)."""
+    inference, model, guide = cfg.inference, cfg.model, cfg.guide
+    with library_errors(cfg, "inference"):
         check_fit_arguments(inference.elbo, inference.fused, inference.epochs, inference.lr, inference.lr_schedule,
                             inference.estimator, inference.num_particles)
         KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule)
+    with library_errors(cfg, "prior"):
         build_prior(cfg.prior)
-    _check_combinations(cfg)
+    with library_errors(cfg, "model"):
+        check_network_options(model.hidden, model.activation, model.channels, model.kernel_size)
+        build_likelihood(model, "regression")
+    with library_errors(cfg, "guide"):
+        check_guide_options(guide.init_scale, guide.init_loc, guide.rank)
+    with library_errors(cfg, "eval"):
+        check_num_samples(cfg.eval.num_samples)
 
 
 def _check_combinations(cfg: DictConfig) -> None:

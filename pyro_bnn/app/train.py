@@ -48,7 +48,7 @@ from ..guides import MeanFieldNormal
 from ..health import health_warnings, posterior_health
 from ..inference import KLWeight, TrainingInterrupted, fit
 from ..serialization import data_spec, save_posterior
-from .build import build, layer_scale_overrides, load_run_data
+from .build import build_guide, build_model, layer_scale_overrides, load_run_data
 from .config import CONF_DIR, ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
@@ -96,8 +96,10 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     _set_up_process(cfg)
     data, ood = _load_data(cfg)
     spec = data_spec(data)
-    with library_errors(cfg):
-        model, guide = build(cfg, spec, _device(cfg.device))
+    with library_errors(cfg, "model"):
+        model = build_model(cfg, spec).to(_device(cfg.device))
+    with library_errors(cfg, "guide"):
+        guide = build_guide(cfg.guide, model)
     log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
              data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
              cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
