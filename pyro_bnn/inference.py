@@ -21,6 +21,7 @@ the run's position and random state live in a :class:`~pyro_bnn.training_state.T
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from numbers import Real
@@ -170,8 +171,7 @@ def training_objective(
         hyperprior = learned.update(guide) if learned is not None else None
         with handler.for_rows(rows):
             terms = elbo_terms(model, guide, x, y, kl=kl, num_particles=num_particles)
-        terms.hyperprior = hyperprior
-        return terms
+        return dataclasses.replace(terms, hyperprior=hyperprior)
 
     return Objective(terms, _parameters(guide, model), False)
 
