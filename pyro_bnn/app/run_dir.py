@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import os
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,7 +78,7 @@ def check_writable(output_dir: Path, key: str = "hydra.run.dir (or hydra.sweep.d
     """A :class:`ConfigError` naming ``key`` when ``output_dir`` cannot be created or written."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write_test"
+        probe = output_dir / f".write_test.{os.getpid()}"  # one per process: the ranks of a run probe the same dir
         probe.write_text("")
         probe.unlink()
     except OSError as err:
