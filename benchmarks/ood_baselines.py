@@ -16,7 +16,9 @@ On scikit-learn's digits, for each split and seed:
   sd ``--finetune-init-scale``), ``--finetune-epochs`` epochs of the exact ELBO (KL weight 1) at
   ``--finetune-lr`` with a cosine decay and the default's estimator; 100 posterior draws. Its ``train_s`` is
   the fine-tuning alone (the extra cost over
-  ``plain``).
+  ``plain``);
+* ``finetuned_moped`` (with ``--finetune-moped DELTA`` > 0): the same under a prior centred at the trained weights,
+  :class:`pyro_bnn.MopedPrior` ``N(w, (DELTA |w|)^2)`` (MOPED; a prior per weight: trained on Pyro's traces).
 
 All are scored by the same code (:func:`pyro_bnn.evaluation.classification_metrics`,
 :func:`pyro_bnn.evaluation.ood_metrics`) on the same test and OOD sets. ``rot`` and ``held`` are the OOD
@@ -39,6 +41,7 @@ import torch
 from common import train_config
 
 from pyro_bnn import (
+    MopedPrior,
     NormalPrior,
     auto_normal,
     classification_metrics,
@@ -83,10 +86,12 @@ def probabilities(nets: List[torch.nn.Module], dataset) -> torch.Tensor:
 
 
 def finetune(cfg, data, ood, net: torch.nn.Module, seed: int, layers: List[str], epochs: int, lr: float,
-             init_scale: float) -> Dict[str, float]:
-    """The trained plain ``net`` with a Bayesian ``layers``, fine-tuned on the exact ELBO; its test metrics."""
+             init_scale: float, moped: float = 0.0) -> Dict[str, float]:
+    """The trained plain ``net`` with a Bayesian ``layers``, fine-tuned on the exact ELBO under N(0, 1) (or, with
+    ``moped`` > 0, the MOPED prior of that delta); its test metrics."""
     pyro.set_rng_seed(seed)
-    model = to_bayesian(net, data.in_shape, prior=NormalPrior(1.0), num_data=data.num_train, bayesian=layers)
+    prior = MopedPrior(pretrained_weights(net), delta=moped) if moped > 0 else NormalPrior(1.0)
+    model = to_bayesian(net, data.in_shape, prior=prior, num_data=data.num_train, bayesian=layers)
     guide = auto_normal(model, init_scale=init_scale, init_loc=pretrained_weights(net, model=model))
     start = time.perf_counter()
     fit(model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=seed), epochs=epochs, lr=lr,
@@ -99,7 +104,7 @@ def finetune(cfg, data, ood, net: torch.nn.Module, seed: int, layers: List[str],
 
 
 def plain_rows(cfg, split: int, seed: int, members: int, layers: List[str], epochs: int, lr: float,
-               init_scale: float) -> Dict[str, Dict[str, float]]:
+               init_scale: float, moped: float = 0.0) -> Dict[str, Dict[str, float]]:
     rows = {}
     for ood_name, classes in (("rotated", []), ("heldout", HELDOUT)):
         data = load_data("digits", split_seed=split, holdout_classes=classes)
@@ -117,12 +122,13 @@ def plain_rows(cfg, split: int, seed: int, members: int, layers: List[str], epoc
             if ood_name == "rotated":
                 row.update(classification_metrics(probs[:k], targets))
                 row["train_s"] = seconds * k / members
-        tuned = finetune(cfg, data, ood, nets[0], seed, layers, epochs, lr, init_scale)
-        row = rows.setdefault("finetuned", {})
-        key = "rot" if ood_name == "rotated" else "held"
-        row[f"{key}_mi"], row[f"{key}_ent"] = tuned["ood_auroc_mutual_information"], tuned["ood_auroc_entropy"]
-        if ood_name == "rotated":
-            row.update({k: tuned[k] for k in ("accuracy", "nll", "ece", "mutual_information", "train_s")})
+        for name, delta in (("finetuned", 0.0), ("finetuned_moped", moped))[:2 if moped > 0 else 1]:
+            tuned = finetune(cfg, data, ood, nets[0], seed, layers, epochs, lr, init_scale, delta)
+            row = rows.setdefault(name, {})
+            key = "rot" if ood_name == "rotated" else "held"
+            row[f"{key}_mi"], row[f"{key}_ent"] = tuned["ood_auroc_mutual_information"], tuned["ood_auroc_entropy"]
+            if ood_name == "rotated":
+                row.update({k: tuned[k] for k in ("accuracy", "nll", "ece", "mutual_information", "train_s")})
     return rows
 
 
@@ -146,7 +152,7 @@ COLUMNS = [("accuracy", "acc", ".2%"), ("nll", "nll", ".4f"), ("ece", "ece", ".4
 
 
 def line(name: str, where: str, row: Dict[str, float]) -> str:
-    return f"{name:11} {where:>8} " + " ".join(f"{format(row[k], f):>8}" for k, _, f in COLUMNS)
+    return f"{name:15} {where:>8} " + " ".join(f"{format(row[k], f):>8}" for k, _, f in COLUMNS)
 
 
 def main() -> None:
@@ -158,19 +164,21 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--finetune-lr", type=float, default=0.01)
     parser.add_argument("--finetune-init-scale", type=float, default=0.05, help="the guide's starting sd")
+    parser.add_argument("--finetune-moped", type=float, default=0.0,
+                        help="> 0: a finetuned_moped row too, under MopedPrior(delta=this)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = train_config()
     print(f"torch {torch.__version__}, pyro {pyro.__version__}, 1 thread; digits, model {cfg.model.name} "
           f"channels {list(cfg.model.channels)} hidden {list(cfg.model.hidden)} {cfg.model.activation}, "
           f"{cfg.inference.epochs} epochs; pyro_bnn: estimator {cfg.inference.estimator}, kl_weight {cfg.inference.kl_weight}")
-    print(f"{'method':11} {'split/sd':>8} " + " ".join(f"{label:>8}" for _, label, _ in COLUMNS), flush=True)
+    print(f"{'method':15} {'split/sd':>8} " + " ".join(f"{label:>8}" for _, label, _ in COLUMNS), flush=True)
     results: Dict[str, List[Dict[str, float]]] = {}
     for split in args.splits:
         for seed in args.seeds:
             rows = {"pyro_bnn": bnn_row(split, seed),
                     **plain_rows(cfg, split, seed, args.members, args.finetune_layers.split(","), args.finetune_epochs,
-                               args.finetune_lr, args.finetune_init_scale)}
+                               args.finetune_lr, args.finetune_init_scale, args.finetune_moped)}
             for name, row in rows.items():
                 row.setdefault("mutual_information", 0.0)
                 results.setdefault(name, []).append(row)

@@ -22,7 +22,7 @@ pyro.settings.set(module_local_params=True)
 
 # models, priors and likelihoods
 from .models import BayesianCNN, BayesianMLP, BayesianModel, cnn_network, pretrained_weights, to_bayesian
-from .priors import LaplacePrior, NormalPrior, Prior, StudentTPrior
+from .priors import LaplacePrior, MopedPrior, NormalPrior, Prior, StudentTPrior
 from .empirical_bayes import EmpiricalBayes, prior_scales
 from .likelihoods import Categorical, Gaussian, HeteroscedasticGaussian
 
@@ -64,7 +64,7 @@ from .serialization import load_posterior, save_posterior
 __all__ = [
     # models, priors and likelihoods
     "BayesianCNN", "BayesianMLP", "BayesianModel", "to_bayesian", "pretrained_weights", "cnn_network",
-    "Prior", "NormalPrior", "LaplacePrior", "StudentTPrior", "EmpiricalBayes", "prior_scales",
+    "Prior", "NormalPrior", "LaplacePrior", "StudentTPrior", "MopedPrior", "EmpiricalBayes", "prior_scales",
     "Categorical", "Gaussian", "HeteroscedasticGaussian",
     # guides
     "MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "initialize_guide",

@@ -184,11 +184,18 @@ class Prior:
             scale = self.layer_scale(prefix + name, layer)
             for param_name, param in list(layer.named_parameters(recurse=False)):
                 shape = param.shape
+                loc, site_scale = self.site_loc_scale(f"{prefix}{name}.{param_name}", param, scale)
                 delattr(layer, param_name)
-                layer.register_buffer(f"{param_name}_prior_loc", torch.tensor(self.loc))
-                layer.register_buffer(f"{param_name}_prior_scale", torch.tensor(scale))
+                layer.register_buffer(f"{param_name}_prior_loc", loc)
+                layer.register_buffer(f"{param_name}_prior_scale", site_scale)
                 setattr(layer, param_name, PyroSample(_PriorSite(self, param_name, shape)))
         return network
+
+    def site_loc_scale(self, site: str, param: torch.Tensor, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The location and scale of the prior of ``site`` (a parameter like ``param``; ``scale``: its layer's
+        scale): one number each here, shared by the site's weights (a tensor of ``param``'s shape for a prior
+        centred weight by weight, :class:`MopedPrior`)."""
+        return torch.tensor(self.loc), torch.tensor(scale)
 
     def __repr__(self) -> str:
         extra = f", layer_scales={self.layer_scales}" if self.layer_scales else ""
@@ -252,6 +259,46 @@ class StudentTPrior(Prior):
 
     def distribution(self, loc, scale):
         return dist.StudentT(torch.full_like(loc, self.df), loc, scale)
+
+
+class MopedPrior(NormalPrior):
+    """A Normal prior centred at trained weights: ``N(w, (delta |w|)^2)`` weight by weight (MOPED, Krishnan et al. 2020;
+    bayesian-torch's empirical prior), for Bayesian fine-tuning of a trained network.
+
+    :param weights: ``{site name: trained value}`` of every Bayesian site, e.g.
+        :func:`~pyro_bnn.models.pretrained_weights` of the trained network (site names of :func:`to_bayesian`).
+    :param float delta: each weight's prior sd as a share of its size.
+    :param float min_scale: the smallest prior sd (a weight at 0 would get a point mass).
+
+    The prior differs from weight to weight, so the fused step does not apply: ``fit`` trains on Pyro's traces.
+    Use it with the guide's means at the same weights (``auto_normal(model, init_loc=pretrained_weights(net,
+    model=model))``).
+    """
+
+    family = "moped"
+
+    def __init__(self, weights: Mapping[str, torch.Tensor], delta: float = 0.1, min_scale: float = 1e-3):
+        super().__init__()
+        for name, value in [("delta", delta), ("min_scale", min_scale)]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value}: use a finite number > 0")
+        self.weights = {str(k): torch.as_tensor(v).detach().clone() for k, v in weights.items()}
+        self.delta, self.min_scale = float(delta), float(min_scale)
+
+    def site_loc_scale(self, site, param, scale):
+        if site not in self.weights:
+            nearest = difflib.get_close_matches(site, list(self.weights), n=1)
+            raise ValueError(f"MopedPrior has no trained weight for the site {site}"
+                             + (f" (did you mean {nearest[0]}?)" if nearest else "")
+                             + ": pass weights=pretrained_weights(<the trained network>)")
+        trained = self.weights[site].to(dtype=param.dtype)
+        if trained.shape != param.shape:
+            raise ValueError(f"MopedPrior's trained weight for {site} has shape {tuple(trained.shape)}, the site "
+                             f"{tuple(param.shape)}: pass the weights of the network being converted")
+        return trained.clone(), (self.delta * trained.abs()).clamp_min(self.min_scale)
+
+    def __repr__(self) -> str:
+        return f"MopedPrior(delta={self.delta}, min_scale={self.min_scale}, {len(self.weights)} trained sites)"
 
 
 #: Prior classes by family name, as used in configs.

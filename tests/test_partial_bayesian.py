@@ -12,6 +12,7 @@ from helpers import train_in_process
 from pyro_bnn import (
     BayesianCNN,
     BayesianMLP,
+    MopedPrior,
     NormalPrior,
     auto_normal,
     elbo_terms,
@@ -22,7 +23,9 @@ from pyro_bnn import (
     pretrained_weights,
     save_posterior,
     to_bayesian,
+    training_objective,
 )
+from pyro_bnn.priors import normal_params, site_prior
 
 
 def sites(model):
@@ -134,3 +137,46 @@ def test_the_app_records_which_layers_are_bayesian(tmp_path):
     layers = metrics["layers"]
     assert layers["bayesian"] == "last" and layers["bayesian_layers"] == ["net.6"]
     assert layers["point_estimate_layers"] == ["net.0", "net.4"] and list(metrics["train"]["kl_layers"]) == ["net.6"]
+
+
+def trained_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def test_a_moped_prior_is_centred_at_the_trained_weights_with_sds_proportional_to_them():
+    net = trained_net()
+    model = to_bayesian(net, (6,), prior=MopedPrior(pretrained_weights(net), delta=0.2), num_data=40,
+                        bayesian="last")
+    loc, scale = normal_params(site_prior(model, "net.2.weight"))
+    torch.testing.assert_close(loc, net[2].weight.detach())
+    torch.testing.assert_close(scale, (0.2 * net[2].weight.detach().abs()).clamp_min(1e-3))
+    x, y = data().tensors
+    guide = initialize_guide(auto_normal(model, init_loc=pretrained_weights(net, model=model)), x[:2], y[:2])
+    trace = pyro.poutine.trace(pyro.poutine.replay(model, trace=pyro.poutine.trace(guide).get_trace(x, y))).get_trace(x, y)
+    expected = torch.distributions.Normal(net[2].bias.detach(), (0.2 * net[2].bias.detach().abs()).clamp_min(1e-3))
+    torch.testing.assert_close(trace.nodes["net.2.bias"]["fn"].log_prob(trace.nodes["net.2.bias"]["value"]),
+                               expected.log_prob(trace.nodes["net.2.bias"]["value"]).sum())
+
+
+def test_bayesian_fine_tuning_under_a_moped_prior_trains_on_pyros_traces_and_its_kl_is_the_closed_form():
+    net = trained_net()
+    model = to_bayesian(net, (6,), prior=MopedPrior(pretrained_weights(net)), num_data=40, bayesian="last")
+    guide = auto_normal(model, init_scale=1e-3, init_loc=pretrained_weights(net, model=model))
+    history = fit(model, guide, make_loader(data(), 20, shuffle=True), epochs=3, lr=0.01)
+    assert not training_objective(model, guide).fused  # a prior per weight: the fused step does not apply
+    loc, scale = normal_params(site_prior(model, "net.2.weight"))
+    q_loc = guide.locs.get_parameter("net.2.weight_unconstrained").detach()
+    q_scale = guide.scales.get_parameter("net.2.weight_unconstrained").detach().exp()
+    closed = torch.distributions.kl_divergence(torch.distributions.Normal(q_loc, q_scale),
+                                               torch.distributions.Normal(loc, scale)).sum()
+    terms = elbo_terms(model, guide, *data().tensors)
+    torch.testing.assert_close(terms.kl_sites["net.2.weight"], closed, rtol=1e-4, atol=1e-4)
+    assert history[-1]["kl"] > 0
+
+
+def test_a_moped_prior_without_a_sites_trained_weight_is_refused():
+    net = trained_net()
+    weights = {k: v for k, v in pretrained_weights(net).items() if k != "net.2.bias"}
+    with pytest.raises(ValueError, match="MopedPrior has no trained weight for the site net.2.bias"):
+        to_bayesian(net, (6,), prior=MopedPrior(weights), num_data=40, bayesian="last")
