@@ -106,6 +106,8 @@ class SharedDraw:
     :meth:`for_rows`)."""
 
     needs_weight_draw = True
+    #: whether the layers' computation reads the Normal behind each drawn weight (given to :meth:`register`)
+    reads_normals = False
     #: what ``linear`` and ``conv`` layers get where it is not this estimator's own (:func:`layer_estimator`)
     per_layer: Dict[str, str] = {}
 
@@ -118,10 +120,9 @@ class SharedDraw:
     def register(self, value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
         """Nothing to record: the layers use the drawn tensors as they are."""
 
-    @contextmanager
-    def routing(self, rows: Optional[Tuple[int, int]] = None) -> Iterator["SharedDraw"]:
-        """Active over (a part ``rows`` of) a minibatch: nothing per example to draw here."""
-        yield self
+    def routing(self, rows: Optional[Tuple[int, int]] = None) -> "SharedDraw":
+        """Active over (a part ``rows`` of) a minibatch: nothing per example to draw here (a context manager: itself)."""
+        return self
 
     for_rows = routing
 
@@ -132,6 +133,8 @@ class LayerNoise(Messenger):
 
     #: what ``linear`` and ``conv`` layers get where it is not this estimator's own (:func:`layer_estimator`)
     per_layer: Dict[str, str] = {}
+    #: whether the layers' computation reads the Normal behind each drawn weight (given to :meth:`register`)
+    reads_normals = True
 
     def __init__(self):
         super().__init__()

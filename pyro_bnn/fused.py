@@ -216,8 +216,9 @@ class FusedMeanField:
     def _nll(self, x, y, weights, scale, rows) -> torch.Tensor:
         values = self._views(weights)
         with self.handler.routing(rows):
-            for value, loc, sd in zip(values, self._views(self.loc), self._views(scale)):
-                self.handler.register(value, loc, sd)
+            if self.handler.reads_normals:
+                for value, loc, sd in zip(values, self._views(self.loc), self._views(scale)):
+                    self.handler.register(value, loc, sd)
             with poutine.condition(data=dict(zip(self.names, values))):
                 outputs = self.model.outputs(x)
         return -self.model.likelihood.log_likelihood(outputs, y, self.model.num_data)
