@@ -154,14 +154,15 @@ class BayesianModel(PyroModule):
 
 
 def _point_estimates_as_pyro_params(network: nn.Module) -> None:
-    """Make the parameters of the Linear/Conv layers left without a prior :class:`~pyro.nn.PyroParam` (real
-    support): Pyro's ``SVI`` collects a PyroModule's parameters from their ``param`` sites, which a plain
-    ``nn.Parameter`` does not give under ``module_local_params`` (state-dict keys ``<name>_unconstrained``)."""
+    """Make every parameter left without a prior (Linear/Conv layers that are not Bayesian, BatchNorm's and
+    LayerNorm's affine parameters, embeddings, ...) a :class:`~pyro.nn.PyroParam` (real support): Pyro's ``SVI``
+    collects a PyroModule's parameters from their ``param`` sites, and fails on a plain ``nn.Parameter`` under
+    ``module_local_params`` (state-dict keys ``<name>_unconstrained``; :func:`~pyro_bnn.serialization.load_posterior`
+    reads files saved with the plain names too)."""
     for layer in network.modules():
-        if isinstance(layer, BAYESIAN_LAYERS) and not Prior.site_shapes(layer):
-            for name, param in list(layer.named_parameters(recurse=False)):
-                delattr(layer, name)
-                setattr(layer, name, PyroParam(param.detach().clone(), constraints.real))
+        for name, param in list(layer.named_parameters(recurse=False)):
+            delattr(layer, name)
+            setattr(layer, name, PyroParam(param.detach().clone(), constraints.real))
 
 
 class BayesianMLP(BayesianModel):

@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, Optional
 import torch
 from torch import nn
 
+from .checks import changing_nothing
 from .data import DataSplits
 from .guides import initialize_guide
 
@@ -158,6 +159,14 @@ def _check_same_prior(model: nn.Module, saved: Dict[str, torch.Tensor], source: 
                                  "build the model with the prior it was trained with")
 
 
+def _point_estimate_keys(saved: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """``saved`` with the keys of a file written before every point estimate was a PyroParam (``bn.weight``, now
+    ``bn.weight_unconstrained``: real support, the same value) under the names the model has now."""
+    renamed = {key[:-len("_unconstrained")]: key for key in expected
+               if key.endswith("_unconstrained") and key not in saved and key[:-len("_unconstrained")] in saved}
+    return {renamed.get(key, key): value for key, value in saved.items()}
+
+
 def restore_posterior(blob: Dict[str, Any], model: nn.Module, guide: nn.Module, device="cpu",
                       source: str = "the saved posterior") -> None:
     """Load the states of :func:`read_posterior`'s ``blob`` into ``model`` and ``guide``."""
@@ -165,10 +174,11 @@ def restore_posterior(blob: Dict[str, Any], model: nn.Module, guide: nn.Module, 
     _check_spec(spec, model, source)
     x = torch.zeros((1, *spec["in_shape"]), device=device)
     y = torch.zeros(1, dtype=torch.long if spec["task"] == "classification" else torch.float32, device=device)
-    initialize_guide(guide, x, y)
+    with changing_nothing(model, torch.device(device)):  # evaluation mode: a BatchNorm takes the batch of one
+        initialize_guide(guide, x, y)
     _check_same_prior(model, blob["model_state"], source)
     try:
-        model.load_state_dict(blob["model_state"])
+        model.load_state_dict(_point_estimate_keys(blob["model_state"], model.state_dict()))
         guide.load_state_dict(blob["guide_state"])
     except RuntimeError as err:
         detail = " ".join(str(err).split())  # torch lists the mismatches on several lines

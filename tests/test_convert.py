@@ -39,7 +39,8 @@ def test_every_linear_and_conv_parameter_becomes_a_site_with_the_prior_and_the_m
     assert set(sites) == {f"net.{layer}.{p}" for layer in ("conv", "hidden", "out") for p in ("weight", "bias")}
     for name, site in sites.items():
         assert torch.all(site["fn"].base_dist.scale == 0.5) and site["value"].shape == before[name[4:]].shape
-    assert {n for n, _ in model.named_parameters()} == {"net.norm.weight", "net.norm.bias"}  # point estimates
+    point_estimates = {"net.norm.weight_unconstrained", "net.norm.bias_unconstrained"}  # PyroParams
+    assert {n for n, _ in model.named_parameters()} == point_estimates
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
     assert all(isinstance(p, nn.Parameter) for p in net.parameters()) and type(net) is SmallNet
 

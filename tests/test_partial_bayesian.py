@@ -180,3 +180,40 @@ def test_a_moped_prior_without_a_sites_trained_weight_is_refused():
     weights = {k: v for k, v in pretrained_weights(net).items() if k != "net.2.bias"}
     with pytest.raises(ValueError, match="MopedPrior has no trained weight for the site net.2.bias"):
         to_bayesian(net, (6,), prior=MopedPrior(weights), num_data=40, bayesian="last")
+
+
+@pytest.mark.parametrize("bayesian", ["all", "last"])
+def test_pyros_svi_trains_every_point_estimate_of_a_network_with_batchnorm(bayesian):
+    """BatchNorm's affine parameters (and any other parameter without a prior) are PyroParams: Pyro's own SVI
+    collects and trains them (a plain nn.Parameter makes it fail under module_local_params)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    model = to_bayesian(net, (6,), num_data=64, bayesian=bayesian)
+    x, y = data().tensors
+    guide = initialize_guide(auto_normal(model), x, y)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    assert "net.1.weight_unconstrained" in before and "net.1.bias_unconstrained" in before
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO())
+    for _ in range(3):
+        svi.step(x, y)
+    assert all(not torch.equal(before[name], p.detach()) for name, p in model.named_parameters())
+
+
+def test_a_posterior_saved_with_plain_batchnorm_parameters_still_loads(tmp_path):
+    """Files written before BatchNorm's parameters became PyroParams name them ``net.1.weight``: read as
+    ``net.1.weight_unconstrained`` (real support: the same values)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    model = to_bayesian(net, (6,), num_data=64)
+    x, y = data().tensors
+    guide = initialize_guide(auto_normal(model), x, y)
+    spec = {"name": "blocks", "in_shape": [6], "num_outputs": 3, "task": "classification", "num_data": 64,
+            "target_mean": 0.0, "target_std": 1.0}
+    save_posterior(tmp_path / "posterior.pt", model, guide, spec)
+    blob = torch.load(tmp_path / "posterior.pt", weights_only=False)
+    blob["model_state"] = {k.replace("_unconstrained", "") if k.startswith("net.1.") else k: v
+                           for k, v in blob["model_state"].items()}
+    torch.save(blob, tmp_path / "old.pt")
+    fresh = to_bayesian(nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)), (6,), num_data=64)
+    load_posterior(tmp_path / "old.pt", fresh, auto_normal(fresh))
+    torch.testing.assert_close(fresh.net[1].weight, model.net[1].weight, rtol=0, atol=0)
