@@ -158,8 +158,11 @@ def _point_estimates_as_pyro_params(network: nn.Module) -> None:
     LayerNorm's affine parameters, embeddings, ...) a :class:`~pyro.nn.PyroParam` (real support): Pyro's ``SVI``
     collects a PyroModule's parameters from their ``param`` sites, and fails on a plain ``nn.Parameter`` under
     ``module_local_params`` (state-dict keys ``<name>_unconstrained``; :func:`~pyro_bnn.serialization.load_posterior`
-    reads files saved with the plain names too)."""
+    reads files saved with the plain names too). Recurrent layers keep their ``nn.Parameter``s: they hold them in
+    flat weight lists of their own (Pyro's ``SVI`` cannot train those; ``fit`` does)."""
     for layer in network.modules():
+        if isinstance(layer, nn.RNNBase):
+            continue
         for name, param in list(layer.named_parameters(recurse=False)):
             delattr(layer, name)
             setattr(layer, name, PyroParam(param.detach().clone(), constraints.real))
