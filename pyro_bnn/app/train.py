@@ -404,7 +404,11 @@ def main():
     sys.argv[1:] = layer_scale_overrides(sys.argv[1:])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         _join_process_group(sys.argv)
-    return _train_app()
+    try:
+        return _train_app()
+    finally:
+        if dist.is_initialized():  # each rank leaves the process group before it exits (gloo's threads with it)
+            dist.destroy_process_group()
 
 
 def _join_process_group(argv: List[str]) -> None:
