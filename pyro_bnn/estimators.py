@@ -140,6 +140,7 @@ class LayerNoise(Messenger):
         super().__init__()
         self._normals: Dict[int, Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]] = {}
         self._rows: Optional[Tuple[int, int]] = None
+        self._routing = None  # the routing of a plain ``with handler:`` block (:meth:`__enter__`)
 
     @contextmanager
     def routing(self, rows: Optional[Tuple[int, int]] = None) -> Iterator["LayerNoise"]:
@@ -181,7 +182,7 @@ class LayerNoise(Messenger):
         return super().__enter__()
 
     def __exit__(self, *args):
-        routing, self._routing = getattr(self, "_routing", None), None
+        routing, self._routing = self._routing, None
         try:
             return super().__exit__(*args)
         finally:

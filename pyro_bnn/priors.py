@@ -34,6 +34,8 @@ from pyro.nn import PyroSample
 from torch import nn
 from torch.distributions import Independent
 
+from .checks import check_positive
+
 #: The largest prior location accepted.
 MAX_LOC = 1e3
 #: Layer types whose parameters become sample sites.
@@ -279,11 +281,8 @@ class MopedPrior(NormalPrior):
 
     def __init__(self, weights: Mapping[str, torch.Tensor], delta: float = 0.1, min_scale: float = 1e-3):
         super().__init__()
-        for name, value in [("delta", delta), ("min_scale", min_scale)]:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}={value}: use a finite number > 0")
+        self.delta, self.min_scale = check_positive(delta, "delta"), check_positive(min_scale, "min_scale")
         self.weights = {str(k): torch.as_tensor(v).detach().clone() for k, v in weights.items()}
-        self.delta, self.min_scale = float(delta), float(min_scale)
 
     def site_loc_scale(self, site, param, scale):
         if site not in self.weights:

@@ -62,13 +62,17 @@ def load_run_data(data_cfg: DictConfig) -> DataSplits:
                      validation=data_cfg.get("validation", 0.0))
 
 
+#: The ``model.*`` config key of each regression likelihood argument (the config names them for the model they serve).
+LIKELIHOOD_KEYS = {"scale": "noise_scale", "learn_scale": "learn_noise", "min_scale": "noise_floor"}
+
+
 def build_likelihood(cfg: DictConfig, task: str):
     """The likelihood of ``cfg.model`` for a ``task``: categorical, or the regression likelihood it names."""
     if task == "classification":
         return Categorical()
     likelihood = REGRESSION_LIKELIHOODS[cfg.get("likelihood", "gaussian")]
-    return likelihood(**accepted_options(likelihood, {"scale": cfg.noise_scale, "learn_scale": cfg.learn_noise,
-                                                      "min_scale": cfg.get("noise_floor", 1e-3)}))
+    options = {argument: cfg[key] for argument, key in LIKELIHOOD_KEYS.items() if key in cfg}  # older configs: fewer
+    return likelihood(**accepted_options(likelihood, options))
 
 
 def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:

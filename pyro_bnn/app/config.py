@@ -29,7 +29,7 @@ from ..inference import KLWeight, check_fit_arguments
 from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import check_network_options
 from ..priors import PRIOR_FAMILIES
-from .build import MODELS, build_likelihood, build_prior, layer_scales
+from .build import LIKELIHOOD_KEYS, MODELS, build_likelihood, build_prior, layer_scales
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
 #: ``__init__.py`` in it).
@@ -204,7 +204,7 @@ _RULES = [
 #: The library checks :func:`validate` relies on (each rule is checked once, where the value is used) raise
 #: ``argument=value: fix``; the config key of a library argument is ``<group>.<argument>``, or the name given here where
 #: the config names it otherwise. :func:`config_error` turns the error into ``key=value is not allowed: fix``.
-CONFIG_NAMES = {"model": {"scale": "noise_scale", "learn_scale": "learn_noise", "min_scale": "noise_floor"}}
+CONFIG_NAMES = {"model": LIKELIHOOD_KEYS}
 #: How a library error names the library's classes where the config names an option.
 CONFIG_WORDS = {"a BayesianMLP": "model=mlp", "a BayesianCNN": "model=cnn"}
 _LIBRARY_ERROR = re.compile(r"(?P<argument>\w+)(\[[^\]]*\])?=(?P<value>.*?)(?P<rest>: | is )(?P<fix>.*)", re.S)

@@ -47,10 +47,10 @@ def gap_summary(curve: Dict[str, torch.Tensor]) -> Dict[str, float]:
             "predictive_std_data": float(curve["std"][on_data].mean())}
 
 
-def uncertainty_summary(model: nn.Module, samples: Dict[str, torch.Tensor], data: DataSplits) -> Dict[str, float]:
-    """The run's ``uncertainty`` metrics: for the toy regression, the predictive sd in its gap and on its data; {}
-    elsewhere."""
-    return gap_summary(regression_curve(model, samples)) if data.name == "toy_regression" else {}
+def uncertainty_summary(scored, data: DataSplits) -> Dict[str, float]:
+    """The run's ``uncertainty`` metrics from its test predictive ``scored``: for the toy regression, the predictive sd
+    in its gap and on its data; {} elsewhere."""
+    return gap_summary(scored.curve) if data.name == "toy_regression" else {}
 
 
 def write_figures(output_dir: Path, model: nn.Module, scored, data: DataSplits, ood_name: str, title: str) -> List[Path]:
@@ -77,8 +77,7 @@ def write_figures(output_dir: Path, model: nn.Module, scored, data: DataSplits, 
                               output_dir / "predictive.png", title=title)
         return [output_dir / "predictive.png"]
     x, y = data.train.tensors
-    plot_regression_bands({"SVI": regression_curve(model, scored.samples)}, x[:, 0], y, output_dir / "predictive.png",
-                          gap=TOY_GAP, title=title)
+    plot_regression_bands({"SVI": scored.curve}, x[:, 0], y, output_dir / "predictive.png", gap=TOY_GAP, title=title)
     return [output_dir / "predictive.png"]
 
 
@@ -104,7 +103,7 @@ def write_nuts_comparison(output_dir: Path, model: nn.Module, guide: nn.Module, 
         plot_entropy_comparison(entropies, output_dir / "reference.png",
                                 title=f"{data.name} test: predictive entropy, SVI vs NUTS")
     elif data.in_shape == (1,):
-        curves = {"SVI": regression_curve(model, svi_samples), "NUTS": regression_curve(model, nuts_samples)}
+        curves = {"SVI": scored.curve, "NUTS": regression_curve(model, nuts_samples)}
         xt, yt = data.train.tensors
         plot_regression_bands(curves, xt[:, 0], yt, output_dir / "reference.png", gap=TOY_GAP,
                               title=f"{data.name}: SVI vs NUTS predictive")

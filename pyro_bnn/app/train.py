@@ -52,7 +52,7 @@ from .build import build_guide, build_model, layer_scale_overrides, load_run_dat
 from .config import CONF_DIR, ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
-from .report import uncertainty_summary, write_figures, write_nuts_comparison
+from .report import regression_curve, uncertainty_summary, write_figures, write_nuts_comparison
 from .run_dir import (
     CHECKPOINT,
     STATUS_FILE,
@@ -207,12 +207,15 @@ class Scored:
     :ivar samples: the weight draws behind them (``eval.num_samples`` per site).
     :ivar raw: the network's ``outputs`` under each draw, the ``targets`` (and ``ood_outputs``).
     :ivar loader: the test loader.
+    :ivar curve: 1-D regression: the predictive over an even grid of inputs (:func:`~pyro_bnn.app.report.regression_curve`),
+        which the figure, the ``uncertainty`` metrics and the NUTS comparison read; None otherwise.
     """
 
     metrics: Dict[str, float]
     samples: Dict[str, torch.Tensor]
     raw: Dict[str, torch.Tensor]
     loader: DataLoader
+    curve: Optional[Dict[str, torch.Tensor]] = None
 
 
 @dataclass
@@ -238,7 +241,8 @@ def _score(cfg: DictConfig, model, guide, data: DataSplits, ood) -> Scored:
     samples = posterior_samples(model, guide, test_loader, cfg.eval.num_samples)
     test, raw = score(model, samples, test_loader,
                       make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
-    return Scored(test, samples, raw, test_loader)
+    curve = regression_curve(model, samples) if data.task == "regression" and data.in_shape == (1,) else None
+    return Scored(test, samples, raw, test_loader, curve)
 
 
 def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: str) -> Dict[str, Any]:
@@ -258,7 +262,7 @@ def run_metrics(cfg: DictConfig, run: RunRecord, reference: Optional[Dict] = Non
     history, data, test, health, epochs = run.history, run.data, run.scored.metrics, run.health, run.epochs
     last = history[-1]
     standardised = data.task == "regression" and data.target_std != 1.0
-    extra = uncertainty_summary(run.model, run.scored.samples, data)
+    extra = uncertainty_summary(run.scored, data)
     learned_scales = prior_scales(run.model)
     metrics = {
         "test": in_original_units(test, data.target_std) if standardised else test,
