@@ -6,12 +6,13 @@ For each data set (the standard layout under ``--root``; see ``../shared/uci/REA
 * ``pyro_bnn``: the ``+experiment=uci`` preset with its likelihood chosen per split on a validation part of the
   training split, as the published MC dropout chooses its settings: first ``python -m pyro_bnn.train -m
   +experiment=uci data.name=<set> data.split=<all> model.hidden=[<n_hidden>] data.validation=0.2
-  inference.steps=3000 model.likelihood=gaussian,heteroscedastic launcher=local_parallel`` (each candidate
-  trained on the first 80% of the training split and scored on the last 20%), then, per likelihood, one sweep
-  over the splits that chose it on the whole training split, with the size rule of the preset (more than 5,000
-  training examples: ``inference.steps=18000 inference.lr=0.003``) (``n_hidden`` is the benchmark's, from
-  ``n_hidden.txt``). The final jobs' ``metrics.json`` give the test metrics in the original units; ``s/split``
-  is the training time of the final job plus that of its split's two validation jobs;
+  inference.steps=3000 inference.large_data.above=0 model.likelihood=gaussian,heteroscedastic
+  launcher=local_parallel`` (each candidate trained 3,000 steps, without the preset's size rule, on the first 80%
+  of the training split and scored on the last 20%), then, per likelihood, one sweep over the splits that chose it
+  on the whole training split: the preset as it is, its size rule included (more than 5,000 training examples:
+  18,000 steps at lr 0.003) (``n_hidden`` is the benchmark's, from ``n_hidden.txt``). The final jobs'
+  ``metrics.json`` give the test metrics in the original units; ``s/split`` is the training time of the final job
+  plus that of its split's two validation jobs;
 * ``ensemble``: a deep ensemble (Lakshminarayanan et al. 2017) of 5 heteroscedastic MLPs of the same size (mean and
   ``1e-6 + softplus`` sd outputs, Gaussian NLL, Adam lr 0.01, batch 100, 40 epochs, no adversarial training; seeds
   0..4), predicting the mixture of the 5 Normals;
@@ -170,18 +171,6 @@ def baseline_job(job) -> Dict:
 
 
 LIKELIHOODS = ["gaussian", "heteroscedastic"]
-#: The preset's rule for large data sets (more than LARGE training examples): 3x the steps at a third of the learning
-#: rate (chosen on validation parts of the large sets' training splits: results/2026-12-02-uci_recipe_long.txt).
-LARGE = 5000
-LARGE_OVERRIDES = ["inference.steps=18000", "inference.lr=0.003"]
-
-
-def rule_overrides(root: str, name: str) -> List[str]:
-    """The preset's overrides for data set ``name`` by the size rule (its training splits hold 90% of the rows)."""
-    rows = sum(1 for line in (Path(root) / name / "data" / "data.txt").open() if line.strip())
-    return LARGE_OVERRIDES if 0.9 * rows > LARGE else []
-
-
 def sweep_jobs(sweep: Path, root: str, name: str, splits: List[int], reuse: bool, *overrides: str) -> List[Dict]:
     """Run (or, with ``reuse``, read) the preset's Hydra sweep over ``splits`` in ``sweep``; each job's metrics.json
     with its ``likelihood``."""
@@ -207,7 +196,8 @@ def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: boo
     chosen: Dict[int, str] = {}
     selection_s: Dict[int, float] = {}
     candidates = sweep_jobs(out / name / "select", root, name, splits, reuse, "data.validation=0.2",
-                            "inference.steps=3000", f"model.likelihood={','.join(LIKELIHOODS)}")
+                            "inference.steps=3000", "inference.large_data.above=0",
+                            f"model.likelihood={','.join(LIKELIHOODS)}")
     for split in splits:
         scored = [j for j in candidates if j["data"]["split"] == split]
         if scored:
@@ -218,8 +208,7 @@ def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: boo
         mine = [s for s in splits if chosen.get(s) == likelihood]
         if not mine:
             continue
-        for job in sweep_jobs(out / name / likelihood, root, name, mine, reuse, f"model.likelihood={likelihood}",
-                              *rule_overrides(root, name)):
+        for job in sweep_jobs(out / name / likelihood, root, name, mine, reuse, f"model.likelihood={likelihood}"):
             split = job["data"]["split"]
             records.append({"method": "pyro_bnn", "data": name, "split": split, **job["test"], "likelihood": likelihood,
                             "train_s": job["fit_time_s"] + selection_s[split]})

@@ -23,7 +23,8 @@ from typing import Dict, List
 
 from common import UCI_DATASETS, train_config
 
-#: Overrides of ``+experiment=uci`` (heteroscedastic, N(0, 1)); the learned prior is ``prior=empirical_bayes``
+#: Overrides of ``+experiment=uci`` (heteroscedastic, N(0, 1)), each without the preset's size rule (the candidates
+#: are what chose it: ``inference.large_data.above=0``); the learned prior is ``prior=empirical_bayes``
 #: (N(0, s^2 / fan_in) per site, ``s^2`` at its ELBO optimum under an InvGamma(alpha = 1) hyperprior).
 LEARNED_PRIOR = ["prior=empirical_bayes", "prior.hyperprior_alpha=1.0"]
 CANDIDATES = {
@@ -46,7 +47,8 @@ def run(job) -> Dict:
 
     hidden = int(float((Path(root) / name / "data" / "n_hidden.txt").read_text().split()[0]))
     overrides = ["+experiment=uci", f"data.name={name}", f"data.root={root}", f"data.split={split}",
-                 "data.validation=0.2", f"model.hidden=[{hidden}]", "progress=false", *CANDIDATES[candidate]]
+                 "data.validation=0.2", f"model.hidden=[{hidden}]", "progress=false", "inference.large_data.above=0",
+                 *CANDIDATES[candidate]]
     cfg = train_config(*overrides)
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -231,13 +231,19 @@ def test_a_sweep_summary_gives_the_mean_and_standard_error_over_splits_and_seeds
     assert "Mean +- standard error over the replicates" in markdown and "| a | 3 | 2.333 +- 0.88 |" in markdown
 
 
-def test_training_is_scaled_to_the_data_by_steps_and_min_epochs():
+def test_training_is_scaled_to_the_data_by_steps_min_epochs_and_the_size_rule():
     from omegaconf import OmegaConf
 
-    from pyro_bnn.app.train import run_epochs
+    from pyro_bnn.app.train import training_schedule
 
-    rule = OmegaConf.create({"epochs": 5, "steps": 60, "min_epochs": 0})
-    assert run_epochs(rule, num_train=64, batch_size=32) == 30  # 2 steps per epoch
-    assert run_epochs(rule, num_train=6400, batch_size=32) == 1
-    assert run_epochs(OmegaConf.merge(rule, {"min_epochs": 4}), num_train=6400, batch_size=32) == 4
-    assert run_epochs(OmegaConf.merge(rule, {"steps": 0}), num_train=6400, batch_size=32) == 5  # epochs as given
+    rule = OmegaConf.create({"epochs": 5, "steps": 60, "min_epochs": 0, "lr": 0.01,
+                             "large_data": {"above": 0, "steps": 0, "lr": 0.0}})
+    assert training_schedule(rule, num_train=64, batch_size=32) == (30, 2, 0.01, False)  # 2 steps per epoch
+    assert training_schedule(rule, num_train=6400, batch_size=32).epochs == 1
+    assert training_schedule(OmegaConf.merge(rule, {"min_epochs": 4}), num_train=6400, batch_size=32).epochs == 4
+    assert training_schedule(OmegaConf.merge(rule, {"steps": 0}), num_train=6400, batch_size=32).epochs == 5
+    large = OmegaConf.merge(rule, {"large_data": {"above": 100, "steps": 600, "lr": 0.003}})
+    assert training_schedule(large, num_train=64, batch_size=32) == (30, 2, 0.01, False)  # not above: as before
+    assert training_schedule(large, num_train=6400, batch_size=32) == (3, 200, 0.003, True)
+    only_lr = OmegaConf.merge(large, {"large_data": {"steps": 0}})
+    assert training_schedule(only_lr, num_train=6400, batch_size=32) == (1, 200, 0.003, True)

@@ -101,6 +101,13 @@ class GuideConfig:
 
 
 @dataclass
+class LargeDataConfig:
+    above: int = MISSING
+    steps: int = MISSING
+    lr: float = MISSING
+
+
+@dataclass
 class InferenceConfig:
     elbo: str = MISSING
     lr: float = MISSING
@@ -114,6 +121,7 @@ class InferenceConfig:
     lr_schedule: str = MISSING
     estimator: str = MISSING
     fused: Any = MISSING
+    large_data: LargeDataConfig = field(default_factory=LargeDataConfig)
 
 
 @dataclass
@@ -188,6 +196,9 @@ _RULES = [
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
     ("inference.min_epochs", lambda v: v >= 0, "an integer >= 0 (with inference.steps: the fewest epochs)"),
+    ("inference.large_data.above", lambda v: v >= 0, "an integer >= 0 (0: no size rule)"),
+    ("inference.large_data.steps", lambda v: v >= 0, "an integer >= 0 (0: keep inference.steps)"),
+    ("inference.large_data.lr", lambda v: v >= 0, "a number >= 0 (0: keep inference.lr)"),
     ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
     ("reference.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES}"),
     ("reference.warmup_steps", lambda v: v >= 1, "an integer >= 1"),

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import hydra
 import pyro
@@ -109,11 +109,15 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     title = run_title(cfg, data.name, kl_weight)
     start = time.perf_counter()
     first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
-    epochs = run_epochs(cfg.inference, data.num_train, cfg.data.batch_size)
+    schedule = training_schedule(cfg.inference, data.num_train, cfg.data.batch_size)
+    epochs = schedule.epochs
+    if schedule.large_data:
+        log.info("size rule: %d training examples > inference.large_data.above=%d: %d epochs of %d steps at lr %g",
+                 data.num_train, cfg.inference.large_data.above, epochs, schedule.steps_per_epoch, schedule.lr)
     reporter = EpochReporter(epochs, progress=progress and cfg.progress and first_rank,
                              tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None)
     with reporter:
-        history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter, epochs, kl_weight)
+        history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter, schedule, kl_weight)
         fit_s = time.perf_counter() - start
         if not first_rank:
             return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
@@ -124,7 +128,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         write_figures(output_dir, model, scored, data, cfg.data.ood, title)
         health = _posterior_health(cfg, model, guide, output_dir, title)
         reporter.add_metrics(scored.metrics, epochs)
-    run = RunRecord(history, data, model, scored, health, kl_weight, environment, epochs, fit_s,
+    run = RunRecord(history, data, model, scored, health, kl_weight, environment, schedule, fit_s,
                     time_s=time.perf_counter() - start)
     reference = _reference(cfg, model, guide, scored, data, output_dir) if cfg.reference.method == "nuts" else None
     metrics = run_metrics(cfg, run, reference)
@@ -164,17 +168,33 @@ def _load_data(cfg: DictConfig) -> Tuple[DataSplits, Optional[TensorDataset]]:
     return data, load_ood(data, cfg.data.ood, cfg.data.root, cfg.data.download)
 
 
-def run_epochs(inference: DictConfig, num_train: int, batch_size: int) -> int:
-    """The epochs a run trains: ``inference.epochs``, or with ``inference.steps`` > 0 the fewest epochs of
-    ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps, and at least
-    ``inference.min_epochs`` (training scaled to the data)."""
-    if not inference.steps:
-        return int(inference.epochs)
-    return max(1, inference.min_epochs, math.ceil(inference.steps / math.ceil(num_train / batch_size)))
+class Schedule(NamedTuple):
+    """How long and how fast a run trains: ``epochs`` of ``steps_per_epoch`` optimizer steps at ``lr``, and whether
+    the size rule (``inference.large_data``) chose them."""
+
+    epochs: int
+    steps_per_epoch: int
+    lr: float
+    large_data: bool
+
+
+def training_schedule(inference: DictConfig, num_train: int, batch_size: int) -> Schedule:
+    """The schedule of a run on ``num_train`` training examples: ``inference.epochs``, or with ``inference.steps`` > 0
+    the fewest epochs of ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps, and at least
+    ``inference.min_epochs`` (training scaled to the data), at ``inference.lr``. The size rule: a training split of more
+    than ``inference.large_data.above`` examples (where that is > 0) trains ``large_data.steps`` steps at
+    ``large_data.lr`` instead (each where > 0)."""
+    rule = inference.large_data
+    large = bool(rule.above) and num_train > rule.above
+    steps = rule.steps if large and rule.steps else inference.steps
+    lr = rule.lr if large and rule.lr else inference.lr
+    per_epoch = math.ceil(num_train / batch_size)
+    epochs = int(inference.epochs) if not steps else max(1, inference.min_epochs, math.ceil(steps / per_epoch))
+    return Schedule(epochs, per_epoch, float(lr), large)
 
 
 def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Optional[Dict], output_dir: Path,
-         reporter: EpochReporter, epochs: int, kl_weight: KLWeight) -> List[Dict[str, float]]:
+         reporter: EpochReporter, schedule: Schedule, kl_weight: KLWeight) -> List[Dict[str, float]]:
     """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
     inference = cfg.inference
     rank, world_size = world()
@@ -184,7 +204,7 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
             return fit(
                 model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
                                           world_size=world_size),
-                epochs=epochs, lr=inference.lr, elbo=inference.elbo, num_particles=inference.num_particles,
+                epochs=schedule.epochs, lr=schedule.lr, elbo=inference.elbo, num_particles=inference.num_particles,
                 kl_weight=kl_weight,
                 lr_schedule=inference.lr_schedule, estimator=inference.estimator, fused=inference.fused, state=state,
                 on_checkpoint=save if rank == 0 else None, should_stop=lambda: bool(received),
@@ -229,7 +249,7 @@ class RunRecord:
     health: Dict[str, Any]
     kl_weight: KLWeight
     environment: Dict[str, Any]
-    epochs: int
+    schedule: Schedule
     fit_s: float
     time_s: float
 
@@ -259,7 +279,7 @@ def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: st
 def run_metrics(cfg: DictConfig, run: RunRecord, reference: Optional[Dict] = None) -> Dict[str, Any]:
     """The content of ``metrics.json``, all of it computed here; regression metrics of standardised targets in the
     original units under ``test``, as computed under ``test_standardised``."""
-    history, data, test, health, epochs = run.history, run.data, run.scored.metrics, run.health, run.epochs
+    history, data, test, health, epochs = run.history, run.data, run.scored.metrics, run.health, run.schedule.epochs
     last = history[-1]
     standardised = data.task == "regression" and data.target_std != 1.0
     extra = uncertainty_summary(run.scored, data)
@@ -284,6 +304,8 @@ def run_metrics(cfg: DictConfig, run: RunRecord, reference: Optional[Dict] = Non
         "time_s": run.time_s,
         "fit_time_s": run.fit_s,
         "epochs": epochs,
+        "schedule": {"steps": epochs * run.schedule.steps_per_epoch, "lr": run.schedule.lr,
+                     "large_data": run.schedule.large_data},
         "seed": cfg.seed,
         "layers": run.model.layer_record(),
     }
