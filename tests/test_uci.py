@@ -196,12 +196,14 @@ def test_the_preset_trains_and_reports_original_units(tmp_path):
     write_uci(tmp_path / "uci", rows=80)
     run_dir = tmp_path / "run"
     cli("pyro_bnn.train", "+experiment=uci", "data.name=toy", f"data.root={tmp_path / 'uci'}", "data.split=2",
-        "inference.steps=60", "eval.num_samples=10", "prior=empirical_bayes", "prior.hyperprior_alpha=1.0", *QUIET,
-        f"hydra.run.dir={run_dir}")
+        "inference.steps=60", "inference.large_data.above=50", "inference.large_data.steps=40",
+        "inference.large_data.lr=0.005", "eval.num_samples=10", "prior=empirical_bayes", "prior.hyperprior_alpha=1.0",
+        *QUIET, f"hydra.run.dir={run_dir}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     std = metrics["data"]["target_std"]
     assert metrics["data"]["split"] == 2 and metrics["exact_elbo"] is True
-    assert metrics["epochs"] == math.ceil(60 / math.ceil(64 / 32))  # inference.steps: 60 steps of 2 per epoch
+    # 64 training examples > large_data.above: its 40 steps (2 per epoch) at its lr, not inference.steps
+    assert metrics["epochs"] == 20 and metrics["schedule"] == {"steps": 40, "lr": 0.005, "large_data": True}
     assert metrics["test"]["rmse"] == pytest.approx(metrics["test_standardised"]["rmse"] * std)
     assert metrics["test"]["log_likelihood"] == pytest.approx(metrics["test_standardised"]["log_likelihood"] - math.log(std))
     assert set(metrics["prior_scales"]) == {"net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"}
