@@ -12,8 +12,10 @@ same terms with a few operations over whole vectors:
 * the KL is the closed form ``log(s0/s) + (s^2 + (m - m0)^2) / (2 s0^2) - 1/2`` summed per site, with its
   gradient written out (:class:`MeanFieldSample`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the
   drawn ``w``;
-* the network runs on the drawn weights (:func:`pyro.poutine.condition` of the model's weight sites) and
-  the NLL is the model's own likelihood, ``-(N/B) sum_n log p(y_n | x_n, w)``.
+* the network runs on the drawn weights (:func:`pyro.poutine.condition` of the model's weight sites; a plain
+  ``nn.Sequential`` of Linear layers and activations, as :class:`~pyro_bnn.models.BayesianMLP` builds, runs its
+  layers directly: :class:`SequentialPlan`, the same operations without Pyro's per-site messages) and the NLL
+  is the model's own likelihood, ``-(N/B) sum_n log p(y_n | x_n, w)``.
 
 Given the same noise, the loss and its gradients equal those of Pyro's ``TraceMeanField_ELBO``
 (``Trace_ELBO`` for ``kl="mc"``) on the same model and guide (``tests/test_fused.py``). The estimators of
@@ -23,9 +25,10 @@ weight noise at all.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 from torch.distributions import constraints
@@ -34,7 +37,7 @@ from .elbo import KL_KINDS, ElboTerms, average_terms
 from .empirical_bayes import EmpiricalBayes
 from .estimators import estimator_handler
 from .guides import MeanFieldNormal
-from .models import BayesianModel
+from .models import ACTIVATIONS, BayesianModel
 from .priors import normal_params, site_prior
 
 
@@ -60,6 +63,51 @@ def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
         if any(bool((t != t.reshape(-1)[0]).any()) for t in params):
             return f"the prior of {name} has more than one location or scale across its weights"
     return None
+
+
+class SequentialPlan:
+    """The network of a :class:`~pyro_bnn.models.BayesianModel` run on given weights without Pyro: for an
+    ``nn.Sequential`` of Flatten, Linear layers whose weight and bias are both sample sites, and the activations
+    of :data:`~pyro_bnn.models.ACTIVATIONS`, each with its class's own ``forward`` and no hooks. The same
+    operations as the model's (``F.linear`` with the drawn weights, so an estimator's routing applies), without
+    the per-site ``pyro.sample`` messages of :func:`pyro.poutine.condition` (most of a step of a small MLP).
+    """
+
+    #: The layers it runs, by the class whose ``forward`` they must keep.
+    LAYERS = (nn.Linear, nn.Flatten, *ACTIVATIONS.values())
+
+    def __init__(self, steps: List[Tuple[Optional[nn.Module], Optional[str], Optional[str]]]):
+        self.steps = steps  # (module, None, None) for a layer without sites, (None, weight site, bias site) for Linear
+
+    @classmethod
+    def of(cls, model: nn.Module, names: List[str]) -> Optional["SequentialPlan"]:
+        """The plan of ``model``'s network, whose sample sites are ``names``; None where it does not apply."""
+        net = getattr(model, "net", None)
+        if type(model).outputs is not BayesianModel.outputs or not isinstance(net, nn.Sequential):
+            return None
+        steps, covered = [], []
+        for index, module in enumerate(net):
+            base = next((c for c in cls.LAYERS if isinstance(module, c)), None)
+            if base is None or type(module).forward is not base.forward or module._forward_hooks \
+                    or module._forward_pre_hooks or any(True for _ in module.children()):
+                return None
+            if base is nn.Linear:
+                weight, bias = f"net.{index}.weight", f"net.{index}.bias"
+                if weight not in names or bias not in names:
+                    return None  # a point-estimate or bias-free layer: the model's own forward
+                steps.append((None, weight, bias))
+                covered += [weight, bias]
+            else:
+                steps.append((module, None, None))
+        return cls(steps) if sorted(covered) == sorted(names) else None
+
+    def __call__(self, model: BayesianModel, x: torch.Tensor, values: Dict[str, torch.Tensor]) -> torch.Tensor:
+        if tuple(x.shape[1:]) != model.in_shape:
+            return model.outputs(x)  # its error names the shapes
+        h = x
+        for module, weight, bias in self.steps:
+            h = module.forward(h) if module is not None else F.linear(h, values[weight], values[bias])
+        return h
 
 
 def prior_runs(sizes: List[int], prior_locs: List[float], prior_precisions: List[float],
@@ -172,6 +220,7 @@ class FusedMeanField:
         self._size_vector = torch.tensor(self.sizes, dtype=self.loc.dtype, device=self.loc.device)
         self._set_prior_variances(variances)
         self._hyperprior = self._square_sums = None
+        self.plan = SequentialPlan.of(model, self.names)
 
     def _set_prior_variances(self, variances: torch.Tensor) -> None:
         """The per-site prior tensors of the KL from the prior variances ``s0^2`` (new tensors, never in place:
@@ -219,8 +268,12 @@ class FusedMeanField:
             if self.handler.reads_normals:
                 for value, loc, sd in zip(values, self._views(self.loc), self._views(scale)):
                     self.handler.register(value, loc, sd)
-            with poutine.condition(data=dict(zip(self.names, values))):
-                outputs = self.model.outputs(x)
+            if self.plan is not None and not (torch.nn.modules.module._global_forward_hooks
+                                              or torch.nn.modules.module._global_forward_pre_hooks):
+                outputs = self.plan(self.model, x, dict(zip(self.names, values)))
+            else:
+                with poutine.condition(data=dict(zip(self.names, values))):
+                    outputs = self.model.outputs(x)
         return -self.model.likelihood.log_likelihood(outputs, y, self.model.num_data)
 
     def _terms(self, nll, kl, kl_sites) -> ElboTerms:

@@ -137,3 +137,33 @@ def test_auto_falls_back_to_pyros_traces_and_true_names_why_it_cannot(small_digi
         training_objective(model, guide, fused="yes")
     with pytest.raises(ValueError, match="run it once first"):
         FusedMeanField(small_mlp(), auto_normal(small_mlp()))
+
+
+@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization", "flipout"])
+def test_the_sequential_plan_computes_what_the_models_own_forward_computes(small_digits, estimator):
+    """An MLP's layers run without Pyro's per-site messages: the same loss and gradients to the last bit."""
+    x, y = (t[:64] for t in small_digits[0].tensors)
+    results = []
+    for planned in (True, False):
+        pyro.set_rng_seed(0)
+        model = small_mlp(num_data=1437)
+        fused = FusedMeanField(model, spread_guide(model, x, y), estimator=estimator)
+        assert fused.plan is not None
+        fused.plan = fused.plan if planned else None
+        pyro.set_rng_seed(3)
+        terms = fused(x, y)
+        terms.loss.backward()
+        results.append((terms.loss.detach(), fused.loc.grad, fused.log_scale.grad))
+    for planned, traced in zip(*results):
+        assert torch.equal(planned, traced)
+
+
+def test_the_sequential_plan_leaves_other_networks_to_the_models_forward(small_digits):
+    x, y = (t[:64] for t in small_digits[0].tensors)
+    partial = type(small_mlp())((1, 8, 8), 10, hidden=(16,), num_data=1437, bayesian="last")
+    assert FusedMeanField(partial, spread_guide(partial, x, y)).plan is None  # point-estimate layers
+    hooked = small_mlp(num_data=1437)
+    hooked.net[2].register_forward_hook(lambda module, args, out: out * 2)
+    assert FusedMeanField(hooked, spread_guide(hooked, x, y)).plan is None
+    cnn = BayesianCNN((1, 8, 8), 10, channels=(4,), hidden=(8,), num_data=1437)
+    assert FusedMeanField(cnn, spread_guide(cnn, x, y)).plan is None
