@@ -88,8 +88,9 @@ class SequentialPlan:
         steps, covered = [], []
         for index, module in enumerate(net):
             base = next((c for c in cls.LAYERS if isinstance(module, c)), None)
-            if base is None or type(module).forward is not base.forward or module._forward_hooks \
-                    or module._forward_pre_hooks or any(True for _ in module.children()):
+            hooked = (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                      or module._backward_pre_hooks)
+            if base is None or type(module).forward is not base.forward or hooked or any(True for _ in module.children()):
                 return None
             if base is nn.Linear:
                 weight, bias = f"net.{index}.weight", f"net.{index}.bias"
