@@ -3,16 +3,17 @@ splits, against the published tables.
 
 For each data set (the standard layout under ``--root``; see ``../shared/uci/README.md`` for the protocol):
 
-* ``pyro_bnn``: the ``+experiment=uci`` preset with its likelihood chosen per split on a validation part of the
-  training split, as the published MC dropout chooses its settings: first ``python -m pyro_bnn.train -m
-  +experiment=uci data.name=<set> data.split=<all> model.hidden=[<n_hidden>] data.validation=0.2
-  inference.steps=3000 inference.large_data.above=0 model.likelihood=gaussian,heteroscedastic
-  launcher=local_parallel`` (each candidate trained 3,000 steps, without the preset's size rule, on the first 80%
-  of the training split and scored on the last 20%), then, per likelihood, one sweep over the splits that chose it
-  on the whole training split: the preset as it is, its size rule included (more than 5,000 training examples:
-  18,000 steps at lr 0.003) (``n_hidden`` is the benchmark's, from ``n_hidden.txt``). The final jobs'
-  ``metrics.json`` give the test metrics in the original units; ``s/split`` is the training time of the final job
-  plus that of its split's two validation jobs;
+* ``pyro_bnn``: the ``+experiment=uci`` preset (heteroscedastic, the learned prior under Wu et al.'s hyperprior)
+  or one noise sd under a fixed N(0, 1) prior (``model.likelihood=gaussian prior=normal``), chosen per split on a
+  validation part of the training split, as the published MC dropout chooses its settings: first, per recipe,
+  ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> data.split=<all> model.hidden=[<n_hidden>]
+  data.validation=0.2 inference.steps=3000 inference.large_data.above=0 <the recipe's overrides>
+  launcher=local_parallel`` (each trained 3,000 steps, without the preset's size rule, on the first 80% of the
+  training split and scored on the last 20%), then, per recipe, one sweep over the splits that chose it on the
+  whole training split, the size rule included (more than 5,000 training examples: 18,000 steps at lr 0.003)
+  (``n_hidden`` is the benchmark's, from ``n_hidden.txt``). The final jobs' ``metrics.json`` give the test
+  metrics in the original units; ``s/split`` is the training time of the final job plus that of its split's two
+  validation jobs;
 * ``ensemble``: a deep ensemble (Lakshminarayanan et al. 2017) of 5 heteroscedastic MLPs of the same size (mean and
   ``1e-6 + softplus`` sd outputs, Gaussian NLL, Adam lr 0.01, batch 100, 40 epochs, no adversarial training; seeds
   0..4), predicting the mixture of the 5 Normals;
@@ -170,10 +171,14 @@ def baseline_job(job) -> Dict:
     return {"method": method, "data": name, "split": split, **result}
 
 
-LIKELIHOODS = ["gaussian", "heteroscedastic"]
+#: The recipes chosen between per split: the preset as it is (heteroscedastic, the learned prior under Wu et al.'s
+#: hyperprior), and one noise sd under a fixed N(0, 1) prior; each a folder name and its overrides of the preset.
+RECIPES = {"preset": [], "gaussian_normal_prior": ["model.likelihood=gaussian", "prior=normal"]}
+
+
 def sweep_jobs(sweep: Path, root: str, name: str, splits: List[int], reuse: bool, *overrides: str) -> List[Dict]:
-    """Run (or, with ``reuse``, read) the preset's Hydra sweep over ``splits`` in ``sweep``; each job's metrics.json
-    with its ``likelihood``."""
+    """Run (or, with ``reuse``, read) the preset's Hydra sweep over ``splits`` in ``sweep``; each job's
+    metrics.json."""
     if not (reuse and (sweep / "multirun.yaml").is_file()):
         hidden = read_int(Path(root) / name / "data" / "n_hidden.txt")
         command = [sys.executable, "-m", "pyro_bnn.train", "-m", "+experiment=uci", f"data.name={name}",
@@ -182,35 +187,32 @@ def sweep_jobs(sweep: Path, root: str, name: str, splits: List[int], reuse: bool
                    "hydra.job_logging.root.level=WARNING", "progress=false"]
         print("$", " ".join(command), file=sys.stderr, flush=True)
         subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
-    jobs = []
-    for metrics_file in sorted(sweep.glob("*/metrics.json")):
-        config = (metrics_file.parent / ".hydra" / "config.yaml").read_text()
-        likelihood = next(lik for lik in LIKELIHOODS if f"likelihood: {lik}" in config)
-        jobs.append({**json.loads(metrics_file.read_text()), "likelihood": likelihood})
-    return jobs
+    return [json.loads(metrics_file.read_text()) for metrics_file in sorted(sweep.glob("*/metrics.json"))]
 
 
 def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: bool) -> List[Dict]:
-    """The preset on ``splits`` of data set ``name``, its likelihood chosen per split on a validation part; one
-    record per finished split."""
+    """The preset on ``splits`` of data set ``name``, its recipe chosen per split on a validation part; one record
+    per finished split."""
+    candidates = {recipe: sweep_jobs(out / name / f"select_{recipe}", root, name, splits, reuse, "data.validation=0.2",
+                                     "inference.steps=3000", "inference.large_data.above=0", *overrides)
+                  for recipe, overrides in RECIPES.items()}
     chosen: Dict[int, str] = {}
     selection_s: Dict[int, float] = {}
-    candidates = sweep_jobs(out / name / "select", root, name, splits, reuse, "data.validation=0.2",
-                            "inference.steps=3000", "inference.large_data.above=0",
-                            f"model.likelihood={','.join(LIKELIHOODS)}")
     for split in splits:
-        scored = [j for j in candidates if j["data"]["split"] == split]
+        scored = [(job["test"]["log_likelihood"], recipe) for recipe, jobs in candidates.items()
+                  for job in jobs if job["data"]["split"] == split]
         if scored:
-            chosen[split] = max(scored, key=lambda j: j["test"]["log_likelihood"])["likelihood"]
-            selection_s[split] = sum(j["fit_time_s"] for j in scored)
+            chosen[split] = max(scored)[1]
+            selection_s[split] = sum(job["fit_time_s"] for jobs in candidates.values()
+                                     for job in jobs if job["data"]["split"] == split)
     records = []
-    for likelihood in LIKELIHOODS:
-        mine = [s for s in splits if chosen.get(s) == likelihood]
+    for recipe, overrides in RECIPES.items():
+        mine = [s for s in splits if chosen.get(s) == recipe]
         if not mine:
             continue
-        for job in sweep_jobs(out / name / likelihood, root, name, mine, reuse, f"model.likelihood={likelihood}"):
+        for job in sweep_jobs(out / name / recipe, root, name, mine, reuse, *overrides):
             split = job["data"]["split"]
-            records.append({"method": "pyro_bnn", "data": name, "split": split, **job["test"], "likelihood": likelihood,
+            records.append({"method": "pyro_bnn", "data": name, "split": split, **job["test"], "recipe": recipe,
                             "train_s": job["fit_time_s"] + selection_s[split]})
     return records
 
@@ -224,7 +226,7 @@ def mean_se(values: List[float]):
 
 def table(records: List[Dict], methods: List[str], datasets: List[str]) -> str:
     lines = ["| data set | method | splits | RMSE | test LL | coverage_90 | s/split | 2 SE of published (RMSE / LL); "
-             "pyro_bnn: likelihood chosen |",
+             "pyro_bnn: recipe chosen |",
              "|---|---|---|---|---|---|---|---|"]
     for name in datasets:
         short = SHORT.get(name, name)
@@ -237,7 +239,7 @@ def table(records: List[Dict], methods: List[str], datasets: List[str]) -> str:
             seconds, _ = mean_se([r["train_s"] for r in rows])
             check = ""
             if method == "pyro_bnn":
-                check = f"heteroscedastic on {sum(r['likelihood'] == 'heteroscedastic' for r in rows)} splits"
+                check = f"the preset on {sum(r['recipe'] == 'preset' for r in rows)} splits"
             if method in REPRODUCES:
                 pub_rmse, pub_ll = PUBLISHED[REPRODUCES[method]][short]
                 check = (f"{'yes' if abs(rmse - pub_rmse) <= 2 * rmse_se else 'no'} / "

@@ -23,18 +23,24 @@ from typing import Dict, List
 
 from common import UCI_DATASETS, train_config
 
-#: Overrides of ``+experiment=uci`` (heteroscedastic, N(0, 1)), each without the preset's size rule (the candidates
-#: are what chose it: ``inference.large_data.above=0``); the learned prior is ``prior=empirical_bayes``
-#: (N(0, s^2 / fan_in) per site, ``s^2`` at its ELBO optimum under an InvGamma(alpha = 1) hyperprior).
+#: Overrides of ``+experiment=uci`` (heteroscedastic, Wu et al.'s learned prior: ``prior=empirical_bayes_invgamma``,
+#: N(0, s^2) per site with ``s^2`` at its ELBO optimum under InvGamma(alpha = 1, beta = 10)), each without the
+#: preset's size rule (the candidates are what chose it: ``inference.large_data.above=0``). The other learned prior
+#: is ``prior=empirical_bayes`` (N(0, s^2 / fan_in) per site under an InvGamma(alpha = 1) hyperprior whose mode is
+#: the fan-in scale); N(0, 1) is ``prior=normal``.
 LEARNED_PRIOR = ["prior=empirical_bayes", "prior.hyperprior_alpha=1.0"]
+NORMAL_PRIOR = ["prior=normal"]
 CANDIDATES = {
     "heteroscedastic, learned prior": LEARNED_PRIOR,
     "homoscedastic, learned prior": ["model.likelihood=gaussian", *LEARNED_PRIOR],
-    "heteroscedastic, N(0, 1)": [],
-    "homoscedastic, N(0, 1)": ["model.likelihood=gaussian"],
-    "heteroscedastic, N(0, 1), 3x steps": ["inference.steps=18000"],
-    "heteroscedastic, N(0, 1), 3x steps, lr 0.003": ["inference.steps=18000", "inference.lr=0.003"],
-    "heteroscedastic, N(0, 1), lr 0.003, >= 40 epochs": ["inference.lr=0.003", "inference.min_epochs=40"],
+    "heteroscedastic, N(0, 1)": NORMAL_PRIOR,
+    "homoscedastic, N(0, 1)": ["model.likelihood=gaussian", *NORMAL_PRIOR],
+    "heteroscedastic, N(0, 1), 3x steps": [*NORMAL_PRIOR, "inference.steps=18000"],
+    "heteroscedastic, N(0, 1), 3x steps, lr 0.003": [*NORMAL_PRIOR, "inference.steps=18000", "inference.lr=0.003"],
+    "heteroscedastic, N(0, 1), lr 0.003, >= 40 epochs": [*NORMAL_PRIOR, "inference.lr=0.003", "inference.min_epochs=40"],
+    "heteroscedastic, Wu et al. prior": [],
+    "homoscedastic, Wu et al. prior": ["model.likelihood=gaussian"],
+    "heteroscedastic, Wu et al. prior, 3x steps, lr 0.003": ["inference.steps=18000", "inference.lr=0.003"],
 }
 #: The candidates of the preset's choice (the longer ones were measured later, on the large data sets only).
 DEFAULT_CANDIDATES = list(CANDIDATES)[:4]

@@ -197,7 +197,7 @@ def test_the_preset_trains_and_reports_original_units(tmp_path):
     run_dir = tmp_path / "run"
     cli("pyro_bnn.train", "+experiment=uci", "data.name=toy", f"data.root={tmp_path / 'uci'}", "data.split=2",
         "inference.steps=60", "inference.large_data.above=50", "inference.large_data.steps=40",
-        "inference.large_data.lr=0.005", "eval.num_samples=10", "prior=empirical_bayes", "prior.hyperprior_alpha=1.0",
+        "inference.large_data.lr=0.005", "eval.num_samples=10",
         *QUIET, f"hydra.run.dir={run_dir}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     std = metrics["data"]["target_std"]
