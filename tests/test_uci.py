@@ -14,7 +14,7 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
-from helpers import QUIET, FixedNoise, assert_close, cli, fake_job, last_line, spread_guide
+from helpers import QUIET, FixedNoise, assert_close, cli, compose_train, fake_job, last_line, spread_guide
 from pyro_bnn import (
     BayesianMLP,
     Gaussian,
@@ -28,7 +28,9 @@ from pyro_bnn import (
     make_loader,
     regression_metrics,
 )
+from pyro_bnn.app.build import build_prior
 from pyro_bnn.app.summarize import replicate_groups, summarize
+from pyro_bnn.empirical_bayes import EmpiricalBayes
 from pyro_bnn.fused import FusedMeanField
 
 SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "uci"
@@ -249,3 +251,11 @@ def test_training_is_scaled_to_the_data_by_steps_min_epochs_and_the_size_rule():
     assert training_schedule(large, num_train=6400, batch_size=32) == (3, 200, 0.003, True)
     only_lr = OmegaConf.merge(large, {"large_data": {"steps": 0}})
     assert training_schedule(only_lr, num_train=6400, batch_size=32) == (1, 200, 0.003, True)
+
+
+def test_the_presets_prior_is_wu_et_als_inverse_gamma_1_10_on_every_site():
+    prior = build_prior(compose_train("+experiment=uci").prior)
+    model = BayesianMLP(13, 2, hidden=(50,), prior=prior, likelihood=HeteroscedasticGaussian(), num_data=100)
+    learned = EmpiricalBayes(model)
+    assert learned.alpha == 1.0 and learned.betas.tolist() == pytest.approx([10.0] * 4)
+    assert learned.sizes.tolist() == [650, 50, 100, 2]
