@@ -56,13 +56,13 @@ from .report import regression_curve, uncertainty_summary, write_figures, write_
 from .run_dir import (
     CHECKPOINT,
     STATUS_FILE,
+    CheckpointWriter,
     RunDirRefused,
     RunInterrupted,
     StoppedAtOnce,
     check_run_dir,
     check_writable,
     resume_state,
-    save_checkpoint,
     signals_stop_training,
     write_csv,
     write_json,
@@ -198,8 +198,8 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
     """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
     inference = cfg.inference
     rank, world_size = world()
-    save = lambda training: save_checkpoint(output_dir / CHECKPOINT, training, cfg, spec)  # noqa: E731
     with signals_stop_training() as received:
+        save = CheckpointWriter(output_dir / CHECKPOINT, cfg, spec, stopping=lambda: bool(received))
         try:
             return fit(
                 model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
@@ -213,7 +213,7 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
         except TrainingInterrupted as stop:
             raise RunInterrupted(received[0], output_dir, str(stop)) from None
         except StoppedAtOnce as stop:
-            kept = ("the checkpoint holds the last finished epoch" if (output_dir / CHECKPOINT).is_file()
+            kept = ("the checkpoint holds the last epoch it wrote" if (output_dir / CHECKPOINT).is_file()
                     else "no epoch had finished, so there is no checkpoint to resume from")
             raise RunInterrupted(stop.signum, output_dir, f"a second signal stopped it in the middle of a step ({kept})"
                                  ) from None
