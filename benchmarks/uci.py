@@ -199,12 +199,11 @@ def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: boo
     chosen: Dict[int, str] = {}
     selection_s: Dict[int, float] = {}
     for split in splits:
-        scored = [(job["test"]["log_likelihood"], recipe) for recipe, jobs in candidates.items()
+        scored = [(job["test"]["log_likelihood"], recipe, job["fit_time_s"]) for recipe, jobs in candidates.items()
                   for job in jobs if job["data"]["split"] == split]
         if scored:
             chosen[split] = max(scored)[1]
-            selection_s[split] = sum(job["fit_time_s"] for jobs in candidates.values()
-                                     for job in jobs if job["data"]["split"] == split)
+            selection_s[split] = sum(seconds for _, _, seconds in scored)
     records = []
     for recipe, overrides in RECIPES.items():
         mine = [s for s in splits if chosen.get(s) == recipe]
