@@ -6,12 +6,11 @@ For each data set (the standard layout under ``--root``; see ``../shared/uci/REA
 * ``pyro_bnn``: the ``+experiment=uci`` preset (heteroscedastic, the learned prior under Wu et al.'s hyperprior)
   or one noise sd under a fixed N(0, 1) prior (``model.likelihood=gaussian prior=normal``), chosen per split on a
   validation part of the training split, as the published MC dropout chooses its settings: first, per recipe,
-  ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> data.split=<all> model.hidden=[<n_hidden>]
-  data.validation=0.2 inference.steps=3000 inference.large_data.above=0 <the recipe's overrides>
-  launcher=local_parallel`` (each trained 3,000 steps, without the preset's size rule, on the first 80% of the
+  ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> data.split=<all> data.validation=0.2
+  inference.steps=3000 inference.large_data.above=0 <the recipe's overrides> launcher=local_parallel`` (each trained 3,000 steps, without the preset's size rule, on the first 80% of the
   training split and scored on the last 20%), then, per recipe, one sweep over the splits that chose it on the
   whole training split, the size rule included (more than 5,000 training examples: 18,000 steps at lr 0.003)
-  (``n_hidden`` is the benchmark's, from ``n_hidden.txt``). The final jobs' ``metrics.json`` give the test
+  (the preset's hidden layer is the benchmark's, from ``n_hidden.txt``). The final jobs' ``metrics.json`` give the test
   metrics in the original units; ``s/split`` is the training time of the final job plus that of its split's two
   validation jobs;
 * ``ensemble``: a deep ensemble (Lakshminarayanan et al. 2017) of 5 heteroscedastic MLPs of the same size (mean and
@@ -180,10 +179,9 @@ def sweep_jobs(sweep: Path, root: str, name: str, splits: List[int], reuse: bool
     """Run (or, with ``reuse``, read) the preset's Hydra sweep over ``splits`` in ``sweep``; each job's
     metrics.json."""
     if not (reuse and (sweep / "multirun.yaml").is_file()):
-        hidden = read_int(Path(root) / name / "data" / "n_hidden.txt")
         command = [sys.executable, "-m", "pyro_bnn.train", "-m", "+experiment=uci", f"data.name={name}",
-                   f"data.root={root}", f"data.split={','.join(map(str, splits))}", f"model.hidden=[{hidden}]",
-                   *overrides, "launcher=local_parallel", f"hydra.sweep.dir={sweep}",
+                   f"data.root={root}", f"data.split={','.join(map(str, splits))}", *overrides,
+                   "launcher=local_parallel", f"hydra.sweep.dir={sweep}",
                    "hydra.job_logging.root.level=WARNING", "progress=false"]
         print("$", " ".join(command), file=sys.stderr, flush=True)
         subprocess.run(command, check=False, stdout=subprocess.DEVNULL)

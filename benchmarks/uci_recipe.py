@@ -41,6 +41,21 @@ CANDIDATES = {
     "heteroscedastic, Wu et al. prior": [],
     "homoscedastic, Wu et al. prior": ["model.likelihood=gaussian"],
     "heteroscedastic, Wu et al. prior, 3x steps, lr 0.003": ["inference.steps=18000", "inference.lr=0.003"],
+    "heteroscedastic, Wu et al. prior, 3x steps, lr 0.003, batch 128": ["inference.steps=18000", "inference.lr=0.003",
+                                                                        "data.batch_size=128"],
+    "heteroscedastic, Wu et al. prior, 3x steps, lr 0.003, batch 512": ["inference.steps=18000", "inference.lr=0.003",
+                                                                        "data.batch_size=512"],
+    "heteroscedastic, Wu et al. prior, 3x steps, lr 0.003, batch 2048": ["inference.steps=18000", "inference.lr=0.003",
+                                                                         "data.batch_size=2048"],
+    "heteroscedastic, Wu et al. prior, 3x steps, lr 0.01, batch 512": ["inference.steps=18000", "data.batch_size=512"],
+    "heteroscedastic, Wu et al. prior, batch 512": ["data.batch_size=512"],
+    "heteroscedastic, Wu et al. prior, lr 0.003, batch 512": ["inference.lr=0.003", "data.batch_size=512"],
+    "heteroscedastic, Wu et al. prior, batch 128": ["data.batch_size=128"],
+    "heteroscedastic, Wu et al. prior, 2x steps": ["inference.steps=12000"],
+    "heteroscedastic, Wu et al. prior, 1000 predictive draws": ["eval.num_samples=1000"],
+    "heteroscedastic, Wu et al. prior, 2x steps, lr 0.003, batch 512": ["inference.steps=12000", "inference.lr=0.003",
+                                                                        "data.batch_size=512"],
+    "heteroscedastic, Wu et al. prior, batch 1024": ["data.batch_size=1024"],
 }
 #: The candidates of the preset's choice (the longer ones were measured later, on the large data sets only).
 DEFAULT_CANDIDATES = list(CANDIDATES)[:4]
@@ -51,9 +66,8 @@ def run(job) -> Dict:
     candidate, name, split, root = job
     from pyro_bnn.app.train import train
 
-    hidden = int(float((Path(root) / name / "data" / "n_hidden.txt").read_text().split()[0]))
     overrides = ["+experiment=uci", f"data.name={name}", f"data.root={root}", f"data.split={split}",
-                 "data.validation=0.2", f"model.hidden=[{hidden}]", "progress=false", "inference.large_data.above=0",
+                 "data.validation=0.2", "progress=false", "inference.large_data.above=0",
                  *CANDIDATES[candidate]]
     cfg = train_config(*overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,11 +101,13 @@ def main() -> None:
               for c in candidates}
         rmse = {c: statistics.mean(r["rmse"] for r in records if r["candidate"] == c and r["data"] == name)
                 for c in candidates}
+        fit_s = {c: statistics.mean(r.get("fit_s", math.nan) for r in records if r["candidate"] == c and r["data"] == name)
+                 for c in candidates}
         for rank, c in enumerate(sorted(candidates, key=lambda c: -ll[c]), 1):
             ranks[c].append(rank)
-        print(f"| {name} | " + " | ".join(f"{ll[c]:.3f} ({rmse[c]:.3g})" for c in candidates) + " |")
+        print(f"| {name} | " + " | ".join(f"{ll[c]:.3f} ({rmse[c]:.3g}, {fit_s[c]:.0f} s)" for c in candidates) + " |")
     print("| mean rank | " + " | ".join(f"{statistics.mean(ranks[c]):.2f}" for c in candidates) + " |")
-    print("\nvalidation log-likelihood (RMSE), original units; splits " + " ".join(map(str, args.splits)))
+    print("\nvalidation log-likelihood (RMSE, fit seconds), original units; splits " + " ".join(map(str, args.splits)))
 
 
 if __name__ == "__main__":

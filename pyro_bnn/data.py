@@ -170,6 +170,18 @@ def uci_info(name: str, root: str = "data") -> Tuple[int, int]:
             int(_read_numbers(folder / "n_hidden.txt", integers=True).reshape(-1)[0]))
 
 
+#: Hidden units of the benchmark's network where a data set does not say (its ``n_hidden.txt``).
+UCI_HIDDEN = 50
+
+
+def uci_hidden_units(name: str, root: str = "data") -> int:
+    """Hidden units of the benchmark's one-hidden-layer network for UCI data set ``name`` under ``root``: its
+    ``n_hidden.txt`` (protein: 100), :data:`UCI_HIDDEN` until that file is there (``data.download=true`` fetches it
+    before the network is built)."""
+    path = Path(root) / name / "data" / "n_hidden.txt"
+    return int(_read_numbers(path, integers=True).reshape(-1)[0]) if path.is_file() else UCI_HIDDEN
+
+
 def load_uci(name: str, split: int = 0, root: str = "data", download: bool = False, validation: float = 0.0) -> DataSplits:
     """Split ``split`` of the UCI regression data set ``name`` in the benchmark's layout under ``root``
     (``<root>/<name>/data/data.txt``, ``index_features.txt``, ``index_target.txt``, ``index_train_<i>.txt``,

@@ -199,13 +199,15 @@ def test_the_preset_trains_and_reports_original_units(tmp_path):
     run_dir = tmp_path / "run"
     cli("pyro_bnn.train", "+experiment=uci", "data.name=toy", f"data.root={tmp_path / 'uci'}", "data.split=2",
         "inference.steps=60", "inference.large_data.above=50", "inference.large_data.steps=40",
-        "inference.large_data.lr=0.005", "eval.num_samples=10",
+        "inference.large_data.lr=0.005", "inference.large_data.batch_size=16", "eval.num_samples=10",
         *QUIET, f"hydra.run.dir={run_dir}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     std = metrics["data"]["target_std"]
     assert metrics["data"]["split"] == 2 and metrics["exact_elbo"] is True
-    # 64 training examples > large_data.above: its 40 steps (2 per epoch) at its lr, not inference.steps
-    assert metrics["epochs"] == 20 and metrics["schedule"] == {"steps": 40, "lr": 0.005, "large_data": True}
+    # 64 training examples > large_data.above: its 40 steps of 16 examples (4 per epoch) at its lr, not
+    # inference.steps of data.batch_size
+    assert metrics["epochs"] == 10 and metrics["schedule"] == {"steps": 40, "lr": 0.005, "batch_size": 16,
+                                                                "large_data": True}
     assert metrics["test"]["rmse"] == pytest.approx(metrics["test_standardised"]["rmse"] * std)
     assert metrics["test"]["log_likelihood"] == pytest.approx(metrics["test_standardised"]["log_likelihood"] - math.log(std))
     assert set(metrics["prior_scales"]) == {"net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"}
@@ -235,22 +237,40 @@ def test_a_sweep_summary_gives_the_mean_and_standard_error_over_splits_and_seeds
     assert "Mean +- standard error over the replicates" in markdown and "| a | 3 | 2.333 +- 0.88 |" in markdown
 
 
+def test_the_presets_network_is_as_wide_as_the_data_sets_n_hidden(tmp_path):
+    write_uci(tmp_path)  # n_hidden.txt: 8
+    preset = ("+experiment=uci", "data.name=toy", f"data.root={tmp_path}")
+    assert list(compose_train(*preset).model.hidden) == [8]
+    (tmp_path / "toy" / "data" / "n_hidden.txt").write_text("100\n")  # protein's
+    assert list(compose_train(*preset).model.hidden) == [100]
+    assert list(compose_train(*preset, "model.hidden=[7]").model.hidden) == [7]  # a given width wins
+    # not downloaded yet: the protocol's 50 (data.download=true fetches n_hidden.txt before the network is built)
+    assert list(compose_train(*preset, "data.name=absent").model.hidden) == [50]
+
+
 def test_training_is_scaled_to_the_data_by_steps_min_epochs_and_the_size_rule():
     from omegaconf import OmegaConf
 
-    from pyro_bnn.app.train import training_schedule
+    from pyro_bnn.app.build import training_schedule
 
     rule = OmegaConf.create({"epochs": 5, "steps": 60, "min_epochs": 0, "lr": 0.01,
-                             "large_data": {"above": 0, "steps": 0, "lr": 0.0}})
-    assert training_schedule(rule, num_train=64, batch_size=32) == (30, 2, 0.01, False)  # 2 steps per epoch
+                             "large_data": {"above": 0, "steps": 0, "lr": 0.0, "batch_size": 0}})
+    assert training_schedule(rule, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32)  # 2 steps per epoch
     assert training_schedule(rule, num_train=6400, batch_size=32).epochs == 1
     assert training_schedule(OmegaConf.merge(rule, {"min_epochs": 4}), num_train=6400, batch_size=32).epochs == 4
     assert training_schedule(OmegaConf.merge(rule, {"steps": 0}), num_train=6400, batch_size=32).epochs == 5
     large = OmegaConf.merge(rule, {"large_data": {"above": 100, "steps": 600, "lr": 0.003}})
-    assert training_schedule(large, num_train=64, batch_size=32) == (30, 2, 0.01, False)  # not above: as before
-    assert training_schedule(large, num_train=6400, batch_size=32) == (3, 200, 0.003, True)
+    assert training_schedule(large, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32)  # not above: as before
+    assert training_schedule(large, num_train=6400, batch_size=32) == (3, 200, 0.003, True, 32)
     only_lr = OmegaConf.merge(large, {"large_data": {"steps": 0}})
-    assert training_schedule(only_lr, num_train=6400, batch_size=32) == (1, 200, 0.003, True)
+    assert training_schedule(only_lr, num_train=6400, batch_size=32) == (1, 200, 0.003, True, 32)
+    # the rule's batch size: 600 steps of 640 examples are 60 epochs of 10 steps
+    bigger = OmegaConf.merge(large, {"large_data": {"batch_size": 640}})
+    assert training_schedule(bigger, num_train=6400, batch_size=32) == (60, 10, 0.003, True, 640)
+    assert training_schedule(bigger, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32)
+    # a run saved before the rule had a batch size keeps data.batch_size
+    saved = OmegaConf.create({**OmegaConf.to_container(large), "large_data": {"above": 100, "steps": 600, "lr": 0.003}})
+    assert training_schedule(saved, num_train=6400, batch_size=32).batch_size == 32
 
 
 def test_the_presets_prior_is_wu_et_als_inverse_gamma_1_10_on_every_site():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+import math
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -117,3 +118,30 @@ def posterior_from_file(path, device: str = "cpu") -> Tuple[BayesianModel, nn.Mo
     model, guide = build(cfg, blob["data"], device)
     restore_posterior(blob, model, guide, device, source=str(path))
     return model, guide, cfg, blob["data"]
+
+
+class Schedule(NamedTuple):
+    """How long and how fast a run trains: ``epochs`` of ``steps_per_epoch`` optimizer steps of ``batch_size``
+    examples at ``lr``, and whether the size rule (``inference.large_data``) chose them."""
+
+    epochs: int
+    steps_per_epoch: int
+    lr: float
+    large_data: bool
+    batch_size: int
+
+
+def training_schedule(inference: DictConfig, num_train: int, batch_size: int) -> Schedule:
+    """The schedule of a run on ``num_train`` training examples: ``inference.epochs``, or with ``inference.steps`` > 0
+    the fewest epochs of ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps, and at least
+    ``inference.min_epochs`` (training scaled to the data), at ``inference.lr``. The size rule: a training split of more
+    than ``inference.large_data.above`` examples (where that is > 0) trains ``large_data.steps`` steps of
+    ``large_data.batch_size`` examples at ``large_data.lr`` instead (each where > 0)."""
+    rule = inference.large_data
+    large = bool(rule.above) and num_train > rule.above
+    steps = rule.steps if large and rule.steps else inference.steps
+    lr = rule.lr if large and rule.lr else inference.lr
+    batch_size = int(rule.get("batch_size") if large and rule.get("batch_size") else batch_size)  # runs saved before it
+    per_epoch = math.ceil(num_train / batch_size)
+    epochs = int(inference.epochs) if not steps else max(1, inference.min_epochs, math.ceil(steps / per_epoch))
+    return Schedule(epochs, per_epoch, float(lr), large, batch_size)

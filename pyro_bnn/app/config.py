@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from ..data import DATASETS, OOD_SETS
+from ..data import DATASETS, OOD_SETS, uci_hidden_units
 from ..evaluation import MAX_SAMPLES, SUMMARY_METRICS, check_num_samples
 from ..guides import GUIDES, check_guide_options
 from ..inference import KLWeight, check_fit_arguments
@@ -105,6 +105,7 @@ class LargeDataConfig:
     above: int = MISSING
     steps: int = MISSING
     lr: float = MISSING
+    batch_size: int = MISSING
 
 
 @dataclass
@@ -169,10 +170,13 @@ class EvaluateConfig:
 
 
 def register_configs() -> None:
-    """Register the schemas named in ``conf/train.yaml`` and ``conf/evaluate.yaml``."""
+    """Register the schemas named in ``conf/train.yaml`` and ``conf/evaluate.yaml``, and the resolver ``uci_hidden``."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
+    # ${uci_hidden:<root>,<name>}: the benchmark network's hidden layer of a UCI data set, [n_hidden.txt's units]
+    OmegaConf.register_new_resolver("uci_hidden", lambda root, name: [uci_hidden_units(str(name), str(root))],
+                                    replace=True)
 
 
 def _one_of(options) -> Callable[[Any], bool]:
@@ -199,6 +203,7 @@ _RULES = [
     ("inference.large_data.above", lambda v: v >= 0, "an integer >= 0 (0: no size rule)"),
     ("inference.large_data.steps", lambda v: v >= 0, "an integer >= 0 (0: keep inference.steps)"),
     ("inference.large_data.lr", lambda v: v >= 0, "a number >= 0 (0: keep inference.lr)"),
+    ("inference.large_data.batch_size", lambda v: v >= 0, "an integer >= 0 (0: keep data.batch_size)"),
     ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
     ("reference.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES}"),
     ("reference.warmup_steps", lambda v: v >= 1, "an integer >= 1"),

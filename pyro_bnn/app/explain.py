@@ -34,7 +34,7 @@ from ..health import format_health, posterior_health
 from ..inference import fit
 from ..models import BayesianCNN
 from ..priors import NormalPrior
-from .build import load_run_data, posterior_from_file
+from .build import load_run_data, posterior_from_file, training_schedule
 
 
 @dataclass
@@ -164,7 +164,8 @@ def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdo
     data = load_run_data(OmegaConf.merge(cfg.data, {"download": False}))
     pyro.set_rng_seed(seed)
     breakdown = kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples)
-    return breakdown, posterior_health(model, guide, cfg.guide.init_scale), cfg.data.batch_size
+    batch_size = training_schedule(cfg.inference, data.num_train, cfg.data.batch_size).batch_size  # the size rule's
+    return breakdown, posterior_health(model, guide, cfg.guide.init_scale), batch_size
 
 
 def main(argv: Optional[List[str]] = None) -> None:

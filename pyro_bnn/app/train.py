@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import datetime
 import logging
-import math
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import hydra
 import pyro
@@ -48,7 +47,7 @@ from ..guides import MeanFieldNormal
 from ..health import health_warnings, posterior_health
 from ..inference import KLWeight, TrainingInterrupted, fit
 from ..serialization import data_spec, save_posterior
-from .build import build_guide, build_model, layer_scale_overrides, load_run_data
+from .build import Schedule, build_guide, build_model, layer_scale_overrides, load_run_data, training_schedule
 from .config import CONF_DIR, ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
@@ -112,8 +111,9 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     schedule = training_schedule(cfg.inference, data.num_train, cfg.data.batch_size)
     epochs = schedule.epochs
     if schedule.large_data:
-        log.info("size rule: %d training examples > inference.large_data.above=%d: %d epochs of %d steps at lr %g",
-                 data.num_train, cfg.inference.large_data.above, epochs, schedule.steps_per_epoch, schedule.lr)
+        log.info("size rule: %d training examples > inference.large_data.above=%d: %d epochs of %d steps of %d "
+                 "examples at lr %g", data.num_train, cfg.inference.large_data.above, epochs, schedule.steps_per_epoch,
+                 schedule.batch_size, schedule.lr)
     reporter = EpochReporter(epochs, progress=progress and cfg.progress and first_rank,
                              tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None)
     with reporter:
@@ -168,31 +168,6 @@ def _load_data(cfg: DictConfig) -> Tuple[DataSplits, Optional[TensorDataset]]:
     return data, load_ood(data, cfg.data.ood, cfg.data.root, cfg.data.download)
 
 
-class Schedule(NamedTuple):
-    """How long and how fast a run trains: ``epochs`` of ``steps_per_epoch`` optimizer steps at ``lr``, and whether
-    the size rule (``inference.large_data``) chose them."""
-
-    epochs: int
-    steps_per_epoch: int
-    lr: float
-    large_data: bool
-
-
-def training_schedule(inference: DictConfig, num_train: int, batch_size: int) -> Schedule:
-    """The schedule of a run on ``num_train`` training examples: ``inference.epochs``, or with ``inference.steps`` > 0
-    the fewest epochs of ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps, and at least
-    ``inference.min_epochs`` (training scaled to the data), at ``inference.lr``. The size rule: a training split of more
-    than ``inference.large_data.above`` examples (where that is > 0) trains ``large_data.steps`` steps at
-    ``large_data.lr`` instead (each where > 0)."""
-    rule = inference.large_data
-    large = bool(rule.above) and num_train > rule.above
-    steps = rule.steps if large and rule.steps else inference.steps
-    lr = rule.lr if large and rule.lr else inference.lr
-    per_epoch = math.ceil(num_train / batch_size)
-    epochs = int(inference.epochs) if not steps else max(1, inference.min_epochs, math.ceil(steps / per_epoch))
-    return Schedule(epochs, per_epoch, float(lr), large)
-
-
 def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Optional[Dict], output_dir: Path,
          reporter: EpochReporter, schedule: Schedule, kl_weight: KLWeight) -> List[Dict[str, float]]:
     """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
@@ -202,7 +177,7 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
         save = CheckpointWriter(output_dir / CHECKPOINT, cfg, spec, stopping=lambda: bool(received))
         try:
             return fit(
-                model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
+                model, guide, make_loader(data.train, schedule.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
                                           world_size=world_size),
                 epochs=schedule.epochs, lr=schedule.lr, elbo=inference.elbo, num_particles=inference.num_particles,
                 kl_weight=kl_weight,
@@ -305,7 +280,7 @@ def run_metrics(cfg: DictConfig, run: RunRecord, reference: Optional[Dict] = Non
         "fit_time_s": run.fit_s,
         "epochs": epochs,
         "schedule": {"steps": epochs * run.schedule.steps_per_epoch, "lr": run.schedule.lr,
-                     "large_data": run.schedule.large_data},
+                     "batch_size": run.schedule.batch_size, "large_data": run.schedule.large_data},
         "seed": cfg.seed,
         "layers": run.model.layer_record(),
     }
