@@ -7,10 +7,10 @@ For each data set (the standard layout under ``--root``; see ``../shared/uci/REA
   or one noise sd under a fixed N(0, 1) prior (``model.likelihood=gaussian prior=normal``), chosen per split on a
   validation part of the training split, as the published MC dropout chooses its settings: first, per recipe,
   ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> data.split=<all> data.validation=0.2
-  inference.steps=3000 inference.large_data.above=0 <the recipe's overrides> launcher=local_parallel`` (each trained 3,000 steps, without the preset's size rule, on the first 80% of the
-  training split and scored on the last 20%), then, per recipe, one sweep over the splits that chose it on the
-  whole training split, the size rule included (more than 5,000 training examples: 18,000 steps at lr 0.003)
-  (the preset's hidden layer is the benchmark's, from ``n_hidden.txt``). The final jobs' ``metrics.json`` give the test
+  inference.steps=3000 <the recipe's overrides> launcher=local_parallel`` (each trained 3,000 steps, on the first
+  80% of the training split, and scored on the last 20%), then, per recipe, one sweep over the splits that chose it
+  on the whole training split (the preset's hidden layer is the benchmark's, from ``n_hidden.txt``; its size rule,
+  batches of 1,024 above 5,000 training examples, applies to both). The final jobs' ``metrics.json`` give the test
   metrics in the original units; ``s/split`` is the training time of the final job plus that of its split's two
   validation jobs;
 * ``ensemble``: a deep ensemble (Lakshminarayanan et al. 2017) of 5 heteroscedastic MLPs of the same size (mean and
@@ -192,7 +192,7 @@ def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: boo
     """The preset on ``splits`` of data set ``name``, its recipe chosen per split on a validation part; one record
     per finished split."""
     candidates = {recipe: sweep_jobs(out / name / f"select_{recipe}", root, name, splits, reuse, "data.validation=0.2",
-                                     "inference.steps=3000", "inference.large_data.above=0", *overrides)
+                                     "inference.steps=3000", *overrides)
                   for recipe, overrides in RECIPES.items()}
     chosen: Dict[int, str] = {}
     selection_s: Dict[int, float] = {}

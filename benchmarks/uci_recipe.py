@@ -56,6 +56,8 @@ CANDIDATES = {
     "heteroscedastic, Wu et al. prior, 2x steps, lr 0.003, batch 512": ["inference.steps=12000", "inference.lr=0.003",
                                                                         "data.batch_size=512"],
     "heteroscedastic, Wu et al. prior, batch 1024": ["data.batch_size=1024"],
+    "heteroscedastic, Wu et al. prior, batch 256": ["data.batch_size=256"],
+    "homoscedastic, N(0, 1), batch 128": ["model.likelihood=gaussian", *NORMAL_PRIOR, "data.batch_size=128"],
 }
 #: The candidates of the preset's choice (the longer ones were measured later, on the large data sets only).
 DEFAULT_CANDIDATES = list(CANDIDATES)[:4]
