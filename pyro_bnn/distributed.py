@@ -15,11 +15,13 @@ estimates (a likelihood's noise scale, BatchNorm's affine parameters). gloo runs
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, Sampler
+
+from .elbo import StepRecord
 
 
 def world() -> tuple:
@@ -41,10 +43,10 @@ class GradientAllReduce:
                                "call torch.distributed.init_process_group first")
         self.parameters = parameters
 
-    def __call__(self, batch_size: int, record: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def __call__(self, batch_size: int, record: StepRecord) -> StepRecord:
         """Replace every ``.grad`` by the whole minibatch's; returns the whole minibatch's ``record``."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters]
-        values = torch.stack([v.detach().reshape(()).to(grads[0].dtype) for v in record.values()])
+        values = record.values.to(grads[0].dtype)
         weight = torch.tensor([float(batch_size)], dtype=grads[0].dtype, device=grads[0].device)
         flat = torch.cat([g.reshape(-1) for g in grads] + [values, torch.ones_like(weight)]) * weight
         dist.all_reduce(flat)
@@ -53,7 +55,7 @@ class GradientAllReduce:
         for p, g in zip(self.parameters, grads):
             p.grad = flat[offset:offset + g.numel()].view_as(g)
             offset += g.numel()
-        return dict(zip(record, flat[offset:]))
+        return StepRecord(record.keys, flat[offset:])
 
     @staticmethod
     def any(flag: bool, device: Optional[torch.device] = None) -> bool:

@@ -18,7 +18,7 @@ TensorFlow Probability's per-example form ``mean NLL + KL / N``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 from pyro import poutine
@@ -30,6 +30,22 @@ from torch.distributions import Independent, kl_divergence
 KL_KINDS = ("analytic", "mc")
 #: ELBO names as used by :func:`pyro_bnn.fit` and configs, and the KL estimate each one uses.
 ELBO_KL = {"mean_field": "analytic", "trace": "mc"}
+
+
+class StepRecord(NamedTuple):
+    """One training step's loss terms as one detached vector, ``values[i]`` the term named ``keys[i]``: the epoch's
+    sums, the loss monitor and a data-parallel all-reduce each read it whole (one tensor a step, not one a term)."""
+
+    keys: Tuple[str, ...]
+    values: torch.Tensor
+
+    @staticmethod
+    def of(terms: Mapping[str, torch.Tensor]) -> "StepRecord":
+        """The record of ``{name: 0-d tensor}``."""
+        return StepRecord(tuple(terms), torch.stack(list(terms.values())).detach())
+
+    def as_dict(self) -> Dict[str, torch.Tensor]:
+        return dict(zip(self.keys, self.values))
 
 
 @dataclass
@@ -65,6 +81,14 @@ class ElboTerms:
             layer = name.rpartition(".")[0] or name
             layers[layer] = layers.get(layer, 0.0) + value
         return layers
+
+    def record(self) -> StepRecord:
+        """``loss``, ``nll``, ``kl``, ``hyperprior`` (where prior scales are learned) and ``kl.<layer>``, detached."""
+        terms = {"loss": self.loss, "nll": self.nll, "kl": self.kl}
+        if self.hyperprior is not None:
+            terms["hyperprior"] = self.hyperprior
+        terms.update({f"kl.{layer}": value for layer, value in self.kl_layers().items()})
+        return StepRecord.of(terms)
 
     def per_example(self) -> Dict[str, float]:
         """TFP's units: ``mean NLL``, ``KL / N`` and their sum."""

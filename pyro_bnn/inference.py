@@ -33,7 +33,7 @@ from torch import nn
 
 from .checks import check_batch, check_count, check_loader, check_positive, first_batch
 from .distributed import GradientAllReduce, shard_rows
-from .elbo import ELBO_KL, ElboTerms, elbo_terms
+from .elbo import ELBO_KL, ElboTerms, StepRecord, elbo_terms
 from .empirical_bayes import EmpiricalBayes, prior_scales
 from .estimators import estimator_handler
 from .fused import FusedMeanField, unfusable_reason
@@ -110,15 +110,6 @@ def lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_s
     if schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / total_steps)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
-
-
-def _terms_record(terms: ElboTerms) -> Dict[str, torch.Tensor]:
-    """loss, nll, kl, ``kl.<layer>`` (and ``hyperprior`` where prior scales are learned) of one step."""
-    record = {"loss": terms.loss, "nll": terms.nll, "kl": terms.kl}
-    if terms.hyperprior is not None:
-        record["hyperprior"] = terms.hyperprior
-    record.update({f"kl.{layer}": value for layer, value in terms.kl_layers().items()})
-    return record
 
 
 class Objective(NamedTuple):
@@ -221,14 +212,14 @@ def check_fit_arguments(elbo="mean_field", fused="auto", epochs=100, lr=1e-2, lr
     estimator_handler(estimator)  # an unknown name fails here, before any work
 
 
-def _train_step(objective: Objective, run: TrainingState, x, y, rows, beta: float) -> Dict[str, torch.Tensor]:
+def _train_step(objective: Objective, run: TrainingState, x, y, rows, beta: float) -> StepRecord:
     """One SVI step on ``(x, y)`` (the part ``rows`` of the minibatch in a distributed run); its record (the whole
     minibatch's, across the ranks of a distributed run)."""
     adam, scheduler = run.modules["optimizer"], run.modules["scheduler"]
     terms = objective.terms(x, y, rows)
     adam.zero_grad(set_to_none=True)
     (terms.nll + beta * terms.kl).backward()
-    record = _terms_record(terms)
+    record = terms.record()
     if run.sync is not None:
         record = run.sync(x.shape[0], record)
     adam.step()

@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .elbo import StepRecord
+
 #: Steps between two checks (one host read each).
 CHECK_EVERY = 25
 #: A step whose loss exceeds this multiple of the run's first loss has diverged.
@@ -26,11 +28,11 @@ class LossMonitor:
         self.check_every = check_every
         #: The run's first step: its loss, nll and kl (host floats), what an exploding loss is measured against.
         self.first: Optional[Dict[str, float]] = None
-        self._pending: List[Tuple[int, int, Dict[str, torch.Tensor], torch.Tensor]] = []
+        self._pending: List[Tuple[int, int, StepRecord, torch.Tensor]] = []
 
-    def add(self, epoch: int, step: int, record: Dict[str, torch.Tensor], x: torch.Tensor) -> None:
+    def add(self, epoch: int, step: int, record: StepRecord, x: torch.Tensor) -> None:
         """Keep step ``step`` of ``epoch`` (0-based), its terms ``record`` and whether its inputs ``x`` were finite."""
-        self._pending.append((epoch, step, {k: v.detach() for k, v in record.items()}, torch.isfinite(x).all()))
+        self._pending.append((epoch, step, record, torch.isfinite(x).all()))
         if len(self._pending) >= self.check_every:
             self.check()
 
@@ -39,8 +41,8 @@ class LossMonitor:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        keys = list(pending[0][2])
-        table = torch.stack([torch.stack([r[k].float() for k in keys] + [f.float()]) for _, _, r, f in pending]).cpu()
+        keys = list(pending[0][2].keys)
+        table = torch.stack([torch.cat([r.values.float(), f.float().reshape(1)]) for _, _, r, f in pending]).cpu()
         if self.first is None:
             self.first = {k: float(table[0, keys.index(k)]) for k in ("loss", "nll", "kl")}
         loss = table[:, keys.index("loss")]

@@ -17,6 +17,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .elbo import StepRecord
 from .loss_monitor import LossMonitor
 
 
@@ -43,7 +44,7 @@ class TrainingState:
         self.device = device
         self.generator = _sampler_generator(loader)
         self.epoch, self.step = 0, 0
-        self.sums: Dict[str, torch.Tensor] = {}
+        self.sums: Optional[StepRecord] = None  # the epoch's sums of its steps' records so far
         self.history: List[Dict[str, float]] = []
         #: Checks the loss terms every few steps; its ``first`` (the first step's terms) is saved with the state.
         self.monitor = LossMonitor()
@@ -64,7 +65,8 @@ class TrainingState:
     def snapshot(self) -> Dict:
         """The state as plain tensors and numbers (for :func:`torch.save`)."""
         return {
-            "epoch": self.epoch, "step": self.step, "sums": dict(self.sums), "history": list(self.history),
+            "epoch": self.epoch, "step": self.step, "history": list(self.history),
+            "sums": self.sums.as_dict() if self.sums is not None else {},
             **{name: module.state_dict() for name, module in self.modules.items()},
             "rng": torch.get_rng_state(), "rng_epoch_start": self._epoch_start[0],
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
@@ -76,7 +78,8 @@ class TrainingState:
         for name, module in self.modules.items():
             module.load_state_dict(saved[name])
         self.epoch, self.step = saved["epoch"], saved["step"]
-        self.sums, self.history = dict(saved["sums"]), list(saved["history"])
+        self.sums = StepRecord.of(saved["sums"]) if saved["sums"] else None
+        self.history = list(saved["history"])
         self.monitor.first = saved.get("first_terms")
         self._start = time.perf_counter() - saved["elapsed"]
         self._resume = saved
@@ -100,16 +103,16 @@ class TrainingState:
             self.step = step
             yield step, x, y
 
-    def add(self, record: Dict[str, torch.Tensor]) -> None:
+    def add(self, record: StepRecord) -> None:
         """Add one step's terms to the epoch's sums (on the device: no host sync)."""
-        for key, value in record.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value.detach()
+        self.sums = record if self.sums is None else StepRecord(record.keys, self.sums.values + record.values)
 
     def end_epoch(self, num_steps: int, extra: Dict[str, float]) -> Dict[str, float]:
         """Close the epoch: its record (the terms' means over its steps, then ``extra``), appended to the history."""
-        record = {"epoch": self.epoch + 1, **{k: float(v) / num_steps for k, v in self.sums.items()}, **extra,
+        sums = dict(zip(self.sums.keys, self.sums.values.tolist())) if self.sums is not None else {}
+        record = {"epoch": self.epoch + 1, **{k: v / num_steps for k, v in sums.items()}, **extra,
                   "time_s": self.elapsed}
         self.history.append(record)
-        self.epoch, self.step, self.sums = self.epoch + 1, 0, {}
+        self.epoch, self.step, self.sums = self.epoch + 1, 0, None
         self._epoch_start = self._shuffle_state()
         return record

@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, fit, initialize_guide, load_data, make_loader
 from pyro_bnn.distributed import GradientAllReduce
-from pyro_bnn.inference import _terms_record, training_objective
+from pyro_bnn.inference import training_objective
 
 
 def pair(num_data):
@@ -31,10 +31,10 @@ def one_step(x, y, part=None):
     xs, ys = (x, y) if part is None else (x[part], y[part])
     terms = objective.terms(xs, ys)
     (terms.nll + terms.kl).backward()
-    record = {k: v.detach() for k, v in _terms_record(terms).items()}
+    record = terms.record()
     if part is not None:
         record = GradientAllReduce(objective.parameters)(len(xs), record)
-    return [p.grad.clone() for p in objective.parameters], record
+    return [p.grad.clone() for p in objective.parameters], record.as_dict()
 
 
 def main(path):

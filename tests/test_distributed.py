@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 from helpers import ROOT, cli
 from pyro_bnn import make_loader
 from pyro_bnn.app.summarize import job_row
+from pyro_bnn.elbo import StepRecord
 from pyro_bnn.loss_monitor import LossMonitor
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -62,8 +63,8 @@ def test_the_shards_of_a_batch_are_the_batch():
 
 def test_the_loss_is_read_every_few_steps_and_the_first_bad_step_is_named():
     monitor = LossMonitor(check_every=25)
-    good = {"loss": torch.tensor(10.0), "nll": torch.tensor(4.0), "kl": torch.tensor(6.0)}
-    bad = {"loss": torch.tensor(float("nan")), "nll": torch.tensor(float("nan")), "kl": torch.tensor(6.0)}
+    good = StepRecord.of({"loss": torch.tensor(10.0), "nll": torch.tensor(4.0), "kl": torch.tensor(6.0)})
+    bad = StepRecord.of({"loss": torch.tensor(float("nan")), "nll": torch.tensor(float("nan")), "kl": torch.tensor(6.0)})
     x = torch.zeros(2, 3)
     for step, record in enumerate([good, good, good, bad, bad]):
         monitor.add(0, step, record, x)  # no check yet: nothing read on the host
@@ -72,7 +73,7 @@ def test_the_loss_is_read_every_few_steps_and_the_first_bad_step_is_named():
     monitor = LossMonitor(check_every=2)
     monitor.add(0, 0, good, x)
     monitor.add(0, 1, good, x)  # checked: the first step is the reference
-    monitor.add(1, 0, {**good, "loss": torch.tensor(2e5), "nll": torch.tensor(2e5)}, x)
+    monitor.add(1, 0, StepRecord.of({**good.as_dict(), "loss": torch.tensor(2e5), "nll": torch.tensor(2e5)}), x)
     with pytest.raises(FloatingPointError, match=r"the loss exploded to 2e\+05 at epoch 2, step 1 \(it was 10 at the "
                                                  r"first step; the NLL grew most\)"):
         monitor.check()

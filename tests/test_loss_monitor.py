@@ -5,13 +5,14 @@ import math
 import pytest
 import torch
 
+from pyro_bnn.elbo import StepRecord
 from pyro_bnn.loss_monitor import EXPLOSION, LossMonitor
 
 
 def record(loss, nll=None, kl=0.0, **layers):
     nll = loss - kl if nll is None else nll
-    return {"loss": torch.tensor(loss), "nll": torch.tensor(nll), "kl": torch.tensor(kl),
-            **{f"kl.{k}": torch.tensor(v) for k, v in layers.items()}}
+    return StepRecord.of({"loss": torch.tensor(loss), "nll": torch.tensor(nll), "kl": torch.tensor(kl),
+                          **{f"kl.{k}": torch.tensor(v) for k, v in layers.items()}})
 
 
 def test_an_exploding_loss_is_named_with_its_step_and_the_term_that_grew():

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from pyro_bnn import make_loader
+from pyro_bnn.elbo import StepRecord
 from pyro_bnn.training_state import TrainingState
 
 
@@ -21,7 +22,7 @@ def run_epoch(run, loader, epoch, stop_at=None):
         if step == stop_at:
             return seen, run.snapshot()
         seen.append((step, float(x[0]), float(torch.randn(()))))
-        run.add({"loss": torch.tensor(float(step))})
+        run.add(StepRecord.of({"loss": torch.tensor(float(step))}))
     return seen, None
 
 
@@ -45,7 +46,7 @@ def test_an_epoch_ends_with_the_means_of_its_steps():
     loader = [(torch.zeros(2, 1), torch.zeros(2))] * 4
     run = state(loader)
     for step, _, _ in run.batches(0, loader):
-        run.add({"loss": torch.tensor(float(step)), "kl": torch.tensor(2.0)})
+        run.add(StepRecord.of({"loss": torch.tensor(float(step)), "kl": torch.tensor(2.0)}))
     record = run.end_epoch(4, {"kl_weight": 1.0})
     assert (record["epoch"], record["loss"], record["kl"], record["kl_weight"]) == (1, 1.5, 2.0, 1.0)
     assert run.history == [record] and (run.epoch, run.step) == (1, 0)
