@@ -131,6 +131,11 @@ def _read_numbers(path: Path, integers: bool = False) -> torch.Tensor:
     return table.long() if integers else table
 
 
+def _read_count(path: Path) -> int:
+    """The one whole number a file of the UCI layout holds (``n_splits.txt``, ``n_hidden.txt``)."""
+    return int(_read_numbers(path, integers=True).reshape(-1)[0])
+
+
 def download_uci(name: str, root: str) -> Path:
     """Fetch the files of UCI data set ``name`` (all its splits) from :data:`UCI_URL` into ``root/<name>/data``."""
     from urllib.error import URLError
@@ -157,7 +162,7 @@ def download_uci(name: str, root: str) -> Path:
 
     for file in UCI_FILES:
         fetch(file)
-    for i in range(int(_read_numbers(folder / "n_splits.txt", integers=True).reshape(-1)[0])):
+    for i in range(_read_count(folder / "n_splits.txt")):
         fetch(f"index_train_{i}.txt")
         fetch(f"index_test_{i}.txt")
     return folder
@@ -166,8 +171,7 @@ def download_uci(name: str, root: str) -> Path:
 def uci_info(name: str, root: str = "data") -> Tuple[int, int]:
     """``(number of splits, hidden units of the benchmark's network)`` of UCI data set ``name`` under ``root``."""
     folder = Path(root) / name / "data"
-    return (int(_read_numbers(folder / "n_splits.txt", integers=True).reshape(-1)[0]),
-            int(_read_numbers(folder / "n_hidden.txt", integers=True).reshape(-1)[0]))
+    return _read_count(folder / "n_splits.txt"), _read_count(folder / "n_hidden.txt")
 
 
 #: Hidden units of the benchmark's network where a data set does not say (its ``n_hidden.txt``).
@@ -179,7 +183,7 @@ def uci_hidden_units(name: str, root: str = "data") -> int:
     ``n_hidden.txt`` (protein: 100), :data:`UCI_HIDDEN` until that file is there (``data.download=true`` fetches it
     before the network is built)."""
     path = Path(root) / name / "data" / "n_hidden.txt"
-    return int(_read_numbers(path, integers=True).reshape(-1)[0]) if path.is_file() else UCI_HIDDEN
+    return _read_count(path) if path.is_file() else UCI_HIDDEN
 
 
 def load_uci(name: str, split: int = 0, root: str = "data", download: bool = False, validation: float = 0.0) -> DataSplits:

@@ -18,8 +18,6 @@ import torch
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 
-LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
-
 
 class Likelihood(PyroModule):
     """Base class. Subclasses give :meth:`distribution` of one observation from the network output."""
@@ -77,12 +75,6 @@ class Regression(Likelihood):
     def distribution(self, outputs):
         loc, scale = self.loc_scale(outputs)
         return dist.Normal(loc, scale)
-
-    def log_likelihood(self, outputs: torch.Tensor, y: torch.Tensor, num_data: int) -> torch.Tensor:
-        loc, scale = self.loc_scale(outputs)
-        # Normal(loc, scale).log_prob(y) as torch computes it, without building the distribution (part of every step)
-        log_density = -((y - loc) ** 2) / (2 * scale ** 2) - scale.log() - LOG_SQRT_2PI
-        return log_density.sum() * (num_data / outputs.shape[0])
 
     def output_size(self, num_targets: int) -> int:
         return self.width * num_targets

@@ -141,7 +141,8 @@ def training_schedule(inference: DictConfig, num_train: int, batch_size: int) ->
     large = bool(rule.above) and num_train > rule.above
     steps = rule.steps if large and rule.steps else inference.steps
     lr = rule.lr if large and rule.lr else inference.lr
-    batch_size = int(rule.get("batch_size") if large and rule.get("batch_size") else batch_size)  # runs saved before it
+    rule_batch = rule.get("batch_size", 0)  # 0 in runs saved before the rule had a batch size
+    batch_size = int(rule_batch if large and rule_batch else batch_size)
     per_epoch = math.ceil(num_train / batch_size)
     epochs = int(inference.epochs) if not steps else max(1, inference.min_epochs, math.ceil(steps / per_epoch))
     return Schedule(epochs, per_epoch, float(lr), large, batch_size)
