@@ -63,6 +63,8 @@ class _Routing(threading.local):
 
 
 _ROUTING = _Routing()
+#: A draw and the Normal it came from: ``(value, loc, scale)`` (what :meth:`LayerNoise.register` records).
+Normal = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 _INSTALL_LOCK = threading.Lock()
 _installed = 0  # handlers active over all threads: the dispatchers stand in for torch's functions while > 0
 
@@ -126,6 +128,10 @@ class SharedDraw:
 
     for_rows = routing
 
+    def dense(self, x: torch.Tensor, weight: Normal, bias: Normal, rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """A Linear layer on the drawn weights: ``F.linear(x, weight[0], bias[0])``."""
+        return _TORCH["linear"](x, weight[0], bias[0])
+
 
 class LayerNoise(Messenger):
     """Records the Normal behind every sampled tensor; routes ``F.linear`` to :meth:`linear` and
@@ -188,6 +194,17 @@ class LayerNoise(Messenger):
         finally:
             if routing is not None:
                 routing.__exit__(None, None, None)
+
+    def dense(self, x: torch.Tensor, weight: Normal, bias: Normal, rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """A Linear layer whose weight and bias are the draws ``weight[0]``, ``bias[0]`` of the Normals
+        ``(loc, scale) = weight[1:]``, ``bias[1:]``, computed by this estimator without routing ``F.linear``: what
+        :meth:`route` does for a registered layer, with its arguments known (:class:`~pyro_bnn.fused.SequentialPlan`).
+        ``rows``: as in :meth:`routing`."""
+        self._rows = rows
+        try:
+            return self.linear(x, weight, bias[0], bias if bias[1] is not None else None)
+        finally:
+            self._rows = None
 
     def route(self, name: str, *args, **kwargs) -> torch.Tensor:
         """``F.<name>(*args, **kwargs)`` of a layer in this handler's thread."""

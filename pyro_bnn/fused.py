@@ -28,14 +28,13 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 from torch.distributions import constraints
 
 from .elbo import KL_KINDS, ElboTerms, average_terms
 from .empirical_bayes import EmpiricalBayes
-from .estimators import estimator_handler
+from .estimators import Normal, estimator_handler
 from .guides import MeanFieldNormal
 from .models import ACTIVATIONS, BayesianModel
 from .priors import normal_params, site_prior
@@ -69,8 +68,9 @@ class SequentialPlan:
     """The network of a :class:`~pyro_bnn.models.BayesianModel` run on given weights without Pyro: for an
     ``nn.Sequential`` of Flatten, Linear layers whose weight and bias are both sample sites, and the activations
     of :data:`~pyro_bnn.models.ACTIVATIONS`, each with its class's own ``forward`` and no hooks. The same
-    operations as the model's (``F.linear`` with the drawn weights, so an estimator's routing applies), without
-    the per-site ``pyro.sample`` messages of :func:`pyro.poutine.condition` (most of a step of a small MLP).
+    operations as the model's under the step's estimator (each Linear layer is the estimator's ``dense``, what its
+    routing of ``F.linear`` computes), without the per-site ``pyro.sample`` messages of
+    :func:`pyro.poutine.condition` and the estimator's routing of ``F.linear`` (most of a step of a small MLP).
     """
 
     #: The layers it runs, by the class whose ``forward`` they must keep.
@@ -102,12 +102,15 @@ class SequentialPlan:
                 steps.append((module, None, None))
         return cls(steps) if sorted(covered) == sorted(names) else None
 
-    def __call__(self, model: BayesianModel, x: torch.Tensor, values: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, model: BayesianModel, x: torch.Tensor, normals: Dict[str, Normal], estimator,
+                 rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """The network's outputs on ``x``, each Linear layer computed by ``estimator``'s
+        :meth:`~pyro_bnn.estimators.SharedDraw.dense` from its sites' ``(value, loc, scale)`` in ``normals``."""
         if tuple(x.shape[1:]) != model.in_shape:
             return model.outputs(x)  # its error names the shapes
         h = x
         for module, weight, bias in self.steps:
-            h = module.forward(h) if module is not None else F.linear(h, values[weight], values[bias])
+            h = module.forward(h) if module is not None else estimator.dense(h, normals[weight], normals[bias], rows)
         return h
 
 
@@ -265,14 +268,16 @@ class FusedMeanField:
 
     def _nll(self, x, y, weights, scale, rows) -> torch.Tensor:
         values = self._views(weights)
-        with self.handler.routing(rows):
-            if self.handler.reads_normals:
-                for value, loc, sd in zip(values, self._views(self.loc), self._views(scale)):
-                    self.handler.register(value, loc, sd)
-            if self.plan is not None and not (torch.nn.modules.module._global_forward_hooks
-                                              or torch.nn.modules.module._global_forward_pre_hooks):
-                outputs = self.plan(self.model, x, dict(zip(self.names, values)))
-            else:
+        normals = (zip(values, self._views(self.loc) if weights is not self.loc else values, self._views(scale))
+                   if self.handler.reads_normals else ((value, None, None) for value in values))
+        if self.plan is not None and not (torch.nn.modules.module._global_forward_hooks
+                                          or torch.nn.modules.module._global_forward_pre_hooks):
+            outputs = self.plan(self.model, x, dict(zip(self.names, normals)), self.handler, rows)
+        else:
+            with self.handler.routing(rows):
+                for value, loc, sd in normals:
+                    if loc is not None:
+                        self.handler.register(value, loc, sd)
                 with poutine.condition(data=dict(zip(self.names, values))):
                     outputs = self.model.outputs(x)
         return -self.model.likelihood.log_likelihood(outputs, y, self.model.num_data)

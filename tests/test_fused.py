@@ -139,7 +139,7 @@ def test_auto_falls_back_to_pyros_traces_and_true_names_why_it_cannot(small_digi
         FusedMeanField(small_mlp(), auto_normal(small_mlp()))
 
 
-@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization", "flipout"])
+@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization", "dense_local_reparameterization", "flipout"])
 def test_the_sequential_plan_computes_what_the_models_own_forward_computes(small_digits, estimator):
     """An MLP's layers run without Pyro's per-site messages: the same loss and gradients to the last bit."""
     x, y = (t[:64] for t in small_digits[0].tensors)
