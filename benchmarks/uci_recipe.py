@@ -58,6 +58,12 @@ CANDIDATES = {
     "heteroscedastic, Wu et al. prior, batch 1024": ["data.batch_size=1024"],
     "heteroscedastic, Wu et al. prior, batch 256": ["data.batch_size=256"],
     "homoscedastic, N(0, 1), batch 128": ["model.likelihood=gaussian", *NORMAL_PRIOR, "data.batch_size=128"],
+    "heteroscedastic, Wu et al. prior, 0.5x steps": ["inference.steps=3000"],
+    "heteroscedastic, Wu et al. prior, 0.25x steps": ["inference.steps=1500"],
+    "homoscedastic, N(0, 1), 0.5x steps": ["model.likelihood=gaussian", *NORMAL_PRIOR, "inference.steps=3000"],
+    "heteroscedastic, Wu et al. prior, batch 1024, 2x steps": ["data.batch_size=1024", "inference.steps=12000"],
+    "heteroscedastic, Wu et al. prior, 4 particles": ["inference.num_particles=4"],
+    "heteroscedastic, Wu et al. prior, guide sd 0.01": ["guide.init_scale=0.01"],
 }
 #: The candidates of the preset's choice (the longer ones were measured later, on the large data sets only).
 DEFAULT_CANDIDATES = list(CANDIDATES)[:4]
