@@ -30,6 +30,10 @@ thread (the baselines run ``--jobs`` splits at once, the sweep 2 jobs at once on
 are those of ``../shared/uci/README.md``; "2 SE" says whether a local baseline's mean is within two of its
 standard errors of its published figure.
 
+Any other data set in the layout runs the same way (``--datasets concrete``, its folder under ``--root``), without
+published rows; MC dropout needs its ``n_epochs.txt``, ``dropout_rates.txt`` and ``tau_values.txt`` (a missing file
+is one line before any training).
+
     python benchmarks/uci.py --root ../shared/uci
     python benchmarks/uci.py --root ../shared/uci --datasets yacht --splits 0 1 2 --methods ensemble dropout
 """
@@ -214,6 +218,26 @@ def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: boo
     return records
 
 
+#: The files each method reads beyond the protocol's (MC dropout's own settings, not part of the layout proper).
+METHOD_FILES = {"pyro_bnn": ["n_splits.txt", "n_hidden.txt"], "ensemble": ["n_splits.txt", "n_hidden.txt"],
+                "dropout": ["n_splits.txt", "n_hidden.txt", "n_epochs.txt", "dropout_rates.txt", "tau_values.txt"]}
+
+
+def missing_files(root: Path, datasets: List[str], methods: List[str]) -> str:
+    """One line naming the first file a chosen method needs that a data set lacks ('' if none), checked before
+    any training."""
+    for name in datasets:
+        folder = root / name / "data"
+        if not folder.is_dir():
+            return f"--datasets {name}: no folder {folder} (a data set in the UCI layout under --root)"
+        for method in methods:
+            for file in METHOD_FILES[method]:
+                if not (folder / file).is_file():
+                    return (f"--datasets {name}: {folder / file} is missing, which --methods {method} reads; add it, or "
+                            f"leave {method} out (--methods {' '.join(m for m in methods if m != method)})")
+    return ""
+
+
 def mean_se(values: List[float]):
     n = len(values)
     mean = sum(values) / n
@@ -237,13 +261,15 @@ def table(records: List[Dict], methods: List[str], datasets: List[str]) -> str:
             check = ""
             if method == "pyro_bnn":
                 check = f"the preset on {sum(r['recipe'] == 'preset' for r in rows)} splits"
-            if method in REPRODUCES:
+            if method in REPRODUCES and short in PUBLISHED[REPRODUCES[method]]:
                 pub_rmse, pub_ll = PUBLISHED[REPRODUCES[method]][short]
                 check = (f"{'yes' if abs(rmse - pub_rmse) <= 2 * rmse_se else 'no'} / "
                          f"{'yes' if abs(ll - pub_ll) <= 2 * ll_se else 'no'} ({REPRODUCES[method]})")
             lines.append(f"| {short} | {method} | {len(rows)} | {rmse:.3f} +- {rmse_se:.3f} | {ll:.3f} +- {ll_se:.3f} "
                          f"| {coverage:.3f} | {seconds:.1f} | {check} |")
         for row, figures in PUBLISHED.items():
+            if short not in figures:  # a data set outside the published tables
+                continue
             rmse, ll = figures[short]
             lines.append(f"| {short} | published: {row} | | {'-' if rmse is None else f'{rmse:.2f}'} | {ll:.2f} | | | |")
     return "\n".join(lines)
@@ -265,13 +291,16 @@ def compact_table(records: List[Dict], datasets: List[str]) -> str:
     for name in datasets:
         short = SHORT.get(name, name)
         (rmse, rmse_mean), (ll, ll_mean) = cell("pyro_bnn", name, "rmse"), cell("pyro_bnn", name, "log_likelihood")
+        local = [f"{cell(m, name, 'rmse')[0]} / {cell(m, name, 'log_likelihood')[0]}" for m in ("ensemble", "dropout")]
+        if short not in PUBLISHED["deep ensemble"]:  # a data set outside the published tables: nothing to mark
+            lines.append(f"| {short} | {rmse} | {ll} | {local[0]} | {local[1]} | - | - | - |")
+            continue
         de_rmse, de_ll = PUBLISHED["deep ensemble"][short]
         best_ll = max(PUBLISHED["MC dropout (grid)"][short][1], de_ll)
         mcvi = PUBLISHED["MCVI + learned prior"][short][1]
         marks = ("*" if rmse_mean is not None and rmse_mean <= de_rmse else "",
                  "*" if ll_mean is not None and ll_mean >= mcvi else "",
                  "+" if ll_mean is not None and ll_mean >= best_ll else "")
-        local = [f"{cell(m, name, 'rmse')[0]} / {cell(m, name, 'log_likelihood')[0]}" for m in ("ensemble", "dropout")]
         lines.append(f"| {short} | {rmse}{marks[0]} | {ll}{marks[1]}{marks[2]} | {local[0]} | {local[1]} | "
                      f"{de_rmse:.2f} / {de_ll:.2f} | {PUBLISHED['MC dropout (grid)'][short][1]:.2f} | {mcvi:.2f} |")
     lines.append("\n`*`: RMSE at most the published deep ensemble's / LL at least MCVI + learned prior's; `+`: LL at "
@@ -293,6 +322,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write every split's record to this file")
     args = parser.parse_args()
     root = str(Path(args.root).resolve())
+    problem = missing_files(Path(root), args.datasets, args.methods)
+    if problem:
+        parser.error(problem)
     splits = {name: args.splits or list(range(read_int(Path(root) / name / "data" / "n_splits.txt")))
               for name in args.datasets}
     records: List[Dict] = []
