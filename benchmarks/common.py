@@ -6,6 +6,9 @@ Benchmarks import this module and pyro_bnn's public API only (``pyro_bnn``, and 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Dict, List
+
 from hydra import compose, initialize_config_dir
 from torch import nn
 
@@ -15,6 +18,22 @@ from pyro_bnn.app.config import CONF_DIR
 #: The UCI regression data sets of ``../shared/uci`` (the benchmark's standard layout).
 UCI_DATASETS = ["bostonHousing", "energy", "naval-propulsion-plant", "power-plant", "protein-tertiary-structure",
                 "wine-quality-red", "yacht"]
+
+
+def missing_uci_file(root: Path, datasets: List[str], needs: Dict[str, List[str]]) -> str:
+    """One line naming the first file of ``needs`` (method: the files of ``<name>/data/`` it reads) that a data set
+    under ``root`` lacks, or '' if none: what a benchmark checks before any training."""
+    for name in datasets:
+        folder = root / name / "data"
+        if not folder.is_dir():
+            return f"--datasets {name}: no folder {folder} (a data set in the UCI layout under --root)"
+        for method, files in needs.items():
+            for file in files:
+                if not (folder / file).is_file():
+                    others = " ".join(m for m in needs if m != method)
+                    return (f"--datasets {name}: {folder / file} is missing, which {method} reads; add it"
+                            + (f", or leave {method} out (--methods {others})" if others else ""))
+    return ""
 
 #: The digits recipes of ``digits_accuracy.py`` and ``time_to_accuracy.py``: N(0, 1) prior, guide means from a PyTorch
 #: init, init_scale 1e-3, closed-form KL. CNN: Adam lr 1e-2 with a cosine decay to 0 over 60 epochs, KL weight 0.1 (a

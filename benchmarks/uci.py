@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
-from common import UCI_DATASETS
+from common import UCI_DATASETS, missing_uci_file
 from torch import nn
 
 from pyro_bnn import in_original_units, load_data, make_loader, regression_metrics
@@ -218,24 +218,9 @@ def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: boo
     return records
 
 
-#: The files each method reads beyond the protocol's (MC dropout's own settings, not part of the layout proper).
+#: The files of a data set's folder each method reads (MC dropout's own settings are not part of the layout proper).
 METHOD_FILES = {"pyro_bnn": ["n_splits.txt", "n_hidden.txt"], "ensemble": ["n_splits.txt", "n_hidden.txt"],
                 "dropout": ["n_splits.txt", "n_hidden.txt", "n_epochs.txt", "dropout_rates.txt", "tau_values.txt"]}
-
-
-def missing_files(root: Path, datasets: List[str], methods: List[str]) -> str:
-    """One line naming the first file a chosen method needs that a data set lacks ('' if none), checked before
-    any training."""
-    for name in datasets:
-        folder = root / name / "data"
-        if not folder.is_dir():
-            return f"--datasets {name}: no folder {folder} (a data set in the UCI layout under --root)"
-        for method in methods:
-            for file in METHOD_FILES[method]:
-                if not (folder / file).is_file():
-                    return (f"--datasets {name}: {folder / file} is missing, which --methods {method} reads; add it, or "
-                            f"leave {method} out (--methods {' '.join(m for m in methods if m != method)})")
-    return ""
 
 
 def mean_se(values: List[float]):
@@ -322,7 +307,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write every split's record to this file")
     args = parser.parse_args()
     root = str(Path(args.root).resolve())
-    problem = missing_files(Path(root), args.datasets, args.methods)
+    problem = missing_uci_file(Path(root), args.datasets, {m: METHOD_FILES[m] for m in args.methods})
     if problem:
         parser.error(problem)
     splits = {name: args.splits or list(range(read_int(Path(root) / name / "data" / "n_splits.txt")))
