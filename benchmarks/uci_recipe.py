@@ -24,7 +24,8 @@ from typing import Dict, List
 from common import UCI_DATASETS, missing_uci_file, train_config
 
 #: Overrides of ``+experiment=uci`` (heteroscedastic, Wu et al.'s learned prior: ``prior=empirical_bayes_invgamma``,
-#: N(0, s^2) per site with ``s^2`` at its ELBO optimum under InvGamma(alpha = 1, beta = 10)), each without the
+#: N(0, s^2) per site with ``s^2`` at its ELBO optimum under InvGamma(alpha = 1, beta = 10); a KL warm-up over the
+#: first 30% of the epochs since 2026-12-06-uci_recipe_warmup.txt, the earlier records' preset had none), each without the
 #: preset's size rule (the candidates are what chose it: ``inference.large_data.above=0``). The other learned prior
 #: is ``prior=empirical_bayes`` (N(0, s^2 / fan_in) per site under an InvGamma(alpha = 1) hyperprior whose mode is
 #: the fan-in scale); N(0, 1) is ``prior=normal``.
@@ -64,6 +65,9 @@ CANDIDATES = {
     "heteroscedastic, Wu et al. prior, batch 1024, 2x steps": ["data.batch_size=1024", "inference.steps=12000"],
     "heteroscedastic, Wu et al. prior, 4 particles": ["inference.num_particles=4"],
     "heteroscedastic, Wu et al. prior, guide sd 0.01": ["guide.init_scale=0.01"],
+    "heteroscedastic, Wu et al. prior, no KL warm-up": ["inference.kl_warmup_fraction=0"],
+    "heteroscedastic, Wu et al. prior, KL warm-up 10%": ["inference.kl_warmup_fraction=0.1"],
+    "heteroscedastic, Wu et al. prior, KL warm-up 50%": ["inference.kl_warmup_fraction=0.5"],
 }
 #: The candidates of the preset's choice (the longer ones were measured later, on the large data sets only).
 DEFAULT_CANDIDATES = list(CANDIDATES)[:4]

@@ -55,10 +55,10 @@ def test_two_models_in_one_process_never_share_parameters(small_digits):
 
 
 def test_kl_weight_schedules():
-    assert KLWeight().is_exact_elbo and KLWeight()(3, 0, 10) == 1.0
+    assert KLWeight().is_exact_elbo(1) and KLWeight()(3, 0, 10) == 1.0
     warm = KLWeight(1.0, warmup_epochs=4)
     assert [warm.epoch_weight(e) for e in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
-    assert not warm.is_exact_elbo and not KLWeight(0.5).is_exact_elbo
+    assert warm.is_exact_elbo(8) and not warm.is_exact_elbo(7) and not KLWeight(0.5).is_exact_elbo(8)  # half the run at most
     blundell = KLWeight(schedule="blundell")
     weights = [blundell(0, i, 6) for i in range(6)]
     assert sum(weights) == pytest.approx(6.0)  # the epoch still carries the whole KL once per step on average

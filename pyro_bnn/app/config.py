@@ -118,6 +118,7 @@ class InferenceConfig:
     num_particles: int = MISSING
     kl_weight: float = MISSING
     kl_warmup_epochs: int = MISSING
+    kl_warmup_fraction: float = MISSING
     kl_schedule: str = MISSING
     lr_schedule: str = MISSING
     estimator: str = MISSING
@@ -200,6 +201,9 @@ _RULES = [
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
     ("inference.min_epochs", lambda v: v >= 0, "an integer >= 0 (with inference.steps: the fewest epochs)"),
+    ("inference.kl_warmup_fraction", lambda v: 0 <= v <= 0.5,
+     "a share of the run's epochs from 0 to 0.5, e.g. 0.3 (0: no warm-up; more would leave less than half the run on "
+     "the exact ELBO)"),
     ("inference.large_data.above", lambda v: v >= 0, "an integer >= 0 (0: no size rule)"),
     ("inference.large_data.steps", lambda v: v >= 0, "an integer >= 0 (0: keep inference.steps)"),
     ("inference.large_data.lr", lambda v: v >= 0, "a number >= 0 (0: keep inference.lr)"),
@@ -341,6 +345,9 @@ def _check_combinations(cfg: DictConfig) -> None:
         allowed = [o for o in OBJECTIVES if o not in other_task and not (cfg.data.ood == "none" and "ood_" in o)]
         raise ConfigError(f"objective={cfg.objective} is not a metric of this run (data={cfg.data.name}, "
                           f"data.ood={cfg.data.ood}): use one of {allowed}")
+    if cfg.inference.kl_warmup_epochs and cfg.inference.kl_warmup_fraction:
+        raise ConfigError(f"inference.kl_warmup_epochs={cfg.inference.kl_warmup_epochs} and inference.kl_warmup_fraction="
+                          f"{cfg.inference.kl_warmup_fraction} both set the KL warm-up: set one, the other to 0")
     if cfg.data.ood == "heldout" and not cfg.data.holdout_classes:
         raise ConfigError("data.ood=heldout needs classes to hold out of training: set data.holdout_classes, e.g. [8,9]")
     if regression and (cfg.data.ood != "none" or cfg.data.holdout_classes):

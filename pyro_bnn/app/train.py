@@ -104,12 +104,12 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
              cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
     environment = run_environment(cfg)
     log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
-    kl_weight = KLWeight(cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs, cfg.inference.kl_schedule)
-    title = run_title(cfg, data.name, kl_weight)
     start = time.perf_counter()
     first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
     schedule = training_schedule(cfg.inference, data.num_train, cfg.data.batch_size)
     epochs = schedule.epochs
+    kl_weight = KLWeight(cfg.inference.kl_weight, schedule.kl_warmup_epochs, cfg.inference.kl_schedule)
+    title = run_title(cfg, data.name, kl_weight, epochs)
     if schedule.large_data:
         log.info("size rule: %d training examples > inference.large_data.above=%d: %d epochs of %d steps of %d "
                  "examples at lr %g", data.num_train, cfg.inference.large_data.above, epochs, schedule.steps_per_epoch,
@@ -139,11 +139,11 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     return metrics
 
 
-def run_title(cfg: DictConfig, data_name: str, kl_weight: KLWeight) -> str:
+def run_title(cfg: DictConfig, data_name: str, kl_weight: KLWeight, epochs: int) -> str:
     """The plots' title: data, model, guide, ELBO, and the KL weight where it is not the exact ELBO."""
     return f"{data_name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}" + (
-        "" if kl_weight.is_exact_elbo else f"\n(tempered, not the exact ELBO: kl_weight={cfg.inference.kl_weight}, "
-                         f"warm-up {cfg.inference.kl_warmup_epochs} epochs)")
+        "" if kl_weight.is_exact_elbo(epochs) else f"\n(tempered, not the exact ELBO: kl_weight={kl_weight.weight}, "
+                                                   f"warm-up {kl_weight.warmup_epochs} of {epochs} epochs)")
 
 
 def _device(device: str) -> str:
@@ -271,10 +271,11 @@ def run_metrics(cfg: DictConfig, run: RunRecord, reference: Optional[Dict] = Non
         **({"uncertainty": extra} if extra else {}),
         **({"posterior_health": health} if health else {}),
         **({"prior_scales": learned_scales} if learned_scales else {}),
-        "exact_elbo": run.kl_weight.is_exact_elbo,
+        "exact_elbo": run.kl_weight.is_exact_elbo(epochs),
         "kl_weight": cfg.inference.kl_weight,
         "kl_weight_used": {"first_epoch": history[0]["kl_weight"], "last_epoch": last["kl_weight"],
-                           "warmup_finished": epochs >= cfg.inference.kl_warmup_epochs},
+                           "warmup_epochs": run.kl_weight.warmup_epochs,
+                           "warmup_finished": epochs >= run.kl_weight.warmup_epochs},
         "environment": run.environment,
         "time_s": run.time_s,
         "fit_time_s": run.fit_s,
@@ -324,8 +325,9 @@ def _reference(cfg: DictConfig, model, guide, scored: Scored, data: DataSplits, 
 
 def _log_summary(cfg: DictConfig, metrics: Dict[str, Any]) -> None:
     if not metrics["exact_elbo"]:
-        log.warning("this run did not optimise the exact ELBO (kl_weight=%s, kl_warmup_epochs=%s): a tempered "
-                    "posterior", cfg.inference.kl_weight, cfg.inference.kl_warmup_epochs)
+        log.warning("this run did not optimise the exact ELBO (kl_weight=%s, a KL warm-up of %s of %s epochs): a "
+                    "tempered posterior", cfg.inference.kl_weight, metrics["kl_weight_used"]["warmup_epochs"],
+                    metrics["epochs"])
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
 
 
