@@ -12,7 +12,7 @@ reparameterization or Flipout; all three estimate the same loss.
 
 ``loss = NLL + beta_step * KL``; with the default ``kl_weight=1``,
 ``kl_warmup_epochs=0`` and ``kl_schedule="uniform"`` this is the exact -ELBO
-(after a warm-up of ``kl_warmup_epochs``, too).
+(after a warm-up over at most half of the epochs, too).
 
 The loss terms stay on the device and are checked every few steps (:mod:`pyro_bnn.loss_monitor`);
 the run's position and random state live in a :class:`~pyro_bnn.training_state.TrainingState`
