@@ -135,15 +135,20 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     write_json(output_dir / "metrics.json", metrics)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
     (output_dir / STATUS_FILE).unlink(missing_ok=True)  # an interrupted run, resumed: it has finished now
-    _log_summary(cfg, metrics)
+    _log_summary(metrics)
     return metrics
 
 
 def run_title(cfg: DictConfig, data_name: str, kl_weight: KLWeight, epochs: int) -> str:
     """The plots' title: data, model, guide, ELBO, and the KL weight where it is not the exact ELBO."""
     return f"{data_name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}" + (
-        "" if kl_weight.is_exact_elbo(epochs) else f"\n(tempered, not the exact ELBO: kl_weight={kl_weight.weight}, "
-                                                   f"warm-up {kl_weight.warmup_epochs} of {epochs} epochs)")
+        "" if kl_weight.is_exact_elbo(epochs) else
+        f"\n(tempered, not the exact ELBO: {kl_weighting(kl_weight.weight, kl_weight.warmup_epochs, epochs)})")
+
+
+def kl_weighting(weight: float, warmup_epochs: int, epochs: int) -> str:
+    """The KL weighting of a run in words: its weight, and its warm-up where it has one."""
+    return f"kl_weight={weight}" + (f", a KL warm-up over {warmup_epochs} of {epochs} epochs" if warmup_epochs else "")
 
 
 def _device(device: str) -> str:
@@ -323,11 +328,10 @@ def _reference(cfg: DictConfig, model, guide, scored: Scored, data: DataSplits, 
     return write_nuts_comparison(output_dir, model, guide, scored, data, options)
 
 
-def _log_summary(cfg: DictConfig, metrics: Dict[str, Any]) -> None:
+def _log_summary(metrics: Dict[str, Any]) -> None:
     if not metrics["exact_elbo"]:
-        log.warning("this run did not optimise the exact ELBO (kl_weight=%s, a KL warm-up of %s of %s epochs): a "
-                    "tempered posterior", cfg.inference.kl_weight, metrics["kl_weight_used"]["warmup_epochs"],
-                    metrics["epochs"])
+        log.warning("this run did not optimise the exact ELBO (%s): a tempered posterior",
+                    kl_weighting(metrics["kl_weight"], metrics["kl_weight_used"]["warmup_epochs"], metrics["epochs"]))
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
 
 
