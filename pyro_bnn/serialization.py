@@ -21,6 +21,7 @@ on a dummy batch before loading its state.
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
@@ -40,7 +41,9 @@ FORMAT = "pyro_bnn.posterior/2"
 def replacing(path) -> Iterator[Path]:
     """A temporary path next to ``path`` to write to; it replaces ``path`` once the block succeeds.
 
-    A crash or an error inside the block leaves ``path`` as it was (and no temporary file behind)::
+    The temporary file's name is made unique when it is created (:func:`tempfile.mkstemp`), so that two processes
+    writing the same file never write into each other's. A crash or an error inside the block leaves ``path`` as
+    it was (and no temporary file behind)::
 
         with replacing("metrics.json") as tmp:
             tmp.write_text(text)
@@ -48,7 +51,9 @@ def replacing(path) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory: pass the path of a file in it (e.g. {path / 'posterior.pt'})")
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)

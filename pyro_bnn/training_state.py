@@ -3,6 +3,9 @@
 :class:`TrainingState` keeps the epoch and step, the running sums of the epoch's terms, the history,
 the elapsed time, and the random state that decides what comes next: torch's RNG (weight noise, and
 the batch order of a loader that shuffles with it) and the sampler's own generator where it has one.
+A snapshot is taken either inside an epoch (at a step boundary, after the loader's iterator has drawn
+from torch's RNG) or between epochs (before the next epoch's iterator draws): it says which, so that
+resuming from either repeats the same draws.
 :meth:`~TrainingState.snapshot` turns all that (with the model, guide, optimizer and scheduler states)
 into plain tensors and numbers for :func:`torch.save`; :meth:`~TrainingState.restore` puts it back, and
 :meth:`~TrainingState.batches` then replays the interrupted epoch's shuffling, skips the batches already
@@ -51,6 +54,7 @@ class TrainingState:
         self.sync = sync
         self._start = time.perf_counter()
         self._epoch_start = self._shuffle_state()
+        self._in_epoch = False  # the epoch's loader iterator has been created (and drew from torch's RNG)
         self._resume: Optional[Dict] = None
 
     def _shuffle_state(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -71,6 +75,7 @@ class TrainingState:
             "rng": torch.get_rng_state(), "rng_epoch_start": self._epoch_start[0],
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "sampler_epoch_start": self._epoch_start[1], "elapsed": self.elapsed, "first_terms": self.monitor.first,
+            "in_epoch": self._in_epoch,
         }
 
     def restore(self, saved: Dict) -> None:
@@ -85,23 +90,35 @@ class TrainingState:
         self._resume = saved
 
     def batches(self, epoch: int, loader: Iterable) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
-        """``(step, x, y)`` of ``epoch``; the epoch of a restored state replays its order from its step on."""
+        """``(step, x, y)`` of ``epoch``; the epoch of a restored state replays its order from its step on.
+
+        A state snapshotted inside an epoch replays that epoch's shuffling from its start, skips the steps already
+        trained and restores the noise at the first step left; one snapshotted between epochs (an epoch's end)
+        restores the random state as it was there, before the next epoch's loader draws from it.
+        """
         resume, self._resume = self._resume, None
+        inside = resume is not None and resume.get("in_epoch", True)
         if resume is not None:
-            torch.set_rng_state(resume["rng_epoch_start"])
+            torch.set_rng_state(resume["rng_epoch_start"] if inside else resume["rng"])
             if self.generator is not None and resume["sampler_epoch_start"] is not None:
                 self.generator.set_state(resume["sampler_epoch_start"])
-        self.epoch, skip = epoch, self.step if resume is not None else 0
+            if not inside:
+                self._set_cuda_rng(resume)
+        self.epoch, skip = epoch, self.step if inside else 0
         self._epoch_start = self._shuffle_state()
         for step, (x, y) in enumerate(loader):
+            self._in_epoch = True
             if step < skip:
                 continue
-            if resume is not None and step == skip:
+            if inside and step == skip:
                 torch.set_rng_state(resume["rng"])
-                if resume.get("cuda_rng") is not None:
-                    torch.cuda.set_rng_state(resume["cuda_rng"], self.device)
+                self._set_cuda_rng(resume)
             self.step = step
             yield step, x, y
+
+    def _set_cuda_rng(self, saved: Dict) -> None:
+        if saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
 
     def add(self, record: StepRecord) -> None:
         """Add one step's terms to the epoch's sums (on the device: no host sync)."""
@@ -115,4 +132,5 @@ class TrainingState:
         self.history.append(record)
         self.epoch, self.step, self.sums = self.epoch + 1, 0, None
         self._epoch_start = self._shuffle_state()
+        self._in_epoch = False
         return record

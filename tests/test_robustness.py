@@ -1,5 +1,6 @@
 """Runs that survive: interruption and resume, NaN stops, bad inputs with one clear line."""
 
+import copy
 import json
 import os
 import signal
@@ -40,13 +41,15 @@ def test_resuming_mid_epoch_gives_the_uninterrupted_result(small_digits):
     states = []
     calls = iter(range(1000))
     with pytest.raises(TrainingInterrupted, match="epoch 2, after step 3"):
-        train_small(small_digits, on_checkpoint=states.append, should_stop=lambda: next(calls) == 8)
+        train_small(small_digits, on_checkpoint=lambda saved: states.append(copy.deepcopy(saved)),
+                    should_stop=lambda: next(calls) == 8)
     assert [(s["epoch"], s["step"]) for s in states] == [(1, 0), (1, 3)]
-    torch.manual_seed(123)  # whatever happened in between
-    _, resumed_guide, history = train_small(small_digits, state=states[-1])
-    assert without_time(history) == without_time(expected)
-    for (name, a), (_, b) in zip(guide.state_dict().items(), resumed_guide.state_dict().items()):
-        assert torch.equal(a, b), name
+    for saved in states:  # the checkpoint of an epoch's end (a periodic one: what a hard kill leaves), then the stop's
+        torch.manual_seed(123)  # whatever happened in between
+        _, resumed_guide, history = train_small(small_digits, state=saved)
+        assert without_time(history) == without_time(expected)
+        for (name, a), (_, b) in zip(guide.state_dict().items(), resumed_guide.state_dict().items()):
+            assert torch.equal(a, b), name
 
 
 def test_a_nan_stops_with_epoch_step_and_term_and_the_last_good_checkpoint_stays(small_digits):
@@ -90,6 +93,28 @@ def test_sigterm_checkpoints_and_resume_finishes_like_an_uninterrupted_run(tmp_p
     assert not (interrupted / "status.json").exists()  # no longer "interrupted": it finished
 
 
+@pytest.mark.slow
+def test_resume_after_a_hard_kill_at_a_periodic_checkpoint_finishes_like_an_uninterrupted_run(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run = ["+experiment=debug", "inference.epochs=8", *QUIET]
+    cli("pyro_bnn.train", *run, f"hydra.run.dir={straight}")
+    proc = subprocess.Popen([sys.executable, "-m", "pyro_bnn.train", *run, f"hydra.run.dir={killed}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    proc.kill()  # SIGKILL: no handler runs, the periodic checkpoint is what is left
+    proc.wait(timeout=60)
+    saved = load_checkpoint(killed / "checkpoint.pt")["training"]
+    assert not (killed / "metrics.json").exists() and saved["epoch"] < 8
+    cli("pyro_bnn.train", *run, "resume=true", f"hydra.run.dir={killed}")
+    a = json.loads((straight / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert b["test"] == a["test"] and b["train"] == a["train"]
+    history = [line.split(",")[:-1] for line in (straight / "history.csv").read_text().splitlines()]  # without time_s
+    assert [line.split(",")[:-1] for line in (killed / "history.csv").read_text().splitlines()] == history
+
+
 def snapshot(run_dir: Path) -> dict:
     """Every file under ``run_dir`` with its bytes."""
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
@@ -107,6 +132,54 @@ def test_refused_commands_leave_a_finished_run_byte_identical(tmp_path):
     assert out.returncode != 0 and "already holds a run (metrics.json, posterior.pt, history.csv" in last_line(out)
     assert "resume=true" in last_line(out)
     assert snapshot(run_dir) == before
+    out = cli("pyro_bnn.app.evaluate", f"run_dir={run_dir}", "num_samples=5000000", check=False)
+    assert out.returncode != 0 and "num_samples=5000000: use an integer from 1 to 10000" in last_line(out)
+    assert snapshot(run_dir) == before  # no evaluate.log either
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_into_one_dir_leave_it_consistent_and_one_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    procs = [subprocess.Popen([sys.executable, "-m", "pyro_bnn.train", "+experiment=debug", *QUIET, f"seed={seed}",
+                               f"hydra.run.dir={run_dir}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for seed in (1, 2)]
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    codes = [proc.returncode for proc in procs]
+    assert sorted(codes) == [0, 1], outs
+    refused = outs[codes.index(1)][1].strip().splitlines()[-1]
+    assert refused.startswith("error: hydra.run.dir=") and ("is in use by another run" in refused
+                                                             or "already holds a run" in refused), refused
+    seed = (1, 2)[codes.index(0)]
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").seed == seed
+    assert json.loads((run_dir / "metrics.json").read_text())["seed"] == seed
+    log = (run_dir / "train.log").read_text()
+    assert log.count("did not optimise the exact ELBO") == 1 and "error" not in log.lower()  # one run's log
+    assert not list(run_dir.glob("*.tmp*")) and not (run_dir / "status.json").exists()
+
+
+def test_a_dir_another_process_is_running_in_is_refused_before_anything_is_written(tmp_path):
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    held = os.open(run_dir, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a run started there a moment earlier holds
+    try:
+        out = cli("pyro_bnn.train", "+experiment=debug", *QUIET, f"hydra.run.dir={run_dir}", check=False)
+    finally:
+        os.close(held)
+    assert out.returncode == 1 and "is in use by another run started there now" in last_line(out)
+    assert list(run_dir.iterdir()) == []
+
+
+def test_temporary_files_have_names_no_other_process_picks(tmp_path):
+    from pyro_bnn.serialization import replacing
+
+    with replacing(tmp_path / "plot.png") as first, replacing(tmp_path / "plot.png") as second:
+        assert first != second and first.suffix == ".png" and first.parent == tmp_path
+        first.write_text("a")
+        second.write_text("b")
+    assert (tmp_path / "plot.png").read_text() == "a" and sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
 
 
 @pytest.mark.slow

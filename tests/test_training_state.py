@@ -50,3 +50,20 @@ def test_an_epoch_ends_with_the_means_of_its_steps():
     record = run.end_epoch(4, {"kl_weight": 1.0})
     assert (record["epoch"], record["loss"], record["kl"], record["kl_weight"]) == (1, 1.5, 2.0, 1.0)
     assert run.history == [record] and (run.epoch, run.step) == (1, 0)
+
+
+def test_a_state_snapshotted_at_an_epochs_end_resumes_the_next_epoch_exactly():
+    data = torch.utils.data.TensorDataset(torch.arange(20.0).reshape(-1, 1), torch.zeros(20))
+    torch.manual_seed(0)
+    loader = make_loader(data, 4, shuffle=True, seed=1)
+    run = state(loader)
+    run_epoch(run, loader, 0)
+    run.end_epoch(5, {})
+    saved = run.snapshot()
+    expected, _ = run_epoch(run, loader, 1)
+    torch.manual_seed(123)  # a new process: other random state, its own loader and generator
+    other_loader = make_loader(data, 4, shuffle=True, seed=99)
+    resumed_run = state(other_loader)
+    resumed_run.restore(saved)
+    resumed, _ = run_epoch(resumed_run, other_loader, 1)
+    assert resumed == expected

@@ -11,7 +11,6 @@ metrics and writes them to ``<run dir>/evaluation_<data>.json``. On the run's ow
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -26,8 +25,6 @@ from ..evaluation import evaluate, in_original_units
 from .build import load_run_data, posterior_from_file
 from .config import CONF_DIR, ConfigError, register_configs, validate_device
 from .run_dir import write_json
-
-log = logging.getLogger(__name__)
 
 
 def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: int = None, device: str = "cpu") -> Dict:
@@ -71,8 +68,7 @@ def _evaluate_app(cfg: DictConfig) -> Dict:
     try:
         metrics = evaluate_run(cfg.run_dir, cfg.dataset, cfg.num_samples, cfg.seed, cfg.device)
     except (ConfigError, OSError, ValueError) as err:  # OSError: e.g. a run dir that cannot be written
-        log.error("%s", err)
-        sys.exit(f"error: {err}")
+        sys.exit(f"error: {err}")  # a refused command writes nothing, not even a log file
     except KeyboardInterrupt:
         sys.exit("interrupted: nothing was written (evaluate writes evaluation_<data>.json only once it has finished)")
     print(json.dumps(metrics, indent=2))

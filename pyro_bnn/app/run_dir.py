@@ -1,5 +1,6 @@
 """The files of a run directory: every one written atomically, the status, the checkpoint, and signals.
 
+* :func:`claim_run_dir`: one run at a time in a run dir (a lock the process holds until it exits);
 * :func:`write_text`, :func:`write_json`, :func:`write_csv`: a crash never leaves a half-written file
   (:func:`pyro_bnn.serialization.replacing`);
 * ``status.json`` (:func:`write_status`): only in a run that failed or was interrupted, what happened;
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -89,6 +91,34 @@ def check_writable(output_dir: Path, key: str = "hydra.run.dir (or hydra.sweep.d
     except OSError as err:
         raise ConfigError(f"the output dir {output_dir} cannot be written ({err.strerror}): "
                           f"set {key} to a writable place") from None
+
+
+#: The run dirs this process holds (:func:`claim_run_dir`): open descriptors with their locks, until the process exits.
+_CLAIMED: Dict[Path, int] = {}
+
+
+def claim_run_dir(output_dir: Path, key: str = "hydra.run.dir") -> None:
+    """Hold ``output_dir`` for this process until it exits, or refuse it because another process holds it.
+
+    The claim is an exclusive ``flock`` on the dir itself, taken in one atomic step: of two commands started together
+    into one dir, one holds it and the other is refused before it writes anything. The kernel releases it when the
+    process ends, however it ends (a killed run's dir can be resumed at once). On a file system without locks (some
+    network file systems) nothing is held and only :func:`check_run_dir`'s check of the files applies.
+    """
+    output_dir = Path(output_dir).resolve()
+    if output_dir in _CLAIMED:
+        return
+    handle = os.open(output_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        raise RunDirRefused(f"{key}={output_dir} is in use by another run started there now: leave {key} unset (or "
+                            "pass a fresh dir) for a new run") from None
+    except OSError:  # no locks on this file system
+        os.close(handle)
+        return
+    _CLAIMED[output_dir] = handle
 
 
 def earlier_run_files(output_dir: Path, hydra_files: bool = True) -> List[str]:

@@ -61,6 +61,7 @@ from .run_dir import (
     StoppedAtOnce,
     check_run_dir,
     check_writable,
+    claim_run_dir,
     resume_state,
     signals_stop_training,
     write_csv,
@@ -337,19 +338,21 @@ def _log_summary(metrics: Dict[str, Any]) -> None:
 
 class OutputDirCheck(Callback):
     """Hydra callback: refuse, in one line and before Hydra writes there, an output dir that cannot be created, a
-    new run into a dir that holds one, a refused resume, and a sweep into a dir that holds one; a refused command
-    leaves the dir as it was."""
+    dir another command is running in now (:func:`~pyro_bnn.app.run_dir.claim_run_dir`), a new run into a dir that
+    holds one, a refused resume, and a sweep into a dir that holds one; a refused command leaves the dir as it was."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         directory = Path(config.hydra.run.dir)
         self._check(lambda: check_writable(directory, "hydra.run.dir"))
         if int(os.environ.get("RANK", "0")) == 0:  # a data-parallel run's other ranks share rank 0's dir
+            self._check(lambda: claim_run_dir(directory))  # first: of two runs started together, one goes on
             task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
             self._check(lambda: check_run_dir(task, directory))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         directory = Path(config.hydra.sweep.dir)
         self._check(lambda: check_writable(directory, "hydra.sweep.dir"))
+        self._check(lambda: claim_run_dir(directory, "hydra.sweep.dir"))
         if (directory / "multirun.yaml").exists() or any(directory.glob("*/.hydra")):
             sys.exit(f"error: hydra.sweep.dir={directory} already holds a sweep: leave hydra.sweep.dir unset (or pass "
                      "a fresh dir); to finish one of its jobs, resume it alone: resume=true hydra.run.dir=<its job dir>")
