@@ -9,8 +9,8 @@ same terms with a few operations over whole vectors:
 * the guide's means and log-scales become views of two flat vectors ``loc`` and ``log_scale``: the guide
   keeps its parameters and stays usable as before, and one optimizer step updates all;
 * one ``normal_`` draws the noise of every weight, ``w = loc + exp(log_scale) * eps``;
-* the KL is the closed form ``log(s0/s) + (s^2 + (m - m0)^2) / (2 s0^2) - 1/2`` summed per site, with its
-  gradient written out (:class:`MeanFieldSample`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the
+* the KL is the closed form of :mod:`pyro_bnn.normal_kl` summed per site, with its gradient written out
+  (:class:`MeanFieldSample`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the
   drawn ``w``;
 * the network runs on the drawn weights (:func:`pyro.poutine.condition` of the model's weight sites; a plain
   ``nn.Sequential`` of Linear layers and activations, as :class:`~pyro_bnn.models.BayesianMLP` builds, runs its
@@ -37,6 +37,7 @@ from .empirical_bayes import EmpiricalBayes
 from .estimators import Normal, estimator_handler
 from .guides import MeanFieldNormal
 from .models import ACTIVATIONS, BayesianModel
+from .normal_kl import NormalKLPrior, normal_kl_of_sums
 from .priors import normal_params, site_prior
 
 
@@ -136,8 +137,8 @@ class MeanFieldSample(torch.autograd.Function):
     """The fused forward and backward pass of the mean-field sites.
 
     Forward: ``scale = exp(log_scale)``, the weights ``loc + scale * noise`` (None without noise), and
-    ``KL(N(loc, scale^2) || N(m0, s0^2)) = log(s0) - log_scale + (scale^2 + (loc - m0)^2) / (2 s0^2) - 1/2``
-    summed per site: one sum and two dot products per site. The total is differentiable, the per-site
+    ``KL(N(loc, scale^2) || N(m0, s0^2))`` summed per site (:func:`~pyro_bnn.normal_kl.normal_kl_of_sums`): one sum
+    and two dot products per site. The total is differentiable, the per-site
     values are not. Backward: the gradients of weights, scale and KL with respect to ``loc`` and
     ``log_scale``, written out and in place where possible (each temporary is a pass through memory).
     """
@@ -148,7 +149,7 @@ class MeanFieldSample(torch.autograd.Function):
         sums = torch.stack([part.sum() for part in log_scale.split(fused.sizes)])
         # sum(sigma^2 + (mu - m0)^2) per site: given when the step has already computed it (learned prior scales)
         square_sums = fused.square_sums(loc, scale) if square_sums is None else square_sums
-        sites = square_sums.mul(fused.half_precision).sub_(sums).add_(fused.kl_constant)
+        sites = normal_kl_of_sums(sums, square_sums, fused.kl_prior)
         weights = torch.addcmul(loc, scale, noise) if noise is not None else None
         ctx.fused, ctx.precision = fused, fused.precision
         ctx.set_materialize_grads(False)  # an unused output (``scale`` without an estimator) gets None, not zeros
@@ -231,9 +232,8 @@ class FusedMeanField:
         a backward pass still to come reads those of its own step)."""
         self.prior_variances = variances
         self.precision = variances.reciprocal()
-        self.half_precision = 0.5 * self.precision
+        self.kl_prior = NormalKLPrior.of(variances, self._size_vector)
         self.log_prior_scale = 0.5 * self._size_vector * variances.log()
-        self.kl_constant = self.log_prior_scale - 0.5 * self._size_vector
 
     def square_sums(self, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """``sum(sigma^2 + (mu - m0)^2)`` per site: what the closed-form KL and the optimal prior variance read."""
@@ -300,7 +300,7 @@ class FusedMeanField:
         # log q(w) - log p(w) per site; the 2 pi terms cancel
         log_q = torch.stack([part.sum() for part in self.log_scale.split(self.sizes)]).neg() - 0.5 * torch.stack(
             [torch.dot(part, part) for part in noise.split(self.sizes)])
-        log_p = -self.log_prior_scale - self.half_precision * torch.stack(
+        log_p = -self.log_prior_scale - self.kl_prior.half_precision * torch.stack(
             [torch.dot(part, part) for part in self.deviations(weights)])
         kl_sites = log_q - log_p
         return self._terms(self._nll(x, y, weights, scale, rows), kl_sites.sum(), kl_sites)

@@ -18,9 +18,9 @@ from typing import Dict, List, Optional
 
 import torch
 from torch import nn
-from torch.distributions import kl_divergence
 
 from .guides import MeanFieldNormal
+from .normal_kl import normal_kl
 from .priors import normal_params, site_prior
 
 #: A weight whose KL to its prior is below this many nats has fallen back to the prior.
@@ -46,7 +46,7 @@ def posterior_health(model: nn.Module, guide: nn.Module, init_scale: float) -> D
         prior = normal_params(site_prior(model, name))
         at_prior = None
         if prior is not None:
-            per_weight = kl_divergence(torch.distributions.Normal(loc, scale), torch.distributions.Normal(*prior))
+            per_weight = normal_kl(loc, scale, *prior)
             at_prior = float((per_weight < AT_PRIOR_KL).double().mean())
         health[name] = {"size": loc.numel(), "mean_sd": float(scale.mean()),
                         "sd_ratio": float(scale.mean()) / float(init_scale),

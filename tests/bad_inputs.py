@@ -19,7 +19,7 @@ CLI = [
     ("pyro_bnn.train", "inference.kl_warmup_fraction=0.8",
      "kl_warmup_fraction=0.8 is not allowed: use a share of the run's epochs"),
     ("pyro_bnn.train", "inference.kl_warmup_epochs=5 inference.kl_warmup_fraction=0.3",
-     "and inference.kl_warmup_fraction=0.3 both set the KL warm-up"),
+     "inference.kl_warmup_fraction=0.3 is not allowed: inference.kl_warmup_epochs=5 sets the KL warm-up too"),
     ("pyro_bnn.train", "+inference.epoch=3", "+inference.epoch is not a key of the config: did you mean inference.epochs?"),
     ("pyro_bnn.train", "data=mnist data.root={tmp}", "dataset 'mnist' was not found under"),
     ("pyro_bnn.train", "prior.scale=0", "prior.scale=0.0 is not allowed: use a finite number > 0"),

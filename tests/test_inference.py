@@ -68,6 +68,24 @@ def test_kl_weight_schedules():
         KLWeight(schedule="cosine")
 
 
+def test_a_warm_up_by_share_scales_with_the_run_and_a_share_of_at_most_half_keeps_the_exact_elbo():
+    share = KLWeight(warmup_fraction=0.3)
+    assert [share.warmup_of(e) for e in (1, 2, 5, 30, 60)] == [1, 1, 2, 9, 18]  # rounded, at least 1
+    assert share.over(30).warmup_epochs == 9 and share.over(30).epoch_weight(8) == 1.0
+    half = KLWeight(warmup_fraction=0.5)
+    for epochs in (1, 2, 3, 4, 7, 8, 2000):
+        assert half.is_exact_elbo(epochs) and 2 * half.warmup_of(epochs) <= max(epochs, 2), epochs
+    assert [half.warmup_of(e) for e in (3, 7, 8)] == [1, 3, 4]
+    assert KLWeight(warmup_epochs=1).is_exact_elbo(1)  # one epoch of warm-up: the whole weight from the start
+    assert KLWeight(warmup_fraction=0.3).is_exact_elbo(1) and not KLWeight(0.5, warmup_fraction=0.3).is_exact_elbo(10)
+    with pytest.raises(ValueError, match="over\\(epochs\\)"):
+        share.epoch_weight(0)  # the run's length decides the weights: resolved by over(epochs)
+    with pytest.raises(ValueError, match="kl_warmup_fraction=0.8: use a share of the run's epochs from 0 to 0.5"):
+        KLWeight(warmup_fraction=0.8)
+    with pytest.raises(ValueError, match="kl_warmup_epochs=2 sets the KL warm-up too"):
+        KLWeight(warmup_epochs=2, warmup_fraction=0.3)
+
+
 def test_a_non_finite_loss_stops_with_the_epoch_and_the_term(small_digits):
     model = small_mlp()
     guide = GUIDES["auto_normal"](model, init_scale=0.01)

@@ -280,6 +280,16 @@ def test_metrics_record_the_environment_and_the_kl_weights_used(tmp_path):
     assert used["warmup_finished"] is False and used["first_epoch"] < used["last_epoch"] < metrics["kl_weight"]
 
 
+@pytest.mark.parametrize("epochs, warmup", [(3, 1), (7, 3)])
+def test_a_warm_up_over_half_the_run_is_recorded_as_the_exact_elbo(tmp_path, epochs, warmup):
+    from helpers import train_in_process
+
+    metrics = train_in_process(tmp_path / "run", "+experiment=debug", "inference.kl_weight=1", f"inference.epochs={epochs}",
+                               "inference.kl_warmup_fraction=0.5", "model.hidden=[4]", "model.channels=[2]")
+    assert metrics["exact_elbo"] is True and metrics["kl_weight_used"]["warmup_epochs"] == warmup
+    assert metrics["kl_weight_used"]["last_epoch"] == 1.0
+
+
 @pytest.mark.slow
 def test_a_second_signal_stops_a_long_step_at_once(tmp_path):
     """Steps of several seconds (a wide MLP on whole-data batches): the first SIGINT waits for the step's end, the

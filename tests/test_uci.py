@@ -258,28 +258,22 @@ def test_training_is_scaled_to_the_data_by_steps_min_epochs_and_the_size_rule():
 
     rule = OmegaConf.create({"epochs": 5, "steps": 60, "min_epochs": 0, "lr": 0.01, "kl_warmup_epochs": 0,
                              "large_data": {"above": 0, "steps": 0, "lr": 0.0, "batch_size": 0}})
-    assert training_schedule(rule, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32, 0)  # 2 steps per epoch
+    assert training_schedule(rule, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32)  # 2 steps per epoch
     assert training_schedule(rule, num_train=6400, batch_size=32).epochs == 1
     assert training_schedule(OmegaConf.merge(rule, {"min_epochs": 4}), num_train=6400, batch_size=32).epochs == 4
     assert training_schedule(OmegaConf.merge(rule, {"steps": 0}), num_train=6400, batch_size=32).epochs == 5
     large = OmegaConf.merge(rule, {"large_data": {"above": 100, "steps": 600, "lr": 0.003}})
-    assert training_schedule(large, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32, 0)  # not above: as before
-    assert training_schedule(large, num_train=6400, batch_size=32) == (3, 200, 0.003, True, 32, 0)
+    assert training_schedule(large, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32)  # not above: as before
+    assert training_schedule(large, num_train=6400, batch_size=32) == (3, 200, 0.003, True, 32)
     only_lr = OmegaConf.merge(large, {"large_data": {"steps": 0}})
-    assert training_schedule(only_lr, num_train=6400, batch_size=32) == (1, 200, 0.003, True, 32, 0)
+    assert training_schedule(only_lr, num_train=6400, batch_size=32) == (1, 200, 0.003, True, 32)
     # the rule's batch size: 600 steps of 640 examples are 60 epochs of 10 steps
     bigger = OmegaConf.merge(large, {"large_data": {"batch_size": 640}})
-    assert training_schedule(bigger, num_train=6400, batch_size=32) == (60, 10, 0.003, True, 640, 0)
-    assert training_schedule(bigger, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32, 0)
+    assert training_schedule(bigger, num_train=6400, batch_size=32) == (60, 10, 0.003, True, 640)
+    assert training_schedule(bigger, num_train=64, batch_size=32) == (30, 2, 0.01, False, 32)
     # a run saved before the rule had a batch size keeps data.batch_size
     saved = OmegaConf.create({**OmegaConf.to_container(large), "large_data": {"above": 100, "steps": 600, "lr": 0.003}})
     assert training_schedule(saved, num_train=6400, batch_size=32).batch_size == 32
-    # the KL warm-up: kl_warmup_epochs, or a share of the epochs that scales with them (rounded, at least 1)
-    assert training_schedule(OmegaConf.merge(rule, {"kl_warmup_epochs": 4}), num_train=64, batch_size=32)[-1] == 4
-    share = OmegaConf.merge(rule, {"kl_warmup_fraction": 0.3})
-    assert training_schedule(share, num_train=64, batch_size=32)[-1] == 9  # 0.3 of 30 epochs
-    assert training_schedule(share, num_train=6400, batch_size=32)[-1] == 1  # of 1 epoch: at least 1
-    assert training_schedule(OmegaConf.merge(bigger, {"kl_warmup_fraction": 0.3}), num_train=6400, batch_size=32)[-1] == 18
 
 
 def test_the_presets_prior_is_wu_et_als_inverse_gamma_1_10_on_every_site():

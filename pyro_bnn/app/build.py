@@ -11,6 +11,7 @@ from torch import nn
 
 from ..data import DataSplits, load_data
 from ..guides import GUIDES
+from ..inference import KLWeight
 from ..likelihoods import REGRESSION_LIKELIHOODS, Categorical
 from ..models import BayesianCNN, BayesianMLP, BayesianModel
 from ..priors import PRIOR_FAMILIES
@@ -122,15 +123,13 @@ def posterior_from_file(path, device: str = "cpu") -> Tuple[BayesianModel, nn.Mo
 
 class Schedule(NamedTuple):
     """How long and how fast a run trains: ``epochs`` of ``steps_per_epoch`` optimizer steps of ``batch_size``
-    examples at ``lr``, whether the size rule (``inference.large_data``) chose them, and the epochs of the KL
-    warm-up."""
+    examples at ``lr``, and whether the size rule (``inference.large_data``) chose them."""
 
     epochs: int
     steps_per_epoch: int
     lr: float
     large_data: bool
     batch_size: int
-    kl_warmup_epochs: int
 
 
 def training_schedule(inference: DictConfig, num_train: int, batch_size: int) -> Schedule:
@@ -138,9 +137,7 @@ def training_schedule(inference: DictConfig, num_train: int, batch_size: int) ->
     the fewest epochs of ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps, and at least
     ``inference.min_epochs`` (training scaled to the data), at ``inference.lr``. The size rule: a training split of more
     than ``inference.large_data.above`` examples (where that is > 0) trains ``large_data.steps`` steps of
-    ``large_data.batch_size`` examples at ``large_data.lr`` instead (each where > 0). The KL warm-up:
-    ``inference.kl_warmup_epochs``, or with ``inference.kl_warmup_fraction`` > 0 that share of the epochs (rounded,
-    at least 1): a warm-up that scales with the run."""
+    ``large_data.batch_size`` examples at ``large_data.lr`` instead (each where > 0)."""
     rule = inference.large_data
     large = bool(rule.above) and num_train > rule.above
     steps = rule.steps if large and rule.steps else inference.steps
@@ -149,6 +146,10 @@ def training_schedule(inference: DictConfig, num_train: int, batch_size: int) ->
     batch_size = int(rule_batch if large and rule_batch else batch_size)
     per_epoch = math.ceil(num_train / batch_size)
     epochs = int(inference.epochs) if not steps else max(1, inference.min_epochs, math.ceil(steps / per_epoch))
+    return Schedule(epochs, per_epoch, float(lr), large, batch_size)
+
+
+def build_kl_weight(inference: DictConfig) -> KLWeight:
+    """The run's KL weighting (:class:`~pyro_bnn.inference.KLWeight`) from ``inference``."""
     fraction = inference.get("kl_warmup_fraction", 0.0)  # 0.0 in runs saved before the option
-    warmup = max(1, round(fraction * epochs)) if fraction else int(inference.kl_warmup_epochs)
-    return Schedule(epochs, per_epoch, float(lr), large, batch_size, warmup)
+    return KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule, fraction)

@@ -25,11 +25,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from ..data import DATASETS, OOD_SETS, uci_hidden_units
 from ..evaluation import MAX_SAMPLES, SUMMARY_METRICS, check_num_samples
 from ..guides import GUIDES, check_guide_options
-from ..inference import KLWeight, check_fit_arguments
+from ..inference import check_fit_arguments
 from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import check_network_options
 from ..priors import PRIOR_FAMILIES
-from .build import LIKELIHOOD_KEYS, MODELS, build_likelihood, build_prior, layer_scales
+from .build import LIKELIHOOD_KEYS, MODELS, build_kl_weight, build_likelihood, build_prior, layer_scales
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
 #: ``__init__.py`` in it).
@@ -201,9 +201,6 @@ _RULES = [
     ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
     ("inference.min_epochs", lambda v: v >= 0, "an integer >= 0 (with inference.steps: the fewest epochs)"),
-    ("inference.kl_warmup_fraction", lambda v: 0 <= v <= 0.5,
-     "a share of the run's epochs from 0 to 0.5, e.g. 0.3 (0: no warm-up; more would leave less than half the run on "
-     "the exact ELBO)"),
     ("inference.large_data.above", lambda v: v >= 0, "an integer >= 0 (0: no size rule)"),
     ("inference.large_data.steps", lambda v: v >= 0, "an integer >= 0 (0: keep inference.steps)"),
     ("inference.large_data.lr", lambda v: v >= 0, "a number >= 0 (0: keep inference.lr)"),
@@ -320,7 +317,7 @@ def _check_with_the_library(cfg: DictConfig) -> None:
     with library_errors(cfg, "inference"):
         check_fit_arguments(inference.elbo, inference.fused, inference.epochs, inference.lr, inference.lr_schedule,
                             inference.estimator, inference.num_particles)
-        KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule)
+        build_kl_weight(inference)
     with library_errors(cfg, "prior"):
         build_prior(cfg.prior)
     with library_errors(cfg, "model"):
@@ -345,9 +342,6 @@ def _check_combinations(cfg: DictConfig) -> None:
         allowed = [o for o in OBJECTIVES if o not in other_task and not (cfg.data.ood == "none" and "ood_" in o)]
         raise ConfigError(f"objective={cfg.objective} is not a metric of this run (data={cfg.data.name}, "
                           f"data.ood={cfg.data.ood}): use one of {allowed}")
-    if cfg.inference.kl_warmup_epochs and cfg.inference.kl_warmup_fraction:
-        raise ConfigError(f"inference.kl_warmup_epochs={cfg.inference.kl_warmup_epochs} and inference.kl_warmup_fraction="
-                          f"{cfg.inference.kl_warmup_fraction} both set the KL warm-up: set one, the other to 0")
     if cfg.data.ood == "heldout" and not cfg.data.holdout_classes:
         raise ConfigError("data.ood=heldout needs classes to hold out of training: set data.holdout_classes, e.g. [8,9]")
     if regression and (cfg.data.ood != "none" or cfg.data.holdout_classes):

@@ -33,6 +33,7 @@ from ..guides import MeanFieldNormal, auto_normal
 from ..health import format_health, posterior_health
 from ..inference import fit
 from ..models import BayesianCNN
+from ..normal_kl import normal_kl
 from ..priors import NormalPrior
 from .build import load_run_data, posterior_from_file, training_schedule
 
@@ -45,7 +46,7 @@ class SiteKL:
     layer_type: str
     shape: tuple
     closed_form: float
-    formula: float  # sum over scalars of log(s0/s) + (s^2 + (m - m0)^2) / (2 s0^2) - 1/2
+    formula: float  # pyro_bnn.normal_kl.normal_kl summed over the weights
     monte_carlo: float
     mc_stderr: float
 
@@ -94,8 +95,7 @@ def kl_breakdown(model, guide: MeanFieldNormal, x: torch.Tensor, y: torch.Tensor
             q = torch.distributions.Normal(loc, scale)
             p = prior.base_dist
             closed = float(torch.distributions.kl_divergence(q, p).sum())
-            m0, s0 = p.loc, p.scale
-            formula = float((torch.log(s0 / scale) + (scale**2 + (loc - m0) ** 2) / (2 * s0**2) - 0.5).sum())
+            formula = float(normal_kl(loc, scale, p.loc, p.scale).sum())
             w = q.sample((mc_samples,))
             draws = (q.log_prob(w) - p.log_prob(w)).flatten(1).sum(1).double()
             layer_type = type(model.get_submodule(name.rpartition(".")[0])).__name__.removeprefix("Pyro")

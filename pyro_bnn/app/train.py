@@ -47,7 +47,7 @@ from ..guides import MeanFieldNormal
 from ..health import health_warnings, posterior_health
 from ..inference import KLWeight, TrainingInterrupted, fit
 from ..serialization import data_spec, save_posterior
-from .build import Schedule, build_guide, build_model, layer_scale_overrides, load_run_data, training_schedule
+from .build import Schedule, build_guide, build_kl_weight, build_model, layer_scale_overrides, load_run_data, training_schedule
 from .config import CONF_DIR, ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
@@ -109,7 +109,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
     schedule = training_schedule(cfg.inference, data.num_train, cfg.data.batch_size)
     epochs = schedule.epochs
-    kl_weight = KLWeight(cfg.inference.kl_weight, schedule.kl_warmup_epochs, cfg.inference.kl_schedule)
+    kl_weight = build_kl_weight(cfg.inference).over(epochs)
     title = run_title(cfg, data.name, kl_weight, epochs)
     if schedule.large_data:
         log.info("size rule: %d training examples > inference.large_data.above=%d: %d epochs of %d steps of %d "
@@ -136,20 +136,14 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     write_json(output_dir / "metrics.json", metrics)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
     (output_dir / STATUS_FILE).unlink(missing_ok=True)  # an interrupted run, resumed: it has finished now
-    _log_summary(metrics)
+    _log_summary(metrics, kl_weight)
     return metrics
 
 
 def run_title(cfg: DictConfig, data_name: str, kl_weight: KLWeight, epochs: int) -> str:
     """The plots' title: data, model, guide, ELBO, and the KL weight where it is not the exact ELBO."""
     return f"{data_name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}" + (
-        "" if kl_weight.is_exact_elbo(epochs) else
-        f"\n(tempered, not the exact ELBO: {kl_weighting(kl_weight.weight, kl_weight.warmup_epochs, epochs)})")
-
-
-def kl_weighting(weight: float, warmup_epochs: int, epochs: int) -> str:
-    """The KL weighting of a run in words: its weight, and its warm-up where it has one."""
-    return f"kl_weight={weight}" + (f", a KL warm-up over {warmup_epochs} of {epochs} epochs" if warmup_epochs else "")
+        "" if kl_weight.is_exact_elbo(epochs) else f"\n(tempered, not the exact ELBO: {kl_weight.describe(epochs)})")
 
 
 def _device(device: str) -> str:
@@ -329,10 +323,10 @@ def _reference(cfg: DictConfig, model, guide, scored: Scored, data: DataSplits, 
     return write_nuts_comparison(output_dir, model, guide, scored, data, options)
 
 
-def _log_summary(metrics: Dict[str, Any]) -> None:
+def _log_summary(metrics: Dict[str, Any], kl_weight: KLWeight) -> None:
     if not metrics["exact_elbo"]:
         log.warning("this run did not optimise the exact ELBO (%s): a tempered posterior",
-                    kl_weighting(metrics["kl_weight"], metrics["kl_weight_used"]["warmup_epochs"], metrics["epochs"]))
+                    kl_weight.describe(metrics["epochs"]))
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
 
 
