@@ -17,7 +17,7 @@ import pyro
 import torch
 from common import RECIPES
 
-from pyro_bnn import KLWeight, auto_normal, evaluate, fit, load_data, make_loader
+from pyro_bnn import KLWeight, MeanFieldELBO, Schedule, auto_normal, evaluate, fit, load_data, make_loader
 
 
 def run(kind: str, split: int, seed: int = 0) -> dict:
@@ -27,8 +27,9 @@ def run(kind: str, split: int, seed: int = 0) -> dict:
     guide = auto_normal(model, init_scale=1e-3, init_loc="pytorch")
     start = time.perf_counter()
     history = fit(model, guide, make_loader(data.train, RECIPES[kind]["batch_size"], shuffle=True, seed=seed),
-                  epochs=RECIPES[kind]["epochs"], lr=RECIPES[kind]["lr"], elbo="mean_field",
-                  lr_schedule=RECIPES[kind]["lr_schedule"], kl_weight=KLWeight(RECIPES[kind]["kl_weight"]))
+                  Schedule(epochs=RECIPES[kind]["epochs"], lr=RECIPES[kind]["lr"],
+                  lr_schedule=RECIPES[kind]["lr_schedule"], kl_weight=KLWeight(RECIPES[kind]["kl_weight"])),
+                  MeanFieldELBO(kl="analytic"))
     metrics = evaluate(model, guide, make_loader(data.test, 1000), num_samples=100)
     metrics["time_s"] = time.perf_counter() - start
     metrics["final_nll"], metrics["final_kl"] = history[-1]["nll"], history[-1]["kl"]

@@ -35,7 +35,7 @@ def worker(args) -> None:
     from step_time import cnn, mlp
     from torch.utils.data import TensorDataset
 
-    from pyro_bnn import NormalPrior, auto_normal, fit, make_loader, to_bayesian
+    from pyro_bnn import NormalPrior, Schedule, auto_normal, fit, make_loader, to_bayesian
 
     torch.set_num_threads(args.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -48,7 +48,7 @@ def worker(args) -> None:
     model = to_bayesian({"mlp": mlp, "cnn": cnn}[args.model](), (1, 28, 28), prior=NormalPrior(1.0), num_data=args.examples)
     guide = auto_normal(model)
     history = fit(model, guide, make_loader(data, args.batch, shuffle=True, seed=0, rank=rank, world_size=world),
-                  epochs=args.epochs, lr=1e-3, distributed=world > 1)
+                  Schedule(epochs=args.epochs, lr=1e-3), distributed=world > 1)
     times = [b["time_s"] - a["time_s"] for a, b in zip(history, history[1:])]  # without the first (warm-up) epoch
     if rank == 0:
         Path(args.out).write_text(json.dumps({"epoch_s": statistics.median(times), "loss": history[-1]["loss"]}))

@@ -27,7 +27,16 @@ from common import cnn, mlp
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from pyro_bnn import NormalPrior, auto_normal, fit, initialize_guide, make_loader, optimizer, to_bayesian, training_objective
+from pyro_bnn import (
+    MeanFieldELBO,
+    NormalPrior,
+    Schedule,
+    SVIStep,
+    auto_normal,
+    fit,
+    make_loader,
+    to_bayesian,
+)
 
 
 def main() -> None:
@@ -56,23 +65,19 @@ def main() -> None:
 
     model = to_bayesian(build(), (1, 28, 28), prior=NormalPrior(1.0), num_data=args.examples)
     guide = auto_normal(model)
-    initialize_guide(guide, *next(iter(loader)))
-    objective = training_objective(model, guide)
-    bare_adam = optimizer(objective.parameters, 1e-3)
+    svi = SVIStep(MeanFieldELBO(), Schedule(epochs=1, lr=1e-3))
+    state = svi.init(model, guide, loader, len(loader))
 
     def bare_epoch():
         with pyro.validation_enabled(False):
             for x, y in loader:
-                terms = objective.terms(x, y)
-                bare_adam.zero_grad(set_to_none=True)
-                (terms.nll + terms.kl).backward()
-                bare_adam.step()
+                svi.update(state, x, y, 1.0)
 
     fit_model = to_bayesian(build(), (1, 28, 28), prior=NormalPrior(1.0), num_data=args.examples)
     fit_guide = auto_normal(fit_model)
 
     def fit_epoch():
-        fit(fit_model, fit_guide, loader, epochs=1, lr=1e-3)
+        fit(fit_model, fit_guide, loader, Schedule(epochs=1, lr=1e-3))
 
     systems = {"plain epoch": plain_epoch, "bare steps": bare_epoch, "fit epoch": fit_epoch}
     times = {name: [] for name in systems}

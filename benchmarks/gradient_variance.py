@@ -24,7 +24,17 @@ from contextlib import nullcontext
 import pyro
 import torch
 
-from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, elbo_terms, estimator_handler, fit, load_data, make_loader
+from pyro_bnn import (
+    BayesianMLP,
+    NormalPrior,
+    Schedule,
+    auto_normal,
+    elbo_terms,
+    estimator_handler,
+    fit,
+    load_data,
+    make_loader,
+)
 
 ESTIMATORS = ("shared", "separate", "local_reparameterization", "flipout")
 LAYERS = {"top": "net.5.weight", "first": "net.1.weight"}
@@ -60,7 +70,7 @@ def main() -> None:
     data = load_data("digits")
     model = BayesianMLP(data.in_shape, 10, hidden=(400, 400), prior=NormalPrior(1.0), num_data=data.num_train)
     guide = auto_normal(model, init_scale=args.init_scale)
-    fit(model, guide, make_loader(data.train, args.batch, shuffle=True), epochs=args.epochs, lr=1e-3)
+    fit(model, guide, make_loader(data.train, args.batch, shuffle=True), Schedule(epochs=args.epochs, lr=1e-3))
     x, y = (t[: args.batch] for t in data.train.tensors)
     print(f"digits MLP 64-400-400-10, {args.epochs} epochs trained, batch {args.batch}, {args.repeats} gradient draws")
     print(f"{'estimator':26} {'var top':>10} {'x shared':>8} {'var first':>10} {'x shared':>8} {'ms/grad':>8}")

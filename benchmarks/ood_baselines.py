@@ -41,8 +41,10 @@ import torch
 from common import train_config
 
 from pyro_bnn import (
+    MeanFieldELBO,
     MopedPrior,
     NormalPrior,
+    Schedule,
     auto_normal,
     classification_metrics,
     cnn_network,
@@ -94,8 +96,8 @@ def finetune(cfg, data, ood, net: torch.nn.Module, seed: int, layers: List[str],
     model = to_bayesian(net, data.in_shape, prior=prior, num_data=data.num_train, bayesian=layers)
     guide = auto_normal(model, init_scale=init_scale, init_loc=pretrained_weights(net, model=model))
     start = time.perf_counter()
-    fit(model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=seed), epochs=epochs, lr=lr,
-        lr_schedule="cosine", kl_weight=1.0, estimator=cfg.inference.estimator)
+    fit(model, guide, make_loader(data.train, cfg.data.batch_size, shuffle=True, seed=seed), Schedule(epochs=epochs,
+        lr=lr, lr_schedule="cosine", kl_weight=1.0), MeanFieldELBO(estimator=cfg.inference.estimator))
     seconds = time.perf_counter() - start
     pyro.set_rng_seed(seed)
     test = make_loader(data.test, 1000)

@@ -23,7 +23,9 @@ import torch
 from pyro_bnn import (
     BayesianCNN,
     KLWeight,
+    MeanFieldELBO,
     NormalPrior,
+    Schedule,
     auto_normal,
     fit,
     load_data,
@@ -74,8 +76,9 @@ def run(split: int, seed: int, ood_name: str) -> dict:
                         bayesian=a.bayesian if a.bayesian in ("all", "last") else a.bayesian.split(","))
     guide = auto_normal(model, init_scale=a.init_scale)
     t = time.perf_counter()
-    h = fit(model, guide, make_loader(data.train, a.bs, shuffle=True, seed=seed), epochs=a.epochs, lr=a.lr,
-            lr_schedule=a.sched, kl_weight=KLWeight(a.klw, a.warm), estimator=a.estimator, num_particles=a.particles)
+    h = fit(model, guide, make_loader(data.train, a.bs, shuffle=True, seed=seed), Schedule(epochs=a.epochs, lr=a.lr,
+            lr_schedule=a.sched, kl_weight=KLWeight(a.klw, a.warm)), MeanFieldELBO(num_particles=a.particles,
+            estimator=a.estimator))
     ft = time.perf_counter() - t
     pyro.set_rng_seed(seed)
     tl = make_loader(data.test, 1000)

@@ -8,7 +8,7 @@ interleaved (each repeat runs every system once, in turn):
 
 * ``plain``: the network, cross-entropy, one torch Adam;
 * ``pyro_bnn ...``: :func:`pyro_bnn.to_bayesian` of the same network, N(0, 1) prior, :func:`pyro_bnn.auto_normal`,
-  one step of :func:`pyro_bnn.fit`'s loop (its :func:`~pyro_bnn.inference.training_objective` and optimizer):
+  one step of :func:`pyro_bnn.fit`'s loop (its :class:`~pyro_bnn.SVIStep`: the objective and optimizer):
   ``mean_field`` (closed-form KL, the fused step), ``mf local_reparam`` / ``mf dense_lrt`` (local
   reparameterization in the dense layers only, the default recipe's) / ``mf flipout`` (its estimators),
   ``trace`` (Monte Carlo KL, fused), ``mf fused=False`` (Pyro's traces of guide and model), ``mf last layer``
@@ -51,7 +51,8 @@ from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from pyro_bnn import NormalPrior, auto_normal, cnn_network, initialize_guide, optimizer, to_bayesian, training_objective
+from pyro_bnn import MeanFieldELBO, NormalPrior, Schedule, SVIStep, auto_normal, cnn_network, to_bayesian
+from pyro_bnn.elbo import ELBO_KL
 
 BATCH, NUM_DATA = 128, 60000
 
@@ -86,16 +87,12 @@ def pyro_bnn_step(net: nn.Module, x, y, elbo: str, estimator: str = "shared", fu
     model = to_bayesian(net, in_shape=x.shape[1:], prior=NormalPrior(1.0), num_data=NUM_DATA,
                         bayesian=bayesian).to(x.device)
     guide = auto_normal(model, init_scale=1e-3)
-    initialize_guide(guide, x, y)
-    objective = training_objective(model, guide, elbo, estimator, fused=fused)
-    adam = optimizer(objective.parameters, lr=1e-3)
+    svi = SVIStep(MeanFieldELBO(kl=ELBO_KL[elbo], estimator=estimator, fused=fused), Schedule(epochs=1, lr=1e-3))
+    state = svi.init(model, guide, [(x, y)], num_steps=1)
 
     def step():  # the body of pyro_bnn.fit's loop (validation off, as there), without the bookkeeping
         with pyro.validation_enabled(False):
-            terms = objective.terms(x, y)
-            adam.zero_grad(set_to_none=True)
-            (terms.nll + terms.kl).backward()
-            adam.step()
+            svi.update(state, x, y, 1.0)
 
     return step
 

@@ -17,7 +17,18 @@ import pyro
 import torch
 from common import RECIPES
 
-from pyro_bnn import ESTIMATORS, KLWeight, auto_normal, evaluate, fit, load_data, make_loader
+from pyro_bnn import (
+    ESTIMATORS,
+    Hooks,
+    KLWeight,
+    MeanFieldELBO,
+    Schedule,
+    auto_normal,
+    evaluate,
+    fit,
+    load_data,
+    make_loader,
+)
 
 
 def run(estimator: str, target: float, samples: int) -> dict:
@@ -39,9 +50,10 @@ def run(estimator: str, target: float, samples: int) -> dict:
         clock["last"] = accuracy
         clock["since"] = time.perf_counter()
 
-    fit(model, guide, make_loader(data.train, recipe["batch_size"], shuffle=True, seed=0), epochs=recipe["epochs"],
-        lr=recipe["lr"], elbo="mean_field", lr_schedule=recipe["lr_schedule"], kl_weight=KLWeight(recipe["kl_weight"]),
-        estimator=estimator, callback=after_epoch)
+    fit(model, guide, make_loader(data.train, recipe["batch_size"], shuffle=True, seed=0),
+        Schedule(epochs=recipe["epochs"], lr=recipe["lr"], lr_schedule=recipe["lr_schedule"],
+        kl_weight=KLWeight(recipe["kl_weight"])), MeanFieldELBO(estimator=estimator, kl="analytic"),
+        Hooks(callback=after_epoch))
     return {"reached": reached, "total_s": clock["train"], "final": clock["last"]}
 
 

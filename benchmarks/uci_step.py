@@ -23,7 +23,16 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from pyro_bnn import BayesianMLP, HeteroscedasticGaussian, NormalPrior, auto_normal, fit, make_loader
+from pyro_bnn import (
+    BayesianMLP,
+    HeteroscedasticGaussian,
+    MeanFieldELBO,
+    NormalPrior,
+    Schedule,
+    auto_normal,
+    fit,
+    make_loader,
+)
 
 ESTIMATORS = ("shared", "local_reparameterization")
 
@@ -57,7 +66,8 @@ def main() -> None:
         model = BayesianMLP(args.inputs, 2, hidden=(50,), prior=NormalPrior(1.0), num_data=args.examples,
                             likelihood=HeteroscedasticGaussian())
         guide = auto_normal(model)
-        return lambda: fit(model, guide, loader, epochs=args.epochs, lr=1e-2, estimator=estimator)
+        return lambda: fit(model, guide, loader, Schedule(epochs=args.epochs, lr=1e-2),
+                           MeanFieldELBO(estimator=estimator))
 
     systems = {"plain": plain, **{f"fit ({e})": bayesian(e) for e in ESTIMATORS}}
     steps = args.epochs * len(loader)

@@ -40,7 +40,10 @@ from .estimators import (
     estimator_handler,
 )
 from .fused import FusedMeanField
-from .inference import KLWeight, TrainingInterrupted, fit, lr_scheduler, optimizer, training_objective
+from .inference import Hooks, TrainingInterrupted, fit
+from .objective import MeanFieldELBO
+from .schedules import KLWeight, Schedule, lr_scheduler
+from .step import SVIStep, optimizer
 
 # evaluation, posterior health, the NUTS reference
 from .evaluation import (
@@ -71,7 +74,7 @@ __all__ = [
     # the loss and training
     "ElboTerms", "elbo_terms", "ESTIMATORS", "estimator_handler", "SharedDraw", "LocalReparameterization",
     "DenseLocalReparameterization", "Flipout", "FusedMeanField", "KLWeight", "TrainingInterrupted", "fit",
-    "training_objective", "optimizer", "lr_scheduler",
+    "MeanFieldELBO", "Schedule", "Hooks", "SVIStep", "optimizer", "lr_scheduler",
     # evaluation, posterior health, the NUTS reference
     "evaluate", "predict", "posterior_samples", "predict_with_samples", "score",
     "classification_metrics", "regression_metrics", "in_original_units", "ood_metrics", "posterior_health", "nuts_posterior",

@@ -34,7 +34,7 @@ def world() -> tuple:
 class GradientAllReduce:
     """After each backward pass: the gradients and loss terms of the whole minibatch on every rank.
 
-    :param parameters: the tensors an optimizer trains (:class:`~pyro_bnn.inference.Objective`'s).
+    :param parameters: the tensors an optimizer trains (the model's and the guide's).
     """
 
     def __init__(self, parameters: List[torch.Tensor]):

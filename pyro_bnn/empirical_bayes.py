@@ -22,7 +22,7 @@ its own scale.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -93,9 +93,16 @@ class EmpiricalBayes:
         for name, m0 in zip(self.names, self._prior_locs):
             loc, scale = guide.loc_and_scale(name)
             sums.append((loc - m0).pow(2).sum() + scale.pow(2).sum())
-        variances = self.optimal_variances(torch.stack(sums).to(self.sizes.dtype))
+        return self.update_from_sums(torch.stack(sums).to(self.sizes.dtype))[1]
+
+    @torch.no_grad()
+    def update_from_sums(self, sum_squares: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Set every learned scale to its optimum given ``S = sum(sigma^2 + (mu - m0)^2)`` per learned site (however
+        the guide's parameters are held); returns the variances ``s^2`` and the hyperprior's NLL. The one update of
+        every path (Pyro's traces, the fused step)."""
+        variances = self.optimal_variances(sum_squares)
         self.set_variances(variances)
-        return self.hyperprior_nll(variances)
+        return variances, self.hyperprior_nll(variances)
 
 
 def prior_scales(model: nn.Module) -> Dict[str, float]:

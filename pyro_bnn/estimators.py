@@ -17,95 +17,44 @@ what it estimates unchanged:
   ``r, s`` in ``{-1, 1}`` per example; exact in distribution for every example, Linear and
   convolutions alike.
 
-Use them around the computation of the loss; they act on every Linear/Conv1d/Conv2d/Conv3d
-layer whose weight was drawn from a Normal (e.g. by
-:func:`~pyro_bnn.guides.auto_normal`) and leave other layers alone::
+Use them around the computation of the loss; they act on the Bayesian layers of a pyro_bnn model
+(:class:`~pyro_bnn.layers.BayesianLayer`: what a prior's ``apply`` makes of a Linear/Conv1d/Conv2d/Conv3d layer) whose
+weight was drawn from a Normal (e.g. by :func:`~pyro_bnn.guides.auto_normal`), and leave other layers alone::
 
     with LocalReparameterization():
         loss = elbo_terms(model, guide, x, y).loss     # or svi.step(x, y)
 
-While a handler is active, the calls of ``torch.nn.functional.linear`` and ``conv1d/2d/3d`` made *in its
-thread* are routed through it (other threads' calls, and other layers, e.g. ``ConvTranspose2d``, never
-Bayesian: :data:`~pyro_bnn.priors.BAYESIAN_LAYERS`, are not): the handlers active in a thread form a stack
-of that thread, and the four functions are swapped for dispatchers once, while any handler is active in any
-thread, then put back. It records, for each Normal sample it sees (the guide's, seen
-first), the ``(loc, scale)`` behind the sampled tensor, and recognises that tensor
-when a layer uses it as its weight. A tensor the guide drew from another distribution
-(the point of ``auto_delta``, a joint draw of ``auto_lowrank``) stays a plain weight when
-the model's Normal prior sees it again: such guides train as with one shared draw. The
-KL terms are untouched (closed form or at the sampled weights). ``fit(..., estimator=...)``
-and ``inference.estimator`` select one; :class:`SharedDraw` (``"shared"``) is the handler that changes nothing.
+A handler is a Pyro :class:`~pyro.poutine.messenger.Messenger`. It records, for each Normal sample site the guide
+draws (seen first), the ``(value, loc, scale)`` behind it, by the site's name; a Bayesian layer sends its output as a
+message of its own type (:func:`~pyro_bnn.layers.layer_output`), and the handler computes it from the Normals of the
+layer's sites where the layer's weight is the value it recorded. Nothing in torch is replaced. A tensor the guide drew
+from another distribution (the point of ``auto_delta``, a joint draw of ``auto_lowrank``) stays a plain weight: such
+guides train as with one shared draw. A layer called twice in one forward pass would get independent noise in each
+call (another model than the one written): the handler refuses it in one line. The KL terms are untouched (closed
+form or at the sampled weights). ``fit(..., estimator=...)`` and ``inference.estimator`` select one;
+:class:`SharedDraw` (``"shared"``) is the handler that changes nothing.
 """
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Set, Tuple
 
 import torch
 import torch.nn.functional as F
 from pyro.poutine.messenger import Messenger
+from torch import nn
 
+from .layers import own_output
 from .priors import normal_params
 
-#: The functions of ``torch.nn.functional`` a handler routes (those of :data:`~pyro_bnn.priors.BAYESIAN_LAYERS`).
-ROUTED = ("linear", "conv1d", "conv2d", "conv3d")
-#: torch's own functions, as they were when this module was imported.
-_TORCH = {name: getattr(F, name) for name in ROUTED}
-
-
-class _Routing(threading.local):
-    """The handlers active in this thread (innermost last)."""
-
-    def __init__(self):
-        self.stack = []
-
-
-_ROUTING = _Routing()
 #: A draw and the Normal it came from: ``(value, loc, scale)`` (what :meth:`LayerNoise.register` records).
 Normal = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-_INSTALL_LOCK = threading.Lock()
-_installed = 0  # handlers active over all threads: the dispatchers stand in for torch's functions while > 0
-
-
-def _dispatcher(name: str):
-    """``F.<name>`` through this thread's innermost active handler, or torch's own where none is active."""
-    original = _TORCH[name]
-
-    def dispatch(*args, **kwargs):
-        stack = _ROUTING.stack
-        return stack[-1].route(name, *args, **kwargs) if stack else original(*args, **kwargs)
-    return dispatch
-
-
-_DISPATCHERS = {name: _dispatcher(name) for name in ROUTED}
-
-
-def _activate(handler) -> None:
-    global _installed
-    with _INSTALL_LOCK:
-        if _installed == 0:
-            for name in ROUTED:
-                setattr(F, name, _DISPATCHERS[name])
-        _installed += 1
-    _ROUTING.stack.append(handler)
-
-
-def _deactivate(handler) -> None:
-    global _installed
-    _ROUTING.stack.remove(handler)
-    with _INSTALL_LOCK:
-        _installed -= 1
-        if _installed == 0:
-            for name in ROUTED:
-                setattr(F, name, _TORCH[name])
 
 
 class SharedDraw:
     """The estimator ``"shared"``: one weight draw per minibatch, every layer computed as it is. The handler that
-    changes nothing, with the interface of the others (``with``, :meth:`register`, :meth:`routing`,
-    :meth:`for_rows`)."""
+    changes nothing, with the interface of the others (``with``, :meth:`register`, :meth:`for_rows`, :meth:`dense`)."""
 
     needs_weight_draw = True
     #: whether the layers' computation reads the Normal behind each drawn weight (given to :meth:`register`)
@@ -119,23 +68,21 @@ class SharedDraw:
     def __exit__(self, *args):
         return None
 
-    def register(self, value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
+    def register(self, site: str, value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
         """Nothing to record: the layers use the drawn tensors as they are."""
 
-    def routing(self, rows: Optional[Tuple[int, int]] = None) -> "SharedDraw":
+    def for_rows(self, rows: Optional[Tuple[int, int]] = None) -> "SharedDraw":
         """Active over (a part ``rows`` of) a minibatch: nothing per example to draw here (a context manager: itself)."""
         return self
 
-    for_rows = routing
-
     def dense(self, x: torch.Tensor, weight: Normal, bias: Normal, rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """A Linear layer on the drawn weights: ``F.linear(x, weight[0], bias[0])``."""
-        return _TORCH["linear"](x, weight[0], bias[0])
+        return F.linear(x, weight[0], bias[0])
 
 
 class LayerNoise(Messenger):
-    """Records the Normal behind every sampled tensor; routes ``F.linear`` to :meth:`linear` and
-    ``F.conv1d/2d/3d`` to :meth:`conv`."""
+    """Records the Normal behind every sampled site by name; computes a Bayesian layer's output (the message
+    ``"bayesian_layer"``) by :meth:`linear` or :meth:`conv` where its weight is a recorded Normal draw."""
 
     #: what ``linear`` and ``conv`` layers get where it is not this estimator's own (:func:`layer_estimator`)
     per_layer: Dict[str, str] = {}
@@ -144,35 +91,36 @@ class LayerNoise(Messenger):
 
     def __init__(self):
         super().__init__()
-        self._normals: Dict[int, Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]] = {}
+        self._normals: Dict[str, Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]] = {}
+        self._computed: Set[str] = set()  # the layers computed since their weights were drawn
         self._rows: Optional[Tuple[int, int]] = None
-        self._routing = None  # the routing of a plain ``with handler:`` block (:meth:`__enter__`)
-
-    @contextmanager
-    def routing(self, rows: Optional[Tuple[int, int]] = None) -> Iterator["LayerNoise"]:
-        """Route this thread's layers through the handler, without joining Pyro's effect stack: the tensors it knows
-        are those given to :meth:`register` (what :class:`~pyro_bnn.fused.FusedMeanField` does).
-
-        :param rows: ``(first row, rows of the whole minibatch)`` of the part of a minibatch this process holds
-            (:func:`~pyro_bnn.inference.fit` with ``distributed=True``; None: the whole minibatch): the per-example
-            noise is drawn for the whole minibatch and this part's rows are kept, so every process draws what one
-            process would draw.
-        """
-        self._normals.clear()
-        self._rows = rows
-        _activate(self)
-        try:
-            yield self
-        finally:
-            _deactivate(self)
-            self._normals.clear()
-            self._rows = None
 
     @contextmanager
     def for_rows(self, rows: Optional[Tuple[int, int]]) -> Iterator["LayerNoise"]:
-        """:meth:`routing`, and on Pyro's effect stack: every Normal the guide samples is registered."""
-        with self.routing(rows), self:
-            yield self
+        """The handler over one minibatch, or over the part ``rows`` of it that this process holds.
+
+        :param rows: ``(first row, rows of the whole minibatch)`` (:func:`~pyro_bnn.inference.fit` with
+            ``distributed=True``; None: the whole minibatch): the per-example noise is drawn for the whole minibatch
+            and this part's rows are kept, so every process draws what one process would draw.
+        """
+        self._rows = rows
+        try:
+            with self:
+                yield self
+        finally:
+            self._rows = None
+
+    def __enter__(self):
+        self._normals.clear()
+        self._computed.clear()
+        return super().__enter__()
+
+    def __exit__(self, *args):
+        try:
+            return super().__exit__(*args)
+        finally:
+            self._normals.clear()
+            self._computed.clear()
 
     def _per_example(self, draw, shape) -> torch.Tensor:
         """``draw(shape)`` whose first dimension is the examples, or this process's rows of the whole batch's."""
@@ -181,66 +129,53 @@ class LayerNoise(Messenger):
         start, total = self._rows
         return draw((total, *shape[1:]))[start:start + shape[0]]
 
-    def __enter__(self):
-        if self not in _ROUTING.stack:  # ``with handler:`` alone: route too, for the whole block
-            self._routing = self.routing(self._rows)
-            self._routing.__enter__()
-        return super().__enter__()
-
-    def __exit__(self, *args):
-        routing, self._routing = self._routing, None
-        try:
-            return super().__exit__(*args)
-        finally:
-            if routing is not None:
-                routing.__exit__(None, None, None)
-
     def dense(self, x: torch.Tensor, weight: Normal, bias: Normal, rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """A Linear layer whose weight and bias are the draws ``weight[0]``, ``bias[0]`` of the Normals
-        ``(loc, scale) = weight[1:]``, ``bias[1:]``, computed by this estimator without routing ``F.linear``: what
-        :meth:`route` does for a registered layer, with its arguments known (:class:`~pyro_bnn.fused.SequentialPlan`).
-        ``rows``: as in :meth:`routing`."""
+        ``(loc, scale) = weight[1:]``, ``bias[1:]``: what the handler computes for a Bayesian Linear layer, with its
+        Normals given (:class:`~pyro_bnn.fused.SequentialPlan`). ``rows``: as in :meth:`for_rows`."""
         self._rows = rows
         try:
             return self.linear(x, weight, bias[0], bias if bias[1] is not None else None)
         finally:
             self._rows = None
 
-    def route(self, name: str, *args, **kwargs) -> torch.Tensor:
-        """``F.<name>(*args, **kwargs)`` of a layer in this handler's thread."""
-        return self._linear(*args, **kwargs) if name == "linear" else self._conv(_TORCH[name], *args, **kwargs)
-
-    def register(self, value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
-        """Treat ``value`` as a draw from ``Normal(loc, scale)`` when a layer uses it (inside the handler)."""
-        self._normals[id(value)] = (value, loc, scale)  # keeps value alive, so its id stays unique
+    def register(self, site: str, value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        """Treat ``value`` as the draw of sample site ``site`` from ``Normal(loc, scale)`` when its layer uses it."""
+        self._normals[site] = (value, loc, scale)
+        self._computed.discard(site.rpartition(".")[0])
 
     def _pyro_post_sample(self, msg):
-        value = msg["value"]
-        if msg["is_observed"] or not isinstance(value, torch.Tensor) or id(value) in self._normals:
-            return
+        value, name = msg["value"], msg["name"]
+        if msg["is_observed"] or not isinstance(value, torch.Tensor) or name in self._normals:
+            return  # the guide's draw is seen first; the model's replay of it is the same tensor
         params = normal_params(msg["fn"])
         if params is not None and params[0].shape == value.shape:
-            self.register(value, *params)
+            self.register(name, value, *params)
         else:  # not a Normal draw (e.g. the point of auto_delta, a joint draw of auto_lowrank): the model's replay
-            self._normals[id(value)] = (value, None, None)  # of it under its Normal prior is no Normal draw either
+            self._normals[name] = (value, None, None)  # of it under its Normal prior is no Normal draw either
 
-    def _normal_of(self, tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        found = self._normals.get(id(tensor)) if tensor is not None else None
+    def _normal_of(self, site: str, tensor) -> Optional[Normal]:
+        found = self._normals.get(site) if tensor is not None else None
         return found if found is not None and found[0] is tensor and found[1] is not None else None
 
-    def _linear(self, input, weight, bias=None):
-        normal = self._normal_of(weight)
-        if normal is None:
-            return _TORCH["linear"](input, weight, bias)
-        return self.linear(input, normal, bias, self._normal_of(bias))
-
-    def _conv(self, original, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-        """``original`` (``F.conv1d``, ``conv2d`` or ``conv3d``) through :meth:`conv` where its weight is a Normal draw."""
-        normal = self._normal_of(weight)
-        if normal is None:
-            return original(input, weight, bias, stride, padding, dilation, groups)
-        conv = lambda x, w, b=None: original(x, w, b, stride, padding, dilation, groups)  # noqa: E731
-        return self.conv(conv, input, normal, bias, self._normal_of(bias))
+    def _pyro_bayesian_layer(self, msg):
+        layer, x, weight, bias = msg["args"]
+        name = msg["name"]
+        kind = "linear" if isinstance(layer, nn.Linear) else "conv"
+        normal = self._normal_of(f"{name}.weight", weight)
+        if normal is None or self.per_layer.get(kind) == "shared":
+            return  # the layer's own output (own_output)
+        if name in self._computed:
+            raise ValueError(f"the Bayesian layer {name} is called twice in one forward pass: under "
+                             f"estimator={ESTIMATOR_NAMES[type(self)]} each call would draw its own per-example noise, "
+                             "which is another model than the network's; use estimator=shared for this network")
+        self._computed.add(name)
+        bias_normal = self._normal_of(f"{name}.bias", bias)
+        if kind == "linear":
+            msg["value"] = self.linear(x, normal, bias, bias_normal)
+        else:
+            conv = lambda x, w, b=None: own_output(layer, x, w, b)  # noqa: E731
+            msg["value"] = self.conv(conv, x, normal, bias, bias_normal)
 
 
 class LocalReparameterization(LayerNoise):
@@ -255,9 +190,8 @@ class LocalReparameterization(LayerNoise):
 
     def linear(self, x, weight_normal, bias, bias_normal):
         _, loc, scale = weight_normal
-        linear = _TORCH["linear"]
-        mean = linear(x, loc, bias_normal[1] if bias_normal else bias)
-        variance = linear(x * x, scale * scale, bias_normal[2] ** 2 if bias_normal else None)
+        mean = F.linear(x, loc, bias_normal[1] if bias_normal else bias)
+        variance = F.linear(x * x, scale * scale, bias_normal[2] ** 2 if bias_normal else None)
         return self._draw(mean, variance)
 
     def conv(self, conv, x, weight_normal, bias, bias_normal):
@@ -276,9 +210,6 @@ class DenseLocalReparameterization(LocalReparameterization):
     needs_weight_draw = True
     per_layer = {"linear": "local_reparameterization", "conv": "shared"}
 
-    def conv(self, conv, x, weight_normal, bias, bias_normal):
-        return conv(x, weight_normal[0], bias)
-
 
 class Flipout(LayerNoise):
     """Decorrelate the shared weight draw across examples with random sign flips (see the module docstring)."""
@@ -291,7 +222,7 @@ class Flipout(LayerNoise):
 
     def linear(self, x, weight_normal, bias, bias_normal):
         weight, loc, _ = weight_normal
-        linear = _TORCH["linear"]
+        linear = F.linear
         flat = x.reshape(-1, x.shape[-1])
         r, s = self._signs(len(flat), loc.shape[1], x), self._signs(len(flat), loc.shape[0], x)
         out = linear(flat, loc, bias_normal[1] if bias_normal else bias)
@@ -311,6 +242,7 @@ class Flipout(LayerNoise):
 HANDLERS = {"shared": SharedDraw, "local_reparameterization": LocalReparameterization,
             "dense_local_reparameterization": DenseLocalReparameterization, "flipout": Flipout}
 ESTIMATORS = tuple(HANDLERS)
+ESTIMATOR_NAMES = {handler: name for name, handler in HANDLERS.items()}
 
 
 def layer_estimator(name: str, layer: torch.nn.Module) -> str:

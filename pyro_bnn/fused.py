@@ -6,8 +6,8 @@ operations. In the common case, a :class:`~pyro_bnn.guides.MeanFieldNormal` guid
 :class:`~pyro_bnn.models.BayesianModel` whose priors are all Normal, :class:`FusedMeanField` computes the
 same terms with a few operations over whole vectors:
 
-* the guide's means and log-scales become views of two flat vectors ``loc`` and ``log_scale``: the guide
-  keeps its parameters and stays usable as before, and one optimizer step updates all;
+* the guide's means and log-scales are read as two flat vectors ``loc`` and ``log_scale`` (one concatenation
+  each; the guide owns its parameters, and their gradients reach them);
 * one ``normal_`` draws the noise of every weight, ``w = loc + exp(log_scale) * eps``;
 * the KL is the closed form of :mod:`pyro_bnn.normal_kl` summed per site, with its gradient written out
   (:class:`MeanFieldSample`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the
@@ -36,6 +36,7 @@ from .elbo import KL_KINDS, ElboTerms, average_terms
 from .empirical_bayes import EmpiricalBayes
 from .estimators import Normal, estimator_handler
 from .guides import MeanFieldNormal
+from .layers import BayesianLayer
 from .models import ACTIVATIONS, BayesianModel
 from .normal_kl import NormalKLPrior, normal_kl_of_sums
 from .priors import normal_params, site_prior
@@ -69,9 +70,9 @@ class SequentialPlan:
     """The network of a :class:`~pyro_bnn.models.BayesianModel` run on given weights without Pyro: for an
     ``nn.Sequential`` of Flatten, Linear layers whose weight and bias are both sample sites, and the activations
     of :data:`~pyro_bnn.models.ACTIVATIONS`, each with its class's own ``forward`` and no hooks. The same
-    operations as the model's under the step's estimator (each Linear layer is the estimator's ``dense``, what its
-    routing of ``F.linear`` computes), without the per-site ``pyro.sample`` messages of
-    :func:`pyro.poutine.condition` and the estimator's routing of ``F.linear`` (most of a step of a small MLP).
+    operations as the model's under the step's estimator (each Linear layer is the estimator's ``dense``, what it
+    computes for the layer's message), without the per-site ``pyro.sample`` messages of
+    :func:`pyro.poutine.condition` and the layers' own messages (most of a step of a small MLP).
     """
 
     #: The layers it runs, by the class whose ``forward`` they must keep.
@@ -91,7 +92,8 @@ class SequentialPlan:
             base = next((c for c in cls.LAYERS if isinstance(module, c)), None)
             hooked = (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                       or module._backward_pre_hooks)
-            if base is None or type(module).forward is not base.forward or hooked or any(True for _ in module.children()):
+            own_forward = type(module).forward in (base.forward, BayesianLayer.forward) if base is not None else False
+            if not own_forward or hooked or any(True for _ in module.children()):
                 return None
             if base is nn.Linear:
                 weight, bias = f"net.{index}.weight", f"net.{index}.bias"
@@ -184,8 +186,8 @@ class FusedMeanField:
 
     :param model: a :class:`~pyro_bnn.models.BayesianModel` whose weight priors are all Normal, with one
         location and one scale per site (as every :class:`~pyro_bnn.priors.NormalPrior` gives).
-    :param guide: its :class:`~pyro_bnn.guides.MeanFieldNormal`, already run once; its parameters become
-        views of :attr:`loc` and :attr:`log_scale` (same values; train those two, not the guide's own tensors).
+    :param guide: its :class:`~pyro_bnn.guides.MeanFieldNormal`, already run once: the step reads its parameters at
+        every call (:meth:`flat`), and their gradients reach them (train the guide's own parameters).
     :param str kl: ``"analytic"`` (TraceMeanField_ELBO) or ``"mc"`` (Trace_ELBO).
     :param str estimator: ``"shared"``, ``"local_reparameterization"`` or ``"flipout"``.
 
@@ -204,28 +206,29 @@ class FusedMeanField:
             raise ValueError(f"the fused mean-field step cannot train this pair: {reason}; use fused=False")
         self.model, self.kl, self.handler = model, kl, estimator_handler(estimator)
         self.names = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
-        locs = [guide.locs.get_parameter(name + "_unconstrained") for name in self.names]
-        log_scales = [guide.scales.get_parameter(name + "_unconstrained") for name in self.names]
-        self.shapes = [p.shape for p in locs]
-        self.sizes = [p.numel() for p in locs]
-        self.loc = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in locs]))
-        self.log_scale = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in log_scales]))
-        for flat, params in ((self.loc, locs), (self.log_scale, log_scales)):
-            for param, view in zip(params, flat.detach().split(self.sizes)):
-                param.data = view.view(param.shape)  # the guide now reads (and saves) the flat vectors
+        # the guide's own parameters, read (never replaced) at every call
+        self.locs = [guide.locs.get_parameter(name + "_unconstrained") for name in self.names]
+        self.log_scales = [guide.scales.get_parameter(name + "_unconstrained") for name in self.names]
+        self.shapes = [p.shape for p in self.locs]
+        self.sizes = [p.numel() for p in self.locs]
+        first = self.locs[0]
         priors = [normal_params(site_prior(model, name)) for name in self.names]
         self.prior_locs = [float(loc.reshape(-1)[0]) for loc, _ in priors]
-        variances = torch.stack([scale.reshape(-1)[0] for _, scale in priors]).detach().to(self.loc) ** 2
+        variances = torch.stack([scale.reshape(-1)[0] for _, scale in priors]).detach().to(first) ** 2
         self.learned = EmpiricalBayes.of(model)
         learned = set(self.learned.names) if self.learned is not None else set()
         self._learned_sites = torch.tensor([self.names.index(name) for name in self.learned.names]
                                            if self.learned is not None else [], dtype=torch.long)
         self.prior_runs = prior_runs(self.sizes, self.prior_locs, variances.reciprocal().tolist(),
                                      [name in learned for name in self.names])
-        self._size_vector = torch.tensor(self.sizes, dtype=self.loc.dtype, device=self.loc.device)
+        self._size_vector = torch.tensor(self.sizes, dtype=first.dtype, device=first.device)
         self._set_prior_variances(variances)
-        self._hyperprior = self._square_sums = None
         self.plan = SequentialPlan.of(model, self.names)
+
+    def flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The guide's means and log-scales as two flat vectors (differentiable: their gradients reach the guide's
+        parameters)."""
+        return (torch.cat([p.reshape(-1) for p in self.locs]), torch.cat([p.reshape(-1) for p in self.log_scales]))
 
     def _set_prior_variances(self, variances: torch.Tensor) -> None:
         """The per-site prior tensors of the KL from the prior variances ``s0^2`` (new tensors, never in place:
@@ -241,23 +244,19 @@ class FusedMeanField:
             [torch.dot(part, part) for part in self.deviations(loc)])
 
     @torch.no_grad()
-    def _update_learned_scales(self) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Set every learned prior scale to its optimum given the current guide: the hyperprior's NLL, and the
-        per-site square sums it was computed from (the step's KL reads them too); (None, None) without any."""
+    def _update_learned_scales(self, loc, log_scale) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Set every learned prior scale to its optimum given the current guide
+        (:meth:`~pyro_bnn.empirical_bayes.EmpiricalBayes.update_from_sums`): the hyperprior's NLL, and the per-site
+        square sums it was computed from (the step's KL reads them too); (None, None) without any."""
         if self.learned is None:
             return None, None
         index = self._learned_sites
-        sums = self.square_sums(self.loc, torch.exp(self.log_scale))
-        learned = self.learned.optimal_variances(sums[index])
+        sums = self.square_sums(loc, torch.exp(log_scale))
+        learned, hyperprior = self.learned.update_from_sums(sums[index])
         variances = self.prior_variances.clone()
         variances[index] = learned
         self._set_prior_variances(variances)
-        self.learned.set_variances(learned)
-        return self.learned.hyperprior_nll(learned), sums
-
-    def parameters(self) -> List[nn.Parameter]:
-        """The flat means and log-scales: what an optimizer of this step trains."""
-        return [self.loc, self.log_scale]
+        return hyperprior, sums
 
     def deviations(self, weights: torch.Tensor) -> List[torch.Tensor]:
         """``weights - m0`` per site (flat views where ``m0 = 0``)."""
@@ -266,44 +265,43 @@ class FusedMeanField:
     def _views(self, flat: torch.Tensor) -> List[torch.Tensor]:
         return [part.view(shape) for part, shape in zip(flat.split(self.sizes), self.shapes)]
 
-    def _nll(self, x, y, weights, scale, rows) -> torch.Tensor:
+    def _nll(self, x, y, weights, loc, scale, rows) -> torch.Tensor:
         values = self._views(weights)
-        normals = (zip(values, self._views(self.loc) if weights is not self.loc else values, self._views(scale))
+        normals = (zip(values, self._views(loc) if weights is not loc else values, self._views(scale))
                    if self.handler.reads_normals else ((value, None, None) for value in values))
         if self.plan is not None and not (torch.nn.modules.module._global_forward_hooks
                                           or torch.nn.modules.module._global_forward_pre_hooks):
             outputs = self.plan(self.model, x, dict(zip(self.names, normals)), self.handler, rows)
         else:
-            with self.handler.routing(rows):
-                for value, loc, sd in normals:
+            with self.handler.for_rows(rows):
+                for name, (value, loc, sd) in zip(self.names, normals):
                     if loc is not None:
-                        self.handler.register(value, loc, sd)
+                        self.handler.register(name, value, loc, sd)
                 with poutine.condition(data=dict(zip(self.names, values))):
                     outputs = self.model.outputs(x)
         return -self.model.likelihood.log_likelihood(outputs, y, self.model.num_data)
 
-    def _terms(self, nll, kl, kl_sites) -> ElboTerms:
-        return ElboTerms(nll, kl, dict(zip(self.names, kl_sites.detach())), self.model.num_data,
-                         hyperprior=self._hyperprior)
+    def _terms(self, nll, kl, kl_sites, hyperprior) -> ElboTerms:
+        return ElboTerms(nll, kl, dict(zip(self.names, kl_sites.detach())), self.model.num_data, hyperprior=hyperprior)
 
-    def _analytic_particle(self, x, y, rows) -> ElboTerms:
+    def _analytic_particle(self, x, y, rows, loc, log_scale, hyperprior, square_sums) -> ElboTerms:
         no_draw = not self.handler.needs_weight_draw
-        noise = None if no_draw else torch.randn_like(self.loc)
-        weights, scale, kl, kl_sites = MeanFieldSample.apply(self.loc, self.log_scale, noise, self, self._square_sums)
+        noise = None if no_draw else torch.randn_like(loc)
+        weights, scale, kl, kl_sites = MeanFieldSample.apply(loc, log_scale, noise, self, square_sums)
         # local reparameterization reads only the means and scales
-        return self._terms(self._nll(x, y, self.loc if no_draw else weights, scale, rows), kl, kl_sites)
+        return self._terms(self._nll(x, y, loc if no_draw else weights, loc, scale, rows), kl, kl_sites, hyperprior)
 
-    def _sampled_particle(self, x, y, rows) -> ElboTerms:
-        scale = torch.exp(self.log_scale)
+    def _sampled_particle(self, x, y, rows, loc, log_scale, hyperprior, square_sums) -> ElboTerms:
+        scale = torch.exp(log_scale)
         noise = torch.randn_like(scale)
-        weights = torch.addcmul(self.loc, scale, noise)
+        weights = torch.addcmul(loc, scale, noise)
         # log q(w) - log p(w) per site; the 2 pi terms cancel
-        log_q = torch.stack([part.sum() for part in self.log_scale.split(self.sizes)]).neg() - 0.5 * torch.stack(
+        log_q = torch.stack([part.sum() for part in log_scale.split(self.sizes)]).neg() - 0.5 * torch.stack(
             [torch.dot(part, part) for part in noise.split(self.sizes)])
         log_p = -self.log_prior_scale - self.kl_prior.half_precision * torch.stack(
             [torch.dot(part, part) for part in self.deviations(weights)])
         kl_sites = log_q - log_p
-        return self._terms(self._nll(x, y, weights, scale, rows), kl_sites.sum(), kl_sites)
+        return self._terms(self._nll(x, y, weights, loc, scale, rows), kl_sites.sum(), kl_sites, hyperprior)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, num_particles: int = 1,
                  rows: Optional[Tuple[int, int]] = None) -> ElboTerms:
@@ -313,5 +311,7 @@ class FusedMeanField:
             minibatch (:mod:`pyro_bnn.distributed`): per-example noise is drawn for the whole minibatch.
         """
         particle = self._analytic_particle if self.kl == "analytic" else self._sampled_particle
-        self._hyperprior, self._square_sums = self._update_learned_scales()
-        return average_terms([particle(x, y, rows) for _ in range(int(num_particles))])
+        loc, log_scale = self.flat()
+        hyperprior, square_sums = self._update_learned_scales(loc, log_scale)
+        return average_terms([particle(x, y, rows, loc, log_scale, hyperprior, square_sums)
+                              for _ in range(int(num_particles))])

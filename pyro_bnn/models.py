@@ -26,6 +26,7 @@ from torch.distributions import constraints
 
 from .checks import INDEX_LAYERS, changing_nothing, check_count
 from .estimators import layer_estimator
+from .layers import BayesianLayer
 from .likelihoods import Categorical, Likelihood
 from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
 
@@ -65,7 +66,7 @@ def _activation(name: str) -> nn.Module:
 
 def _layer_type(layer: nn.Module) -> str:
     """The class name of ``layer`` as the user built it (``Linear``, not the ``PyroLinear`` it was converted to)."""
-    return next(c.__name__ for c in type(layer).__mro__ if not issubclass(c, PyroModule))
+    return next(c.__name__ for c in type(layer).__mro__ if not issubclass(c, (PyroModule, BayesianLayer)))
 
 
 class BayesianModel(PyroModule):

@@ -35,6 +35,7 @@ from torch import nn
 from torch.distributions import Independent
 
 from .checks import check_positive
+from .layers import make_bayesian_layer
 
 #: The largest prior location accepted.
 MAX_LOC = 1e3
@@ -169,7 +170,8 @@ class Prior:
 
     def apply(self, network: nn.Module, prefix: str = "", bayesian="all") -> nn.Module:
         """Replace every parameter of every Linear/Conv layer of ``network`` (those ``bayesian`` selects:
-        :func:`select_layers`) by a sample site; the others stay parameters (point estimates).
+        :func:`select_layers`) by a sample site, and compute the layer's output through the estimator in effect
+        (:class:`~pyro_bnn.layers.BayesianLayer`); the others stay parameters (point estimates).
 
         The network's modules must already be :class:`~pyro.nn.PyroModule` instances
         (see :func:`pyro.nn.module.to_pyro_module_`). Returns ``network``.
@@ -191,6 +193,7 @@ class Prior:
                 layer.register_buffer(f"{param_name}_prior_loc", loc)
                 layer.register_buffer(f"{param_name}_prior_scale", site_scale)
                 setattr(layer, param_name, PyroSample(_PriorSite(self, param_name, shape)))
+            make_bayesian_layer(layer)
         return network
 
     def site_loc_scale(self, site: str, param: torch.Tensor, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:

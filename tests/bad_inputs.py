@@ -90,8 +90,8 @@ CLI = [
 
 #: (case, message)
 LIBRARY = [
-    ("fit(num_particles=0)", "num_particles=0: use an integer >= 1"),
-    ("fit(kl_weight='0.5')", "kl_weight='0.5': pass a number (the KL weight of every step) or a KLWeight"),
+    ("MeanFieldELBO(num_particles=0)", "num_particles=0: use an integer >= 1"),
+    ("Schedule(kl_weight='0.5')", "kl_weight='0.5': pass a number (the KL weight of every step) or a KLWeight"),
     ("fit(empty loader)", "loader yields no batches: its dataset is empty"),
     ("fit(generator)", "loader is an iterator (generator), which is spent after one pass"),
     ("fit(labels of shape (B, 1))", "the targets y of loader have shape (50, 1) for 50 inputs"),

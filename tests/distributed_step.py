@@ -12,9 +12,18 @@ import pyro
 import torch
 import torch.distributed as dist
 
-from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, fit, initialize_guide, load_data, make_loader
+from pyro_bnn import (
+    BayesianMLP,
+    MeanFieldELBO,
+    NormalPrior,
+    Schedule,
+    auto_normal,
+    fit,
+    initialize_guide,
+    load_data,
+    make_loader,
+)
 from pyro_bnn.distributed import GradientAllReduce
-from pyro_bnn.inference import training_objective
 
 
 def pair(num_data):
@@ -26,15 +35,15 @@ def pair(num_data):
 def one_step(x, y, part=None):
     model, guide = pair(len(x))
     initialize_guide(guide, x[:1], y[:1])
-    objective = training_objective(model, guide, elbo="mean_field")
+    parameters = list(guide.parameters())
     pyro.set_rng_seed(1)  # the same weight noise on every rank
     xs, ys = (x, y) if part is None else (x[part], y[part])
-    terms = objective.terms(xs, ys)
+    terms = MeanFieldELBO().terms(model, guide, xs, ys)
     (terms.nll + terms.kl).backward()
     record = terms.record()
     if part is not None:
-        record = GradientAllReduce(objective.parameters)(len(xs), record)
-    return [p.grad.clone() for p in objective.parameters], record.as_dict()
+        record = GradientAllReduce(parameters)(len(xs), record)
+    return [p.grad.clone() for p in parameters], record.as_dict()
 
 
 def main(path):
@@ -55,7 +64,7 @@ def main(path):
         for r, w in ((0, 1), (rank, world)):
             model, guide = pair(len(train))
             histories.append(fit(model, guide, make_loader(train, 64, shuffle=True, seed=0, rank=r, world_size=w),
-                                 epochs=2, lr=0.01, estimator=estimator, distributed=w > 1))
+                                 Schedule(epochs=2, lr=0.01), MeanFieldELBO(estimator=estimator), distributed=w > 1))
         result[f"history_{estimator}"] = [[h["loss"] for h in hist] for hist in histories]
     if rank == 0:
         with open(path, "w") as f:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyro
 import torch
 from hydra import compose, initialize_config_dir
 from pyro.poutine.messenger import Messenger
@@ -43,6 +44,29 @@ def spread_guide(model, x, y, init_scale=0.05, spread=1.0):
         for p in guide.scales.parameters():
             p.add_(spread * torch.rand_like(p))
     return guide
+
+
+def fused_noise(guide, seed):
+    """The noise the fused mean-field step draws after ``pyro.set_rng_seed(seed)``: one standard Normal vector over
+    the guide's sites in their order, ``{site: its flat part}`` (for :class:`FixedNoise`)."""
+    locs = [guide.loc_and_scale(name)[0] for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
+    pyro.set_rng_seed(seed)
+    flat = torch.randn(sum(loc.numel() for loc in locs), dtype=locs[0].dtype, device=locs[0].device)
+    names = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
+    return dict(zip(names, flat.split([loc.numel() for loc in locs])))
+
+
+def guide_gradients(guide):
+    """``{parameter name: a copy of its gradient}`` of ``guide``, then its gradients cleared."""
+    grads = {name: p.grad.clone() for name, p in guide.named_parameters() if p.grad is not None}
+    guide.zero_grad(set_to_none=True)
+    return grads
+
+
+def assert_same_gradients(ours, theirs):
+    assert sorted(ours) == sorted(theirs)
+    for name, grad in ours.items():
+        torch.testing.assert_close(grad, theirs[name], rtol=1e-4, atol=1e-4 * float(theirs[name].abs().max()))
 
 
 class FixedNoise(Messenger):

@@ -23,7 +23,9 @@ from pyro_bnn import (
     Gaussian,
     HeteroscedasticGaussian,
     KLWeight,
+    MeanFieldELBO,
     NormalPrior,
+    Schedule,
     StudentTPrior,
     auto_lowrank,
     auto_normal,
@@ -107,8 +109,8 @@ def _library_case(case: str, small_digits):
     model = small_mlp()
     guide = auto_normal(model)
     calls = {
-        "fit(num_particles=0)": lambda: fit(model, guide, loader(), num_particles=0),
-        "fit(kl_weight='0.5')": lambda: fit(model, guide, loader(), kl_weight="0.5"),
+        "MeanFieldELBO(num_particles=0)": lambda: fit(model, guide, loader(), objective=MeanFieldELBO(num_particles=0)),
+        "Schedule(kl_weight='0.5')": lambda: fit(model, guide, loader(), Schedule(kl_weight="0.5")),
         "fit(empty loader)": lambda: fit(model, guide, loader(x[:0], y[:0])),
         "fit(generator)": lambda: fit(model, guide, (b for b in loader())),
         "fit(labels of shape (B, 1))": lambda: fit(model, guide, loader(ys=y[:, None])),
@@ -120,7 +122,7 @@ def _library_case(case: str, small_digits):
         "fit(float64 inputs)": lambda: fit(model, guide, loader(xs=x.double())),
         "fit(uint8 inputs)": lambda: fit(model, guide, loader(xs=(x * 16).to(torch.uint8))),
         "fit(NaN inputs)": lambda: fit(model, guide, loader(xs=torch.full_like(x, math.nan))),
-        "fit(lr=8: the loss explodes)": lambda: fit(model, guide, loader(), lr=8.0, epochs=20),
+        "fit(lr=8: the loss explodes)": lambda: fit(model, guide, loader(), Schedule(epochs=20, lr=8.0)),
         "BayesianCNN(num_classes=0)": lambda: BayesianCNN((1, 8, 8), 0),
         "BayesianCNN(num_classes=-3)": lambda: BayesianCNN((1, 8, 8), -3),
         "BayesianCNN(prior='normal')": lambda: BayesianCNN((1, 8, 8), 10, prior="normal"),
@@ -135,7 +137,7 @@ def _library_case(case: str, small_digits):
             lambda: BayesianMLP(3, 1, likelihood=HeteroscedasticGaussian()),
         "BayesianMLP(64, 10, likelihood=Gaussian())": lambda: BayesianMLP(64, 10, likelihood=Gaussian()),
         "load_data('uci', name='yacht'), not there": lambda: load_data("uci", root="/nonexistent/data", name="yacht"),
-        "fit(num_particles=100000)": lambda: fit(model, guide, loader(), num_particles=100000),
+        "fit(num_particles=100000)": lambda: fit(model, guide, loader(), objective=MeanFieldELBO(num_particles=100000)),
         "auto_lowrank(rank=10**6)": lambda: auto_lowrank(model, rank=10**6),
         "auto_lowrank(rank=50) of a model of 4 weights": lambda: auto_lowrank(
             BayesianMLP(1, 2, hidden=(), likelihood=HeteroscedasticGaussian()), rank=50),
@@ -194,7 +196,7 @@ def _download_offline():
 
 
 def _load_saved(model, guide, loader, build_other):
-    fit(model, guide, loader, epochs=1)
+    fit(model, guide, loader, Schedule(epochs=1))
     with tempfile.TemporaryDirectory() as tmp:
         save_posterior(f"{tmp}/posterior.pt", model, guide, {"in_shape": [1, 8, 8], "task": "classification"})
         other = build_other()
@@ -202,7 +204,7 @@ def _load_saved(model, guide, loader, build_other):
 
 
 def _save_into_a_directory(model, guide, loader):
-    fit(model, guide, loader, epochs=1)
+    fit(model, guide, loader, Schedule(epochs=1))
     with tempfile.TemporaryDirectory() as tmp:
         return save_posterior(tmp, model, guide, {"in_shape": [1, 8, 8], "task": "classification"})
 
@@ -210,7 +212,7 @@ def _save_into_a_directory(model, guide, loader):
 def _load_into_another_prior(model, guide, loader):
     import tempfile
 
-    fit(model, guide, loader, epochs=1)
+    fit(model, guide, loader, Schedule(epochs=1))
     with tempfile.TemporaryDirectory() as tmp:
         save_posterior(f"{tmp}/posterior.pt", model, guide, {"in_shape": [1, 8, 8], "task": "classification"})
         other = small_mlp(scale=0.1)
@@ -218,7 +220,7 @@ def _load_into_another_prior(model, guide, loader):
 
 
 def _evaluate_broken(model, guide, loader):
-    fit(model, guide, loader, epochs=1)
+    fit(model, guide, loader, Schedule(epochs=1))
     with torch.no_grad():
         next(iter(guide.locs.parameters())).fill_(math.inf)  # what a diverged run leaves behind
     return evaluate(model, guide, loader, num_samples=4)

@@ -11,7 +11,18 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import small_mlp
-from pyro_bnn import BayesianMLP, Gaussian, KLWeight, MeanFieldNormal, auto_normal, fit, make_loader, to_bayesian
+from pyro_bnn import (
+    BayesianMLP,
+    Gaussian,
+    KLWeight,
+    MeanFieldELBO,
+    MeanFieldNormal,
+    Schedule,
+    auto_normal,
+    fit,
+    make_loader,
+    to_bayesian,
+)
 from pyro_bnn.checks import check_batch, check_loader, first_batch
 
 
@@ -20,10 +31,10 @@ def digits_loader(small_digits, x=None, y=None, batch_size=50):
     return make_loader(TensorDataset(tx[:100] if x is None else x, ty[:100] if y is None else y), batch_size)
 
 
-def fit_once(loader, **kwargs):
+def fit_once(loader, schedule=None):
     model = small_mlp()
     guide = auto_normal(model)
-    return fit(model, guide, loader, **{"epochs": 1, **kwargs}), guide
+    return fit(model, guide, loader, schedule or Schedule(epochs=1)), guide
 
 
 @pytest.mark.parametrize("make, error, message", [  # (the cases of tests/bad_inputs.py are tested there)
@@ -34,7 +45,7 @@ def test_bad_data_is_named_before_training(small_digits, make, error, message):
     model = small_mlp()
     guide = auto_normal(model)
     with pytest.raises(error) as info:
-        fit(model, guide, make(small_digits), epochs=1)
+        fit(model, guide, make(small_digits), Schedule(epochs=1))
     assert message.replace("need integer", "needs integer") in str(info.value).replace("need integer", "needs integer")
     assert guide.prototype_trace is None  # nothing was set up, let alone trained
 
@@ -44,27 +55,29 @@ def test_bad_regression_targets_are_named(small_digits):
     model = BayesianMLP(3, 1, hidden=(4,), likelihood=Gaussian(0.1), num_data=20)
     with pytest.raises(TypeError, match=r"the targets y of loader have dtype torch.int64: a regression model needs "
                                         r"real-valued targets \(y.float\(\)\)"):
-        fit(model, auto_normal(model), make_loader(TensorDataset(x, torch.arange(20)), 10), epochs=1)
+        fit(model, auto_normal(model), make_loader(TensorDataset(x, torch.arange(20)), 10), Schedule(epochs=1))
     with pytest.raises(ValueError, match="the targets y of loader hold NaN or inf values"):
-        fit(model, auto_normal(model), make_loader(TensorDataset(x, torch.full((20,), float("nan"))), 10), epochs=1)
+        fit(model, auto_normal(model), make_loader(TensorDataset(x, torch.full((20,), float("nan"))), 10),
+            Schedule(epochs=1))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_particles": 1.5}, "num_particles=1.5: use an integer >= 1"),
-    ({"epochs": 0}, "epochs=0: use an integer >= 1"),
-    ({"lr": float("nan")}, "lr=nan: use a finite number > 0"),
+@pytest.mark.parametrize("build, message", [
+    (lambda: MeanFieldELBO(num_particles=1.5), "num_particles=1.5: use an integer >= 1"),
+    (lambda: Schedule(epochs=0), "epochs=0: use an integer >= 1"),
+    (lambda: Schedule(lr=float("nan")), "lr=nan: use a finite number > 0"),
+    (lambda: fit(small_mlp(), auto_normal(small_mlp()), [], schedule=10), "schedule=10: pass a Schedule"),
 ])
-def test_bad_arguments_are_named(small_digits, kwargs, message):
+def test_bad_arguments_are_named(build, message):
     with pytest.raises((ValueError, TypeError)) as info:
-        fit_once(digits_loader(small_digits), **kwargs)
+        build()
     assert message in str(info.value)
 
 
 def test_a_number_is_a_constant_kl_weight(small_digits):
     pyro.set_rng_seed(0)
-    history, _ = fit_once(digits_loader(small_digits), kl_weight=0.5)
+    history, _ = fit_once(digits_loader(small_digits), Schedule(epochs=1, kl_weight=0.5))
     pyro.set_rng_seed(0)
-    expected, _ = fit_once(digits_loader(small_digits), kl_weight=KLWeight(0.5))
+    expected, _ = fit_once(digits_loader(small_digits), Schedule(epochs=1, kl_weight=KLWeight(0.5)))
     assert [r["loss"] for r in history] == [r["loss"] for r in expected] and history[0]["kl_weight"] == 0.5
 
 
@@ -116,7 +129,7 @@ def test_the_first_batch_check_changes_nothing_and_fits_a_batchnorm_resnet():
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm's running statistics included
     assert model.training and all(m.training for m in model.modules())
-    history = fit(model, auto_normal(model, init_scale=1e-3), make_loader(TensorDataset(x, y), 2), epochs=1)
+    history = fit(model, auto_normal(model, init_scale=1e-3), make_loader(TensorDataset(x, y), 2), Schedule(epochs=1))
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
 
 
@@ -137,8 +150,8 @@ def test_integer_inputs_of_a_network_that_embeds_them_are_accepted():
     data = TensorDataset(torch.randint(0, 20, (32, 5), generator=g), torch.randint(0, 3, (32,), generator=g))
     with pytest.warns(UserWarning, match="keep point-estimate parameters"):  # the embedding and the LSTM
         model = to_bayesian(TokenClassifier(), (5,), num_data=32)
-    history = fit(model, auto_normal(model), make_loader(data, 16), epochs=2)
+    history = fit(model, auto_normal(model), make_loader(data, 16), Schedule(epochs=2))
     assert math.isfinite(history[-1]["loss"])
     with pytest.raises(TypeError, match="have dtype torch.int64, the model's weights torch.float32"):
         mlp = to_bayesian(nn.Sequential(nn.Linear(5, 3)), (5,), num_data=32)
-        fit(mlp, auto_normal(mlp), make_loader(data, 16), epochs=1)  # no embedding: integers are a dtype error
+        fit(mlp, auto_normal(mlp), make_loader(data, 16), Schedule(epochs=1))  # no embedding: integers are a dtype error

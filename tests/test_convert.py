@@ -8,7 +8,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyro_bnn import Gaussian, NormalPrior, auto_normal, fit, make_loader, pretrained_weights, to_bayesian
+from pyro_bnn import (
+    Gaussian,
+    MeanFieldELBO,
+    NormalPrior,
+    Schedule,
+    auto_normal,
+    fit,
+    make_loader,
+    pretrained_weights,
+    to_bayesian,
+)
 from pyro_bnn.evaluation import predict
 
 
@@ -55,7 +65,7 @@ def test_guide_means_start_at_the_trained_weights_and_training_runs(small_digits
         assert torch.equal(guide._get_loc_and_scale(name)[0].detach(), value), name
     outputs, _ = predict(model, guide, make_loader(small_digits[1], 100), num_samples=3)
     torch.testing.assert_close(outputs, net(small_digits[1].tensors[0]).detach().expand(3, -1, -1), atol=1e-3, rtol=0)
-    fit(model, guide, make_loader(small_digits[0], 50, shuffle=True), epochs=2, lr=1e-3)
+    fit(model, guide, make_loader(small_digits[0], 50, shuffle=True), Schedule(epochs=2, lr=1e-3))
     assert not torch.equal(model.net.norm.weight.detach(), torch.ones(64))  # the point-estimate parameters train too
     assert not torch.equal(guide._get_loc_and_scale("net.out.weight")[0].detach(), pretrained_weights(net)["net.out.weight"])
 
@@ -88,8 +98,8 @@ def test_layers_that_stay_point_estimates_are_named_at_conversion_and_each_layer
         "Bayesian layers: net.0 Conv1d (shared), net.5 Linear (local_reparameterization); "
         "point estimates: net.1 BatchNorm1d, net.3 ConvTranspose1d (11 numbers)")
     data = torch.utils.data.TensorDataset(torch.randn(16, 1, 8), torch.randn(16))
-    with caplog.at_level("INFO", logger="pyro_bnn.inference"):
-        fit(model, auto_normal(model), make_loader(data, 8), epochs=1, estimator="flipout")
+    with caplog.at_level("INFO", logger="pyro_bnn.step"):
+        fit(model, auto_normal(model), make_loader(data, 8), Schedule(epochs=1), MeanFieldELBO(estimator="flipout"))
     assert "Bayesian layers: net.0 Conv1d (flipout), net.5 Linear (flipout)" in caplog.text
     with warnings.catch_warnings():
         warnings.simplefilter("error")

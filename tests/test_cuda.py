@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import small_mlp
-from pyro_bnn import BayesianCNN, NormalPrior, auto_normal, evaluate, fit, make_loader
+from pyro_bnn import BayesianCNN, Hooks, NormalPrior, Schedule, auto_normal, evaluate, fit, make_loader
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -15,7 +15,7 @@ def test_training_and_evaluation_run_on_cuda(small_digits):
     model = BayesianCNN((1, 8, 8), 10, channels=(8,), hidden=(32,), prior=NormalPrior(1.0),
                         num_data=len(train)).to("cuda")
     guide = auto_normal(model, init_scale=1e-3)
-    history = fit(model, guide, make_loader(train, 50, shuffle=True), epochs=20, lr=1e-2)
+    history = fit(model, guide, make_loader(train, 50, shuffle=True), Schedule(epochs=20, lr=1e-2))
     assert all(p.is_cuda for p in guide.parameters())
     assert history[-1]["nll"] < 0.5 * history[0]["nll"]
     assert evaluate(model, guide, make_loader(test, 100), num_samples=10)["accuracy"] > 0.7
@@ -44,16 +44,17 @@ def test_cuda_and_cpu_compute_the_same_terms(small_digits):
 def test_resume_on_cuda_gives_the_uninterrupted_result(small_digits):
     from pyro_bnn.inference import TrainingInterrupted
 
-    def run(**kwargs):
+    def run(hooks=None, state=None):
         pyro.set_rng_seed(0)
         model = small_mlp(num_data=len(small_digits[0])).to("cuda")
         guide = auto_normal(model, init_scale=1e-2)
-        return fit(model, guide, make_loader(small_digits[0], 64, shuffle=True), epochs=3, lr=1e-2, **kwargs)
+        return fit(model, guide, make_loader(small_digits[0], 64, shuffle=True), Schedule(epochs=3, lr=1e-2),
+                   hooks=hooks, state=state)
 
     expected = run()
     states, calls = [], iter(range(1000))
     with pytest.raises(TrainingInterrupted):
-        run(on_checkpoint=states.append, should_stop=lambda: next(calls) == 7)
+        run(Hooks(on_checkpoint=states.append, should_stop=lambda: next(calls) == 7))
     torch.cuda.manual_seed(99)
     resumed = run(state=states[-1])
     assert [{k: v for k, v in r.items() if k != "time_s"} for r in resumed] == \
@@ -63,17 +64,14 @@ def test_resume_on_cuda_gives_the_uninterrupted_result(small_digits):
 def test_the_fused_step_equals_pyros_elbo_on_cuda(small_digits):
     from pyro.infer import TraceMeanField_ELBO
 
-    from helpers import FixedNoise, spread_guide
-    from pyro_bnn.fused import FusedMeanField
+    from helpers import FixedNoise, fused_noise, spread_guide
+    from pyro_bnn import MeanFieldELBO
 
     x, y = (t[:64].cuda() for t in small_digits[0].tensors)
     model = small_mlp(num_data=1437).cuda()
     guide = spread_guide(model, x, y)
-    fused = FusedMeanField(model, guide)
-    assert fused.loc.is_cuda and fused.log_scale.is_cuda
     pyro.set_rng_seed(5)
-    terms = fused(x, y)
-    pyro.set_rng_seed(5)
-    noise = dict(zip(fused.names, torch.randn_like(fused.loc).split(fused.sizes)))
-    expected = TraceMeanField_ELBO().differentiable_loss(model, FixedNoise(noise)(guide), x, y)
+    terms = MeanFieldELBO(fused=True).terms(model, guide, x, y)
+    assert terms.loss.is_cuda
+    expected = TraceMeanField_ELBO().differentiable_loss(model, FixedNoise(fused_noise(guide, 5))(guide), x, y)
     torch.testing.assert_close(terms.loss, expected, rtol=1e-4, atol=1e-3)

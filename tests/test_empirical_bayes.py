@@ -6,11 +6,9 @@ import torch
 from pyro.infer import TraceMeanField_ELBO
 from torch.distributions import InverseGamma, Normal, kl_divergence
 
-from helpers import FixedNoise, assert_close, spread_guide
-from pyro_bnn import BayesianMLP, NormalPrior, auto_delta, fit, initialize_guide, make_loader
+from helpers import FixedNoise, assert_close, assert_same_gradients, fused_noise, guide_gradients, spread_guide
+from pyro_bnn import BayesianMLP, MeanFieldELBO, NormalPrior, Schedule, auto_delta, fit, initialize_guide, make_loader
 from pyro_bnn.empirical_bayes import EmpiricalBayes, prior_scales
-from pyro_bnn.fused import FusedMeanField
-from pyro_bnn.inference import training_objective
 
 ALPHAS = [0.0, 4.48]
 
@@ -60,12 +58,11 @@ def test_gradients_equal_those_of_the_objective_with_the_variance_differentiable
     x, y = (t[:64] for t in small_digits[0].tensors)
     model = eb_mlp(alpha)
     guide = spread_guide(model, x, y)
-    fused = FusedMeanField(model, guide)
     pyro.set_rng_seed(3)
-    terms = fused(x, y)
+    terms = MeanFieldELBO(fused=True).terms(model, guide, x, y)
     terms.loss.backward()
-    pyro.set_rng_seed(3)
-    noise = dict(zip(fused.names, torch.randn_like(fused.loc).split(fused.sizes)))
+    ours = guide_gradients(guide)
+    noise = fused_noise(guide, 3)
     # Pyro's ELBO at the learned (fixed) variance, with its KL swapped for the differentiable one
     learned = EmpiricalBayes(model)
     expected = TraceMeanField_ELBO().differentiable_loss(model, FixedNoise(noise)(guide), x, y)
@@ -78,9 +75,7 @@ def test_gradients_equal_those_of_the_objective_with_the_variance_differentiable
                     + site_objective(loc, scale, variance, 0.0, alpha, beta))
     expected.backward()
     assert_close(terms.loss, expected, rtol=1e-5)
-    for flat, params in ((fused.loc, guide.locs), (fused.log_scale, guide.scales)):
-        pyro_grad = torch.cat([params.get_parameter(name + "_unconstrained").grad.reshape(-1) for name in fused.names])
-        torch.testing.assert_close(flat.grad, pyro_grad, rtol=1e-4, atol=1e-4 * float(pyro_grad.abs().max()))
+    assert_same_gradients(ours, guide_gradients(guide))
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -88,18 +83,13 @@ def test_the_fused_and_traced_steps_agree_given_the_same_noise(small_digits, alp
     x, y = (t[:64] for t in small_digits[0].tensors)
     model = eb_mlp(alpha)
     guide = spread_guide(model, x, y)
-    traced = training_objective(model, guide, fused=False)
-    fused_objective = training_objective(model, guide, fused=True)
     pyro.set_rng_seed(7)
-    fused = fused_objective.terms(x, y)
-    pyro.set_rng_seed(7)
-    step = FusedMeanField(model, guide)
-    noise = dict(zip(step.names, torch.randn_like(step.loc).split(step.sizes)))
-    with FixedNoise(noise):
-        pyro_terms = traced.terms(x, y)
+    fused = MeanFieldELBO(fused=True).terms(model, guide, x, y)
+    with FixedNoise(fused_noise(guide, 7)):
+        pyro_terms = MeanFieldELBO(fused=False).terms(model, guide, x, y)
     assert_close(fused.loss, pyro_terms.loss, rtol=1e-5)
     assert_close(fused.hyperprior, pyro_terms.hyperprior, rtol=1e-5, atol=1e-4)
-    for name in step.names:
+    for name in fused.kl_sites:
         assert_close(fused.kl_sites[name], pyro_terms.kl_sites[name], rtol=1e-4, atol=1e-3)
 
 
@@ -107,7 +97,7 @@ def test_training_learns_the_scales_reports_them_and_saves_them(small_digits):
     train = small_digits[0]
     model = eb_mlp(alpha=4.48, num_data=len(train))
     guide = spread_guide(model, *(t[:8] for t in train.tensors))
-    history = fit(model, guide, make_loader(train, 100, shuffle=True, seed=0), epochs=3, lr=1e-2)
+    history = fit(model, guide, make_loader(train, 100, shuffle=True, seed=0), Schedule(epochs=3, lr=1e-2))
     scales = prior_scales(model)
     assert sorted(scales) == ["net.1.bias", "net.1.weight", "net.3.bias", "net.3.weight"]
     assert {f"prior_scale.{name}" for name in scales} <= set(history[-1])
@@ -124,6 +114,6 @@ def test_learned_scales_need_a_mean_field_guide_and_a_normal_prior(small_digits)
     model = eb_mlp()
     guide = initialize_guide(auto_delta(model), x, y)
     with pytest.raises(ValueError, match="mean-field Normal guide.*guide=auto_normal"):
-        training_objective(model, guide)
+        MeanFieldELBO().terms(model, guide, x, y)
     with pytest.raises(ValueError, match="hyperprior_alpha=2.0 is a hyperprior on learned scales"):
         NormalPrior(1.0, hyperprior_alpha=2.0)

@@ -1,7 +1,7 @@
 import pytest
 
 from helpers import cli, small_mlp, train_in_process
-from pyro_bnn import auto_normal, fit, make_loader
+from pyro_bnn import Schedule, auto_normal, fit, make_loader
 from pyro_bnn.app.explain import explain_run, format_breakdown, kl_breakdown
 
 
@@ -9,7 +9,7 @@ def test_breakdown_columns_agree_and_the_units_are_consistent(small_digits):
     train, _ = small_digits
     model = small_mlp(num_data=len(train))
     guide = auto_normal(model, init_scale=1e-2)
-    fit(model, guide, make_loader(train, 100), epochs=2, lr=1e-2)
+    fit(model, guide, make_loader(train, 100), Schedule(epochs=2, lr=1e-2))
     b = kl_breakdown(model, guide, *train.tensors, mc_samples=2000, nll_samples=10)
     assert [s.site for s in b.sites] == ["net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"]
     for s in b.sites:

@@ -5,10 +5,20 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from helpers import FixedNoise, assert_close, small_mlp, spread_guide
-from pyro_bnn import BayesianCNN, LaplacePrior, NormalPrior, auto_delta, auto_normal, fit, initialize_guide, make_loader
+from helpers import FixedNoise, assert_close, assert_same_gradients, fused_noise, guide_gradients, small_mlp, spread_guide
+from pyro_bnn import (
+    BayesianCNN,
+    LaplacePrior,
+    MeanFieldELBO,
+    NormalPrior,
+    Schedule,
+    auto_delta,
+    auto_normal,
+    fit,
+    initialize_guide,
+    make_loader,
+)
 from pyro_bnn.fused import FusedMeanField
-from pyro_bnn.inference import training_objective
 
 PRIORS = [NormalPrior(0.7, loc=0.1), NormalPrior(1.0, fan_in=True)]  # m0 != 0; a different scale per layer
 
@@ -20,19 +30,35 @@ def test_loss_and_gradients_equal_pyros_elbo_given_the_same_noise(small_digits, 
     model = small_mlp(num_data=1437)
     model = type(model)((1, 8, 8), 10, hidden=(16,), prior=prior, num_data=1437)
     guide = spread_guide(model, x, y)
-    fused = FusedMeanField(model, guide, kl=kl)
+    elbo = MeanFieldELBO(kl=kl, fused=True)
     pyro.set_rng_seed(5)
-    terms = fused(x, y)
+    terms = elbo.terms(model, guide, x, y)
     terms.loss.backward()
-    pyro.set_rng_seed(5)
-    noise = dict(zip(fused.names, torch.randn_like(fused.loc).split(fused.sizes)))  # the draw fused made
-    expected = pyro_elbo().differentiable_loss(model, FixedNoise(noise)(guide), x, y)
+    ours = guide_gradients(guide)
+    expected = pyro_elbo().differentiable_loss(model, FixedNoise(fused_noise(guide, 5))(guide), x, y)
     expected.backward()
     assert_close(terms.loss, expected, rtol=1e-5)
     assert_close(terms.kl, sum(terms.kl_sites.values()), rtol=1e-6)
-    for flat, params in ((fused.loc, guide.locs), (fused.log_scale, guide.scales)):
-        pyro_grad = torch.cat([params.get_parameter(name + "_unconstrained").grad.reshape(-1) for name in fused.names])
-        torch.testing.assert_close(flat.grad, pyro_grad, rtol=1e-4, atol=1e-4 * float(pyro_grad.abs().max()))
+    assert_same_gradients(ours, guide_gradients(guide))
+
+
+def test_pyros_svi_trains_a_pyro_bnn_pair_with_the_mean_field_elbo(small_digits):
+    """``pyro.infer.SVI(model, guide, optim, loss=MeanFieldELBO())``: its first loss is TraceMeanField_ELBO's given the
+    same noise, it steps the guide's own parameters, and the loss goes down."""
+    x, y = (t[:64] for t in small_digits[0].tensors)
+    model = small_mlp(num_data=1437)
+    guide = spread_guide(model, x, y)
+    pyro.clear_param_store()
+    expected = TraceMeanField_ELBO().loss(model, FixedNoise(fused_noise(guide, 5))(guide), x, y)
+    before = {name: p.detach().clone() for name, p in guide.named_parameters()}
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), loss=MeanFieldELBO())
+    pyro.set_rng_seed(5)
+    first = svi.step(x, y)
+    assert first == pytest.approx(expected, rel=1e-5)
+    assert all(not torch.equal(before[name], p) for name, p in guide.named_parameters())  # every parameter stepped
+    losses = [svi.step(x, y) for _ in range(150)]
+    assert sum(losses[-10:]) / 10 < 0.5 * first
+    pyro.clear_param_store()
 
 
 def test_analytic_kl_does_not_depend_on_the_noise_and_mc_kl_averages_to_it(small_digits):
@@ -80,32 +106,30 @@ def test_local_reparameterization_lowers_the_fused_steps_gradient_variance(small
     initialize_guide(guide, x, y)
     variance = {}
     for estimator in ("shared", "local_reparameterization", "flipout"):
-        fused = FusedMeanField(model, guide, estimator=estimator)
+        elbo = MeanFieldELBO(estimator=estimator, fused=True)
         grads = []
         for _ in range(60):
-            fused.loc.grad = None
-            fused(x, y).loss.backward()
-            grads.append(fused.loc.grad[-fused.sizes[-1] - fused.sizes[-2]:-fused.sizes[-1]].clone())  # net.3.weight
+            elbo.differentiable_loss(model, guide, x, y).backward()
+            grads.append(guide_gradients(guide)["locs.net.3.weight_unconstrained"])
         variance[estimator] = float(torch.stack(grads).var(0).mean())
     assert variance["local_reparameterization"] < 0.5 * variance["shared"], variance
     assert variance["flipout"] < 0.5 * variance["shared"], variance
 
 
-def test_the_guide_reads_and_saves_the_trained_flat_vectors(small_digits):
+def test_the_fused_step_trains_the_guides_own_parameters(small_digits):
     train = small_digits[0]
     model = BayesianCNN((1, 8, 8), 10, channels=(4,), hidden=(16,), num_data=len(train))
-    guide = auto_normal(model)
-    fit(model, guide, make_loader(train, 100, shuffle=True, seed=0), epochs=2, lr=1e-2, fused=True)
-    fused = FusedMeanField(model, guide)  # views again: the same numbers
-    x = train.tensors[0][:5]
-    for name, loc, log_scale in zip(fused.names, fused.loc.split(fused.sizes), fused.log_scale.split(fused.sizes)):
-        guide_loc, guide_scale = guide._get_loc_and_scale(name)
-        assert torch.equal(guide_loc.reshape(-1), loc) and torch.allclose(guide_scale.reshape(-1), log_scale.exp())
+    guide = initialize_guide(auto_normal(model), *(t[:5] for t in train.tensors))
+    before = {name: (p, p.detach().clone()) for name, p in guide.named_parameters()}
+    fit(model, guide, make_loader(train, 100, shuffle=True, seed=0), Schedule(epochs=2, lr=1e-2),
+        MeanFieldELBO(fused=True))
+    for name, p in guide.named_parameters():
+        assert p is before[name][0] and not torch.equal(p, before[name][1])  # the same tensors, trained
     fresh = auto_normal(BayesianCNN((1, 8, 8), 10, channels=(4,), hidden=(16,), num_data=len(train)))
-    initialize_guide(fresh, x, train.tensors[1][:5])
+    initialize_guide(fresh, *(t[:5] for t in train.tensors))
     fresh.load_state_dict(guide.state_dict())
-    for name in fused.names:
-        assert torch.equal(fresh._get_loc_and_scale(name)[1], guide._get_loc_and_scale(name)[1])
+    for name, _ in guide.prototype_trace.iter_stochastic_nodes():
+        assert all(torch.equal(a, b) for a, b in zip(fresh.loc_and_scale(name), guide.loc_and_scale(name)))
 
 
 def test_fused_and_traced_training_reach_the_same_loss(small_digits):
@@ -115,8 +139,8 @@ def test_fused_and_traced_training_reach_the_same_loss(small_digits):
     for fused in (True, False):
         pyro.set_rng_seed(0)
         model = small_mlp(num_data=len(train))
-        history = fit(model, auto_normal(model), make_loader(train, 50, shuffle=True, seed=0), epochs=30, lr=1e-2,
-                      fused=fused)
+        history = fit(model, auto_normal(model), make_loader(train, 50, shuffle=True, seed=0), Schedule(epochs=30,
+                      lr=1e-2), MeanFieldELBO(fused=fused))
         finals[fused] = sum(r["loss"] for r in history[-5:]) / 5
     assert abs(finals[True] - finals[False]) < 0.05 * finals[False], finals
 
@@ -124,17 +148,17 @@ def test_fused_and_traced_training_reach_the_same_loss(small_digits):
 def test_auto_falls_back_to_pyros_traces_and_true_names_why_it_cannot(small_digits):
     x, y = (t[:8] for t in small_digits[0].tensors)
     model = small_mlp()
-    assert training_objective(model, initialize_guide(auto_normal(model), x, y)).fused
+    assert MeanFieldELBO().is_fused(model, initialize_guide(auto_normal(model), x, y))
     cases = [(small_mlp(), auto_delta, r"not the mean-field Normal \(guide=auto_normal\)"),
              (type(small_mlp())((1, 8, 8), 10, hidden=(16,), prior=LaplacePrior(1.0)), auto_normal,
               "the prior of net.1.weight is not a Normal")]
     for model, build, reason in cases:
         guide = initialize_guide(build(model), x, y)
-        assert not training_objective(model, guide, fused="auto").fused
+        assert not MeanFieldELBO(fused="auto").is_fused(model, guide)
         with pytest.raises(ValueError, match=reason):
-            training_objective(model, guide, fused=True)
+            MeanFieldELBO(fused=True).is_fused(model, guide)
     with pytest.raises(ValueError, match="fused='yes': use 'auto', True or False"):
-        training_objective(model, guide, fused="yes")
+        MeanFieldELBO(fused="yes")
     with pytest.raises(ValueError, match="run it once first"):
         FusedMeanField(small_mlp(), auto_normal(small_mlp()))
 
@@ -147,15 +171,17 @@ def test_the_sequential_plan_computes_what_the_models_own_forward_computes(small
     for planned in (True, False):
         pyro.set_rng_seed(0)
         model = small_mlp(num_data=1437)
-        fused = FusedMeanField(model, spread_guide(model, x, y), estimator=estimator)
+        guide = spread_guide(model, x, y)
+        fused = FusedMeanField(model, guide, estimator=estimator)
         assert fused.plan is not None
         fused.plan = fused.plan if planned else None
         pyro.set_rng_seed(3)
         terms = fused(x, y)
         terms.loss.backward()
-        results.append((terms.loss.detach(), fused.loc.grad, fused.log_scale.grad))
-    for planned, traced in zip(*results):
-        assert torch.equal(planned, traced)
+        results.append((terms.loss.detach(), guide_gradients(guide)))
+    (loss, grads), (traced_loss, traced_grads) = results
+    assert torch.equal(loss, traced_loss) and sorted(grads) == sorted(traced_grads)
+    assert all(torch.equal(grads[name], traced_grads[name]) for name in grads)
 
 
 def test_the_sequential_plan_leaves_other_networks_to_the_models_forward(small_digits):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from helpers import small_mlp
-from pyro_bnn import KLWeight, evaluate, fit, make_loader
+from pyro_bnn import KLWeight, MeanFieldELBO, Schedule, evaluate, fit, make_loader
 from pyro_bnn.app.build import GUIDES
+from pyro_bnn.elbo import ELBO_KL
 
 
 def train_small(small_digits, guide_name="auto_normal", elbo="mean_field", epochs=15, seed=0, **guide_options):
@@ -15,8 +16,8 @@ def train_small(small_digits, guide_name="auto_normal", elbo="mean_field", epoch
     model = small_mlp(num_data=len(train))
     options = {"init_scale": 0.01} if guide_name != "auto_delta" else {}
     guide = GUIDES[guide_name](model, **options, **guide_options)
-    history = fit(model, guide, make_loader(train, 50, shuffle=True, seed=seed), epochs=epochs, lr=0.01,
-                  elbo=elbo, validate=True)
+    history = fit(model, guide, make_loader(train, 50, shuffle=True, seed=seed), Schedule(epochs=epochs, lr=0.01),
+                  MeanFieldELBO(validate=True, kl=ELBO_KL[elbo]))
     return model, guide, history
 
 
@@ -92,16 +93,16 @@ def test_a_non_finite_loss_stops_with_the_epoch_and_the_term(small_digits):
     x, y = small_digits[0].tensors
     huge = torch.utils.data.TensorDataset(x[:50] * 1e38 + 1e38, y[:50])  # finite inputs, outputs overflow
     with pytest.raises(FloatingPointError, match=r"epoch 1, step 1: the NLL is not finite"):
-        fit(model, guide, make_loader(huge, 50), epochs=1)
+        fit(model, guide, make_loader(huge, 50), Schedule(epochs=1))
 
 
 def test_fit_rejects_bad_arguments(small_digits):
     model = small_mlp()
     guide = GUIDES["auto_normal"](model)
     loader = make_loader(small_digits[0], 50)
-    with pytest.raises(ValueError, match="elbo='tracemeanfield' is not known"):
-        fit(model, guide, loader, elbo="tracemeanfield")
+    with pytest.raises(ValueError, match="kl='tracemeanfield' is not known"):
+        fit(model, guide, loader, objective=MeanFieldELBO(kl="tracemeanfield"))
     with pytest.raises(ValueError, match="epochs=0"):
-        fit(model, guide, loader, epochs=0)
+        fit(model, guide, loader, Schedule(epochs=0))
     with pytest.raises(ValueError, match="lr=-1"):
-        fit(model, guide, loader, lr=-1.0)
+        fit(model, guide, loader, Schedule(lr=-1.0))

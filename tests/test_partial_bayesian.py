@@ -12,8 +12,10 @@ from helpers import train_in_process
 from pyro_bnn import (
     BayesianCNN,
     BayesianMLP,
+    MeanFieldELBO,
     MopedPrior,
     NormalPrior,
+    Schedule,
     auto_normal,
     elbo_terms,
     fit,
@@ -23,7 +25,6 @@ from pyro_bnn import (
     pretrained_weights,
     save_posterior,
     to_bayesian,
-    training_objective,
 )
 from pyro_bnn.priors import normal_params, site_prior
 
@@ -78,7 +79,7 @@ def test_point_estimates_train_in_the_same_step_and_the_kl_is_the_bayesian_layer
     model = to_bayesian(Blocks(), (6,), prior=NormalPrior(1.0), num_data=64, bayesian="last")
     guide = auto_normal(model)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    history = fit(model, guide, make_loader(data(), 16, shuffle=True), epochs=3, fused=fused)
+    history = fit(model, guide, make_loader(data(), 16, shuffle=True), Schedule(epochs=3), MeanFieldELBO(fused=fused))
     assert [k for k in history[-1] if k.startswith("kl.")] == ["kl.net.fc"]
     assert all(not torch.equal(p, before[name]) for name, p in model.named_parameters())  # all trained
     x, y = data().tensors
@@ -107,7 +108,7 @@ def test_pyro_svi_trace_elbo_and_predictive_accept_a_partially_bayesian_pair():
 def test_a_partially_bayesian_posterior_is_saved_and_loaded_with_its_point_estimates(tmp_path):
     model = BayesianMLP(6, 3, hidden=(8,), num_data=64, bayesian="last")
     guide = auto_normal(model)
-    fit(model, guide, make_loader(data(), 16), epochs=2)
+    fit(model, guide, make_loader(data(), 16), Schedule(epochs=2))
     save_posterior(tmp_path / "posterior.pt", model, guide, {"in_shape": [6], "task": "classification"})
     again = BayesianMLP(6, 3, hidden=(8,), num_data=64, bayesian="last")
     other_guide = auto_normal(again)
@@ -163,8 +164,8 @@ def test_bayesian_fine_tuning_under_a_moped_prior_trains_on_pyros_traces_and_its
     net = trained_net()
     model = to_bayesian(net, (6,), prior=MopedPrior(pretrained_weights(net)), num_data=40, bayesian="last")
     guide = auto_normal(model, init_scale=1e-3, init_loc=pretrained_weights(net, model=model))
-    history = fit(model, guide, make_loader(data(), 20, shuffle=True), epochs=3, lr=0.01)
-    assert not training_objective(model, guide).fused  # a prior per weight: the fused step does not apply
+    history = fit(model, guide, make_loader(data(), 20, shuffle=True), Schedule(epochs=3, lr=0.01))
+    assert not MeanFieldELBO().is_fused(model, guide)  # a prior per weight: the fused step does not apply
     loc, scale = normal_params(site_prior(model, "net.2.weight"))
     q_loc = guide.locs.get_parameter("net.2.weight_unconstrained").detach()
     q_scale = guide.scales.get_parameter("net.2.weight_unconstrained").detach().exp()

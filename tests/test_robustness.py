@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import TensorDataset
 
 from helpers import QUIET, ROOT, cli, last_line, small_mlp
-from pyro_bnn import auto_normal, fit, make_loader
+from pyro_bnn import Hooks, Schedule, auto_normal, fit, make_loader
 from pyro_bnn.app.run_dir import CheckpointWriter, load_checkpoint
 from pyro_bnn.inference import TrainingInterrupted
 from pyro_bnn.serialization import read_posterior
@@ -28,12 +28,12 @@ def without_time(history):
     return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
 
 
-def train_small(small_digits, **kwargs):
+def train_small(small_digits, hooks=None, state=None):
     pyro.set_rng_seed(0)
     model = small_mlp()
     guide = auto_normal(model, init_scale=1e-2)
     loader = make_loader(small_digits[0], 64, shuffle=True, seed=0)
-    return model, guide, fit(model, guide, loader, epochs=4, lr=1e-2, **kwargs)
+    return model, guide, fit(model, guide, loader, Schedule(epochs=4, lr=1e-2), hooks=hooks, state=state)
 
 
 def test_resuming_mid_epoch_gives_the_uninterrupted_result(small_digits):
@@ -41,8 +41,8 @@ def test_resuming_mid_epoch_gives_the_uninterrupted_result(small_digits):
     states = []
     calls = iter(range(1000))
     with pytest.raises(TrainingInterrupted, match="epoch 2, after step 3"):
-        train_small(small_digits, on_checkpoint=lambda saved: states.append(copy.deepcopy(saved)),
-                    should_stop=lambda: next(calls) == 8)
+        train_small(small_digits, Hooks(on_checkpoint=lambda saved: states.append(copy.deepcopy(saved)),
+                                        should_stop=lambda: next(calls) == 8))
     assert [(s["epoch"], s["step"]) for s in states] == [(1, 0), (1, 3)]
     for saved in states:  # the checkpoint of an epoch's end (a periodic one: what a hard kill leaves), then the stop's
         torch.manual_seed(123)  # whatever happened in between
@@ -60,12 +60,13 @@ def test_a_nan_stops_with_epoch_step_and_term_and_the_last_good_checkpoint_stays
     guide = auto_normal(model)
     states = []
     with pytest.raises(FloatingPointError, match=r"the inputs x of the batch at epoch 1, step 4 hold NaN or inf values"):
-        fit(model, guide, make_loader(TensorDataset(x, y), 64), epochs=3, on_checkpoint=states.append)
+        fit(model, guide, make_loader(TensorDataset(x, y), 64), Schedule(epochs=3),
+            hooks=Hooks(on_checkpoint=states.append))
     assert states == []  # nothing half-done was handed out as a checkpoint
     model, guide = small_mlp(), auto_normal(small_mlp())
     states = []
     good = TensorDataset(*small_digits[0].tensors)
-    fit(model, guide, make_loader(good, 64), epochs=1, on_checkpoint=states.append)
+    fit(model, guide, make_loader(good, 64), Schedule(epochs=1), hooks=Hooks(on_checkpoint=states.append))
     assert [(s["epoch"], s["step"]) for s in states] == [(1, 0)]
 
 

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from helpers import PRIOR_SCALE, SIGMA, exact_posterior
-from pyro_bnn import BayesianMLP, Gaussian, NormalPrior, auto_normal, fit, make_loader
+from pyro_bnn import BayesianMLP, Gaussian, MeanFieldELBO, NormalPrior, Schedule, auto_normal, fit, make_loader
 
 N = 200
 
@@ -25,8 +25,8 @@ def test_mean_field_guide_converges_to_the_exact_mean_and_the_mean_field_varianc
     model = BayesianMLP(2, 1, hidden=(), prior=NormalPrior(PRIOR_SCALE),
                         likelihood=Gaussian(SIGMA, learn_scale=False), num_data=N)
     guide = auto_normal(model, init_scale=0.01, init_loc="median")
-    fit(model, guide, make_loader(TensorDataset(x, y), N), epochs=1500, lr=0.02, num_particles=2,
-        lr_schedule="cosine", elbo="mean_field")
+    fit(model, guide, make_loader(TensorDataset(x, y), N), Schedule(epochs=1500, lr=0.02, lr_schedule="cosine"),
+        MeanFieldELBO(num_particles=2, kl="analytic"))
 
     loc_w, scale_w = guide._get_loc_and_scale("net.1.weight")
     loc_b, scale_b = guide._get_loc_and_scale("net.1.bias")

@@ -14,12 +14,14 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
-from helpers import QUIET, FixedNoise, assert_close, cli, compose_train, fake_job, last_line, spread_guide
+from helpers import QUIET, FixedNoise, assert_close, cli, compose_train, fake_job, fused_noise, last_line, spread_guide
 from pyro_bnn import (
     BayesianMLP,
     Gaussian,
     HeteroscedasticGaussian,
+    MeanFieldELBO,
     NormalPrior,
+    Schedule,
     auto_normal,
     evaluate,
     fit,
@@ -31,7 +33,6 @@ from pyro_bnn import (
 from pyro_bnn.app.build import build_prior
 from pyro_bnn.app.summarize import replicate_groups, summarize
 from pyro_bnn.empirical_bayes import EmpiricalBayes
-from pyro_bnn.fused import FusedMeanField
 
 SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "uci"
 
@@ -132,19 +133,17 @@ def test_heteroscedastic_loss_equals_trace_elbo_given_the_same_noise(fused):
     model = BayesianMLP(3, 2, hidden=(8,), prior=NormalPrior(1.0), likelihood=HeteroscedasticGaussian(0.01),
                         num_data=400)
     guide = spread_guide(model, x, y)
-    step = FusedMeanField(model, guide, kl="mc")
     pyro.set_rng_seed(3)
-    terms = step(x, y)
-    pyro.set_rng_seed(3)
-    noise = dict(zip(step.names, torch.randn_like(step.loc).split(step.sizes)))
-    expected = Trace_ELBO().differentiable_loss(model, FixedNoise(noise)(guide), x, y)
+    terms = MeanFieldELBO(kl="mc", fused=True).terms(model, guide, x, y)
+    expected = Trace_ELBO().differentiable_loss(model, FixedNoise(fused_noise(guide, 3))(guide), x, y)
     assert_close(terms.loss, expected, rtol=1e-5)
     # the observation's sd is floor + softplus(second output), per example
     outputs = torch.tensor([[0.0, -50.0], [1.0, 0.0]])
     loc, scale = model.likelihood.loc_scale(outputs)
     assert_close(loc, [0.0, 1.0])
     assert_close(scale, [0.01, 0.01 + math.log(2.0)], rtol=1e-5)
-    fit(model, guide, make_loader(torch.utils.data.TensorDataset(x, y), 20), epochs=2, fused=fused)
+    fit(model, guide, make_loader(torch.utils.data.TensorDataset(x, y), 20), Schedule(epochs=2),
+        MeanFieldELBO(fused=fused))
 
 
 def test_likelihoods_refuse_a_network_of_the_wrong_width():
@@ -180,7 +179,7 @@ def test_the_metrics_in_original_units_are_those_of_the_unstandardised_targets(t
     data = load_data("uci", root=str(tmp_path), name="toy", split=0)
     model = BayesianMLP(3, 2, hidden=(8,), likelihood=HeteroscedasticGaussian(), num_data=len(data.train))
     guide = auto_normal(model, init_scale=0.01)
-    fit(model, guide, make_loader(data.train, 16, shuffle=True), epochs=5)
+    fit(model, guide, make_loader(data.train, 16, shuffle=True), Schedule(epochs=5))
     pyro.set_rng_seed(0)
     standardised = evaluate(model, guide, make_loader(data.test, 100), num_samples=20)
     pyro.set_rng_seed(0)

@@ -10,11 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..data import DataSplits, load_data
+from ..elbo import ELBO_KL
 from ..guides import GUIDES
-from ..inference import KLWeight
 from ..likelihoods import REGRESSION_LIKELIHOODS, Categorical
 from ..models import BayesianCNN, BayesianMLP, BayesianModel
+from ..objective import MeanFieldELBO
 from ..priors import PRIOR_FAMILIES
+from ..schedules import KLWeight
 from ..serialization import read_posterior, restore_posterior
 
 
@@ -121,7 +123,7 @@ def posterior_from_file(path, device: str = "cpu") -> Tuple[BayesianModel, nn.Mo
     return model, guide, cfg, blob["data"]
 
 
-class Schedule(NamedTuple):
+class RunSchedule(NamedTuple):
     """How long and how fast a run trains: ``epochs`` of ``steps_per_epoch`` optimizer steps of ``batch_size``
     examples at ``lr``, and whether the size rule (``inference.large_data``) chose them."""
 
@@ -132,7 +134,7 @@ class Schedule(NamedTuple):
     batch_size: int
 
 
-def training_schedule(inference: DictConfig, num_train: int, batch_size: int) -> Schedule:
+def training_schedule(inference: DictConfig, num_train: int, batch_size: int) -> RunSchedule:
     """The schedule of a run on ``num_train`` training examples: ``inference.epochs``, or with ``inference.steps`` > 0
     the fewest epochs of ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps, and at least
     ``inference.min_epochs`` (training scaled to the data), at ``inference.lr``. The size rule: a training split of more
@@ -146,10 +148,17 @@ def training_schedule(inference: DictConfig, num_train: int, batch_size: int) ->
     batch_size = int(rule_batch if large and rule_batch else batch_size)
     per_epoch = math.ceil(num_train / batch_size)
     epochs = int(inference.epochs) if not steps else max(1, inference.min_epochs, math.ceil(steps / per_epoch))
-    return Schedule(epochs, per_epoch, float(lr), large, batch_size)
+    return RunSchedule(epochs, per_epoch, float(lr), large, batch_size)
 
 
 def build_kl_weight(inference: DictConfig) -> KLWeight:
-    """The run's KL weighting (:class:`~pyro_bnn.inference.KLWeight`) from ``inference``."""
+    """The run's KL weighting (:class:`~pyro_bnn.schedules.KLWeight`) from ``inference``."""
     fraction = inference.get("kl_warmup_fraction", 0.0)  # 0.0 in runs saved before the option
     return KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule, fraction)
+
+
+def build_objective(inference: DictConfig) -> MeanFieldELBO:
+    """The run's loss (:class:`~pyro_bnn.objective.MeanFieldELBO`) from ``inference``: ``elbo`` names its KL."""
+    if inference.elbo not in ELBO_KL:
+        raise ValueError(f"elbo={inference.elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
+    return MeanFieldELBO(inference.num_particles, ELBO_KL[inference.elbo], inference.estimator, inference.fused)

@@ -25,11 +25,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from ..data import DATASETS, OOD_SETS, uci_hidden_units
 from ..evaluation import MAX_SAMPLES, SUMMARY_METRICS, check_num_samples
 from ..guides import GUIDES, check_guide_options
-from ..inference import check_fit_arguments
 from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import check_network_options
 from ..priors import PRIOR_FAMILIES
-from .build import LIKELIHOOD_KEYS, MODELS, build_kl_weight, build_likelihood, build_prior, layer_scales
+from ..schedules import Schedule
+from .build import LIKELIHOOD_KEYS, MODELS, build_kl_weight, build_likelihood, build_objective, build_prior, layer_scales
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
 #: ``__init__.py`` in it).
@@ -315,9 +315,8 @@ def _check_with_the_library(cfg: DictConfig) -> None:
     """The library's own checks of the values it will be given, in the config's words (:func:`library_errors`)."""
     inference, model, guide = cfg.inference, cfg.model, cfg.guide
     with library_errors(cfg, "inference"):
-        check_fit_arguments(inference.elbo, inference.fused, inference.epochs, inference.lr, inference.lr_schedule,
-                            inference.estimator, inference.num_particles)
-        build_kl_weight(inference)
+        build_objective(inference)
+        Schedule(inference.epochs, inference.lr, inference.lr_schedule, build_kl_weight(inference))
     with library_errors(cfg, "prior"):
         build_prior(cfg.prior)
     with library_errors(cfg, "model"):

@@ -35,6 +35,7 @@ from ..inference import fit
 from ..models import BayesianCNN
 from ..normal_kl import normal_kl
 from ..priors import NormalPrior
+from ..schedules import Schedule
 from .build import load_run_data, posterior_from_file, training_schedule
 
 
@@ -150,7 +151,7 @@ def explain_small_cnn(epochs: int = 20, seed: int = 0, mc_samples: int = 1000) -
     model = BayesianCNN(data.in_shape, 10, channels=(8,), hidden=(32,), prior=NormalPrior(1.0),
                         num_data=data.num_train)
     guide = auto_normal(model, init_scale=1e-3)
-    fit(model, guide, make_loader(data.train, SMALL_CNN_BATCH, shuffle=True, seed=seed), epochs=epochs, lr=1e-2)
+    fit(model, guide, make_loader(data.train, SMALL_CNN_BATCH, shuffle=True, seed=seed), Schedule(epochs=epochs, lr=1e-2))
     return kl_breakdown(model, guide, *data.train.tensors, mc_samples=mc_samples), posterior_health(model, guide, 1e-3)
 
 

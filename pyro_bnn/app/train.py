@@ -45,9 +45,19 @@ from ..empirical_bayes import prior_scales
 from ..evaluation import in_original_units, posterior_samples, score
 from ..guides import MeanFieldNormal
 from ..health import health_warnings, posterior_health
-from ..inference import KLWeight, TrainingInterrupted, fit
+from ..inference import Hooks, TrainingInterrupted, fit
+from ..schedules import KLWeight, Schedule
 from ..serialization import data_spec, save_posterior
-from .build import Schedule, build_guide, build_kl_weight, build_model, layer_scale_overrides, load_run_data, training_schedule
+from .build import (
+    RunSchedule,
+    build_guide,
+    build_kl_weight,
+    build_model,
+    build_objective,
+    layer_scale_overrides,
+    load_run_data,
+    training_schedule,
+)
 from .config import CONF_DIR, ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
@@ -169,7 +179,7 @@ def _load_data(cfg: DictConfig) -> Tuple[DataSplits, Optional[TensorDataset]]:
 
 
 def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Optional[Dict], output_dir: Path,
-         reporter: EpochReporter, schedule: Schedule, kl_weight: KLWeight) -> List[Dict[str, float]]:
+         reporter: EpochReporter, schedule: RunSchedule, kl_weight: KLWeight) -> List[Dict[str, float]]:
     """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
     inference = cfg.inference
     rank, world_size = world()
@@ -179,11 +189,10 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
             return fit(
                 model, guide, make_loader(data.train, schedule.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
                                           world_size=world_size),
-                epochs=schedule.epochs, lr=schedule.lr, elbo=inference.elbo, num_particles=inference.num_particles,
-                kl_weight=kl_weight,
-                lr_schedule=inference.lr_schedule, estimator=inference.estimator, fused=inference.fused, state=state,
-                on_checkpoint=save if rank == 0 else None, should_stop=lambda: bool(received),
-                callback=reporter if rank == 0 else None, distributed=world_size > 1,
+                Schedule(schedule.epochs, schedule.lr, inference.lr_schedule, kl_weight), build_objective(inference),
+                Hooks(callback=reporter if rank == 0 else None, on_checkpoint=save if rank == 0 else None,
+                      should_stop=lambda: bool(received)),
+                state=state, distributed=world_size > 1,
             )
         except TrainingInterrupted as stop:
             raise RunInterrupted(received[0], output_dir, str(stop)) from None
@@ -224,7 +233,7 @@ class RunRecord:
     health: Dict[str, Any]
     kl_weight: KLWeight
     environment: Dict[str, Any]
-    schedule: Schedule
+    schedule: RunSchedule
     fit_s: float
     time_s: float
 

@@ -1,0 +1,91 @@
+"""One training step as a transition of a state value: :class:`SVIStep`'s ``init`` and ``update``.
+
+``init(model, guide, loader)`` checks the loader's first batch against the model, initialises the guide, and builds
+the state: a :class:`~pyro_bnn.training_state.TrainingState` holding the model, the guide, one Adam over all their
+parameters and its learning-rate schedule. ``update(state, x, y, beta)`` takes one step: the objective's terms of the
+minibatch (:class:`~pyro_bnn.objective.MeanFieldELBO`), ``NLL + beta * KL`` back-propagated, an all-reduce of the
+gradients in a data-parallel run, one Adam step; it returns the state and the step's record (its terms, detached).
+:func:`pyro_bnn.fit` is a loop over it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, List, Tuple
+
+import torch
+from torch import nn
+
+from .checks import check_batch, first_batch
+from .distributed import GradientAllReduce
+from .elbo import StepRecord
+from .guides import initialize_guide
+from .models import device_of
+from .objective import MeanFieldELBO
+from .schedules import Schedule, lr_scheduler
+from .training_state import TrainingState
+
+log = logging.getLogger(__name__)
+
+
+def parameters_of(*modules: nn.Module) -> List[torch.nn.Parameter]:
+    """The parameters of ``modules``, each once (a module shared by two is not trained twice)."""
+    seen, params = set(), []
+    for module in modules:
+        for p in module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def optimizer(parameters: List[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """One Adam over all ``parameters``, as a single fused kernel where torch has one for their device."""
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
+    return torch.optim.Adam(parameters, lr=lr, fused=fused or None)
+
+
+class SVIStep:
+    """SVI's step over a :class:`~pyro_bnn.training_state.TrainingState`.
+
+    :param MeanFieldELBO objective: the loss and its terms.
+    :param Schedule schedule: the learning rate and its schedule (the KL weight is the loop's: ``beta`` per step).
+    :param bool distributed: all-reduce the gradients over torch.distributed's process group
+        (:mod:`pyro_bnn.distributed`).
+    """
+
+    def __init__(self, objective: MeanFieldELBO, schedule: Schedule, distributed: bool = False):
+        self.objective, self.schedule, self.distributed = objective, schedule, distributed
+
+    def init(self, model: nn.Module, guide: nn.Module, loader: Iterable, num_steps: int) -> TrainingState:
+        """The state before the first step of a run of ``num_steps`` steps per epoch over ``loader``."""
+        device = device_of(model)
+        x, y = (t.to(device) for t in first_batch(loader))
+        check_batch(model, x, y)
+        initialize_guide(guide, x, y)
+        log.info("training step: %s", "fused mean-field (one noise draw, flat parameters)"
+                 if self.objective.is_fused(model, guide) else "Pyro traces of the guide and the model")
+        if hasattr(model, "describe_layers"):
+            log.info("%s", model.describe_layers(self.objective.estimator))
+        parameters = parameters_of(guide, model)
+        adam = optimizer(parameters, self.schedule.lr)
+        scheduler = lr_scheduler(adam, self.schedule.lr_schedule, int(self.schedule.epochs) * num_steps)
+        modules = {"model": model, "guide": guide, "optimizer": adam, "scheduler": scheduler}
+        sync = GradientAllReduce(parameters) if self.distributed else None
+        return TrainingState(modules, loader, device, sync)
+
+    def update(self, state: TrainingState, x: torch.Tensor, y: torch.Tensor, beta: float,
+               rows: Tuple[int, int] = None) -> Tuple[TrainingState, StepRecord]:
+        """One step on the minibatch ``(x, y)`` (the part ``rows`` of it in a distributed run) with KL weight
+        ``beta``: the state after it, and the step's record (the whole minibatch's, across the ranks of a distributed
+        run)."""
+        adam, scheduler = state.modules["optimizer"], state.modules["scheduler"]
+        terms = self.objective.terms(state.modules["model"], state.modules["guide"], x, y, rows)
+        adam.zero_grad(set_to_none=True)
+        (terms.nll + beta * terms.kl).backward()
+        record = terms.record()
+        if state.sync is not None:
+            record = state.sync(x.shape[0], record)
+        adam.step()
+        scheduler.step()
+        return state, record
