@@ -6,8 +6,8 @@ operations. In the common case, a :class:`~pyro_bnn.guides.MeanFieldNormal` guid
 :class:`~pyro_bnn.models.BayesianModel` whose priors are all Normal, :class:`FusedMeanField` computes the
 same terms with a few operations over whole vectors:
 
-* the guide's means and log-scales are read as two flat vectors ``loc`` and ``log_scale`` (one concatenation
-  each; the guide owns its parameters, and their gradients reach them);
+* the guide's means and log-scales are its two flat parameters (:meth:`~pyro_bnn.guides.MeanFieldNormal.
+  flat_parameters`, the storage its per-site parameters are views of): one optimizer step updates all;
 * one ``normal_`` draws the noise of every weight, ``w = loc + exp(log_scale) * eps``;
 * the KL is the closed form of :mod:`pyro_bnn.normal_kl` summed per site, with its gradient written out
   (:class:`MeanFieldSample`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the
@@ -117,6 +117,10 @@ class SequentialPlan:
         return h
 
 
+def _parts_of(flat: torch.Tensor, params: List[torch.Tensor]) -> List[torch.Tensor]:
+    return [part.view(p.shape) for part, p in zip(flat.split([p.numel() for p in params]), params)]
+
+
 def prior_runs(sizes: List[int], prior_locs: List[float], prior_precisions: List[float],
                learned: Optional[List[bool]] = None) -> List[tuple]:
     """Runs of consecutive sites with the same fixed prior ``N(m0, s0^2)``, as ``(slice of the flat vector, m0,
@@ -186,8 +190,8 @@ class FusedMeanField:
 
     :param model: a :class:`~pyro_bnn.models.BayesianModel` whose weight priors are all Normal, with one
         location and one scale per site (as every :class:`~pyro_bnn.priors.NormalPrior` gives).
-    :param guide: its :class:`~pyro_bnn.guides.MeanFieldNormal`, already run once: the step reads its parameters at
-        every call (:meth:`flat`), and their gradients reach them (train the guide's own parameters).
+    :param guide: its :class:`~pyro_bnn.guides.MeanFieldNormal`, already run once: the step reads and differentiates
+        the guide's flat parameters (:meth:`flat`: the storage of its per-site parameters).
     :param str kl: ``"analytic"`` (TraceMeanField_ELBO) or ``"mc"`` (Trace_ELBO).
     :param str estimator: ``"shared"``, ``"local_reparameterization"`` or ``"flipout"``.
 
@@ -206,12 +210,12 @@ class FusedMeanField:
             raise ValueError(f"the fused mean-field step cannot train this pair: {reason}; use fused=False")
         self.model, self.kl, self.handler = model, kl, estimator_handler(estimator)
         self.names = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
-        # the guide's own parameters, read (never replaced) at every call
-        self.locs = [guide.locs.get_parameter(name + "_unconstrained") for name in self.names]
-        self.log_scales = [guide.scales.get_parameter(name + "_unconstrained") for name in self.names]
-        self.shapes = [p.shape for p in self.locs]
-        self.sizes = [p.numel() for p in self.locs]
-        first = self.locs[0]
+        self.guide = guide
+        self._flat = guide.flat_parameters(self.names)  # made once: the pair's training does not move the guide
+        locs, _ = guide.site_parameters(self.names)
+        self.shapes = [p.shape for p in locs]
+        self.sizes = [p.numel() for p in locs]
+        first = locs[0]
         priors = [normal_params(site_prior(model, name)) for name in self.names]
         self.prior_locs = [float(loc.reshape(-1)[0]) for loc, _ in priors]
         variances = torch.stack([scale.reshape(-1)[0] for _, scale in priors]).detach().to(first) ** 2
@@ -225,10 +229,19 @@ class FusedMeanField:
         self._set_prior_variances(variances)
         self.plan = SequentialPlan.of(model, self.names)
 
-    def flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The guide's means and log-scales as two flat vectors (differentiable: their gradients reach the guide's
-        parameters)."""
-        return (torch.cat([p.reshape(-1) for p in self.locs]), torch.cat([p.reshape(-1) for p in self.log_scales]))
+    def flat(self) -> Tuple[nn.Parameter, nn.Parameter]:
+        """The guide's means and log-scales as its two flat parameters (:meth:`~pyro_bnn.guides.MeanFieldNormal.
+        flat_parameters`: the storage of its per-site parameters): what an optimizer of this step trains."""
+        return self._flat
+
+    def to_site_gradients(self) -> None:
+        """Hand the flat parameters' gradients to the guide's per-site parameters (views of them), for an optimizer
+        of those (Pyro's, under ``SVI``)."""
+        for vector, params in zip(self.flat(), self.guide.site_parameters(self.names)):
+            if vector.grad is not None:
+                for grad, param in zip(_parts_of(vector.grad, params), params):
+                    param.grad = grad if param.grad is None else param.grad + grad
+                vector.grad = None
 
     def _set_prior_variances(self, variances: torch.Tensor) -> None:
         """The per-site prior tensors of the KL from the prior variances ``s0^2`` (new tensors, never in place:

@@ -23,7 +23,7 @@ import difflib
 import math
 from contextlib import ExitStack
 from numbers import Real
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyro
 import pyro.distributions as dist
@@ -111,6 +111,15 @@ def _init_loc_fn(model: nn.Module, init_loc: Union[str, Mapping]) -> Callable[[d
     raise ValueError(f"init_loc={init_loc!r} is not known; choose one of {list(INIT_LOCS)}")
 
 
+def _parts(vector: torch.Tensor, params: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """``vector``'s consecutive parts, each shaped like its parameter of ``params``."""
+    return [part.view(p.shape) for part, p in zip(vector.detach().split([p.numel() for p in params]), params)]
+
+
+def _shares(part: torch.Tensor, param: torch.Tensor) -> bool:
+    return param.data_ptr() == part.data_ptr() and param.shape == part.shape and param.device == part.device
+
+
 def _is_real(support: constraints.Constraint) -> bool:
     while isinstance(support, constraints.independent):
         support = support.base_constraint
@@ -126,6 +135,10 @@ class MeanFieldNormal(autoguide.AutoNormal):
     (:mod:`pyro_bnn.fused`) to one ``exp`` per weight. For the small scales of a network's posterior the
     two agree (``softplus(u) ~ exp(u)`` for ``u << 0``).
     Sites with constrained support fall back to AutoNormal's transformed sampling.
+
+    The guide can also hold its means and log-scales in two flat vectors (:meth:`flat_parameters`), which its
+    per-site parameters are then views of: one storage read and trained either way (the fused step of
+    :mod:`pyro_bnn.fused` trains the flat vectors; Pyro's optimizers, the per-site parameters).
     """
 
     scale_constraint = constraints.positive
@@ -133,6 +146,27 @@ class MeanFieldNormal(autoguide.AutoNormal):
     def loc_and_scale(self, name: str):
         """The mean and standard deviation of the guide's Normal at the model's site ``name``."""
         return self._get_loc_and_scale(name)
+
+    def site_parameters(self, names: Sequence[str]) -> Tuple[List[nn.Parameter], List[nn.Parameter]]:
+        """The guide's own parameters of the sites ``names``: their means and their log-scales."""
+        return ([self.locs.get_parameter(name + "_unconstrained") for name in names],
+                [self.scales.get_parameter(name + "_unconstrained") for name in names])
+
+    def flat_parameters(self, names: Sequence[str]) -> Tuple[nn.Parameter, nn.Parameter]:
+        """The means and log-scales of the sites ``names``, in that order, as two flat parameters whose storage the
+        per-site parameters share (each a view of its part): updating either updates both, and the state dict, the
+        per-site parameters' names and Pyro's optimizers are unchanged. Made at the first call, and again where a
+        per-site parameter no longer shares the storage (``.to(device)``, ``load_state_dict`` with ``assign``)."""
+        locs, log_scales = self.site_parameters(names)
+        flat = self.__dict__.get("_flat", {}).get(tuple(names))  # not a registered parameter: no second copy saved
+        if flat is None or not all(_shares(part, param) for vector, params in zip(flat, (locs, log_scales))
+                                   for part, param in zip(_parts(vector, params), params)):
+            flat = tuple(nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params])) for params in (locs, log_scales))
+            for vector, params in zip(flat, (locs, log_scales)):
+                for part, param in zip(_parts(vector, params), params):
+                    param.data = part
+            self.__dict__.setdefault("_flat", {})[tuple(names)] = flat
+        return flat
 
     def forward(self, *args, **kwargs):
         """Pyro 1.9.2's ``AutoNormal.forward`` with one difference: at a site of real support the Normal is

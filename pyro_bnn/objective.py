@@ -18,7 +18,7 @@ Both apply the estimator (:mod:`pyro_bnn.estimators`) and set learned prior scal
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from pyro import poutine
@@ -42,6 +42,17 @@ MAX_PARTICLES = 1_000
 def is_fused_choice(value) -> bool:
     """Whether ``value`` is one of :data:`FUSED` (``True``/``False`` themselves, not 1 or 0)."""
     return isinstance(value, bool) or value == "auto"
+
+
+def parameters_of(*modules: nn.Module) -> List[torch.nn.Parameter]:
+    """The parameters of ``modules``, each once (a module shared by two is not trained twice)."""
+    seen, params = set(), []
+    for module in modules:
+        for p in module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
 
 
 class MeanFieldELBO(Trace_ELBO):
@@ -124,12 +135,22 @@ class MeanFieldELBO(Trace_ELBO):
         with torch.no_grad():
             return float(self.differentiable_loss(model, guide, *args, **kwargs))
 
+    def parameters(self, model: nn.Module, guide: nn.Module, *args) -> List[nn.Parameter]:
+        """What an optimizer of this objective trains: the fused step's flat guide parameters and the model's, or the
+        guide's and the model's (``args``: a batch, where the guide has not been run yet)."""
+        step = self._prepare(model, guide, args)[0]
+        if step is None:
+            return parameters_of(guide, model)
+        return parameters_of(model) + list(step.flat())
+
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """The -ELBO estimate, its gradients accumulated into the parameters (what :class:`pyro.infer.SVI` calls)."""
+        """The -ELBO estimate, its gradients accumulated into the guide's and the model's own parameters (what
+        :class:`pyro.infer.SVI` calls)."""
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
-        if am_i_wrapped() and self._prepared[2] is not None:
-            # the fused step reads the guide's parameters directly: show them to the handlers around this call
-            # (SVI collects the parameters it steps from their pyro.param messages)
-            poutine.block(guide, hide_types=["sample"])(*args, **kwargs)
+        step = self._prepared[2]
+        if step is not None:
+            step.to_site_gradients()
+            if am_i_wrapped():  # show the guide's parameters to the handlers around this call (SVI collects the
+                poutine.block(guide, hide_types=["sample"])(*args, **kwargs)  # ones it steps from their messages)
         return float(loss.detach())

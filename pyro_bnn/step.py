@@ -28,17 +28,6 @@ from .training_state import TrainingState
 log = logging.getLogger(__name__)
 
 
-def parameters_of(*modules: nn.Module) -> List[torch.nn.Parameter]:
-    """The parameters of ``modules``, each once (a module shared by two is not trained twice)."""
-    seen, params = set(), []
-    for module in modules:
-        for p in module.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-    return params
-
-
 def optimizer(parameters: List[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """One Adam over all ``parameters``, as a single fused kernel where torch has one for their device."""
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
@@ -67,7 +56,7 @@ class SVIStep:
                  if self.objective.is_fused(model, guide) else "Pyro traces of the guide and the model")
         if hasattr(model, "describe_layers"):
             log.info("%s", model.describe_layers(self.objective.estimator))
-        parameters = parameters_of(guide, model)
+        parameters = self.objective.parameters(model, guide)
         adam = optimizer(parameters, self.schedule.lr)
         scheduler = lr_scheduler(adam, self.schedule.lr_schedule, int(self.schedule.epochs) * num_steps)
         modules = {"model": model, "guide": guide, "optimizer": adam, "scheduler": scheduler}

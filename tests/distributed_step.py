@@ -35,10 +35,11 @@ def pair(num_data):
 def one_step(x, y, part=None):
     model, guide = pair(len(x))
     initialize_guide(guide, x[:1], y[:1])
-    parameters = list(guide.parameters())
+    objective = MeanFieldELBO()
+    parameters = objective.parameters(model, guide)
     pyro.set_rng_seed(1)  # the same weight noise on every rank
     xs, ys = (x, y) if part is None else (x[part], y[part])
-    terms = MeanFieldELBO().terms(model, guide, xs, ys)
+    terms = objective.terms(model, guide, xs, ys)
     (terms.nll + terms.kl).backward()
     record = terms.record()
     if part is not None:
