@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from pyro.poutine.messenger import Messenger
 
 from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, initialize_guide
-from pyro_bnn.app.build import layer_scale_overrides
-from pyro_bnn.app.config import CONF_DIR, register_configs
+from pyro_bnn.app.build import CONF_DIR, layer_scale_overrides
+from pyro_bnn.app.config import register_configs
 from pyro_bnn.priors import normal_params
 
 ROOT = Path(__file__).resolve().parents[1]

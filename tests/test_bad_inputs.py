@@ -39,7 +39,7 @@ from pyro_bnn import (
     to_bayesian,
 )
 from pyro_bnn.app import explain, summarize
-from pyro_bnn.app.config import CONF_DIR
+from pyro_bnn.app.build import CONF_DIR
 from pyro_bnn.app.evaluate import check_run_dir_argument, evaluate_run
 
 

@@ -7,8 +7,8 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ValidationError
 
 from helpers import cli, compose_train
-from pyro_bnn.app.build import build_prior
-from pyro_bnn.app.config import CONF_DIR, EvaluateConfig, TrainConfig, validate
+from pyro_bnn.app.build import CONF_DIR, build_prior
+from pyro_bnn.app.config import EvaluateConfig, TrainConfig, validate
 
 GROUPS = ["data", "model", "prior", "guide", "inference", "eval"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Tuple
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,12 +20,46 @@ from ..priors import PRIOR_FAMILIES
 from ..schedules import KLWeight
 from ..serialization import read_posterior, restore_posterior
 
+#: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
+#: ``__init__.py`` in it).
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
-def accepted_options(builder: Callable, options: Mapping[str, Any]) -> Dict[str, Any]:
+
+def option_arguments(builder: Callable, options: Mapping[str, Any], group: str, choice: str, choices: Mapping[str, Callable],
+                     selector: str) -> Dict[str, Any]:
     """The entries of ``options`` (a config group's keys, shared by all of its options) that ``builder`` takes: a
-    group option's own keys are its builder's arguments, so adding an option never touches this module."""
+    group option's own keys are its builder's arguments, so adding an option never touches this module.
+
+    A key the builder does not take, set to anything but the shared value of ``train.yaml``, is refused (a ValueError
+    naming it, the option's keys and the options that take it): it would otherwise be dropped without a word.
+
+    :param str choice: the chosen option (e.g. ``normal`` for ``prior.family=normal``); ``choices``: every option's
+        builder; ``selector``: the key that chooses (not an argument).
+    """
     parameters = inspect.signature(builder).parameters
+    shared = _shared_values(group)
+    for key, value in options.items():
+        if key in parameters or key == selector or key not in shared or _same(value, shared[key]):
+            continue
+        takers = [name for name, other in choices.items() if key in inspect.signature(other).parameters]
+        own = [name for name in parameters if name in shared]
+        raise ValueError(f"{key}={value}: the {group} option {selector}={choice} does not take it (its keys: "
+                         f"{', '.join(own)}); " + (" and ".join(f"{selector}={t}" for t in takers)
+                                                   + (" take it" if len(takers) > 1 else " takes it")
+                                                   if takers else f"no {group} option takes it") + "; leave it unset")
     return {key: value for key, value in options.items() if key in parameters}
+
+
+def _shared_values(group: str) -> Dict[str, Any]:
+    """The values ``train.yaml`` gives every option of ``group``."""
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "train.yaml")[group])
+
+
+def _same(value, shared) -> bool:
+    try:
+        return value == shared or float(value) == float(shared)
+    except (TypeError, ValueError):
+        return False
 
 
 def layer_scales(node) -> Dict[str, float]:
@@ -55,7 +90,7 @@ def build_prior(cfg: DictConfig):
         raise ValueError(f"prior.learn_scale=true needs a prior whose scale can be learned (prior.family=normal), not "
                          f"prior.family={cfg.family}: use prior.family=normal, or prior.learn_scale=false")
     options = {**OmegaConf.to_container(cfg), "layer_scales": layer_scales(cfg.layer_scales)}
-    return cls(**accepted_options(cls, options))
+    return cls(**option_arguments(cls, options, "prior", cfg.family, PRIOR_FAMILIES, "family"))
 
 
 def load_run_data(data_cfg: DictConfig) -> DataSplits:
@@ -76,7 +111,7 @@ def build_likelihood(cfg: DictConfig, task: str):
         return Categorical()
     likelihood = REGRESSION_LIKELIHOODS[cfg.get("likelihood", "gaussian")]
     options = {argument: cfg[key] for argument, key in LIKELIHOOD_KEYS.items() if key in cfg}  # older configs: fewer
-    return likelihood(**accepted_options(likelihood, options))
+    return likelihood(**{key: value for key, value in options.items() if key in inspect.signature(likelihood).parameters})
 
 
 def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:
@@ -104,8 +139,13 @@ MODELS = {"mlp": _mlp, "cnn": _cnn}
 def build_guide(cfg: DictConfig, model: nn.Module) -> nn.Module:
     """The (not yet initialised) guide of ``cfg.guide`` for ``model``: its builder
     (:data:`~pyro_bnn.guides.GUIDES`) given the keys it takes."""
-    builder = GUIDES[cfg.name]
-    return builder(model, **accepted_options(builder, OmegaConf.to_container(cfg)))
+    return GUIDES[cfg.name](model, **guide_options(cfg))
+
+
+def guide_options(cfg: DictConfig) -> Dict[str, Any]:
+    """The arguments of ``cfg.guide``'s builder (:data:`~pyro_bnn.guides.GUIDES`): the keys it takes (a key it does
+    not take, set, is refused)."""
+    return option_arguments(GUIDES[cfg.name], OmegaConf.to_container(cfg), "guide", cfg.name, GUIDES, "name")
 
 
 def build(cfg: DictConfig, spec: Dict[str, Any], device: str = "cpu") -> Tuple[BayesianModel, nn.Module]:

@@ -16,7 +16,6 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
@@ -29,11 +28,17 @@ from ..likelihoods import REGRESSION_LIKELIHOODS
 from ..models import check_network_options
 from ..priors import PRIOR_FAMILIES
 from ..schedules import Schedule
-from .build import LIKELIHOOD_KEYS, MODELS, build_kl_weight, build_likelihood, build_objective, build_prior, layer_scales
+from .build import (
+    LIKELIHOOD_KEYS,
+    MODELS,
+    build_kl_weight,
+    build_likelihood,
+    build_objective,
+    build_prior,
+    guide_options,
+    layer_scales,
+)
 
-#: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
-#: ``__init__.py`` in it).
-CONF_DIR = Path(__file__).resolve().parent / "conf"
 #: Data sets whose task is regression (the rest are classification).
 REGRESSION_DATASETS = tuple(name for name, dataset in DATASETS.items() if dataset.task == "regression")
 #: Upper bounds where a larger value only exhausts memory or time: predictive samples (each holds the network's
@@ -324,6 +329,7 @@ def _check_with_the_library(cfg: DictConfig) -> None:
         build_likelihood(model, "regression")
     with library_errors(cfg, "guide"):
         check_guide_options(guide.init_scale, guide.init_loc, guide.rank)
+        guide_options(guide)
     with library_errors(cfg, "eval"):
         check_num_samples(cfg.eval.num_samples)
 

@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import DATASETS, load_data, load_ood, make_loader
 from ..evaluation import evaluate, in_original_units
-from .build import load_run_data, posterior_from_file
-from .config import CONF_DIR, ConfigError, register_configs, validate_device
+from .build import CONF_DIR, load_run_data, posterior_from_file
+from .config import ConfigError, register_configs, validate_device
 from .run_dir import write_json
 
 

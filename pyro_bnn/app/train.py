@@ -49,6 +49,7 @@ from ..inference import Hooks, TrainingInterrupted, fit
 from ..schedules import KLWeight, Schedule
 from ..serialization import data_spec, save_posterior
 from .build import (
+    CONF_DIR,
     RunSchedule,
     build_guide,
     build_kl_weight,
@@ -58,7 +59,7 @@ from .build import (
     load_run_data,
     training_schedule,
 )
-from .config import CONF_DIR, ConfigError, library_errors, register_configs, validate
+from .config import ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
 from .report import regression_curve, uncertainty_summary, write_figures, write_nuts_comparison
