@@ -7,7 +7,7 @@ to the guide's locations of the top layer (and of the first layer) is drawn ``--
 
 * ``shared``: one weight draw for the whole minibatch (pyro_bnn's default, Pyro's too);
 * ``separate``: an independent weight draw for every example (B model runs: the costly reference);
-* ``local_reparameterization`` and ``flipout``: :mod:`pyro_bnn.estimators`.
+* ``local_reparameterization`` and ``flipout``: :mod:`pyro_bnn.objectives.estimators`.
 
 Prints the variance (mean over the layer's entries of the variance over the draws), its ratio to
 ``shared``, and the time per gradient.

@@ -20,8 +20,8 @@ On scikit-learn's digits, for each split and seed:
 * ``finetuned_moped`` (with ``--finetune-moped DELTA`` > 0): the same under a prior centred at the trained weights,
   :class:`pyro_bnn.MopedPrior` ``N(w, (DELTA |w|)^2)`` (MOPED; a prior per weight: trained on Pyro's traces).
 
-All are scored by the same code (:func:`pyro_bnn.evaluation.classification_metrics`,
-:func:`pyro_bnn.evaluation.ood_metrics`) on the same test and OOD sets. ``rot`` and ``held`` are the OOD
+All are scored by the same code (:func:`pyro_bnn.evaluation.predictive.classification_metrics`,
+:func:`pyro_bnn.evaluation.predictive.ood_metrics`) on the same test and OOD sets. ``rot`` and ``held`` are the OOD
 AUROCs (mutual information, and entropy of the predictive mean); a single network has no mutual information
 (its AUROC is 0.5). ``train_s`` is the training time (all members for the ensemble; the rotated run).
 

@@ -52,7 +52,7 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from pyro_bnn import MeanFieldELBO, NormalPrior, Schedule, SVIStep, auto_normal, cnn_network, to_bayesian
-from pyro_bnn.elbo import ELBO_KL
+from pyro_bnn.objectives.elbo import ELBO_KL
 
 BATCH, NUM_DATA = 128, 60000
 

@@ -51,7 +51,7 @@ def first_batch(loader: Iterable, argument: str = "loader") -> Tuple[torch.Tenso
 
 
 def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, argument: str = "loader") -> None:
-    """Check one batch against ``model`` (a :class:`~pyro_bnn.models.BayesianModel`; others: the inputs only)."""
+    """Check one batch against ``model`` (a :class:`~pyro_bnn.model.networks.BayesianModel`; others: the inputs only)."""
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype is None:
         dtype = next((b.dtype for b in model.buffers() if b.is_floating_point()), torch.get_default_dtype())

@@ -13,7 +13,7 @@ Initial locations (``init_loc``):
 * ``"pytorch"``: a fresh standard PyTorch init of each layer (Kaiming-uniform
   weights, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` biases), drawn from torch's RNG;
 * ``"median"``: the prior median (zeros for centred priors), Pyro's default;
-* a mapping ``{site name: tensor}``, e.g. :func:`pyro_bnn.models.pretrained_weights` of a trained
+* a mapping ``{site name: tensor}``, e.g. :func:`pyro_bnn.model.networks.pretrained_weights` of a trained
   network: the guide's means start at those weights (other sites get the PyTorch init).
 """
 
@@ -36,7 +36,7 @@ from torch import nn
 from torch.distributions import biject_to, constraints
 
 from .checks import check_count
-from .priors import Prior, fan_in
+from .model.priors import Prior, fan_in
 
 INIT_LOCS = ("pytorch", "median")
 
@@ -132,13 +132,13 @@ class MeanFieldNormal(autoguide.AutoNormal):
     Same parameters (``locs``, ``scales``) and arguments as :class:`~pyro.infer.autoguide.AutoNormal`, with
     the scales stored as ``log(scale)`` (AutoNormal stores ``softplus^-1(scale)``): the KL's ``log(scale)``
     is then the parameter itself and ``d scale / d parameter = scale``, which keeps the fused step
-    (:mod:`pyro_bnn.fused`) to one ``exp`` per weight. For the small scales of a network's posterior the
+    (:mod:`pyro_bnn.objectives.fused`) to one ``exp`` per weight. For the small scales of a network's posterior the
     two agree (``softplus(u) ~ exp(u)`` for ``u << 0``).
     Sites with constrained support fall back to AutoNormal's transformed sampling.
 
     The guide can also hold its means and log-scales in two flat vectors (:meth:`flat_parameters`), which its
     per-site parameters are then views of: one storage read and trained either way (the fused step of
-    :mod:`pyro_bnn.fused` trains the flat vectors; Pyro's optimizers, the per-site parameters).
+    :mod:`pyro_bnn.objectives.fused` trains the flat vectors; Pyro's optimizers, the per-site parameters).
     """
 
     scale_constraint = constraints.positive
@@ -209,7 +209,7 @@ def auto_normal(model: nn.Module, init_scale: float = 1e-3, init_loc: str = "pyt
 
     :param float init_scale: initial posterior standard deviation of every weight.
     :param init_loc: ``"pytorch"`` (standard layer init), ``"median"`` (prior median), or a mapping
-        ``{site: tensor}`` of starting means (e.g. :func:`~pyro_bnn.models.pretrained_weights`).
+        ``{site: tensor}`` of starting means (e.g. :func:`~pyro_bnn.model.networks.pretrained_weights`).
     """
     check_guide_options(init_scale=init_scale, init_loc=init_loc)
     return MeanFieldNormal(model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale))
@@ -250,7 +250,7 @@ def check_guide_options(init_scale: float = 1e-3, init_loc: Union[str, Mapping] 
     check_count(rank, "rank", maximum=MAX_RANK)
 
 
-__all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "pytorch_init"]
+__all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "initialize_guide", "pytorch_init"]
 
 
 #: The guide builder of each name (``guide=<name>``; each takes the model and its own options).

@@ -23,7 +23,7 @@ from pyro_bnn import (
     load_data,
     make_loader,
 )
-from pyro_bnn.distributed import GradientAllReduce
+from pyro_bnn.training.distributed import GradientAllReduce
 
 
 def pair(num_data):

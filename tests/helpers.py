@@ -16,7 +16,7 @@ from pyro.poutine.messenger import Messenger
 from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, initialize_guide
 from pyro_bnn.app.build import CONF_DIR, layer_scale_overrides
 from pyro_bnn.app.config import register_configs
-from pyro_bnn.priors import normal_params
+from pyro_bnn.model.priors import normal_params
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Hydra's log lines above warnings are noise in a test's output.

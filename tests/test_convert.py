@@ -19,7 +19,8 @@ from pyro_bnn import (
     pretrained_weights,
     to_bayesian,
 )
-from pyro_bnn.evaluation import predict
+from pyro_bnn.evaluation.predictive import predict
+from pyro_bnn.objectives.estimators import describe_layers
 
 
 class SmallNet(nn.Module):
@@ -94,11 +95,11 @@ def test_layers_that_stay_point_estimates_are_named_at_conversion_and_each_layer
     with pytest.warns(UserWarning, match=r"net.3 \(ConvTranspose1d\) keep point-estimate parameters") as warned:
         model = to_bayesian(net, (1, 8), likelihood=Gaussian(), num_data=16)
     assert "BatchNorm" not in str(warned[0].message)  # normalisation layers are point estimates by design
-    assert model.describe_layers("dense_local_reparameterization") == (
+    assert describe_layers(model, "dense_local_reparameterization") == (
         "Bayesian layers: net.0 Conv1d (shared), net.5 Linear (local_reparameterization); "
         "point estimates: net.1 BatchNorm1d, net.3 ConvTranspose1d (11 numbers)")
     data = torch.utils.data.TensorDataset(torch.randn(16, 1, 8), torch.randn(16))
-    with caplog.at_level("INFO", logger="pyro_bnn.step"):
+    with caplog.at_level("INFO", logger="pyro_bnn.training.step"):
         fit(model, auto_normal(model), make_loader(data, 8), Schedule(epochs=1), MeanFieldELBO(estimator="flipout"))
     assert "Bayesian layers: net.0 Conv1d (flipout), net.5 Linear (flipout)" in caplog.text
     with warnings.catch_warnings():

@@ -42,7 +42,7 @@ def test_cuda_and_cpu_compute_the_same_terms(small_digits):
 
 
 def test_resume_on_cuda_gives_the_uninterrupted_result(small_digits):
-    from pyro_bnn.inference import TrainingInterrupted
+    from pyro_bnn.training.loop import TrainingInterrupted
 
     def run(hooks=None, state=None):
         pyro.set_rng_seed(0)

@@ -10,8 +10,8 @@ from torch.utils.data import TensorDataset
 from helpers import ROOT, cli
 from pyro_bnn import make_loader
 from pyro_bnn.app.summarize import job_row
-from pyro_bnn.elbo import StepRecord
-from pyro_bnn.loss_monitor import LossMonitor
+from pyro_bnn.objectives.elbo import StepRecord
+from pyro_bnn.training.loss_monitor import LossMonitor
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 

@@ -8,7 +8,7 @@ from torch.distributions import InverseGamma, Normal, kl_divergence
 
 from helpers import FixedNoise, assert_close, assert_same_gradients, fused_noise, guide_gradients, spread_guide
 from pyro_bnn import BayesianMLP, MeanFieldELBO, NormalPrior, Schedule, auto_delta, fit, initialize_guide, make_loader
-from pyro_bnn.empirical_bayes import EmpiricalBayes, prior_scales
+from pyro_bnn.objectives.empirical_bayes import EmpiricalBayes, prior_scales
 
 ALPHAS = [0.0, 4.48]
 

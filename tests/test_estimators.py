@@ -22,8 +22,8 @@ from pyro_bnn import (
     make_loader,
     to_bayesian,
 )
-from pyro_bnn.estimators import DenseLocalReparameterization, Flipout, LocalReparameterization, estimator_handler
 from pyro_bnn.guides import auto_delta, auto_lowrank
+from pyro_bnn.objectives.estimators import DenseLocalReparameterization, Flipout, LocalReparameterization, estimator_handler
 
 HANDLERS = [LocalReparameterization, DenseLocalReparameterization, Flipout]
 

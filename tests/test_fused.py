@@ -18,7 +18,7 @@ from pyro_bnn import (
     initialize_guide,
     make_loader,
 )
-from pyro_bnn.fused import FusedMeanField
+from pyro_bnn.objectives.fused import FusedMeanField
 
 PRIORS = [NormalPrior(0.7, loc=0.1), NormalPrior(1.0, fan_in=True)]  # m0 != 0; a different scale per layer
 

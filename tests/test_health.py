@@ -7,7 +7,7 @@ import torch
 
 from helpers import small_mlp
 from pyro_bnn import auto_delta, auto_normal, initialize_guide
-from pyro_bnn.health import AT_PRIOR_KL, format_health, health_warnings, posterior_health
+from pyro_bnn.evaluation.health import AT_PRIOR_KL, format_health, health_warnings, posterior_health
 
 
 def guide_for(model, x, y, init_scale=1e-3):

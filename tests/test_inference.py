@@ -7,7 +7,7 @@ import torch
 from helpers import small_mlp
 from pyro_bnn import KLWeight, MeanFieldELBO, Schedule, evaluate, fit, make_loader
 from pyro_bnn.app.build import GUIDES
-from pyro_bnn.elbo import ELBO_KL
+from pyro_bnn.objectives.elbo import ELBO_KL
 
 
 def train_small(small_digits, guide_name="auto_normal", elbo="mean_field", epochs=15, seed=0, **guide_options):

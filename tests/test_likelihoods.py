@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyro_bnn import Categorical, Gaussian, HeteroscedasticGaussian
-from pyro_bnn.likelihoods import REGRESSION_LIKELIHOODS
+from pyro_bnn.model.likelihoods import REGRESSION_LIKELIHOODS
 
 
 def test_the_log_likelihood_is_the_batch_sum_scaled_to_the_whole_data():

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from pyro_bnn.elbo import StepRecord
-from pyro_bnn.loss_monitor import EXPLOSION, LossMonitor
+from pyro_bnn.objectives.elbo import StepRecord
+from pyro_bnn.training.loss_monitor import EXPLOSION, LossMonitor
 
 
 def record(loss, nll=None, kl=0.0, **layers):

@@ -6,7 +6,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyro_bnn import BayesianCNN, BayesianMLP, Gaussian, LaplacePrior, NormalPrior, StudentTPrior
-from pyro_bnn.priors import fan_in
+from pyro_bnn.model.priors import fan_in
 
 
 def latent_sites(model, x, y):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from pyro_bnn.normal_kl import NormalKLPrior, normal_kl, normal_kl_of_sums
+from pyro_bnn.objectives.normal_kl import NormalKLPrior, normal_kl, normal_kl_of_sums
 
 
 @pytest.mark.parametrize("prior_loc, prior_scale", [(0.0, 1.0), (0.3, 0.05), (-2.0, 7.0)])

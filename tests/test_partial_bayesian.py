@@ -26,7 +26,7 @@ from pyro_bnn import (
     save_posterior,
     to_bayesian,
 )
-from pyro_bnn.priors import normal_params, site_prior
+from pyro_bnn.model.priors import normal_params, site_prior
 
 
 def sites(model):

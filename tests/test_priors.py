@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pyro_bnn import BayesianMLP, LaplacePrior, NormalPrior, StudentTPrior
-from pyro_bnn.priors import PRIOR_FAMILIES, normal_params, select_layers, site_prior
+from pyro_bnn.model.priors import PRIOR_FAMILIES, normal_params, select_layers, site_prior
 
 
 def mlp(prior):

@@ -6,7 +6,7 @@ from torch.utils.data import TensorDataset
 
 from helpers import PRIOR_SCALE, SIGMA, exact_posterior
 from pyro_bnn import BayesianMLP, Gaussian, NormalPrior, make_loader, nuts_posterior, predict_with_samples
-from pyro_bnn.reference import nuts_warnings
+from pyro_bnn.evaluation.reference import nuts_warnings
 
 N = 50
 

@@ -18,8 +18,8 @@ from torch.utils.data import TensorDataset
 from helpers import QUIET, ROOT, cli, last_line, small_mlp
 from pyro_bnn import Hooks, Schedule, auto_normal, fit, make_loader
 from pyro_bnn.app.run_dir import CheckpointWriter, load_checkpoint
-from pyro_bnn.inference import TrainingInterrupted
-from pyro_bnn.serialization import read_posterior
+from pyro_bnn.io.posterior import read_posterior
+from pyro_bnn.training.loop import TrainingInterrupted
 
 SHORT = ["+experiment=debug", "inference.epochs=30", "model.channels=[8]", "model.hidden=[32]", *QUIET]
 
@@ -174,7 +174,7 @@ def test_a_dir_another_process_is_running_in_is_refused_before_anything_is_writt
 
 
 def test_temporary_files_have_names_no_other_process_picks(tmp_path):
-    from pyro_bnn.serialization import replacing
+    from pyro_bnn.io.files import replacing
 
     with replacing(tmp_path / "plot.png") as first, replacing(tmp_path / "plot.png") as second:
         assert first != second and first.suffix == ".png" and first.parent == tmp_path

@@ -6,7 +6,7 @@ import torch
 
 from helpers import small_mlp, spread_guide
 from pyro_bnn import auto_normal, load_posterior, save_posterior
-from pyro_bnn.serialization import read_posterior
+from pyro_bnn.io.posterior import read_posterior
 
 SPEC = {"name": "digits", "in_shape": [1, 8, 8], "num_outputs": 10, "task": "classification", "num_data": 300,
         "target_mean": 0.0, "target_std": 1.0}

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from pyro_bnn import make_loader
-from pyro_bnn.elbo import StepRecord
-from pyro_bnn.training_state import TrainingState
+from pyro_bnn.objectives.elbo import StepRecord
+from pyro_bnn.training.state import TrainingState
 
 
 def state(loader):

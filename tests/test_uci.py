@@ -32,7 +32,7 @@ from pyro_bnn import (
 )
 from pyro_bnn.app.build import build_prior
 from pyro_bnn.app.summarize import replicate_groups, summarize
-from pyro_bnn.empirical_bayes import EmpiricalBayes
+from pyro_bnn.objectives.empirical_bayes import EmpiricalBayes
 
 SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "uci"
 

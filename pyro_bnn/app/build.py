@@ -10,15 +10,15 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Tuple
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..data import DataSplits, load_data
-from ..elbo import ELBO_KL
+from ..data.datasets import DataSplits, load_data
 from ..guides import GUIDES
-from ..likelihoods import REGRESSION_LIKELIHOODS, Categorical
-from ..models import BayesianCNN, BayesianMLP, BayesianModel
-from ..objective import MeanFieldELBO
-from ..priors import PRIOR_FAMILIES
-from ..schedules import KLWeight
-from ..serialization import read_posterior, restore_posterior
+from ..io.posterior import read_posterior, restore_posterior
+from ..model.likelihoods import REGRESSION_LIKELIHOODS, Categorical
+from ..model.networks import BayesianCNN, BayesianMLP, BayesianModel
+from ..model.priors import PRIOR_FAMILIES
+from ..objectives.elbo import ELBO_KL
+from ..objectives.mean_field_elbo import MeanFieldELBO
+from ..training.schedules import KLWeight
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
 #: ``__init__.py`` in it).
@@ -83,7 +83,7 @@ def layer_scale_overrides(args: List[str]) -> List[str]:
 
 
 def build_prior(cfg: DictConfig):
-    """The prior of ``cfg.prior``: its family's class (:data:`~pyro_bnn.priors.PRIOR_FAMILIES`) given the keys it
+    """The prior of ``cfg.prior``: its family's class (:data:`~pyro_bnn.model.priors.PRIOR_FAMILIES`) given the keys it
     takes (``df`` for Student-t, the learned scales for Normal, ...)."""
     cls = PRIOR_FAMILIES[cfg.family]
     if cfg.get("learn_scale") and "learn_scale" not in inspect.signature(cls).parameters:
@@ -94,7 +94,7 @@ def build_prior(cfg: DictConfig):
 
 
 def load_run_data(data_cfg: DictConfig) -> DataSplits:
-    """The data of ``cfg.data`` (:func:`pyro_bnn.data.load_data`; configs saved before ``data.loader`` existed
+    """The data of ``cfg.data`` (:func:`pyro_bnn.data.datasets.load_data`; configs saved before ``data.loader`` existed
     name their loader ``data.name``)."""
     return load_data(data_cfg.get("loader", data_cfg.name), data_cfg.root, data_cfg.download, data_cfg.split_seed,
                      data_cfg.holdout_classes, data_cfg.subset, name=data_cfg.name, split=data_cfg.get("split", 0),
@@ -192,13 +192,13 @@ def training_schedule(inference: DictConfig, num_train: int, batch_size: int) ->
 
 
 def build_kl_weight(inference: DictConfig) -> KLWeight:
-    """The run's KL weighting (:class:`~pyro_bnn.schedules.KLWeight`) from ``inference``."""
+    """The run's KL weighting (:class:`~pyro_bnn.training.schedules.KLWeight`) from ``inference``."""
     fraction = inference.get("kl_warmup_fraction", 0.0)  # 0.0 in runs saved before the option
     return KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule, fraction)
 
 
 def build_objective(inference: DictConfig) -> MeanFieldELBO:
-    """The run's loss (:class:`~pyro_bnn.objective.MeanFieldELBO`) from ``inference``: ``elbo`` names its KL."""
+    """The run's loss (:class:`~pyro_bnn.objectives.mean_field_elbo.MeanFieldELBO`) from ``inference``: ``elbo`` names its KL."""
     if inference.elbo not in ELBO_KL:
         raise ValueError(f"elbo={inference.elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
     return MeanFieldELBO(inference.num_particles, ELBO_KL[inference.elbo], inference.estimator, inference.fused)

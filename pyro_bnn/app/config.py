@@ -21,13 +21,13 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from ..data import DATASETS, OOD_SETS, uci_hidden_units
-from ..evaluation import MAX_SAMPLES, SUMMARY_METRICS, check_num_samples
+from ..data.datasets import DATASETS, OOD_SETS, uci_hidden_units
+from ..evaluation.predictive import MAX_SAMPLES, SUMMARY_METRICS, check_num_samples
 from ..guides import GUIDES, check_guide_options
-from ..likelihoods import REGRESSION_LIKELIHOODS
-from ..models import check_network_options
-from ..priors import PRIOR_FAMILIES
-from ..schedules import Schedule
+from ..model.likelihoods import REGRESSION_LIKELIHOODS
+from ..model.networks import check_network_options
+from ..model.priors import PRIOR_FAMILIES
+from ..training.schedules import Schedule
 from .build import (
     LIKELIHOOD_KEYS,
     MODELS,

@@ -20,8 +20,9 @@ import hydra
 import pyro
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import DATASETS, load_data, load_ood, make_loader
-from ..evaluation import evaluate, in_original_units
+from ..data.datasets import DATASETS, load_data, load_ood
+from ..data.loaders import make_loader
+from ..evaluation.predictive import evaluate, in_original_units
 from .build import CONF_DIR, load_run_data, posterior_from_file
 from .config import ConfigError, register_configs, validate_device
 from .run_dir import write_json

@@ -9,7 +9,7 @@ the saved posterior of that run on its training data. It prints:
   (``log q(w) - log p(w)`` at ``S`` sampled weights) with its standard error;
 * the expected NLL, the KL and -ELBO in whole-data units and per example
   (``mean NLL + KL / N``, TensorFlow Probability's form);
-* the posterior's health per site (:mod:`pyro_bnn.health`): how far its sd moved from the initial
+* the posterior's health per site (:mod:`pyro_bnn.evaluation.health`): how far its sd moved from the initial
   scale, its signal-to-noise ratio, the share of weights fallen back to the prior, and warnings.
 """
 
@@ -27,15 +27,16 @@ from omegaconf import OmegaConf
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from ..data import load_data, make_loader
-from ..elbo import elbo_particle
+from ..data.datasets import load_data
+from ..data.loaders import make_loader
+from ..evaluation.health import format_health, posterior_health
 from ..guides import MeanFieldNormal, auto_normal
-from ..health import format_health, posterior_health
-from ..inference import fit
-from ..models import BayesianCNN
-from ..normal_kl import normal_kl
-from ..priors import NormalPrior
-from ..schedules import Schedule
+from ..model.networks import BayesianCNN
+from ..model.priors import NormalPrior
+from ..objectives.elbo import elbo_particle
+from ..objectives.normal_kl import normal_kl
+from ..training.loop import fit
+from ..training.schedules import Schedule
 from .build import load_run_data, posterior_from_file, training_schedule
 
 
@@ -47,7 +48,7 @@ class SiteKL:
     layer_type: str
     shape: tuple
     closed_form: float
-    formula: float  # pyro_bnn.normal_kl.normal_kl summed over the weights
+    formula: float  # pyro_bnn.objectives.normal_kl.normal_kl summed over the weights
     monte_carlo: float
     mc_stderr: float
 

@@ -12,7 +12,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..serialization import replacing  # noqa: E402
+from ..io.files import replacing  # noqa: E402
 
 
 def _save(fig, path) -> None:
@@ -59,7 +59,7 @@ def plot_elbo_terms(history: List[Dict[str, float]], path, title: str = "") -> N
 def plot_reliability(bins: Dict[str, torch.Tensor], ece: float, path, title: str = "") -> None:
     """Reliability diagram: accuracy against confidence per bin (top), examples per bin (bottom).
 
-    :param bins: the output of :func:`pyro_bnn.evaluation.reliability_bins`.
+    :param bins: the output of :func:`pyro_bnn.evaluation.predictive.reliability_bins`.
     """
     edges = bins["edges"].numpy()
     width = edges[1] - edges[0]
@@ -156,7 +156,7 @@ def plot_entropy_comparison(entropies: Dict[str, torch.Tensor], path, title: str
 def plot_posterior_health(health: Dict[str, Dict[str, Optional[float]]], path, title: str = "") -> None:
     """Per site: mean posterior sd over the initial scale, median |mu|/sigma, share of weights at the prior.
 
-    :param health: the output of :func:`pyro_bnn.health.posterior_health`.
+    :param health: the output of :func:`pyro_bnn.evaluation.health.posterior_health`.
     """
     names = list(health)
     positions = range(len(names))

@@ -25,7 +25,7 @@ def require_tensorboard():
 
 
 class EpochReporter:
-    """Callback for :func:`pyro_bnn.inference.fit`: reports each epoch's record (about 20 of them in the log).
+    """Callback for :func:`pyro_bnn.training.loop.fit`: reports each epoch's record (about 20 of them in the log).
 
     :param int epochs: the number of epochs of the run (the bar's length).
     :param bool progress: show a tqdm bar with the loss, NLL and KL; it stays quiet anyway when

@@ -16,9 +16,15 @@ from typing import Dict, List
 import torch
 from torch import nn
 
-from ..data import TOY_GAP, DataSplits
-from ..evaluation import output_metrics, predict_with_samples, predictive_curve, reliability_bins, uncertainty
-from ..reference import nuts_posterior
+from ..data.datasets import TOY_GAP, DataSplits
+from ..evaluation.predictive import (
+    output_metrics,
+    predict_with_samples,
+    predictive_curve,
+    reliability_bins,
+    uncertainty,
+)
+from ..evaluation.reference import nuts_posterior
 from .plots import (
     plot_entropy_comparison,
     plot_regression_bands,
@@ -33,7 +39,7 @@ CURVE_RANGE = (-1.5, 1.5)
 
 
 def regression_curve(model: nn.Module, samples: Dict[str, torch.Tensor], num_points: int = 301) -> Dict[str, torch.Tensor]:
-    """:func:`~pyro_bnn.evaluation.predictive_curve` on an even grid over :data:`CURVE_RANGE`."""
+    """:func:`~pyro_bnn.evaluation.predictive.predictive_curve` on an even grid over :data:`CURVE_RANGE`."""
     x = torch.linspace(*CURVE_RANGE, num_points).reshape(-1, 1)
     return predictive_curve(model, samples, x)
 

@@ -2,7 +2,7 @@
 
 * :func:`claim_run_dir`: one run at a time in a run dir (a lock the process holds until it exits);
 * :func:`write_text`, :func:`write_json`, :func:`write_csv`: a crash never leaves a half-written file
-  (:func:`pyro_bnn.serialization.replacing`);
+  (:func:`pyro_bnn.io.posterior.replacing`);
 * ``status.json`` (:func:`write_status`): only in a run that failed or was interrupted, what happened;
 * ``checkpoint.pt`` (:func:`save_checkpoint`, :func:`resume_state`): the training state of
   :func:`pyro_bnn.fit` with the run's config, while training;
@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..serialization import read_file, replacing, save_file
+from ..io.files import read_file, replacing, save_file
 from .config import ConfigError
 
 #: File name of the training checkpoint in a run dir.

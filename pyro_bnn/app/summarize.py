@@ -8,7 +8,7 @@ the sweep root:
 * ``summary.csv``: one row per job: ``job``, the job's overrides as columns,
   ``status`` (``ok``, ``failed``, ``incomplete``), the final test metrics, the final
   training ``nll`` and ``kl``, ``time_s``, ``posterior_warning`` (where the posterior has barely moved or has
-  collapsed to the prior: see :mod:`pyro_bnn.health`) and ``error``;
+  collapsed to the prior: see :mod:`pyro_bnn.evaluation.health`) and ``error``;
 * ``summary.md``: the same table in Markdown; where jobs differ only in :data:`REPLICATE_KEYS` (split, seed),
   a second table: per group of such replicates, the number of finished jobs and the mean +- standard error
   (sd / sqrt(n)) of every metric; ``summary.csv`` gives each row its group's ``replicates``, ``<metric>_mean``
@@ -35,8 +35,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ..evaluation import SUMMARY_METRICS
-from ..health import health_warnings
+from ..evaluation.health import health_warnings
+from ..evaluation.predictive import SUMMARY_METRICS
 from .plots import plot_sweep
 from .run_dir import STATUS_FILE, write_csv, write_text
 

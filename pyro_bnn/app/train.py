@@ -39,15 +39,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..data import DataSplits, load_ood, make_loader
-from ..distributed import world
-from ..empirical_bayes import prior_scales
-from ..evaluation import in_original_units, posterior_samples, score
+from ..data.datasets import DataSplits, load_ood
+from ..data.loaders import make_loader
+from ..evaluation.health import health_warnings, posterior_health
+from ..evaluation.predictive import in_original_units, posterior_samples, score
 from ..guides import MeanFieldNormal
-from ..health import health_warnings, posterior_health
-from ..inference import Hooks, TrainingInterrupted, fit
-from ..schedules import KLWeight, Schedule
-from ..serialization import data_spec, save_posterior
+from ..io.posterior import data_spec, save_posterior
+from ..objectives.empirical_bayes import prior_scales
+from ..training.distributed import world
+from ..training.loop import Hooks, TrainingInterrupted, fit
+from ..training.schedules import KLWeight, Schedule
 from .build import (
     CONF_DIR,
     RunSchedule,
@@ -208,7 +209,7 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
 class Scored:
     """The test predictive of a trained posterior.
 
-    :ivar metrics: its test metrics (and OOD scores), :func:`~pyro_bnn.evaluation.score`'s.
+    :ivar metrics: its test metrics (and OOD scores), :func:`~pyro_bnn.evaluation.predictive.score`'s.
     :ivar samples: the weight draws behind them (``eval.num_samples`` per site).
     :ivar raw: the network's ``outputs`` under each draw, the ``targets`` (and ``ood_outputs``).
     :ivar loader: the test loader.

@@ -14,7 +14,7 @@ from typing import Union
 
 import torch
 
-from .checks import check_count, check_positive
+from ..checks import check_count, check_positive
 
 KL_SCHEDULES = ("uniform", "blundell")
 LR_SCHEDULES = ("constant", "cosine")
@@ -135,3 +135,6 @@ class Schedule:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
         object.__setattr__(self, "kl_weight", as_kl_weight(self.kl_weight).over(int(self.epochs)))
+
+
+__all__ = ["Schedule", "KLWeight", "lr_scheduler"]

@@ -31,7 +31,7 @@ from torch import nn
 class EmpiricalBayes:
     """The learned prior scales of a model whose prior has ``learn_scale=True``.
 
-    :param model: a :class:`~pyro_bnn.models.BayesianModel`.
+    :param model: a :class:`~pyro_bnn.model.networks.BayesianModel`.
     :ivar names: the sites whose prior scale is learned, in the network's order.
     """
 
@@ -109,3 +109,6 @@ def prior_scales(model: nn.Module) -> Dict[str, float]:
     """The current prior scale of every learned site, ``{site: s}`` (empty when none is learned)."""
     learned = EmpiricalBayes.of(model)
     return learned.scales() if learned is not None else {}
+
+
+__all__ = ["EmpiricalBayes", "prior_scales"]

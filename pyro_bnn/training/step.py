@@ -1,9 +1,9 @@
 """One training step as a transition of a state value: :class:`SVIStep`'s ``init`` and ``update``.
 
 ``init(model, guide, loader)`` checks the loader's first batch against the model, initialises the guide, and builds
-the state: a :class:`~pyro_bnn.training_state.TrainingState` holding the model, the guide, one Adam over all their
+the state: a :class:`~pyro_bnn.training.state.TrainingState` holding the model, the guide, one Adam over all their
 parameters and its learning-rate schedule. ``update(state, x, y, beta)`` takes one step: the objective's terms of the
-minibatch (:class:`~pyro_bnn.objective.MeanFieldELBO`), ``NLL + beta * KL`` back-propagated, an all-reduce of the
+minibatch (:class:`~pyro_bnn.objectives.mean_field_elbo.MeanFieldELBO`), ``NLL + beta * KL`` back-propagated, an all-reduce of the
 gradients in a data-parallel run, one Adam step; it returns the state and the step's record (its terms, detached).
 :func:`pyro_bnn.fit` is a loop over it.
 """
@@ -16,14 +16,15 @@ from typing import Iterable, List, Tuple
 import torch
 from torch import nn
 
-from .checks import check_batch, first_batch
+from ..checks import check_batch, first_batch
+from ..guides import initialize_guide
+from ..model.networks import BayesianModel, device_of
+from ..objectives.elbo import StepRecord
+from ..objectives.estimators import describe_layers
+from ..objectives.mean_field_elbo import MeanFieldELBO
 from .distributed import GradientAllReduce
-from .elbo import StepRecord
-from .guides import initialize_guide
-from .models import device_of
-from .objective import MeanFieldELBO
 from .schedules import Schedule, lr_scheduler
-from .training_state import TrainingState
+from .state import TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,12 @@ def optimizer(parameters: List[torch.nn.Parameter], lr: float) -> torch.optim.Ad
 
 
 class SVIStep:
-    """SVI's step over a :class:`~pyro_bnn.training_state.TrainingState`.
+    """SVI's step over a :class:`~pyro_bnn.training.state.TrainingState`.
 
     :param MeanFieldELBO objective: the loss and its terms.
     :param Schedule schedule: the learning rate and its schedule (the KL weight is the loop's: ``beta`` per step).
     :param bool distributed: all-reduce the gradients over torch.distributed's process group
-        (:mod:`pyro_bnn.distributed`).
+        (:mod:`pyro_bnn.training.distributed`).
     """
 
     def __init__(self, objective: MeanFieldELBO, schedule: Schedule, distributed: bool = False):
@@ -54,8 +55,8 @@ class SVIStep:
         initialize_guide(guide, x, y)
         log.info("training step: %s", "fused mean-field (one noise draw, flat parameters)"
                  if self.objective.is_fused(model, guide) else "Pyro traces of the guide and the model")
-        if hasattr(model, "describe_layers"):
-            log.info("%s", model.describe_layers(self.objective.estimator))
+        if isinstance(model, BayesianModel):
+            log.info("%s", describe_layers(model, self.objective.estimator))
         parameters = self.objective.parameters(model, guide)
         adam = optimizer(parameters, self.schedule.lr)
         scheduler = lr_scheduler(adam, self.schedule.lr_schedule, int(self.schedule.epochs) * num_steps)
@@ -78,3 +79,6 @@ class SVIStep:
         adam.step()
         scheduler.step()
         return state, record
+
+
+__all__ = ["SVIStep", "optimizer"]

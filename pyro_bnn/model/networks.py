@@ -24,8 +24,7 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 from torch.distributions import constraints
 
-from .checks import INDEX_LAYERS, changing_nothing, check_count
-from .estimators import layer_estimator
+from ..checks import INDEX_LAYERS, changing_nothing, check_count
 from .layers import BayesianLayer
 from .likelihoods import Categorical, Likelihood
 from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
@@ -64,7 +63,7 @@ def _activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def _layer_type(layer: nn.Module) -> str:
+def layer_type(layer: nn.Module) -> str:
     """The class name of ``layer`` as the user built it (``Linear``, not the ``PyroLinear`` it was converted to)."""
     return next(c.__name__ for c in type(layer).__mro__ if not issubclass(c, (PyroModule, BayesianLayer)))
 
@@ -78,7 +77,7 @@ class BayesianModel(PyroModule):
     :param Likelihood likelihood: observation model (default :class:`Categorical`).
     :param int num_data: size of the training set, for the plate's ``num_data / B`` scaling.
     :param int num_outputs: the network's outputs per example, where known: checked against the likelihood.
-    :param bayesian: which Linear/Conv layers get the prior (:func:`~pyro_bnn.priors.select_layers`): ``"all"``,
+    :param bayesian: which Linear/Conv layers get the prior (:func:`~pyro_bnn.model.priors.select_layers`): ``"all"``,
         ``"last"`` (the last Linear layer), module names (``["layer4", "fc"]``) or a predicate ``(name, module)``.
         The other layers' parameters are point estimates owned by the model, trained in the same step by maximum
         likelihood (no prior, no KL term), saved and loaded with the posterior.
@@ -129,7 +128,7 @@ class BayesianModel(PyroModule):
 
     def point_estimate_layers(self) -> List[Tuple[str, str]]:
         """``(name, type)`` of the network's layers with learned parameters and no prior (point estimates)."""
-        return [(name, _layer_type(layer)) for name, layer in self.named_modules()
+        return [(name, layer_type(layer)) for name, layer in self.named_modules()
                 if not isinstance(layer, Likelihood) and not Prior.site_shapes(layer)
                 and any(True for _ in layer.parameters(recurse=False))]
 
@@ -144,21 +143,16 @@ class BayesianModel(PyroModule):
                 "point_estimate_layers": [name for name, _ in self.point_estimate_layers()],
                 "num_point_estimates": self.num_point_estimates()}
 
-    def describe_layers(self, estimator: str = "shared") -> str:
-        """One line: each Bayesian layer with the gradient estimator it gets, then the point-estimate layers."""
-        bayesian = [f"{name} {_layer_type(layer)} ({layer_estimator(estimator, layer)})"
-                    for name, layer in self.named_modules() if Prior.site_shapes(layer)]
-        points = [f"{name} {kind}" for name, kind in self.point_estimate_layers()]
-        count = self.num_point_estimates()
-        return (f"Bayesian layers: {', '.join(bayesian)}; point estimates: {', '.join(points) or 'none'}"
-                + (f" ({count} numbers)" if count else ""))
+    def bayesian_layers(self) -> List[Tuple[str, nn.Module]]:
+        """``(name, layer)`` of every layer with sample sites, in the network's order."""
+        return [(name, layer) for name, layer in self.named_modules() if Prior.site_shapes(layer)]
 
 
 def _point_estimates_as_pyro_params(network: nn.Module) -> None:
     """Make every parameter left without a prior (Linear/Conv layers that are not Bayesian, BatchNorm's and
     LayerNorm's affine parameters, embeddings, ...) a :class:`~pyro.nn.PyroParam` (real support): Pyro's ``SVI``
     collects a PyroModule's parameters from their ``param`` sites, and fails on a plain ``nn.Parameter`` under
-    ``module_local_params`` (state-dict keys ``<name>_unconstrained``; :func:`~pyro_bnn.serialization.load_posterior`
+    ``module_local_params`` (state-dict keys ``<name>_unconstrained``; :func:`~pyro_bnn.io.posterior.load_posterior`
     reads files saved with the plain names too). Recurrent layers keep their ``nn.Parameter``s: they hold them in
     flat weight lists of their own (Pyro's ``SVI`` cannot train those; ``fit`` does)."""
     for layer in network.modules():
@@ -174,7 +168,7 @@ class BayesianMLP(BayesianModel):
 
     :param in_shape: shape of one input, e.g. ``(64,)`` or ``(1, 8, 8)`` (flattened).
     :param int num_outputs: classes (categorical), or the likelihood's outputs per example
-        (``likelihood.output_size(1)``: 1 for :class:`~pyro_bnn.likelihoods.Gaussian`, 2 heteroscedastic).
+        (``likelihood.output_size(1)``: 1 for :class:`~pyro_bnn.model.likelihoods.Gaussian`, 2 heteroscedastic).
     :param hidden: hidden layer widths.
     :param str activation: one of ``relu, tanh, gelu, silu, elu``.
     """
@@ -327,3 +321,6 @@ def pretrained_weights(module: nn.Module, prefix: str = "net.", model: Optional[
     sites = {f"net.{layer}.{name}" for layer in Prior.layer_names(model.net)
              for name in Prior.site_shapes(model.net.get_submodule(layer))}
     return {name: value for name, value in weights.items() if name in sites}
+
+
+__all__ = ["BayesianModel", "BayesianMLP", "BayesianCNN", "cnn_network", "to_bayesian", "pretrained_weights"]

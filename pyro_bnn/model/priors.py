@@ -34,7 +34,7 @@ from pyro.nn import PyroSample
 from torch import nn
 from torch.distributions import Independent
 
-from .checks import check_positive
+from ..checks import check_positive
 from .layers import make_bayesian_layer
 
 #: The largest prior location accepted.
@@ -171,7 +171,7 @@ class Prior:
     def apply(self, network: nn.Module, prefix: str = "", bayesian="all") -> nn.Module:
         """Replace every parameter of every Linear/Conv layer of ``network`` (those ``bayesian`` selects:
         :func:`select_layers`) by a sample site, and compute the layer's output through the estimator in effect
-        (:class:`~pyro_bnn.layers.BayesianLayer`); the others stay parameters (point estimates).
+        (:class:`~pyro_bnn.model.layers.BayesianLayer`); the others stay parameters (point estimates).
 
         The network's modules must already be :class:`~pyro.nn.PyroModule` instances
         (see :func:`pyro.nn.module.to_pyro_module_`). Returns ``network``.
@@ -212,7 +212,7 @@ class NormalPrior(Prior):
 
     :param bool learn_scale: empirical Bayes: during training, the prior scale of every site (each
         layer's weights and biases apart) is set to the value that maximises the ELBO given the guide
-        (:mod:`pyro_bnn.empirical_bayes`); ``scale`` (with ``fan_in``, ``layer_scales``) is where it starts.
+        (:mod:`pyro_bnn.objectives.empirical_bayes`); ``scale`` (with ``fan_in``, ``layer_scales``) is where it starts.
     :param float hyperprior_alpha: with ``learn_scale``, the shape ``alpha`` of an inverse-gamma hyperprior
         on each learned variance, ``InvGamma(alpha, (1 + alpha) s0^2)`` (mode at the configured scale ``s0``);
         0: none (the type-II maximum-likelihood scale).
@@ -271,7 +271,7 @@ class MopedPrior(NormalPrior):
     bayesian-torch's empirical prior), for Bayesian fine-tuning of a trained network.
 
     :param weights: ``{site name: trained value}`` of every Bayesian site, e.g.
-        :func:`~pyro_bnn.models.pretrained_weights` of the trained network (site names of :func:`to_bayesian`).
+        :func:`~pyro_bnn.model.networks.pretrained_weights` of the trained network (site names of :func:`to_bayesian`).
     :param float delta: each weight's prior sd as a share of its size.
     :param float min_scale: the smallest prior sd (a weight at 0 would get a point mass).
 
@@ -322,3 +322,6 @@ def site_prior(model: nn.Module, name: str):
     layer = model.get_submodule(layer_name)
     prior = layer._pyro_samples[attribute]
     return prior if hasattr(prior, "sample") else prior(layer)
+
+
+__all__ = ["Prior", "NormalPrior", "LaplacePrior", "StudentTPrior", "MopedPrior"]

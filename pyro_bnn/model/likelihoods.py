@@ -129,3 +129,6 @@ class HeteroscedasticGaussian(Regression):
 
 #: Regression likelihoods by config name (``model.likelihood``).
 REGRESSION_LIKELIHOODS = {"gaussian": Gaussian, "heteroscedastic": HeteroscedasticGaussian}
+
+
+__all__ = ["Categorical", "Gaussian", "HeteroscedasticGaussian"]

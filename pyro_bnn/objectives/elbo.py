@@ -58,7 +58,7 @@ class ElboTerms:
     :ivar num_data: ``N``, for the per-example units.
     :ivar mc_sites: sites whose KL was sampled although the closed form was asked for.
     :ivar hyperprior: ``-log p(s^2)`` of the learned prior variances under their hyperprior
-        (:mod:`pyro_bnn.empirical_bayes`; None when no prior scale is learned): part of the loss, no gradient.
+        (:mod:`pyro_bnn.objectives.empirical_bayes`; None when no prior scale is learned): part of the loss, no gradient.
     """
 
     nll: torch.Tensor
@@ -183,3 +183,6 @@ def average_terms(particles: List[ElboTerms]) -> ElboTerms:
 
 def _num_data(model) -> Optional[int]:
     return getattr(model, "num_data", None)
+
+
+__all__ = ["ElboTerms", "elbo_terms"]

@@ -1,25 +1,25 @@
 """A fused training step for the mean-field Normal guide: one noise draw, and the closed-form KL by hand.
 
-:func:`pyro_bnn.elbo.elbo_terms` traces the guide and the model with Pyro, building a distribution, a
+:func:`pyro_bnn.objectives.elbo.elbo_terms` traces the guide and the model with Pyro, building a distribution, a
 noise draw and a KL per site; for a large network most of its time goes to hundreds of small elementwise
 operations. In the common case, a :class:`~pyro_bnn.guides.MeanFieldNormal` guide over a
-:class:`~pyro_bnn.models.BayesianModel` whose priors are all Normal, :class:`FusedMeanField` computes the
+:class:`~pyro_bnn.model.networks.BayesianModel` whose priors are all Normal, :class:`FusedMeanField` computes the
 same terms with a few operations over whole vectors:
 
 * the guide's means and log-scales are its two flat parameters (:meth:`~pyro_bnn.guides.MeanFieldNormal.
   flat_parameters`, the storage its per-site parameters are views of): one optimizer step updates all;
 * one ``normal_`` draws the noise of every weight, ``w = loc + exp(log_scale) * eps``;
-* the KL is the closed form of :mod:`pyro_bnn.normal_kl` summed per site, with its gradient written out
+* the KL is the closed form of :mod:`pyro_bnn.objectives.normal_kl` summed per site, with its gradient written out
   (:class:`MeanFieldSample`); with ``kl="mc"`` it is ``log q(w) - log p(w)`` at the
   drawn ``w``;
 * the network runs on the drawn weights (:func:`pyro.poutine.condition` of the model's weight sites; a plain
-  ``nn.Sequential`` of Linear layers and activations, as :class:`~pyro_bnn.models.BayesianMLP` builds, runs its
+  ``nn.Sequential`` of Linear layers and activations, as :class:`~pyro_bnn.model.networks.BayesianMLP` builds, runs its
   layers directly: :class:`SequentialPlan`, the same operations without Pyro's per-site messages) and the NLL
   is the model's own likelihood, ``-(N/B) sum_n log p(y_n | x_n, w)``.
 
 Given the same noise, the loss and its gradients equal those of Pyro's ``TraceMeanField_ELBO``
 (``Trace_ELBO`` for ``kl="mc"``) on the same model and guide (``tests/test_fused.py``). The estimators of
-:mod:`pyro_bnn.estimators` apply as well; local reparameterization with the closed-form KL draws no
+:mod:`pyro_bnn.objectives.estimators` apply as well; local reparameterization with the closed-form KL draws no
 weight noise at all.
 """
 
@@ -32,14 +32,14 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import constraints
 
+from ..guides import MeanFieldNormal
+from ..model.layers import BayesianLayer
+from ..model.networks import ACTIVATIONS, BayesianModel
+from ..model.priors import normal_params, site_prior
 from .elbo import KL_KINDS, ElboTerms, average_terms
 from .empirical_bayes import EmpiricalBayes
 from .estimators import Normal, estimator_handler
-from .guides import MeanFieldNormal
-from .layers import BayesianLayer
-from .models import ACTIVATIONS, BayesianModel
 from .normal_kl import NormalKLPrior, normal_kl_of_sums
-from .priors import normal_params, site_prior
 
 
 def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
@@ -67,9 +67,9 @@ def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
 
 
 class SequentialPlan:
-    """The network of a :class:`~pyro_bnn.models.BayesianModel` run on given weights without Pyro: for an
+    """The network of a :class:`~pyro_bnn.model.networks.BayesianModel` run on given weights without Pyro: for an
     ``nn.Sequential`` of Flatten, Linear layers whose weight and bias are both sample sites, and the activations
-    of :data:`~pyro_bnn.models.ACTIVATIONS`, each with its class's own ``forward`` and no hooks. The same
+    of :data:`~pyro_bnn.model.networks.ACTIVATIONS`, each with its class's own ``forward`` and no hooks. The same
     operations as the model's under the step's estimator (each Linear layer is the estimator's ``dense``, what it
     computes for the layer's message), without the per-site ``pyro.sample`` messages of
     :func:`pyro.poutine.condition` and the layers' own messages (most of a step of a small MLP).
@@ -108,7 +108,7 @@ class SequentialPlan:
     def __call__(self, model: BayesianModel, x: torch.Tensor, normals: Dict[str, Normal], estimator,
                  rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """The network's outputs on ``x``, each Linear layer computed by ``estimator``'s
-        :meth:`~pyro_bnn.estimators.SharedDraw.dense` from its sites' ``(value, loc, scale)`` in ``normals``."""
+        :meth:`~pyro_bnn.objectives.estimators.SharedDraw.dense` from its sites' ``(value, loc, scale)`` in ``normals``."""
         if tuple(x.shape[1:]) != model.in_shape:
             return model.outputs(x)  # its error names the shapes
         h = x
@@ -143,7 +143,7 @@ class MeanFieldSample(torch.autograd.Function):
     """The fused forward and backward pass of the mean-field sites.
 
     Forward: ``scale = exp(log_scale)``, the weights ``loc + scale * noise`` (None without noise), and
-    ``KL(N(loc, scale^2) || N(m0, s0^2))`` summed per site (:func:`~pyro_bnn.normal_kl.normal_kl_of_sums`): one sum
+    ``KL(N(loc, scale^2) || N(m0, s0^2))`` summed per site (:func:`~pyro_bnn.objectives.normal_kl.normal_kl_of_sums`): one sum
     and two dot products per site. The total is differentiable, the per-site
     values are not. Backward: the gradients of weights, scale and KL with respect to ``loc`` and
     ``log_scale``, written out and in place where possible (each temporary is a pass through memory).
@@ -188,15 +188,15 @@ class MeanFieldSample(torch.autograd.Function):
 class FusedMeanField:
     """The ELBO terms of a mean-field Normal guide over a Normal-prior BayesianModel, from flat vectors.
 
-    :param model: a :class:`~pyro_bnn.models.BayesianModel` whose weight priors are all Normal, with one
-        location and one scale per site (as every :class:`~pyro_bnn.priors.NormalPrior` gives).
+    :param model: a :class:`~pyro_bnn.model.networks.BayesianModel` whose weight priors are all Normal, with one
+        location and one scale per site (as every :class:`~pyro_bnn.model.priors.NormalPrior` gives).
     :param guide: its :class:`~pyro_bnn.guides.MeanFieldNormal`, already run once: the step reads and differentiates
         the guide's flat parameters (:meth:`flat`: the storage of its per-site parameters).
     :param str kl: ``"analytic"`` (TraceMeanField_ELBO) or ``"mc"`` (Trace_ELBO).
     :param str estimator: ``"shared"``, ``"local_reparameterization"`` or ``"flipout"``.
 
     The prior is read once, here; learned prior scales (``NormalPrior(learn_scale=True)``) are set to their
-    optimum given the guide at every call (:mod:`pyro_bnn.empirical_bayes`). ``terms(x, y).kl_sites`` are
+    optimum given the guide at every call (:mod:`pyro_bnn.objectives.empirical_bayes`). ``terms(x, y).kl_sites`` are
     values (no gradient); ``terms.kl`` and ``terms.nll`` are differentiable.
     """
 
@@ -259,7 +259,7 @@ class FusedMeanField:
     @torch.no_grad()
     def _update_learned_scales(self, loc, log_scale) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Set every learned prior scale to its optimum given the current guide
-        (:meth:`~pyro_bnn.empirical_bayes.EmpiricalBayes.update_from_sums`): the hyperprior's NLL, and the per-site
+        (:meth:`~pyro_bnn.objectives.empirical_bayes.EmpiricalBayes.update_from_sums`): the hyperprior's NLL, and the per-site
         square sums it was computed from (the step's KL reads them too); (None, None) without any."""
         if self.learned is None:
             return None, None
@@ -321,10 +321,13 @@ class FusedMeanField:
         """NLL and KL of the minibatch ``(x, y)``, averaged over ``num_particles`` weight draws.
 
         :param rows: ``(first row, rows of the whole minibatch)`` where ``(x, y)`` is this process's part of a
-            minibatch (:mod:`pyro_bnn.distributed`): per-example noise is drawn for the whole minibatch.
+            minibatch (:mod:`pyro_bnn.training.distributed`): per-example noise is drawn for the whole minibatch.
         """
         particle = self._analytic_particle if self.kl == "analytic" else self._sampled_particle
         loc, log_scale = self.flat()
         hyperprior, square_sums = self._update_learned_scales(loc, log_scale)
         return average_terms([particle(x, y, rows, loc, log_scale, hyperprior, square_sums)
                               for _ in range(int(num_particles))])
+
+
+__all__ = ["FusedMeanField"]

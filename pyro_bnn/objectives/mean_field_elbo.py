@@ -7,12 +7,12 @@ inference: ``pyro.infer.SVI(model, guide, optim, loss=MeanFieldELBO())`` trains 
 loss, it is a subclass of :class:`pyro.infer.Trace_ELBO` whose loss comes from one of two computations of the same
 estimate, chosen once per model and guide:
 
-* the fused mean-field step (:class:`~pyro_bnn.fused.FusedMeanField`) for a mean-field Normal guide over Normal
+* the fused mean-field step (:class:`~pyro_bnn.objectives.fused.FusedMeanField`) for a mean-field Normal guide over Normal
   priors: one noise draw over the guide's parameters read as flat vectors, the closed-form KL by hand;
-* Pyro's traces of the guide and the model (:func:`~pyro_bnn.elbo.elbo_terms`) for every other pair.
+* Pyro's traces of the guide and the model (:func:`~pyro_bnn.objectives.elbo.elbo_terms`) for every other pair.
 
-Both apply the estimator (:mod:`pyro_bnn.estimators`) and set learned prior scales
-(:mod:`pyro_bnn.empirical_bayes`) before each step.
+Both apply the estimator (:mod:`pyro_bnn.objectives.estimators`) and set learned prior scales
+(:mod:`pyro_bnn.objectives.empirical_bayes`) before each step.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from pyro.infer import Trace_ELBO
 from pyro.poutine.runtime import am_i_wrapped
 from torch import nn
 
-from .checks import check_count
+from ..checks import check_count
+from ..guides import MeanFieldNormal, initialize_guide
 from .elbo import KL_KINDS, ElboTerms, elbo_terms
 from .empirical_bayes import EmpiricalBayes
 from .estimators import estimator_handler
 from .fused import FusedMeanField, unfusable_reason
-from .guides import MeanFieldNormal, initialize_guide
 
 #: ``fused`` choices: the fused mean-field step wherever it applies, always (an error where it cannot), never.
 FUSED = ("auto", True, False)
@@ -61,7 +61,7 @@ class MeanFieldELBO(Trace_ELBO):
     :param int num_particles: weight draws per step.
     :param str kl: ``"analytic"`` (the closed form where there is one: ``TraceMeanField_ELBO``) or ``"mc"``
         (``log q(w) - log p(w)`` at the drawn weights: ``Trace_ELBO``).
-    :param str estimator: how the Bayesian layers draw their noise (:data:`~pyro_bnn.estimators.ESTIMATORS`).
+    :param str estimator: how the Bayesian layers draw their noise (:data:`~pyro_bnn.objectives.estimators.ESTIMATORS`).
     :param fused: ``"auto"``: the fused mean-field step where it applies (guide
         :func:`~pyro_bnn.guides.auto_normal`, Normal priors), Pyro's traces elsewhere; ``True``: the fused step or an
         error saying why it cannot; ``False``: Pyro's traces. Both estimate the same loss; their noise is drawn
@@ -69,7 +69,7 @@ class MeanFieldELBO(Trace_ELBO):
     :param bool validate: :func:`~pyro_bnn.fit` runs with Pyro's distribution argument validation (slower; on in
         tests). Under Pyro's own ``SVI`` it is Pyro's setting (``pyro.enable_validation``), as for its ELBOs.
 
-    ``terms(model, guide, x, y)`` gives the terms apart (:class:`~pyro_bnn.elbo.ElboTerms`); ``differentiable_loss``,
+    ``terms(model, guide, x, y)`` gives the terms apart (:class:`~pyro_bnn.objectives.elbo.ElboTerms`); ``differentiable_loss``,
     ``loss`` and ``loss_and_grads`` are Pyro's. The model and guide of the last call are prepared once (which
     computation, the estimator's handler, the learned prior scales) and kept for the next.
     """
@@ -115,7 +115,7 @@ class MeanFieldELBO(Trace_ELBO):
         """NLL, KL (per site) and the hyperprior's term of the minibatch ``(x, y)``, averaged over the particles.
 
         :param rows: ``(first row, rows of the whole minibatch)`` where ``(x, y)`` is this process's part of a
-            minibatch (:func:`~pyro_bnn.distributed.shard_rows`), so that per-example noise is drawn for the whole
+            minibatch (:func:`~pyro_bnn.training.distributed.shard_rows`), so that per-example noise is drawn for the whole
             minibatch.
         """
         step, learned = self._prepare(model, guide, (x, y))
@@ -154,3 +154,6 @@ class MeanFieldELBO(Trace_ELBO):
             if am_i_wrapped():  # show the guide's parameters to the handlers around this call (SVI collects the
                 poutine.block(guide, hide_types=["sample"])(*args, **kwargs)  # ones it steps from their messages)
         return float(loss.detach())
+
+
+__all__ = ["MeanFieldELBO"]

@@ -1,10 +1,10 @@
 """Bayesian Linear/Conv layers: their output computed by the estimator in effect, through a message of their own.
 
-:meth:`Prior.apply <pyro_bnn.priors.Prior.apply>` turns each layer it makes Bayesian into a :class:`BayesianLayer`
+:meth:`Prior.apply <pyro_bnn.model.priors.Prior.apply>` turns each layer it makes Bayesian into a :class:`BayesianLayer`
 (the same class, with this mixin first): its forward draws its weight and bias (the sample sites) and hands them to
 :func:`layer_output`, an effectful operation of Pyro's message type ``"bayesian_layer"``. Without a handler of that
 type the layer computes what its class computes (``F.linear``, or the class's convolution); an estimator of
-:mod:`pyro_bnn.estimators` is a :class:`~pyro.poutine.messenger.Messenger` that handles the message and computes the
+:mod:`pyro_bnn.objectives.estimators` is a :class:`~pyro.poutine.messenger.Messenger` that handles the message and computes the
 output its own way (per-example noise from the Normal behind the weight). Nothing in torch is replaced, and a layer
 is known by its name (``net.0``), not by the identity of a tensor.
 """

@@ -20,15 +20,11 @@ torchvision test set, normalised like the training data).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
 from pathlib import Path
 from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
-
-from .checks import check_count
-from .distributed import ShardedBatches
+from torch.utils.data import TensorDataset
 
 OOD_SETS = ("none", "rotated", "heldout", "mnist", "fashion_mnist")
 
@@ -396,22 +392,4 @@ def load_data(dataset: str, root: str = "data", download: bool = False, split_se
     return data
 
 
-def make_loader(dataset: TensorDataset, batch_size: int, shuffle: bool = False, seed: int = 0, rank: int = 0,
-                world_size: int = 1) -> DataLoader:
-    """A DataLoader yielding whole ``(x, y)`` batches by one tensor index each (no per-item collation).
-
-    Shuffling uses its own generator seeded with ``seed``: the batch order depends on nothing else.
-    With ``world_size`` K > 1 (data-parallel training, :mod:`pyro_bnn.distributed`) it yields the part ``rank``
-    of each of those batches, cut into K contiguous near-equal parts: over the ranks, the same minibatches.
-    """
-    batch_size, world_size = check_count(batch_size, "batch_size"), check_count(world_size, "world_size")
-    if isinstance(rank, bool) or not (isinstance(rank, Integral) and 0 <= rank < world_size):
-        raise ValueError(f"rank={rank!r}: use 0 .. world_size - 1 = {world_size - 1}")
-    if shuffle:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-    else:
-        sampler = SequentialSampler(dataset)
-    batches = BatchSampler(sampler, int(batch_size), drop_last=False)
-    if int(world_size) > 1:
-        batches = ShardedBatches(batches, len(dataset), int(rank), int(world_size))
-    return DataLoader(dataset, sampler=batches, batch_size=None)
+__all__ = ["DataSplits", "load_data", "load_uci", "load_ood"]

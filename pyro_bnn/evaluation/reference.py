@@ -101,3 +101,6 @@ def _progress(total: int, start: float):
             log.info("NUTS %s: iteration %d (%.0f s)", stage.lower(), i + 1, time.perf_counter() - start)
 
     return hook
+
+
+__all__ = ["nuts_posterior"]

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .elbo import StepRecord
+from ..objectives.elbo import StepRecord
 
 #: Steps between two checks (one host read each).
 CHECK_EVERY = 25

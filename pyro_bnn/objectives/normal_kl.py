@@ -7,7 +7,7 @@ Over the ``n`` weights of a site that share one prior it needs only two sums of 
 
 :class:`NormalKLPrior` holds the prior's part (computed once per prior, not per step); :func:`normal_kl_of_sums`
 is the formula; :func:`normal_kl` is the same formula per weight. The fused mean-field step
-(:class:`~pyro_bnn.fused.MeanFieldSample`) evaluates it per site and writes out its gradient
+(:class:`~pyro_bnn.objectives.fused.MeanFieldSample`) evaluates it per site and writes out its gradient
 (``d/d mu = (mu - m0) / s0^2``, ``d/d log sigma = sigma^2 / s0^2 - 1``); posterior health and ``explain`` read it
 per weight.
 """

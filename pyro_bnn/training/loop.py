@@ -1,15 +1,15 @@
 """Training: :func:`fit`, a loop of SVI steps over epochs, with checkpoints, stop requests and callbacks.
 
-Each step (:class:`~pyro_bnn.step.SVIStep`) draws the weights from the guide, computes the ELBO terms of the minibatch
-(:class:`~pyro_bnn.objective.MeanFieldELBO`: ``TraceMeanField_ELBO``'s estimate, or with ``kl="mc"``
-``Trace_ELBO``'s; the estimator of :mod:`pyro_bnn.estimators` decides how the layers draw their noise) and takes one
+Each step (:class:`~pyro_bnn.training.step.SVIStep`) draws the weights from the guide, computes the ELBO terms of the minibatch
+(:class:`~pyro_bnn.objectives.mean_field_elbo.MeanFieldELBO`: ``TraceMeanField_ELBO``'s estimate, or with ``kl="mc"``
+``Trace_ELBO``'s; the estimator of :mod:`pyro_bnn.objectives.estimators` decides how the layers draw their noise) and takes one
 fused Adam step over all guide (and point-estimate) parameters together. ``loss = NLL + beta_step * KL``, beta from
-the schedule's :class:`~pyro_bnn.schedules.KLWeight` (1 by default: the exact -ELBO).
+the schedule's :class:`~pyro_bnn.training.schedules.KLWeight` (1 by default: the exact -ELBO).
 
-The loss terms stay on the device and are checked every few steps (:mod:`pyro_bnn.loss_monitor`);
-the run's position and random state live in a :class:`~pyro_bnn.training_state.TrainingState`
+The loss terms stay on the device and are checked every few steps (:mod:`pyro_bnn.training.loss_monitor`);
+the run's position and random state live in a :class:`~pyro_bnn.training.state.TrainingState`
 (checkpoints, resume); ``distributed=True`` trains on the ranks of a process group
-(:mod:`pyro_bnn.distributed`).
+(:mod:`pyro_bnn.training.distributed`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Callable, Dict, Iterable, List, Optional
 import pyro
 from torch import nn
 
-from .checks import check_batch, check_loader
+from ..checks import check_batch, check_loader
+from ..objectives.empirical_bayes import prior_scales
+from ..objectives.mean_field_elbo import MeanFieldELBO
 from .distributed import shard_rows
-from .empirical_bayes import prior_scales
-from .objective import MeanFieldELBO
 from .schedules import KLWeight, Schedule
+from .state import TrainingState
 from .step import SVIStep
-from .training_state import TrainingState
 
 
 class TrainingInterrupted(Exception):
@@ -68,8 +68,8 @@ def fit(model: nn.Module, guide: nn.Module, loader: Iterable, schedule: Optional
     :param Hooks hooks: the epoch callback, the checkpoint writer and the stop request.
     :param dict state: a training state given to ``on_checkpoint`` earlier: training resumes exactly
         where it stopped (same batches, same weight draws), so the result equals an uninterrupted run.
-    :param bool distributed: data-parallel over torch.distributed's process group (:mod:`pyro_bnn.distributed`):
-        give each rank its shard of every minibatch (:func:`~pyro_bnn.data.make_loader` with ``rank`` and
+    :param bool distributed: data-parallel over torch.distributed's process group (:mod:`pyro_bnn.training.distributed`):
+        give each rank its shard of every minibatch (:func:`~pyro_bnn.data.datasets.make_loader` with ``rank`` and
         ``world_size``) and the same seed; every rank then trains the same posterior as one process would on the
         whole minibatches (per-example noise is drawn for the whole minibatch, each rank keeping its rows), and only
         rank 0 needs ``on_checkpoint``.
@@ -109,7 +109,7 @@ def _given(value, cls, name: str, example: str):
 
 def _train_epoch(svi: SVIStep, run: TrainingState, loader, epoch: int, kl_weight: KLWeight, num_steps: int,
                  hooks: Hooks) -> None:
-    """The steps of ``epoch``; the loss terms are checked every few steps (:mod:`pyro_bnn.loss_monitor`)."""
+    """The steps of ``epoch``; the loss terms are checked every few steps (:mod:`pyro_bnn.training.loss_monitor`)."""
     for step, x, y in run.batches(epoch, loader):
         if _stop_requested(hooks.should_stop, run, step):
             run.monitor.check()
@@ -143,3 +143,6 @@ def _stop_requested(should_stop, run: TrainingState, step: int) -> bool:
     if run.sync is None:
         return stop
     return step % run.monitor.check_every == 0 and run.sync.any(stop, run.device)
+
+
+__all__ = ["fit", "Hooks", "TrainingInterrupted"]

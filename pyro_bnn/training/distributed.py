@@ -1,6 +1,6 @@
 """Data-parallel SVI on torch.distributed: K processes train one posterior.
 
-Each process (rank) takes its shard of every minibatch (:func:`pyro_bnn.data.make_loader` with ``rank`` and
+Each process (rank) takes its shard of every minibatch (:func:`pyro_bnn.data.datasets.make_loader` with ``rank`` and
 ``world_size``: the minibatches of one process, each cut into K contiguous parts) and draws the same weight
 noise (the same seed on every rank). Its loss is ``L_r = (N/B_r) sum_{n in shard r} -log p(y_n | x_n, w) + KL``.
 After the backward pass one ``all_reduce`` sums ``B_r * grad L_r`` and ``B_r * (loss terms)`` over the ranks
@@ -19,9 +19,9 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import BatchSampler, Sampler
 
-from .elbo import StepRecord
+from ..data.loaders import ShardedBatches
+from ..objectives.elbo import StepRecord
 
 
 def world() -> tuple:
@@ -74,30 +74,3 @@ def shard_rows(loader) -> Optional[Tuple[int, int]]:
     return None
 
 
-class ShardedBatches(Sampler):
-    """Part ``rank`` of each batch of ``batches`` (a BatchSampler over ``num_examples``), cut into ``world_size``
-    contiguous near-equal parts."""
-
-    def __init__(self, batches: BatchSampler, num_examples: int, rank: int, world_size: int):
-        last = num_examples % batches.batch_size or batches.batch_size
-        if min(batches.batch_size, last) < world_size:
-            raise ValueError(f"a batch of {min(batches.batch_size, last)} examples cannot be shared by {world_size} "
-                             f"processes (batch_size={batches.batch_size}, {num_examples} examples): pick a batch "
-                             f"size whose batches, the last one included, hold at least {world_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank={rank}: use 0 .. world_size - 1 = {world_size - 1}")
-        self.batches, self.rank, self.world_size = batches, rank, world_size
-        #: the shuffling generator, where a checkpoint finds it (:class:`~pyro_bnn.training_state.TrainingState`)
-        self.generator = getattr(batches.sampler, "generator", None)
-        #: ``(first row, size)`` of the whole batch whose part was yielded last (per-example noise reads it)
-        self.rows: Optional[Tuple[int, int]] = None
-
-    def __iter__(self):
-        for batch in self.batches:
-            n = len(batch)
-            start = n * self.rank // self.world_size
-            self.rows = (start, n)
-            yield batch[start: n * (self.rank + 1) // self.world_size]
-
-    def __len__(self) -> int:
-        return len(self.batches)

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .elbo import StepRecord
+from ..objectives.elbo import StepRecord
 from .loss_monitor import LossMonitor
 
 
@@ -39,7 +39,7 @@ class TrainingState:
     :param modules: ``{"model": ..., "guide": ..., "optimizer": ..., "scheduler": ...}``: objects with
         ``state_dict()`` / ``load_state_dict()``, saved and restored with the run.
     :param device: where the weight noise is drawn (its CUDA RNG is saved too).
-    :param sync: :class:`~pyro_bnn.distributed.GradientAllReduce` in a data-parallel run, else None.
+    :param sync: :class:`~pyro_bnn.training.distributed.GradientAllReduce` in a data-parallel run, else None.
     """
 
     def __init__(self, modules: Dict[str, nn.Module], loader: Iterable, device: torch.device, sync=None):

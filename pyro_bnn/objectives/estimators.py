@@ -18,7 +18,7 @@ what it estimates unchanged:
   convolutions alike.
 
 Use them around the computation of the loss; they act on the Bayesian layers of a pyro_bnn model
-(:class:`~pyro_bnn.layers.BayesianLayer`: what a prior's ``apply`` makes of a Linear/Conv1d/Conv2d/Conv3d layer) whose
+(:class:`~pyro_bnn.model.layers.BayesianLayer`: what a prior's ``apply`` makes of a Linear/Conv1d/Conv2d/Conv3d layer) whose
 weight was drawn from a Normal (e.g. by :func:`~pyro_bnn.guides.auto_normal`), and leave other layers alone::
 
     with LocalReparameterization():
@@ -26,7 +26,7 @@ weight was drawn from a Normal (e.g. by :func:`~pyro_bnn.guides.auto_normal`), a
 
 A handler is a Pyro :class:`~pyro.poutine.messenger.Messenger`. It records, for each Normal sample site the guide
 draws (seen first), the ``(value, loc, scale)`` behind it, by the site's name; a Bayesian layer sends its output as a
-message of its own type (:func:`~pyro_bnn.layers.layer_output`), and the handler computes it from the Normals of the
+message of its own type (:func:`~pyro_bnn.model.layers.layer_output`), and the handler computes it from the Normals of the
 layer's sites where the layer's weight is the value it recorded. Nothing in torch is replaced. A tensor the guide drew
 from another distribution (the point of ``auto_delta``, a joint draw of ``auto_lowrank``) stays a plain weight: such
 guides train as with one shared draw. A layer called twice in one forward pass would get independent noise in each
@@ -45,8 +45,9 @@ import torch.nn.functional as F
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from .layers import own_output
-from .priors import normal_params
+from ..model.layers import own_output
+from ..model.networks import BayesianModel, layer_type
+from ..model.priors import normal_params
 
 #: A draw and the Normal it came from: ``(value, loc, scale)`` (what :meth:`LayerNoise.register` records).
 Normal = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -99,7 +100,7 @@ class LayerNoise(Messenger):
     def for_rows(self, rows: Optional[Tuple[int, int]]) -> Iterator["LayerNoise"]:
         """The handler over one minibatch, or over the part ``rows`` of it that this process holds.
 
-        :param rows: ``(first row, rows of the whole minibatch)`` (:func:`~pyro_bnn.inference.fit` with
+        :param rows: ``(first row, rows of the whole minibatch)`` (:func:`~pyro_bnn.training.loop.fit` with
             ``distributed=True``; None: the whole minibatch): the per-example noise is drawn for the whole minibatch
             and this part's rows are kept, so every process draws what one process would draw.
         """
@@ -132,7 +133,7 @@ class LayerNoise(Messenger):
     def dense(self, x: torch.Tensor, weight: Normal, bias: Normal, rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """A Linear layer whose weight and bias are the draws ``weight[0]``, ``bias[0]`` of the Normals
         ``(loc, scale) = weight[1:]``, ``bias[1:]``: what the handler computes for a Bayesian Linear layer, with its
-        Normals given (:class:`~pyro_bnn.fused.SequentialPlan`). ``rows``: as in :meth:`for_rows`."""
+        Normals given (:class:`~pyro_bnn.objectives.fused.SequentialPlan`). ``rows``: as in :meth:`for_rows`."""
         self._rows = rows
         try:
             return self.linear(x, weight, bias[0], bias if bias[1] is not None else None)
@@ -251,8 +252,22 @@ def layer_estimator(name: str, layer: torch.nn.Module) -> str:
     return HANDLERS[name].per_layer.get("linear" if isinstance(layer, torch.nn.Linear) else "conv", name)
 
 
+def describe_layers(model: BayesianModel, estimator: str = "shared") -> str:
+    """One line: each Bayesian layer of ``model`` with the gradient estimator it gets under ``estimator``, then the
+    point-estimate layers."""
+    bayesian = [f"{name} {layer_type(layer)} ({layer_estimator(estimator, layer)})" for name, layer in model.bayesian_layers()]
+    points = [f"{name} {kind}" for name, kind in model.point_estimate_layers()]
+    count = model.num_point_estimates()
+    return (f"Bayesian layers: {', '.join(bayesian)}; point estimates: {', '.join(points) or 'none'}"
+            + (f" ({count} numbers)" if count else ""))
+
+
 def estimator_handler(name: str):
     """A fresh handler for estimator ``name`` (one of :data:`ESTIMATORS`)."""
     if name not in HANDLERS:
         raise ValueError(f"estimator={name!r} is not known; choose one of {list(ESTIMATORS)}")
     return HANDLERS[name]()
+
+
+__all__ = ["ESTIMATORS", "estimator_handler", "SharedDraw", "LocalReparameterization",
+           "DenseLocalReparameterization", "Flipout", "describe_layers"]

@@ -4,7 +4,7 @@
 :func:`predict_with_samples` runs every batch of a loader through the model under
 each of them (:class:`pyro.infer.Predictive`), so every example, in or out of
 distribution, is scored by the same ``S`` networks. The samples may come from
-elsewhere too (NUTS, see :mod:`pyro_bnn.reference`).
+elsewhere too (NUTS, see :mod:`pyro_bnn.evaluation.reference`).
 
 Calibration error comes from torchmetrics, AUROC from scikit-learn.
 """
@@ -23,8 +23,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from .checks import check_batch, check_count
-from .models import device_of
+from ..checks import check_batch, check_count
+from ..model.networks import device_of
 
 ECE_BINS = 15
 #: Predictive draws beyond which scoring only exhausts memory (each holds the network's outputs on the whole set).
@@ -282,3 +282,7 @@ def predictive_curve(model: nn.Module, samples: Dict[str, torch.Tensor], x: torc
     locs, sigma = model.likelihood.loc_scale(outputs)
     locs, sigma = locs.double(), torch.as_tensor(sigma).detach().cpu().double()
     return {"x": x[:, 0].double(), "mean": locs.mean(0), "std": predictive_std(locs, sigma)}
+
+
+__all__ = ["evaluate", "predict", "posterior_samples", "predict_with_samples", "score", "classification_metrics",
+           "regression_metrics", "in_original_units", "ood_metrics"]

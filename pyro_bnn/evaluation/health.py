@@ -19,9 +19,9 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from .guides import MeanFieldNormal
-from .normal_kl import normal_kl
-from .priors import normal_params, site_prior
+from ..guides import MeanFieldNormal
+from ..model.priors import normal_params, site_prior
+from ..objectives.normal_kl import normal_kl
 
 #: A weight whose KL to its prior is below this many nats has fallen back to the prior.
 AT_PRIOR_KL = 0.05
@@ -86,3 +86,6 @@ def format_health(health: Dict[str, Dict[str, Optional[float]]]) -> str:
         lines.append(f"{name:14} {h['size']:8d} {h['mean_sd']:10.4g} {h['sd_ratio']:9.3g} {h['snr']:9.3g} "
                      f"{at_prior:>9}")
     return "\n".join(lines + [f"warning: {w}" for w in health_warnings(health)])
+
+
+__all__ = ["posterior_health"]
