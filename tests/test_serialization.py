@@ -44,3 +44,19 @@ def test_a_guide_that_never_ran_is_not_saved(tmp_path):
     with pytest.raises(ValueError, match="initialize_guide"):
         save_posterior(tmp_path / "posterior.pt", model, auto_normal(model), SPEC)
     assert not (tmp_path / "posterior.pt").exists()
+
+
+def test_a_run_saved_before_the_training_core_redesign_loads_and_evaluates_to_its_metrics(tmp_path):
+    """``tests/data/run_7f584d1``: the posterior.pt of ``+experiment=debug`` written by 7f584d1 (before the layout at
+    the seams and the guide's flat parameters); its format is unchanged, so it loads as written (no migrate step)."""
+    import json
+    import shutil
+
+    from helpers import ROOT
+    from pyro_bnn.app.evaluate import evaluate_run
+
+    saved = ROOT / "tests" / "data" / "run_7f584d1"
+    run_dir = tmp_path / "run"
+    shutil.copytree(saved, run_dir)
+    metrics = evaluate_run(run_dir)
+    assert metrics == pytest.approx(json.loads((saved / "metrics.json").read_text())["test"], rel=1e-6)

@@ -357,7 +357,6 @@ class OutputDirCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         directory = Path(config.hydra.sweep.dir)
         self._check(lambda: check_writable(directory, "hydra.sweep.dir"))
-        self._check(lambda: claim_run_dir(directory, "hydra.sweep.dir"))
         if (directory / "multirun.yaml").exists() or any(directory.glob("*/.hydra")):
             sys.exit(f"error: hydra.sweep.dir={directory} already holds a sweep: leave hydra.sweep.dir unset (or pass "
                      "a fresh dir); to finish one of its jobs, resume it alone: resume=true hydra.run.dir=<its job dir>")
