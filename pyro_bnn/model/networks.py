@@ -281,7 +281,15 @@ def to_bayesian(
         raise ValueError(f"{type(module).__name__} has no Linear or Conv layer to put a prior on; "
                          "to_bayesian converts networks built from nn.Linear / nn.Conv1d/2d/3d layers")
     network = copy.deepcopy(module)
-    _probe(network, in_shape)
+    outputs = _probe(network, in_shape)
+    num_outputs = outputs.shape[-1] if isinstance(outputs, torch.Tensor) and outputs.dim() == 2 else None
+    try:
+        if num_outputs is not None:
+            (likelihood if likelihood is not None else Categorical()).check_num_outputs(num_outputs)
+    except ValueError as error:
+        raise ValueError(f"to_bayesian: {type(module).__name__} gives {num_outputs} output(s) per example: "
+                         f"{str(error).split(': build it with')[0]}; change the network's last layer or the "
+                         "likelihood") from None
     model = BayesianModel(network, in_shape, prior=prior, likelihood=likelihood, num_data=num_data, bayesian=bayesian)
     unexpected = [f"{name} ({kind})" for name, kind in model.point_estimate_layers()
                   if not isinstance(model.get_submodule(name), (*BAYESIAN_LAYERS, *NORMALISATION_LAYERS))]
@@ -291,9 +299,9 @@ def to_bayesian(
     return model
 
 
-def _probe(network: nn.Module, in_shape: Sequence[int]) -> None:
-    """Run ``network`` once on one input of ``in_shape`` (zeros), changing nothing: an error naming ``in_shape`` if
-    the network does not take it."""
+def _probe(network: nn.Module, in_shape: Sequence[int]):
+    """Run ``network`` once on one input of ``in_shape`` (zeros), changing nothing: its output, or an error naming
+    ``in_shape`` if the network does not take it."""
     shape = tuple(check_count(d, f"in_shape[{i}]") for i, d in enumerate(in_shape))
     dtype = next((p.dtype for p in network.parameters() if p.is_floating_point()), torch.get_default_dtype())
     takes_indices = any(isinstance(m, INDEX_LAYERS) for m in network.modules())
@@ -301,7 +309,7 @@ def _probe(network: nn.Module, in_shape: Sequence[int]) -> None:
     x = torch.zeros((1, *shape), dtype=torch.long if takes_indices else dtype, device=device)
     try:
         with changing_nothing(network, device):
-            network(x)
+            return network(x)
     except (RuntimeError, ValueError, IndexError) as error:
         raise ValueError(f"to_bayesian: {type(network).__name__} does not take inputs of in_shape={shape} (one "
                          f"input of that shape fails: {str(error).splitlines()[0]}); pass the shape of one input, "
