@@ -106,6 +106,7 @@ LIBRARY = [
     ("to_bayesian(a 64-input net, in_shape=(32,))", "to_bayesian: Sequential does not take inputs of in_shape=(32,)"),
     ("to_bayesian(a 2-output net, Gaussian())",
      "to_bayesian: Sequential gives 2 output(s) per example: Gaussian reads 1 network output(s) per example"),
+    ("to_bayesian(likelihood='gaussian')", "likelihood='gaussian': pass a Likelihood object"),
     ("to_bayesian(a 1-output net, classification)",
      "to_bayesian: Sequential gives 1 output(s) per example: a Categorical likelihood needs a logit per class"),
     ("fit(float64 inputs)", "the inputs x of loader have dtype torch.float64, the model's weights torch.float32"),

@@ -121,6 +121,8 @@ def _library_case(case: str, small_digits):
         "to_bayesian(a 64-input net, in_shape=(32,))": lambda: to_bayesian(nn.Sequential(nn.Linear(64, 10)), (32,)),
         "to_bayesian(a 2-output net, Gaussian())": lambda: to_bayesian(nn.Sequential(nn.Linear(3, 2)), (3,),
                                                                        likelihood=Gaussian()),
+        "to_bayesian(likelihood='gaussian')": lambda: to_bayesian(nn.Sequential(nn.Linear(3, 1)), (3,),
+                                                                  likelihood="gaussian"),
         "to_bayesian(a 1-output net, classification)": lambda: to_bayesian(nn.Sequential(nn.Linear(3, 1)), (3,)),
         "fit(float64 inputs)": lambda: fit(model, guide, loader(xs=x.double())),
         "fit(uint8 inputs)": lambda: fit(model, guide, loader(xs=(x * 16).to(torch.uint8))),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from pathlib import Path
@@ -50,9 +51,15 @@ def option_arguments(builder: Callable, options: Mapping[str, Any], group: str, 
     return {key: value for key, value in options.items() if key in parameters}
 
 
+@functools.lru_cache(maxsize=None)
+def _train_yaml() -> DictConfig:
+    """``conf/train.yaml``, read once per process."""
+    return OmegaConf.load(CONF_DIR / "train.yaml")
+
+
 def _shared_values(group: str) -> Dict[str, Any]:
     """The values ``train.yaml`` gives every option of ``group``."""
-    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "train.yaml")[group])
+    return OmegaConf.to_container(_train_yaml()[group])
 
 
 def _same(value, shared) -> bool:
@@ -111,7 +118,8 @@ def build_likelihood(cfg: DictConfig, task: str):
         return Categorical()
     likelihood = REGRESSION_LIKELIHOODS[cfg.get("likelihood", "gaussian")]
     options = {argument: cfg[key] for argument, key in LIKELIHOOD_KEYS.items() if key in cfg}  # older configs: fewer
-    return likelihood(**{key: value for key, value in options.items() if key in inspect.signature(likelihood).parameters})
+    parameters = inspect.signature(likelihood).parameters
+    return likelihood(**{key: value for key, value in options.items() if key in parameters})
 
 
 def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:

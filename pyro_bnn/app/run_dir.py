@@ -2,7 +2,7 @@
 
 * :func:`claim_run_dir`: one run at a time in a run dir (a lock the process holds until it exits);
 * :func:`write_text`, :func:`write_json`, :func:`write_csv`: a crash never leaves a half-written file
-  (:func:`pyro_bnn.io.posterior.replacing`);
+  (:func:`pyro_bnn.io.files.replacing`);
 * ``status.json`` (:func:`write_status`): only in a run that failed or was interrupted, what happened;
 * ``checkpoint.pt`` (:func:`save_checkpoint`, :func:`resume_state`): the training state of
   :func:`pyro_bnn.fit` with the run's config, while training;
@@ -97,7 +97,7 @@ def check_writable(output_dir: Path, key: str = "hydra.run.dir (or hydra.sweep.d
 _CLAIMED: Dict[Path, int] = {}
 
 
-def claim_run_dir(output_dir: Path, key: str = "hydra.run.dir") -> None:
+def claim_run_dir(output_dir: Path) -> None:
     """Hold ``output_dir`` for this process until it exits, or refuse it because another process holds it.
 
     The claim is an exclusive ``flock`` on the dir itself, taken in one atomic step: of two commands started together
@@ -113,8 +113,8 @@ def claim_run_dir(output_dir: Path, key: str = "hydra.run.dir") -> None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(handle)
-        raise RunDirRefused(f"{key}={output_dir} is in use by another run started there now: leave {key} unset (or "
-                            "pass a fresh dir) for a new run") from None
+        raise RunDirRefused(f"hydra.run.dir={output_dir} is in use by another run started there now: leave "
+                            "hydra.run.dir unset (or pass a fresh dir) for a new run") from None
     except OSError:  # no locks on this file system
         os.close(handle)
         return

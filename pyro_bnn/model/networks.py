@@ -283,9 +283,10 @@ def to_bayesian(
     network = copy.deepcopy(module)
     outputs = _probe(network, in_shape)
     num_outputs = outputs.shape[-1] if isinstance(outputs, torch.Tensor) and outputs.dim() == 2 else None
+    likelihood = likelihood if likelihood is not None else Categorical()  # BayesianModel's default
     try:
-        if num_outputs is not None:
-            (likelihood if likelihood is not None else Categorical()).check_num_outputs(num_outputs)
+        if num_outputs is not None and isinstance(likelihood, Likelihood):  # anything else: BayesianModel refuses it
+            likelihood.check_num_outputs(num_outputs)
     except ValueError as error:
         raise ValueError(f"to_bayesian: {type(module).__name__} gives {num_outputs} output(s) per example: "
                          f"{str(error).split(': build it with')[0]}; change the network's last layer or the "

@@ -53,6 +53,11 @@ from ..model.priors import normal_params
 Normal = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def layer_kind(layer: nn.Module) -> str:
+    """``"linear"`` or ``"conv"``: the key of a handler's ``per_layer`` and of the computation a layer gets."""
+    return "linear" if isinstance(layer, nn.Linear) else "conv"
+
+
 class SharedDraw:
     """The estimator ``"shared"``: one weight draw per minibatch, every layer computed as it is. The handler that
     changes nothing, with the interface of the others (``with``, :meth:`register`, :meth:`for_rows`, :meth:`dense`)."""
@@ -162,7 +167,7 @@ class LayerNoise(Messenger):
     def _pyro_bayesian_layer(self, msg):
         layer, x, weight, bias = msg["args"]
         name = msg["name"]
-        kind = "linear" if isinstance(layer, nn.Linear) else "conv"
+        kind = layer_kind(layer)
         normal = self._normal_of(f"{name}.weight", weight)
         if normal is None or self.per_layer.get(kind) == "shared":
             return  # the layer's own output (own_output)
@@ -223,11 +228,10 @@ class Flipout(LayerNoise):
 
     def linear(self, x, weight_normal, bias, bias_normal):
         weight, loc, _ = weight_normal
-        linear = F.linear
         flat = x.reshape(-1, x.shape[-1])
         r, s = self._signs(len(flat), loc.shape[1], x), self._signs(len(flat), loc.shape[0], x)
-        out = linear(flat, loc, bias_normal[1] if bias_normal else bias)
-        perturbation = linear(flat * r, weight - loc, bias - bias_normal[1] if bias_normal else None)
+        out = F.linear(flat, loc, bias_normal[1] if bias_normal else bias)
+        perturbation = F.linear(flat * r, weight - loc, bias - bias_normal[1] if bias_normal else None)
         return (out + perturbation * s).reshape(*x.shape[:-1], loc.shape[0])
 
     def conv(self, conv, x, weight_normal, bias, bias_normal):
@@ -249,7 +253,7 @@ ESTIMATOR_NAMES = {handler: name for name, handler in HANDLERS.items()}
 def layer_estimator(name: str, layer: torch.nn.Module) -> str:
     """The estimator a Bayesian ``layer`` gets under estimator ``name`` (a handler's ``per_layer``: e.g. the dense
     variant leaves convolutions to the shared draw)."""
-    return HANDLERS[name].per_layer.get("linear" if isinstance(layer, torch.nn.Linear) else "conv", name)
+    return HANDLERS[name].per_layer.get(layer_kind(layer), name)
 
 
 def describe_layers(model: BayesianModel, estimator: str = "shared") -> str:

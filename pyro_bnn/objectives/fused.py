@@ -117,10 +117,6 @@ class SequentialPlan:
         return h
 
 
-def _parts_of(flat: torch.Tensor, params: List[torch.Tensor]) -> List[torch.Tensor]:
-    return [part.view(p.shape) for part, p in zip(flat.split([p.numel() for p in params]), params)]
-
-
 def prior_runs(sizes: List[int], prior_locs: List[float], prior_precisions: List[float],
                learned: Optional[List[bool]] = None) -> List[tuple]:
     """Runs of consecutive sites with the same fixed prior ``N(m0, s0^2)``, as ``(slice of the flat vector, m0,
@@ -239,7 +235,7 @@ class FusedMeanField:
         of those (Pyro's, under ``SVI``)."""
         for vector, params in zip(self.flat(), self.guide.site_parameters(self.names)):
             if vector.grad is not None:
-                for grad, param in zip(_parts_of(vector.grad, params), params):
+                for grad, param in zip(self._views(vector.grad), params):
                     param.grad = grad if param.grad is None else param.grad + grad
                 vector.grad = None
 

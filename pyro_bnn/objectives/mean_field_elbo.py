@@ -18,7 +18,7 @@ Both apply the estimator (:mod:`pyro_bnn.objectives.estimators`) and set learned
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 from pyro import poutine
@@ -84,9 +84,11 @@ class MeanFieldELBO(Trace_ELBO):
         estimator_handler(estimator)  # an unknown name fails here
         super().__init__(num_particles=int(num_particles))
         self.kl, self.estimator, self.fused, self.validate = kl, estimator, fused, bool(validate)
-        self._prepared: Optional[Tuple[nn.Module, nn.Module, Optional[FusedMeanField], Optional[EmpiricalBayes]]] = None
+        # (model, guide, fused step or None, the traced path's estimator handler, its learned prior scales)
+        self._prepared: Optional[tuple] = None
 
-    def _prepare(self, model: nn.Module, guide: nn.Module, args) -> Tuple[Optional[FusedMeanField], Optional[EmpiricalBayes]]:
+    def _prepare(self, model: nn.Module, guide: nn.Module, args) -> Tuple[Optional[FusedMeanField], Any,
+                                                                         Optional[EmpiricalBayes]]:
         if self._prepared is not None and self._prepared[0] is model and self._prepared[1] is guide:
             return self._prepared[2:]
         if getattr(guide, "prototype_trace", True) is None:  # an autoguide not run yet: its parameters are made now
@@ -96,14 +98,15 @@ class MeanFieldELBO(Trace_ELBO):
             raise ValueError(f"fused=True: the fused mean-field step cannot train this pair: {reason}; "
                              "use fused='auto' or False")
         step = FusedMeanField(model, guide, kl=self.kl, estimator=self.estimator) if reason is None else None
-        learned = None
+        learned = handler = None
         if step is None:
+            handler = estimator_handler(self.estimator)
             learned = EmpiricalBayes.of(model)
             if learned is not None and not isinstance(guide, MeanFieldNormal):
                 raise ValueError(f"learned prior scales (learn_scale=True) are set from a mean-field Normal guide, not "
                                  f"a {type(guide).__name__}: use guide=auto_normal, or prior.learn_scale=false")
-        self._prepared = (model, guide, step, learned)
-        return step, learned
+        self._prepared = (model, guide, step, handler, learned)
+        return step, handler, learned
 
     def is_fused(self, model: nn.Module, guide: nn.Module, *args) -> bool:
         """Whether the terms of this pair come from the fused mean-field step (``args``: a batch, where the guide has
@@ -118,11 +121,11 @@ class MeanFieldELBO(Trace_ELBO):
             minibatch (:func:`~pyro_bnn.training.distributed.shard_rows`), so that per-example noise is drawn for the whole
             minibatch.
         """
-        step, learned = self._prepare(model, guide, (x, y))
+        step, handler, learned = self._prepare(model, guide, (x, y))
         if step is not None:
             return step(x, y, num_particles=self.num_particles, rows=rows)
         hyperprior = learned.update(guide) if learned is not None else None
-        with estimator_handler(self.estimator).for_rows(rows):
+        with handler.for_rows(rows):
             terms = elbo_terms(model, guide, x, y, kl=self.kl, num_particles=self.num_particles)
         return dataclasses.replace(terms, hyperprior=hyperprior)
 
