@@ -19,6 +19,20 @@ import torch
 from pyro import poutine
 from torch import nn
 
+
+class ArgumentError(ValueError):
+    """An argument whose value makes no sense: ``argument=value: fix`` (``argument=value is fix`` with ``joiner=" is "``).
+
+    The argument's name and value travel with the error (:attr:`argument`, :attr:`value`, :attr:`fix`), so a caller
+    that names the argument otherwise (the app: a config key) says it in its own words without parsing the text.
+    """
+
+    def __init__(self, argument: str, value, fix: str, joiner: str = ": "):
+        self.argument, self.value, self.fix, self.joiner = argument, value, fix, joiner
+        shown = repr(value) if isinstance(value, str) else str(value)
+        super().__init__(f"{argument}={shown}{joiner}{fix}")
+
+
 #: Layers that take integer inputs (indices): a network holding one may be given integer inputs.
 INDEX_LAYERS = (nn.Embedding, nn.EmbeddingBag)
 
@@ -117,16 +131,16 @@ def check_count(value, argument: str, minimum: int = 1, maximum: Optional[int] =
     """``value`` as an int, if it is an integer >= ``minimum`` (and <= ``maximum``, where a larger value only
     exhausts memory or time)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{argument}={value!r}: use an integer >= {minimum}")
+        raise ArgumentError(argument, value, f"use an integer >= {minimum}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{argument}={value!r}: use an integer from {minimum} to {maximum}")
+        raise ArgumentError(argument, value, f"use an integer from {minimum} to {maximum}")
     return int(value)
 
 
 def check_positive(value, argument: str) -> float:
     """``value`` as a float, if it is a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{argument}={value!r}: use a finite number > 0")
+        raise ArgumentError(argument, value, "use a finite number > 0")
     return float(value)
 
 

@@ -35,7 +35,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 from torch import nn
 from torch.distributions import biject_to, constraints
 
-from .checks import check_count
+from .checks import ArgumentError, check_count
 from .model.priors import Prior, fan_in
 
 INIT_LOCS = ("pytorch", "median")
@@ -108,7 +108,7 @@ def _init_loc_fn(model: nn.Module, init_loc: Union[str, Mapping]) -> Callable[[d
         return pytorch_init(model)
     if init_loc == "median":
         return init_to_median
-    raise ValueError(f"init_loc={init_loc!r} is not known; choose one of {list(INIT_LOCS)}")
+    raise ArgumentError("init_loc", init_loc, joiner=" is ", fix=f"not known; choose one of {list(INIT_LOCS)}")
 
 
 def _parts(vector: torch.Tensor, params: Sequence[torch.Tensor]) -> List[torch.Tensor]:
@@ -232,8 +232,8 @@ def auto_lowrank(
     check_guide_options(init_scale=init_scale, init_loc=init_loc, rank=rank)
     num_weights = sum(math.prod(shape) for layer in model.modules() for shape in Prior.site_shapes(layer).values())
     if num_weights and rank >= num_weights:
-        raise ValueError(f"rank={rank}: use a rank below the number of weights of the model ({num_weights}); a "
-                         "full-rank covariance needs no low-rank factor")
+        raise ArgumentError("rank", rank, fix=f"use a rank below the number of weights of the model ({num_weights}); a "
+                                              "full-rank covariance needs no low-rank factor")
     return autoguide.AutoLowRankMultivariateNormal(
         model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale), rank=int(rank)
     )
@@ -244,9 +244,9 @@ def check_guide_options(init_scale: float = 1e-3, init_loc: Union[str, Mapping] 
     rank is checked against the model's number of weights when the guide is built)."""
     if isinstance(init_scale, bool) or not isinstance(init_scale, Real) or not (math.isfinite(init_scale)
                                                                               and init_scale > 0):
-        raise ValueError(f"init_scale={init_scale}: use a finite number > 0, e.g. 1e-3 (the posterior's initial sd)")
+        raise ArgumentError("init_scale", init_scale, fix="use a finite number > 0, e.g. 1e-3 (the posterior's initial sd)")
     if not isinstance(init_loc, Mapping) and init_loc not in INIT_LOCS:
-        raise ValueError(f"init_loc={init_loc!r} is not known; choose one of {list(INIT_LOCS)}")
+        raise ArgumentError("init_loc", init_loc, joiner=" is ", fix=f"not known; choose one of {list(INIT_LOCS)}")
     check_count(rank, "rank", maximum=MAX_RANK)
 
 

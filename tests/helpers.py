@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from pyro.poutine.messenger import Messenger
 
 from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, initialize_guide
-from pyro_bnn.app.build import CONF_DIR, layer_scale_overrides
+from pyro_bnn.app.build import CONF_DIR, option_key_overrides
 from pyro_bnn.app.config import register_configs
 from pyro_bnn.model.priors import normal_params
 
@@ -111,7 +111,7 @@ def last_line(proc) -> str:
 def compose_train(*overrides, hydra_node=False):
     """The app's training config with ``overrides``, as ``python -m pyro_bnn.train`` composes it."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=layer_scale_overrides(list(overrides)),
+        return compose(config_name="train", overrides=option_key_overrides(list(overrides)),
                        return_hydra_config=hydra_node)
 
 

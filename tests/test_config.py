@@ -7,8 +7,8 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ValidationError
 
 from helpers import cli, compose_train
-from pyro_bnn.app.build import CONF_DIR, build_prior
-from pyro_bnn.app.config import EvaluateConfig, TrainConfig, validate
+from pyro_bnn.app.build import CONF_DIR, build_prior, option_name
+from pyro_bnn.app.config import ConfigError, EvaluateConfig, TrainConfig, validate
 
 GROUPS = ["data", "model", "prior", "guide", "inference", "eval"]
 
@@ -31,8 +31,10 @@ def test_every_option_of_every_group_composes_and_validates(group, option):
         overrides.append("model=mlp")
     cfg = compose_train(*overrides)
     validate(cfg)
-    if group in ("model", "guide"):
-        assert cfg[group].name == option
+    if group == "model":
+        assert cfg.model.name == option
+    if group == "guide":
+        assert cfg.guide._target_ == f"pyro_bnn.guides.{option}"
     if group == "data":
         assert cfg.data.loader == option
     if group == "prior" and option == "fan_in":
@@ -53,7 +55,7 @@ def test_runs_stay_in_place_and_get_sub_second_run_dirs():
 
 def test_defaults_are_the_digits_cnn_with_a_declared_kl_weight():
     cfg = compose_train()
-    assert (cfg.data.name, cfg.model.name, cfg.guide.name, cfg.inference.elbo) == ("digits", "cnn", "auto_normal",
+    assert (cfg.data.name, cfg.model.name, option_name(cfg.guide), cfg.inference.elbo) == ("digits", "cnn", "auto_normal",
                                                                                     "mean_field")
     assert cfg.inference.kl_weight == 0.03 and cfg.inference.kl_warmup_epochs == 0  # tempered: README says so
     # the recipe of benchmarks/results/*-ood_baselines.txt
@@ -87,13 +89,46 @@ def test_a_dotted_layer_scale_reaches_the_model_through_the_real_command():
 
 
 @pytest.mark.parametrize("override, error", [
-    ("prior.scale=big", ValidationError),
-    ("prior.scal=1", ConfigCompositionException),
+    ("data.batch_size=big", ValidationError),
+    ("data.batch_siz=1", ConfigCompositionException),
     ("model=resnet", ConfigCompositionException),
 ])
 def test_wrong_types_unknown_keys_and_options_fail_while_composing(override, error):
     with pytest.raises((error, ConfigCompositionException)):
         compose_train(override)
+
+
+@pytest.mark.parametrize("group, option", [("prior", "normal"), ("prior", "student_t"), ("prior", "fan_in"),
+                                           ("guide", "auto_normal"), ("guide", "auto_lowrank")])
+def test_a_prior_or_guide_option_holds_exactly_its_objects_arguments(group, option):
+    """Config keys are constructor arguments (``_target_``): every key of the option is one, and the library's
+    defaults are the option's."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    node = compose_train(f"{group}={option}")[group]
+    parameters = inspect.signature(get_object(node._target_)).parameters
+    keys = [key for key in node if key != "_target_"]
+    assert set(keys) <= set(parameters)
+    for key in keys:
+        default = parameters[key].default
+        if default not in (inspect.Parameter.empty, None) and not (group == "prior" and option == "fan_in"):
+            assert node[key] == default, key
+
+
+def test_a_key_the_chosen_option_does_not_take_is_refused_naming_it_and_the_option_that_takes_it():
+    with pytest.raises(ConfigError, match=r"^prior\.df=5: .*NormalPrior does not take it.*prior=student_t takes it"):
+        validate(compose_train("prior=normal", "prior.df=5"))
+    with pytest.raises(ConfigError, match=r"^guide\.rank=3: .*auto_normal does not take it.*guide=auto_lowrank takes"):
+        validate(compose_train("guide=auto_normal", "guide.rank=3"))
+    validate(compose_train("prior=student_t", "prior.df=5"))  # the option that takes it
+    assert compose_train("prior=student_t", "prior.df=5").prior.df == 5
+
+
+def test_a_family_sweep_is_a_sweep_over_the_prior_option():
+    params = compose_train("+sweep=prior_family", hydra_node=True).hydra.sweeper.params
+    assert params["prior"] == "normal,laplace,student_t"
 
 
 @pytest.mark.parametrize("schema", [TrainConfig, EvaluateConfig, *(f.default_factory for f in dataclasses.fields(

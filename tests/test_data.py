@@ -89,7 +89,7 @@ def test_missing_dataset_names_the_fix(tmp_path):
 
 
 def test_held_out_classes_leave_training_and_test_and_become_the_ood_set():
-    from pyro_bnn.data.datasets import load_ood
+    from pyro_bnn.data.ood import load_ood
 
     data = load_data("digits", holdout_classes=[8, 9])
     for ds in (data.train, data.test):
@@ -104,7 +104,7 @@ def test_held_out_classes_leave_training_and_test_and_become_the_ood_set():
 
 
 def test_rotated_ood_set_turns_the_test_images(digits):
-    from pyro_bnn.data.datasets import load_ood
+    from pyro_bnn.data.ood import load_ood
 
     rotated = load_ood(digits, "rotated")
     x = digits.test.tensors[0]
@@ -117,7 +117,7 @@ def test_rotated_ood_set_turns_the_test_images(digits):
 
 
 def test_fashion_mnist_as_ood_set_is_normalised_like_mnist(tmp_path):
-    from pyro_bnn.data.datasets import load_ood
+    from pyro_bnn.data.ood import load_ood
 
     rng = np.random.default_rng(0)
     for folder, high in (("MNIST", 256), ("FashionMNIST", 64)):
@@ -129,7 +129,7 @@ def test_fashion_mnist_as_ood_set_is_normalised_like_mnist(tmp_path):
     mnist = load_data("mnist", root=str(tmp_path))
     ood = load_ood(mnist, "fashion_mnist", root=str(tmp_path))
     assert ood.tensors[0].shape == (8, 1, 28, 28)
-    from pyro_bnn.data.datasets import torchvision_images
+    from pyro_bnn.data.torchvision_sets import torchvision_images
 
     raw_images, _, _ = torchvision_images("fashion_mnist", str(tmp_path), train=False)
     torch.testing.assert_close(ood.tensors[0], (raw_images - mnist.input_mean) / mnist.input_std)

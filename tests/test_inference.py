@@ -6,7 +6,7 @@ import torch
 
 from helpers import small_mlp
 from pyro_bnn import KLWeight, MeanFieldELBO, Schedule, evaluate, fit, make_loader
-from pyro_bnn.app.build import GUIDES
+from pyro_bnn.guides import GUIDES
 from pyro_bnn.objectives.elbo import ELBO_KL
 
 

@@ -77,7 +77,7 @@ def test_gaussian_likelihood_learns_a_noise_scale():
 
 
 def test_bad_inputs_get_one_clear_error():
-    with pytest.raises(ValueError, match="scale=0.0: use a finite number > 0"):
+    with pytest.raises(ValueError, match="scale=0: use a finite number > 0"):
         NormalPrior(scale=0)
     with pytest.raises(ValueError, match="use a BayesianMLP for tabular data"):
         BayesianCNN((64,), 10)

@@ -75,7 +75,7 @@ def test_summarize_says_what_is_wrong_with_its_argument(tmp_path):
     assert list(tmp_path.iterdir()) == []  # a refused summary leaves nothing behind (no lock file)
 
 
-@pytest.mark.parametrize("preset, key", [("prior_scale", "prior.scale"), ("prior_family", "prior.family"),
+@pytest.mark.parametrize("preset, key", [("prior_scale", "prior.scale"), ("prior_family", "prior"),
                                          ("kl_weight", "inference.kl_weight"), ("guide_init", "guide.init_loc")])
 def test_sweep_presets(preset, key):
     params = compose_train(f"+sweep={preset}", hydra_node=True).hydra.sweeper.params

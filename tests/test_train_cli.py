@@ -139,7 +139,7 @@ def test_nonsense_value_stops_before_training_with_one_line(tmp_path):
     proc = cli("pyro_bnn.train", "prior.scale=0", *TINY, f"hydra.run.dir={tmp_path}", check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: prior.scale=0.0 is not allowed: use a finite number > 0")
+        "error: prior.scale=0 is not allowed: use a finite number > 0")
     assert not (tmp_path / "history.csv").exists()
 
 

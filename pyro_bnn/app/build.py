@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Tuple
 
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..data.datasets import DataSplits, load_data
-from ..guides import GUIDES
+from ..checks import ArgumentError
+from ..data.registry import load_data
+from ..data.splits import DataSplits
 from ..io.posterior import read_posterior, restore_posterior
 from ..model.likelihoods import REGRESSION_LIKELIHOODS, Categorical
 from ..model.networks import BayesianCNN, BayesianMLP, BayesianModel
-from ..model.priors import PRIOR_FAMILIES
 from ..objectives.elbo import ELBO_KL
 from ..objectives.mean_field_elbo import MeanFieldELBO
 from ..training.schedules import KLWeight
@@ -26,47 +29,95 @@ from ..training.schedules import KLWeight
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
-def option_arguments(builder: Callable, options: Mapping[str, Any], group: str, choice: str, choices: Mapping[str, Callable],
-                     selector: str) -> Dict[str, Any]:
-    """The entries of ``options`` (a config group's keys, shared by all of its options) that ``builder`` takes: a
-    group option's own keys are its builder's arguments, so adding an option never touches this module.
+class OptionKeyError(ValueError):
+    """A config key the chosen group option's library object does not take.
 
-    A key the builder does not take, set to anything but the shared value of ``train.yaml``, is refused (a ValueError
-    naming it, the option's keys and the options that take it): it would otherwise be dropped without a word.
+    :ivar str key: the key (``prior.df``); ``value``: its value."""
 
-    :param str choice: the chosen option (e.g. ``normal`` for ``prior.family=normal``); ``choices``: every option's
-        builder; ``selector``: the key that chooses (not an argument).
-    """
-    parameters = inspect.signature(builder).parameters
-    shared = _shared_values(group)
-    for key, value in options.items():
-        if key in parameters or key == selector or key not in shared or _same(value, shared[key]):
-            continue
-        takers = [name for name, other in choices.items() if key in inspect.signature(other).parameters]
-        own = [name for name in parameters if name in shared]
-        raise ValueError(f"{key}={value}: the {group} option {selector}={choice} does not take it (its keys: "
-                         f"{', '.join(own)}); " + (" and ".join(f"{selector}={t}" for t in takers)
-                                                   + (" take it" if len(takers) > 1 else " takes it")
-                                                   if takers else f"no {group} option takes it") + "; leave it unset")
-    return {key: value for key, value in options.items() if key in parameters}
+    def __init__(self, key: str, value: Any, message: str):
+        super().__init__(message)
+        self.key, self.value = key, value
+
+
+def instantiate_option(node: DictConfig, group: str, *args, **replaced):
+    """The library object of a group option (``cfg.prior``, ``cfg.guide``): :func:`hydra.utils.instantiate` of its
+    ``_target_`` with its keys as the arguments (``args`` first, ``replaced`` in place of the node's values), once
+    :func:`check_option_keys` has passed."""
+    check_option_keys(node, group, len(args))
+    arguments = OmegaConf.create({**OmegaConf.to_container(node), **replaced})
+    try:
+        return instantiate(arguments, *args, _convert_="all")
+    except InstantiationException as error:  # Hydra wraps the library's own error (ValueError, TypeError): raise that
+        raise (error.__cause__ or error) from None
+
+
+def check_option_keys(node: DictConfig, group: str, positional: int = 0) -> None:
+    """Refuse a key of ``node`` its ``_target_`` does not take (:class:`OptionKeyError` naming it, the target's
+    arguments and the options of ``conf/<group>`` that take it): it is never dropped without a word.
+
+    :param int positional: how many of the target's first arguments are given in code (the guide's model)."""
+    target = get_object(node._target_)
+    parameters = list(inspect.signature(target).parameters)[positional:]
+    for key in node:
+        if key == _OLD_SELECTORS.get(group):
+            options = " or ".join(f"{group}={name}" for name in group_target_names(group))
+            raise OptionKeyError(f"{group}.{key}", node[key], f"{group}.{key}={node[key]}: the {key} is the {group} "
+                                 f"option now: {options.replace(' or ', ', ', len(group_target_names(group)) - 2)}")
+        if key != "_target_" and key not in parameters:
+            takers = [name for name, other in group_targets(group).items()
+                      if other is not target and key in inspect.signature(other).parameters]
+            raise OptionKeyError(
+                f"{group}.{key}", node[key],
+                f"{group}.{key}={_yaml(node[key])}: the {group} {node._target_} does not take it (its keys: "
+                f"{', '.join(parameters)}); " + (" and ".join(f"{group}={name}" for name in takers)
+                                                 + (" take it" if len(takers) > 1 else " takes it")
+                                                 if takers else f"no {group} option takes it")
+                + (f"; did you mean {group}.{close[0]}?"
+                   if not takers and (close := difflib.get_close_matches(key, parameters, n=1))
+                   else f"; leave {group}.{key} unset"))
+
+
+def _yaml(value) -> str:
+    """``value`` as a command line writes it (``true``, not ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @functools.lru_cache(maxsize=None)
-def _train_yaml() -> DictConfig:
-    """``conf/train.yaml``, read once per process."""
-    return OmegaConf.load(CONF_DIR / "train.yaml")
+def group_target_names(group: str) -> Dict[str, str]:
+    """``{option: its _target_}`` of the options of ``conf/<group>`` that name one (presets built on another option
+    name none)."""
+    options = {path.stem: OmegaConf.load(path).get("_target_") for path in sorted((CONF_DIR / group).glob("*.yaml"))}
+    return {name: target for name, target in options.items() if target}
 
 
-def _shared_values(group: str) -> Dict[str, Any]:
-    """The values ``train.yaml`` gives every option of ``group``."""
-    return OmegaConf.to_container(_train_yaml()[group])
+def group_targets(group: str) -> Dict[str, Callable]:
+    """``{option: the library object it builds}`` (:func:`group_target_names`)."""
+    return {name: get_object(target) for name, target in group_target_names(group).items()}
 
 
-def _same(value, shared) -> bool:
-    try:
-        return value == shared or float(value) == float(shared)
-    except (TypeError, ValueError):
-        return False
+#: The key that chose the library object of a group before options named their ``_target_`` (configs saved up to
+#: 7f584d1).
+_OLD_SELECTORS = {"prior": "family", "guide": "name"}
+
+
+def migrate_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A run's saved config (``posterior.pt``'s, as a dict) in today's format: a prior or guide saved by an earlier
+    version (``prior.family``, ``guide.name`` and every option's keys) becomes its ``_target_`` and the keys it
+    takes. Today's configs come back unchanged."""
+    config = dict(config)
+    for group, selector in _OLD_SELECTORS.items():
+        old = config.get(group)
+        if isinstance(old, Mapping) and "_target_" not in old and selector in old:
+            target = group_target_names(group)[old[selector]]
+            skip = 1 if group == "guide" else 0  # the guide's model is given in code
+            taken = list(inspect.signature(get_object(target)).parameters)[skip:]
+            config[group] = {"_target_": target, **{key: value for key, value in old.items() if key in taken}}
+    return config
+
+
+def option_name(node: DictConfig) -> str:
+    """The short name of a group option's library object (``auto_normal`` for ``pyro_bnn.guides.auto_normal``)."""
+    return node._target_.rsplit(".", 1)[-1]
 
 
 def layer_scales(node) -> Dict[str, float]:
@@ -81,27 +132,26 @@ def layer_scales(node) -> Dict[str, float]:
     return flat
 
 
-def layer_scale_overrides(args: List[str]) -> List[str]:
-    """The command line with every ``prior.layer_scales`` override as ``++`` (add or replace), so that
-    ``prior.layer_scales={net.4:0.1}``, ``prior=layerwise prior.layer_scales={net.4:0.1}`` and
-    ``prior.layer_scales.net.0=0.1`` work as a user expects (Hydra refuses new keys in a plain override)."""
-    return ["++" + arg.lstrip("+") if arg.lstrip("+").startswith(("prior.layer_scales=", "prior.layer_scales."))
+#: The groups whose options are library objects (:func:`instantiate_option`): their keys differ from option to option.
+INSTANTIATED_GROUPS = ("prior", "guide")
+
+
+def option_key_overrides(args: List[str]) -> List[str]:
+    """The command line with every override of a key of :data:`INSTANTIATED_GROUPS` as ``++`` (add or replace): a key
+    the chosen option does not have (``prior=normal prior.df=5``) then reaches :func:`instantiate_option`, which refuses
+    it in one line naming it, and ``prior.layer_scales={net.4:0.1}`` or ``prior.layer_scales.net.0=0.1`` add layers
+    (Hydra refuses new keys in a plain override and advises ``+``, which a key of another option would need)."""
+    return ["++" + arg.lstrip("+") if arg.lstrip("+").startswith(tuple(f"{group}." for group in INSTANTIATED_GROUPS))
             else arg for arg in args]
 
 
 def build_prior(cfg: DictConfig):
-    """The prior of ``cfg.prior``: its family's class (:data:`~pyro_bnn.model.priors.PRIOR_FAMILIES`) given the keys it
-    takes (``df`` for Student-t, the learned scales for Normal, ...)."""
-    cls = PRIOR_FAMILIES[cfg.family]
-    if cfg.get("learn_scale") and "learn_scale" not in inspect.signature(cls).parameters:
-        raise ValueError(f"prior.learn_scale=true needs a prior whose scale can be learned (prior.family=normal), not "
-                         f"prior.family={cfg.family}: use prior.family=normal, or prior.learn_scale=false")
-    options = {**OmegaConf.to_container(cfg), "layer_scales": layer_scales(cfg.layer_scales)}
-    return cls(**option_arguments(cls, options, "prior", cfg.family, PRIOR_FAMILIES, "family"))
+    """The prior of ``cfg.prior`` (:func:`instantiate_option`; ``layer_scales`` joined into layer names)."""
+    return instantiate_option(cfg, "prior", layer_scales=layer_scales(cfg.get("layer_scales")))
 
 
 def load_run_data(data_cfg: DictConfig) -> DataSplits:
-    """The data of ``cfg.data`` (:func:`pyro_bnn.data.datasets.load_data`; configs saved before ``data.loader`` existed
+    """The data of ``cfg.data`` (:func:`pyro_bnn.data.registry.load_data`; configs saved before ``data.loader`` existed
     name their loader ``data.name``)."""
     return load_data(data_cfg.get("loader", data_cfg.name), data_cfg.root, data_cfg.download, data_cfg.split_seed,
                      data_cfg.holdout_classes, data_cfg.subset, name=data_cfg.name, split=data_cfg.get("split", 0),
@@ -145,15 +195,8 @@ MODELS = {"mlp": _mlp, "cnn": _cnn}
 
 
 def build_guide(cfg: DictConfig, model: nn.Module) -> nn.Module:
-    """The (not yet initialised) guide of ``cfg.guide`` for ``model``: its builder
-    (:data:`~pyro_bnn.guides.GUIDES`) given the keys it takes."""
-    return GUIDES[cfg.name](model, **guide_options(cfg))
-
-
-def guide_options(cfg: DictConfig) -> Dict[str, Any]:
-    """The arguments of ``cfg.guide``'s builder (:data:`~pyro_bnn.guides.GUIDES`): the keys it takes (a key it does
-    not take, set, is refused)."""
-    return option_arguments(GUIDES[cfg.name], OmegaConf.to_container(cfg), "guide", cfg.name, GUIDES, "name")
+    """The (not yet initialised) guide of ``cfg.guide`` for ``model`` (:func:`instantiate_option`)."""
+    return instantiate_option(cfg, "guide", model)
 
 
 def build(cfg: DictConfig, spec: Dict[str, Any], device: str = "cpu") -> Tuple[BayesianModel, nn.Module]:
@@ -165,7 +208,7 @@ def build(cfg: DictConfig, spec: Dict[str, Any], device: str = "cpu") -> Tuple[B
 def posterior_from_file(path, device: str = "cpu") -> Tuple[BayesianModel, nn.Module, DictConfig, Dict[str, Any]]:
     """Rebuild ``(model, guide, config, data spec)`` of a run from its ``posterior.pt``."""
     blob = read_posterior(path, device)
-    cfg = OmegaConf.create(blob["config"])
+    cfg = OmegaConf.create(migrate_config(blob["config"]))
     model, guide = build(cfg, blob["data"], device)
     restore_posterior(blob, model, guide, device, source=str(path))
     return model, guide, cfg, blob["data"]
@@ -208,5 +251,5 @@ def build_kl_weight(inference: DictConfig) -> KLWeight:
 def build_objective(inference: DictConfig) -> MeanFieldELBO:
     """The run's loss (:class:`~pyro_bnn.objectives.mean_field_elbo.MeanFieldELBO`) from ``inference``: ``elbo`` names its KL."""
     if inference.elbo not in ELBO_KL:
-        raise ValueError(f"elbo={inference.elbo!r} is not known; choose one of {sorted(ELBO_KL)}")
+        raise ArgumentError("elbo", inference.elbo, joiner=" is ", fix=f"not known; choose one of {sorted(ELBO_KL)}")
     return MeanFieldELBO(inference.num_particles, ELBO_KL[inference.elbo], inference.estimator, inference.fused)

@@ -16,26 +16,29 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from ..data.datasets import DATASETS, OOD_SETS, uci_hidden_units
-from ..evaluation.predictive import MAX_SAMPLES, SUMMARY_METRICS, check_num_samples
-from ..guides import GUIDES, check_guide_options
-from ..model.likelihoods import REGRESSION_LIKELIHOODS
+from ..checks import ArgumentError
+from ..data.ood import OOD_SETS
+from ..data.registry import DATASETS
+from ..data.uci import uci_hidden_units
+from ..evaluation.predictive import MAX_SAMPLES, check_num_samples
+from ..guides import check_guide_options
+from ..model.likelihoods import REGRESSION_LIKELIHOODS, Categorical, Regression
 from ..model.networks import check_network_options
-from ..model.priors import PRIOR_FAMILIES
 from ..training.schedules import Schedule
 from .build import (
     LIKELIHOOD_KEYS,
     MODELS,
+    OptionKeyError,
     build_kl_weight,
     build_likelihood,
     build_objective,
     build_prior,
-    guide_options,
+    check_option_keys,
     layer_scales,
 )
 
@@ -46,8 +49,8 @@ REGRESSION_DATASETS = tuple(name for name, dataset in DATASETS.items() if datase
 MAX_THREADS = 4 * (os.cpu_count() or 1)
 REFERENCES = ("none", "nuts")
 #: Metrics a job can return to a sweeper (``objective=``), as ``<section>.<name>`` of metrics.json.
-REGRESSION_OBJECTIVES = tuple(f"test.{name}" for name in SUMMARY_METRICS["regression"])
-CLASSIFICATION_OBJECTIVES = tuple(f"test.{name}" for name in SUMMARY_METRICS["classification"] + SUMMARY_METRICS["ood"])
+REGRESSION_OBJECTIVES = tuple(f"test.{name}" for name in Regression.metric_names)
+CLASSIFICATION_OBJECTIVES = tuple(f"test.{name}" for name in Categorical.metric_names + Categorical.ood_metric_names)
 OBJECTIVES = CLASSIFICATION_OBJECTIVES + REGRESSION_OBJECTIVES + ("train.loss", "train.nll", "train.kl")
 
 
@@ -83,26 +86,6 @@ class ModelConfig:
     learn_noise: bool = MISSING
     noise_floor: float = MISSING
     bayesian: Any = MISSING  # "all", "last" or a list of layer names
-
-
-@dataclass
-class PriorConfig:
-    family: str = MISSING
-    scale: float = MISSING
-    loc: float = MISSING
-    fan_in: bool = MISSING
-    layer_scales: Dict[str, Any] = MISSING  # {layer name: scale}; nested where a dotted override set it
-    df: float = MISSING
-    learn_scale: bool = MISSING
-    hyperprior_alpha: float = MISSING
-
-
-@dataclass
-class GuideConfig:
-    name: str = MISSING
-    init_scale: float = MISSING
-    init_loc: str = MISSING
-    rank: int = MISSING
 
 
 @dataclass
@@ -150,8 +133,8 @@ class ReferenceConfig:
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    guide: GuideConfig = field(default_factory=GuideConfig)
+    prior: Any = MISSING  # a library object's arguments (_target_): pyro_bnn.app.build.instantiate_option checks them
+    guide: Any = MISSING
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
@@ -202,8 +185,6 @@ _RULES = [
     ("data.holdout_classes", lambda v: all(isinstance(c, int) and c >= 0 for c in v), "a list of class indices >= 0"),
     ("model.name", _one_of(MODELS), f"one of {list(MODELS)}"),
     ("model.likelihood", _one_of(REGRESSION_LIKELIHOODS), f"one of {list(REGRESSION_LIKELIHOODS)} (regression)"),
-    ("prior.family", _one_of(PRIOR_FAMILIES), f"one of {sorted(PRIOR_FAMILIES)}"),
-    ("guide.name", _one_of(GUIDES), f"one of {sorted(GUIDES)}"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
     ("inference.min_epochs", lambda v: v >= 0, "an integer >= 0 (with inference.steps: the fewest epochs)"),
     ("inference.large_data.above", lambda v: v >= 0, "an integer >= 0 (0: no size rule)"),
@@ -224,12 +205,12 @@ _RULES = [
 
 
 #: The library checks :func:`validate` relies on (each rule is checked once, where the value is used) raise
-#: ``argument=value: fix``; the config key of a library argument is ``<group>.<argument>``, or the name given here where
-#: the config names it otherwise. :func:`config_error` turns the error into ``key=value is not allowed: fix``.
+#: :class:`~pyro_bnn.checks.ArgumentError`, which carries the argument's name; its config key is
+#: ``<group>.<argument>``, or the name given here where the config names it otherwise. :func:`config_error` turns the
+#: error into ``key=value is not allowed: fix``.
 CONFIG_NAMES = {"model": LIKELIHOOD_KEYS}
 #: How a library error names the library's classes where the config names an option.
 CONFIG_WORDS = {"a BayesianMLP": "model=mlp", "a BayesianCNN": "model=cnn"}
-_LIBRARY_ERROR = re.compile(r"(?P<argument>\w+)(\[[^\]]*\])?=(?P<value>.*?)(?P<rest>: | is )(?P<fix>.*)", re.S)
 
 
 def _config_key(cfg: DictConfig, group: str, argument: str) -> Optional[str]:
@@ -240,25 +221,25 @@ def _config_key(cfg: DictConfig, group: str, argument: str) -> Optional[str]:
 
 def config_error(error: Exception, cfg: DictConfig, group: str) -> ConfigError:
     """The library's ``error`` about the values of ``cfg[group]`` in the config's words: ``key=value is not allowed:
-    fix`` where it names an argument of the group (the value as ``cfg`` holds it), else its message with
-    :data:`CONFIG_WORDS`."""
-    message = str(error)
-    for library, config in CONFIG_WORDS.items():
-        message = message.replace(library, config)
-    match = _LIBRARY_ERROR.match(message)
-    key = _config_key(cfg, group, match["argument"]) if match is not None else None
+    fix`` for an :class:`~pyro_bnn.checks.ArgumentError` of an argument the group has (the value as ``cfg`` holds it;
+    the arguments its fix names as config keys too), else its message with :data:`CONFIG_WORDS`."""
+    if isinstance(error, OptionKeyError):
+        return ConfigError(str(error))
+    key = _config_key(cfg, group, error.argument.split("[")[0]) if isinstance(error, ArgumentError) else None
     if key is None:
+        message = str(error)
+        for library, config in CONFIG_WORDS.items():
+            message = message.replace(library, config)
         return ConfigError(message)
     value = _get(cfg, key)
     if key == "prior.layer_scales":
         value = layer_scales(value)  # as the prior reads it: {layer name: scale}, however it was given
-    fix = re.sub(r"\b(\w+)=", lambda m: f"{_config_key(cfg, group, m[1]) or m[1]}=", match["fix"])
+    fix = re.sub(r"\b(\w+)=", lambda m: f"{_config_key(cfg, group, m[1]) or m[1]}=", error.fix)
     fix = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", fix.replace("choose one of", "use one of")))
     fix = _unquoted(fix)
-    if match["rest"] == ": " or fix.startswith("not known"):
-        fix = fix.removeprefix("not known; ")
-        return ConfigError(f"{key}={value} is not allowed: {fix}")
-    return ConfigError(f"{key}={value} is {fix}")
+    if error.joiner == ": " or fix.startswith("not known"):
+        return ConfigError(f"{key}={value} is not allowed: {fix.removeprefix('not known; ')}")
+    return ConfigError(f"{key}={value}{error.joiner}{fix}")
 
 
 def _unquoted(text: str) -> str:
@@ -328,16 +309,16 @@ def _check_with_the_library(cfg: DictConfig) -> None:
         check_network_options(model.hidden, model.activation, model.channels, model.kernel_size)
         build_likelihood(model, "regression")
     with library_errors(cfg, "guide"):
-        check_guide_options(guide.init_scale, guide.init_loc, guide.rank)
-        guide_options(guide)
+        check_option_keys(guide, "guide", positional=1)  # the model is given in code
+        check_guide_options(**{key: value for key, value in guide.items() if key != "_target_"})
     with library_errors(cfg, "eval"):
         check_num_samples(cfg.eval.num_samples)
 
 
 def _check_combinations(cfg: DictConfig) -> None:
     """Values fine alone that make no sense together."""
-    widest = max([cfg.prior.scale, *layer_scales(cfg.prior.layer_scales).values()])
-    if cfg.guide.name != "auto_delta" and cfg.guide.init_scale > widest:
+    widest = max([cfg.prior.scale, *layer_scales(cfg.prior.get("layer_scales")).values()])
+    if "init_scale" in cfg.guide and cfg.guide.init_scale > widest:
         raise ConfigError(f"guide.init_scale={cfg.guide.init_scale} is wider than the prior (prior.scale={widest}): "
                           "start the posterior narrower than the prior, e.g. guide.init_scale=1e-3")
     regression = cfg.data.loader in REGRESSION_DATASETS

@@ -20,9 +20,10 @@ import hydra
 import pyro
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.datasets import DATASETS, load_data, load_ood
 from ..data.loaders import make_loader
-from ..evaluation.predictive import evaluate, in_original_units
+from ..data.ood import load_ood
+from ..data.registry import DATASETS, load_data
+from ..evaluation.predictive import evaluate
 from .build import CONF_DIR, load_run_data, posterior_from_file
 from .config import ConfigError, register_configs, validate_device
 from .run_dir import write_json
@@ -54,10 +55,9 @@ def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: in
     metrics = evaluate(model, guide, make_loader(splits.test, cfg.data.test_batch_size),
                        cfg.eval.num_samples if num_samples is None else num_samples,
                        make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
-    if splits.task == "regression":
-        metrics = {**in_original_units(metrics, splits.target_std),
-                   **{f"standardised_{k}": v for k, v in metrics.items()}} if splits.target_std != 1 else metrics
-    write_json(run_dir / f"evaluation_{name}.json", {"data": name, "test": metrics})
+    standardised = {"test_standardised": metrics} if splits.target_std != 1 else {}  # as metrics.json nests them
+    metrics = model.likelihood.in_original_units(metrics, splits.target_std)
+    write_json(run_dir / f"evaluation_{name}.json", {"data": name, "test": metrics, **standardised})
     return metrics
 
 

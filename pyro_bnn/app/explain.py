@@ -27,8 +27,8 @@ from omegaconf import OmegaConf
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from ..data.datasets import load_data
 from ..data.loaders import make_loader
+from ..data.registry import load_data
 from ..evaluation.health import format_health, posterior_health
 from ..guides import MeanFieldNormal, auto_normal
 from ..model.networks import BayesianCNN
@@ -37,7 +37,7 @@ from ..objectives.elbo import elbo_particle
 from ..objectives.normal_kl import normal_kl
 from ..training.loop import fit
 from ..training.schedules import Schedule
-from .build import load_run_data, posterior_from_file, training_schedule
+from .build import load_run_data, option_name, posterior_from_file, training_schedule
 
 
 @dataclass
@@ -161,7 +161,7 @@ def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdo
     classes removed, its subset), and its health; with the run's batch size."""
     model, guide, cfg, spec = posterior_from_file(Path(run_dir) / "posterior.pt")
     if not isinstance(guide, MeanFieldNormal):
-        raise ValueError(f"{run_dir} was trained with guide={cfg.guide.name}: explain breaks down the KL of a "
+        raise ValueError(f"{run_dir} was trained with guide={option_name(cfg.guide)}: explain breaks down the KL of a "
                          "mean-field Normal guide (guide=auto_normal)")
     data = load_run_data(OmegaConf.merge(cfg.data, {"download": False}))
     pyro.set_rng_seed(seed)

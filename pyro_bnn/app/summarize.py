@@ -36,7 +36,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ..evaluation.health import health_warnings
-from ..evaluation.predictive import SUMMARY_METRICS
+from ..model.likelihoods import Categorical, Regression
 from .plots import plot_sweep
 from .run_dir import STATUS_FILE, write_csv, write_text
 
@@ -46,7 +46,7 @@ RESULT_COLUMNS = ["train_nll", "train_kl", "time_s", "world_size", "device", "th
 #: What a row shows of a run's ``environment`` (metrics.json): how many processes, where, on how many threads.
 ENVIRONMENT_COLUMNS = ("world_size", "device", "threads")
 STATUSES = ("ok", "failed", "interrupted", "incomplete", "not started")
-METRIC_COLUMNS = [name for names in SUMMARY_METRICS.values() for name in names]
+METRIC_COLUMNS = [*Categorical.metric_names, *Categorical.ood_metric_names, *Regression.metric_names]
 #: Keys whose values make replicates of one experiment (what papers average over and report with a standard error).
 REPLICATE_KEYS = ("data.split", "data.split_seed", "seed")
 #: The columns a replicate group averages.

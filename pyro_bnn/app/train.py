@@ -39,10 +39,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..data.datasets import DataSplits, load_ood
 from ..data.loaders import make_loader
+from ..data.ood import load_ood
+from ..data.splits import DataSplits
 from ..evaluation.health import health_warnings, posterior_health
-from ..evaluation.predictive import in_original_units, posterior_samples, score
+from ..evaluation.predictive import posterior_samples, score
 from ..guides import MeanFieldNormal
 from ..io.posterior import data_spec, save_posterior
 from ..objectives.empirical_bayes import prior_scales
@@ -56,8 +57,9 @@ from .build import (
     build_kl_weight,
     build_model,
     build_objective,
-    layer_scale_overrides,
     load_run_data,
+    option_key_overrides,
+    option_name,
     training_schedule,
 )
 from .config import ConfigError, library_errors, register_configs, validate
@@ -114,7 +116,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         guide = build_guide(cfg.guide, model)
     log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
              data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
-             cfg.model.name, model.prior, cfg.guide.name, cfg.inference.elbo)
+             cfg.model.name, model.prior, option_name(cfg.guide), cfg.inference.elbo)
     environment = run_environment(cfg)
     log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
     start = time.perf_counter()
@@ -154,7 +156,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
 
 def run_title(cfg: DictConfig, data_name: str, kl_weight: KLWeight, epochs: int) -> str:
     """The plots' title: data, model, guide, ELBO, and the KL weight where it is not the exact ELBO."""
-    return f"{data_name}, {cfg.model.name}, {cfg.guide.name}, elbo={cfg.inference.elbo}" + (
+    return f"{data_name}, {cfg.model.name}, {option_name(cfg.guide)}, elbo={cfg.inference.elbo}" + (
         "" if kl_weight.is_exact_elbo(epochs) else f"\n(tempered, not the exact ELBO: {kl_weight.describe(epochs)})")
 
 
@@ -213,7 +215,7 @@ class Scored:
     :ivar samples: the weight draws behind them (``eval.num_samples`` per site).
     :ivar raw: the network's ``outputs`` under each draw, the ``targets`` (and ``ood_outputs``).
     :ivar loader: the test loader.
-    :ivar curve: 1-D regression: the predictive over an even grid of inputs (:func:`~pyro_bnn.app.report.regression_curve`),
+    :ivar curve: 1-D inputs: the predictive over an even grid of them (:func:`~pyro_bnn.app.report.regression_curve`),
         which the figure, the ``uncertainty`` metrics and the NUTS comparison read; None otherwise.
     """
 
@@ -247,7 +249,7 @@ def _score(cfg: DictConfig, model, guide, data: DataSplits, ood) -> Scored:
     samples = posterior_samples(model, guide, test_loader, cfg.eval.num_samples)
     test, raw = score(model, samples, test_loader,
                       make_loader(ood, cfg.data.test_batch_size) if ood is not None else None)
-    curve = regression_curve(model, samples) if data.task == "regression" and data.in_shape == (1,) else None
+    curve = regression_curve(model, samples) if data.in_shape == (1,) else None
     return Scored(test, samples, raw, test_loader, curve)
 
 
@@ -267,11 +269,11 @@ def run_metrics(cfg: DictConfig, run: RunRecord, reference: Optional[Dict] = Non
     original units under ``test``, as computed under ``test_standardised``."""
     history, data, test, health, epochs = run.history, run.data, run.scored.metrics, run.health, run.schedule.epochs
     last = history[-1]
-    standardised = data.task == "regression" and data.target_std != 1.0
+    standardised = data.target_std != 1.0
     extra = uncertainty_summary(run.scored, data)
     learned_scales = prior_scales(run.model)
     metrics = {
-        "test": in_original_units(test, data.target_std) if standardised else test,
+        "test": run.model.likelihood.in_original_units(test, data.target_std),
         **({"test_standardised": test} if standardised else {}),
         "data": {"loader": data.loader, "name": data.name, "split": data.split, "num_train": data.num_train,
                  "num_test": len(data.test), **({"target_mean": data.target_mean, "target_std": data.target_std}
@@ -415,7 +417,7 @@ def _train_app(cfg: DictConfig):
 
 def main():
     """``python -m pyro_bnn.train [overrides]``; under ``torchrun --nproc_per_node=K`` one run on K processes."""
-    sys.argv[1:] = layer_scale_overrides(sys.argv[1:])
+    sys.argv[1:] = option_key_overrides(sys.argv[1:])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         _join_process_group(sys.argv)
     try:

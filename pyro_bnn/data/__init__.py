@@ -1,7 +1,11 @@
-"""Data: the data sets (digits, toy regression, UCI, torchvision sets, OOD sets), their splits, and loaders."""
+"""Data: the data sets (one module per family: digits, toy regression, UCI, torchvision sets; the OOD sets), the
+registry that loads them by name, their immutable splits, and loaders."""
 
-from .datasets import *  # noqa: F401,F403
+from .registry import *  # noqa: F401,F403
+from .splits import *  # noqa: F401,F403
+from .uci import *  # noqa: F401,F403
+from .ood import *  # noqa: F401,F403
 from .loaders import *  # noqa: F401,F403
-from . import datasets, loaders
+from . import loaders, ood, registry, splits, uci
 
-__all__ = [*datasets.__all__, *loaders.__all__]
+__all__ = [*registry.__all__, *splits.__all__, *uci.__all__, *ood.__all__, *loaders.__all__]

@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, TensorDataset
 
-from ..checks import check_count
+from ..checks import ArgumentError, check_count
 
 
 class ShardedBatches(Sampler):
@@ -23,7 +23,7 @@ class ShardedBatches(Sampler):
                              f"processes (batch_size={batches.batch_size}, {num_examples} examples): pick a batch "
                              f"size whose batches, the last one included, hold at least {world_size}")
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank={rank}: use 0 .. world_size - 1 = {world_size - 1}")
+            raise ArgumentError("rank", rank, fix=f"use 0 .. world_size - 1 = {world_size - 1}")
         self.batches, self.rank, self.world_size = batches, rank, world_size
         #: the shuffling generator, where a checkpoint finds it (:class:`~pyro_bnn.training.state.TrainingState`)
         self.generator = getattr(batches.sampler, "generator", None)
@@ -51,7 +51,7 @@ def make_loader(dataset: TensorDataset, batch_size: int, shuffle: bool = False, 
     """
     batch_size, world_size = check_count(batch_size, "batch_size"), check_count(world_size, "world_size")
     if isinstance(rank, bool) or not (isinstance(rank, Integral) and 0 <= rank < world_size):
-        raise ValueError(f"rank={rank!r}: use 0 .. world_size - 1 = {world_size - 1}")
+        raise ArgumentError("rank", rank, fix=f"use 0 .. world_size - 1 = {world_size - 1}")
     if shuffle:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:

@@ -1,4 +1,4 @@
-"""Posterior predictive and its metrics.
+"""Posterior predictive: weight draws, the network's outputs under them, and their scores.
 
 :func:`posterior_samples` draws ``S`` weight samples from the guide once;
 :func:`predict_with_samples` runs every batch of a loader through the model under
@@ -6,12 +6,11 @@ each of them (:class:`pyro.infer.Predictive`), so every example, in or out of
 distribution, is scored by the same ``S`` networks. The samples may come from
 elsewhere too (NUTS, see :mod:`pyro_bnn.evaluation.reference`).
 
-Calibration error comes from torchmetrics, AUROC from scikit-learn.
+The scores are the model's likelihood's (:mod:`pyro_bnn.evaluation.metrics`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import pyro
@@ -19,25 +18,13 @@ import torch
 from pyro import poutine
 from pyro.infer import Predictive
 from pyro.poutine.util import site_is_subsample
-from sklearn.metrics import roc_auc_score
 from torch import nn
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 from ..checks import check_batch, check_count
 from ..model.networks import device_of
 
-ECE_BINS = 15
 #: Predictive draws beyond which scoring only exhausts memory (each holds the network's outputs on the whole set).
 MAX_SAMPLES = 10_000
-#: Probability mass of the central predictive interval whose coverage regression reports.
-COVERAGE_MASS = 0.9
-#: The summary metrics of ``evaluate`` / ``metrics.json``'s ``test`` by kind (the ``ood`` ones with an OOD set): what a
-#: sweep summarises and a sweeper may optimise. A new metric: its function here, and its name in this list.
-SUMMARY_METRICS = {
-    "classification": ("accuracy", "nll", "ece", "brier"),
-    "ood": ("ood_auroc_entropy", "ood_auroc_mutual_information"),
-    "regression": ("rmse", "log_likelihood", "coverage_90", "predictive_std", "aleatoric_std", "epistemic_std"),
-}
 
 
 def check_num_samples(num_samples: int) -> int:
@@ -96,141 +83,6 @@ def predict(model: nn.Module, guide: nn.Module, loader: Iterable, num_samples: i
     return predict_with_samples(model, posterior_samples(model, guide, loader, num_samples), loader)
 
 
-def uncertainty(probs: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Per-example uncertainty of class probabilities ``(S, N, C)`` from ``S`` posterior samples.
-
-    :return: ``entropy`` of the predictive mean (total), ``expected_entropy`` (mean over samples:
-        the aleatoric part), ``mutual_information`` (their difference: the epistemic part), each ``(N,)``.
-    """
-    probs = probs.double()
-    if probs.dim() == 2:
-        probs = probs.unsqueeze(0)
-    entropy = _entropy(probs.mean(0))
-    expected_entropy = _entropy(probs).mean(0)
-    return {"entropy": entropy, "expected_entropy": expected_entropy,
-            "mutual_information": (entropy - expected_entropy).clamp_min(0.0)}
-
-
-def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, num_bins: int = ECE_BINS) -> Dict[str, float]:
-    """Metrics of the posterior predictive of a classifier.
-
-    :param probs: class probabilities of each posterior sample, ``(S, N, C)`` (or ``(N, C)`` for one).
-    :param targets: true classes, ``(N,)``.
-    :return: ``accuracy``; ``nll`` (of the predictive mean); ``brier`` (sum over classes, mean over
-        examples); ``ece`` (torchmetrics' L1 calibration error, ``num_bins`` equal-width confidence
-        bins); ``entropy`` (of the predictive mean); ``expected_entropy`` (mean over samples);
-        ``mutual_information`` (their difference); all means over examples.
-    """
-    probs = probs.double()
-    if probs.dim() == 2:
-        probs = probs.unsqueeze(0)
-    mean = probs.mean(0)
-    targets = targets.long()
-    onehot = torch.nn.functional.one_hot(targets, mean.shape[-1]).double()
-    spread = uncertainty(probs)
-    return {
-        "accuracy": float((mean.argmax(-1) == targets).double().mean()),
-        "nll": float(-mean.gather(-1, targets[:, None]).clamp_min(1e-300).log().mean()),
-        "brier": float(((mean - onehot) ** 2).sum(-1).mean()),
-        "ece": float(multiclass_calibration_error(mean, targets, num_classes=mean.shape[-1], n_bins=num_bins)),
-        **{key: float(value.mean()) for key, value in spread.items()},
-    }
-
-
-def reliability_bins(probs: torch.Tensor, targets: torch.Tensor, num_bins: int = ECE_BINS) -> Dict[str, torch.Tensor]:
-    """What a reliability diagram draws: per equal-width confidence bin ``(k/M, (k+1)/M]``, the
-    ``count`` of examples, their mean ``confidence`` and ``accuracy`` (NaN where a bin is empty),
-    and the bin ``edges``. ``sum(count * |accuracy - confidence|) / N`` is the ECE.
-
-    :param probs: predictive mean class probabilities ``(N, C)``.
-    """
-    confidence, predicted = probs.double().max(-1)
-    correct = (predicted == targets).double()
-    index = (confidence * num_bins).ceil().clamp(1, num_bins).long() - 1
-    count = torch.bincount(index, minlength=num_bins).double()
-
-    def bin_mean(values):
-        return torch.bincount(index, weights=values, minlength=num_bins) / count
-
-    return {"count": count, "confidence": bin_mean(confidence), "accuracy": bin_mean(correct),
-            "edges": torch.linspace(0, 1, num_bins + 1, dtype=torch.float64)}
-
-
-def ood_metrics(probs_in: torch.Tensor, probs_out: torch.Tensor) -> Dict[str, float]:
-    """How well uncertainty tells out-of-distribution inputs from in-distribution ones.
-
-    :param probs_in: class probabilities ``(S, N_in, C)`` on the in-distribution test set.
-    :param probs_out: the same on the OOD set, ``(S, N_out, C)``.
-    :return: ``auroc_entropy`` and ``auroc_mutual_information`` (scikit-learn's ``roc_auc_score``,
-        OOD the positive class, the score the detector: 0.5 is chance, 1 is perfect), and the mean
-        of each score in and out (``entropy_in``, ``entropy_out``, ...).
-    """
-    u_in, u_out = uncertainty(probs_in), uncertainty(probs_out)
-    labels = [0] * len(u_in["entropy"]) + [1] * len(u_out["entropy"])
-    metrics = {}
-    for key in ("entropy", "mutual_information"):
-        metrics[f"auroc_{key}"] = float(roc_auc_score(labels, torch.cat([u_in[key], u_out[key]]).numpy()))
-    for key in ("entropy", "mutual_information"):
-        metrics[f"{key}_in"], metrics[f"{key}_out"] = float(u_in[key].mean()), float(u_out[key].mean())
-    return metrics
-
-
-def regression_metrics(locs: torch.Tensor, noise_scale, targets: torch.Tensor) -> Dict[str, float]:
-    """Metrics of a Gaussian-likelihood posterior predictive (a mixture of S Normals).
-
-    :param locs: predicted means of each posterior sample, ``(S, N)``.
-    :param noise_scale: the likelihood's noise standard deviation: a scalar, or ``(S, N)`` (heteroscedastic).
-    :return: ``rmse`` of the predictive mean; ``log_likelihood``: mean over examples of
-        ``log (1/S) sum_s N(y | loc_s, sigma_s^2)``; ``predictive_std``: mean predictive standard
-        deviation, and its two parts: ``aleatoric_std`` (the noise, ``sqrt(mean_s sigma_s^2)``) and
-        ``epistemic_std`` (the sd of the means over the samples); ``coverage_90``: fraction of targets inside
-        the mixture's central 90% interval (``0.05 <= F(y) <= 0.95`` with ``F`` the mixture's CDF; 0.9 when
-        calibrated).
-    """
-    locs = locs.double()
-    targets = targets.double().reshape(1, -1)
-    sigma = torch.as_tensor(noise_scale, dtype=torch.float64).expand_as(locs)
-    normals = torch.distributions.Normal(locs, sigma)
-    mean = locs.mean(0)
-    cdf = normals.cdf(targets).mean(0)
-    tail = (1 - COVERAGE_MASS) / 2
-    return {
-        "rmse": float(((mean - targets[0]) ** 2).mean().sqrt()),
-        "log_likelihood": float((torch.logsumexp(normals.log_prob(targets), 0) - math.log(locs.shape[0])).mean()),
-        "predictive_std": float(predictive_std(locs, sigma).mean()),
-        "aleatoric_std": float(sigma.pow(2).mean(0).sqrt().mean()),
-        "epistemic_std": float(locs.std(0, unbiased=False).mean()),
-        "coverage_90": float(((cdf >= tail) & (cdf <= 1 - tail)).double().mean()),
-    }
-
-
-#: Regression metrics in the units of the targets: their factor per unit of target scale (log-likelihoods shift).
-_SCALED_METRICS = ("rmse", "predictive_std", "aleatoric_std", "epistemic_std")
-
-
-def in_original_units(metrics: Dict[str, float], target_std: float) -> Dict[str, float]:
-    """Regression ``metrics`` of standardised targets ``(y - mean) / target_std`` in the targets' original units:
-    RMSE and the sds times ``target_std``, the log-likelihood minus ``log target_std`` (coverage unchanged)."""
-    out = dict(metrics)
-    for key in _SCALED_METRICS:
-        if key in out:
-            out[key] = out[key] * target_std
-    if "log_likelihood" in out:
-        out["log_likelihood"] = out["log_likelihood"] - math.log(target_std)
-    return out
-
-
-def predictive_std(locs: torch.Tensor, sigma) -> torch.Tensor:
-    """Standard deviation of a mixture of ``N(loc_s, sigma_s^2)`` over the samples ``s`` (dim 0 of ``locs``);
-    ``sigma`` a scalar or of the shape of ``locs``."""
-    sigma = torch.as_tensor(sigma, dtype=locs.dtype).expand_as(locs)
-    return (locs.var(0, unbiased=False) + sigma.pow(2).mean(0)).sqrt()
-
-
-def _entropy(probs: torch.Tensor) -> torch.Tensor:
-    return -(probs * probs.clamp_min(1e-300).log()).sum(-1)
-
-
 def _check_finite_outputs(outputs: torch.Tensor) -> None:
     bad = ~torch.isfinite(outputs.reshape(outputs.shape[0], outputs.shape[1], -1)).all(-1)  # (S, N): per draw, example
     if bool(bad.any()):
@@ -240,11 +92,9 @@ def _check_finite_outputs(outputs: torch.Tensor) -> None:
 
 
 def output_metrics(model: nn.Module, outputs: torch.Tensor, targets: torch.Tensor) -> Dict[str, float]:
-    """The metrics of ``model``'s task from its outputs ``(S, N, ...)`` (see the ``*_metrics`` functions)."""
-    if model.likelihood.task == "classification":
-        return classification_metrics(outputs.softmax(-1), targets)
-    locs, scales = model.likelihood.loc_scale(outputs)
-    return regression_metrics(locs, torch.as_tensor(scales).detach().cpu(), targets)
+    """The metrics of ``model``'s likelihood from its outputs ``(S, N, ...)``
+    (:meth:`~pyro_bnn.model.likelihoods.Likelihood.metrics`)."""
+    return model.likelihood.metrics(outputs, targets)
 
 
 def score(model: nn.Module, samples: Dict[str, torch.Tensor], loader: Iterable,
@@ -261,10 +111,11 @@ def score(model: nn.Module, samples: Dict[str, torch.Tensor], loader: Iterable,
     metrics = output_metrics(model, outputs, targets)
     raw = {"outputs": outputs, "targets": targets}
     if ood_loader is not None:
-        if model.likelihood.task != "classification":
-            raise ValueError("ood_loader: out-of-distribution metrics are defined for classifiers")
+        if not model.likelihood.ood_metric_names:
+            raise ValueError(f"ood_loader: out-of-distribution metrics are defined for classifiers, not a "
+                             f"{type(model.likelihood).__name__} likelihood; leave ood_loader unset")
         raw["ood_outputs"], _ = predict_with_samples(model, samples, ood_loader)
-        metrics.update({f"ood_{k}": v for k, v in ood_metrics(outputs.softmax(-1), raw["ood_outputs"].softmax(-1)).items()})
+        metrics.update(model.likelihood.ood_metrics(outputs, raw["ood_outputs"]))
     return metrics, raw
 
 
@@ -276,13 +127,10 @@ def evaluate(model: nn.Module, guide: nn.Module, loader: Iterable, num_samples: 
 
 
 def predictive_curve(model: nn.Module, samples: Dict[str, torch.Tensor], x: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Regression predictive over inputs ``x`` ``(N, D)``: ``{"x", "mean", "std"}`` (std includes the noise)."""
-    loader = [(x, torch.zeros(len(x)))]
-    outputs, _ = predict_with_samples(model, samples, loader)
-    locs, sigma = model.likelihood.loc_scale(outputs)
-    locs, sigma = locs.double(), torch.as_tensor(sigma).detach().cpu().double()
-    return {"x": x[:, 0].double(), "mean": locs.mean(0), "std": predictive_std(locs, sigma)}
+    """The predictive over 1-D inputs ``x`` ``(N, 1)``: ``{"x", **the likelihood's summary}``
+    (:meth:`~pyro_bnn.model.likelihoods.Likelihood.summary`; regression: ``mean`` and ``std``, the noise included)."""
+    outputs, _ = predict_with_samples(model, samples, [(x, torch.zeros(len(x)))])
+    return {"x": x[:, 0].double(), **{k: v.cpu() for k, v in model.likelihood.summary(outputs).items()}}
 
 
-__all__ = ["evaluate", "predict", "posterior_samples", "predict_with_samples", "score", "classification_metrics",
-           "regression_metrics", "in_original_units", "ood_metrics"]
+__all__ = ["evaluate", "predict", "posterior_samples", "predict_with_samples", "score"]

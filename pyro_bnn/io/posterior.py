@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..checks import changing_nothing
-from ..data.datasets import DataSplits
+from ..data.splits import DataSplits
 from ..guides import initialize_guide
 from .files import read_file, save_file
 

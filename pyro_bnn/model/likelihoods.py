@@ -1,4 +1,5 @@
-"""Observation models: the ``obs`` site of a Bayesian network, inside the data plate.
+"""Observation models: the ``obs`` site of a Bayesian network, inside the data plate, and what depends on it: the
+task, the metrics that score the predictive (:mod:`pyro_bnn.evaluation.metrics`) and their units.
 
 The plate has size ``num_data`` and is given the minibatch's indices as its
 subsample, so Pyro scales the minibatch log-likelihood by ``num_data / B``: the
@@ -10,13 +11,15 @@ already shuffles.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
+
+from ..checks import ArgumentError
 
 
 class Likelihood(PyroModule):
@@ -45,14 +48,61 @@ class Likelihood(PyroModule):
         """The ``obs`` site's log-density as the plate scales it: ``(num_data / B) * sum_n log p(y_n | outputs_n)``."""
         return self.distribution(outputs).log_prob(y).sum() * (num_data / outputs.shape[0])
 
+    #: The summary metrics of :meth:`metrics` (``metrics.json``'s ``test``): what a sweep summarises and a sweeper may
+    #: optimise; ``ood_metric_names``: those :meth:`ood_metrics` adds.
+    metric_names: Tuple[str, ...] = ()
+    ood_metric_names: Tuple[str, ...] = ()
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> Dict[str, float]:
+        """The metrics of the posterior predictive from the network's ``outputs`` ``(S, N, ...)`` under ``S`` weight
+        draws and the ``targets`` ``(N,)``."""
+        raise NotImplementedError
+
+    def ood_metrics(self, outputs: torch.Tensor, ood_outputs: torch.Tensor) -> Dict[str, float]:
+        """How well the predictive's uncertainty tells an out-of-distribution set (``ood_outputs``) from the test set
+        (``outputs``): ``ood_``-prefixed metrics."""
+        raise ValueError(f"out-of-distribution metrics are defined for classifiers, not a {type(self).__name__} "
+                         "likelihood: leave the OOD set out")
+
+    def in_original_units(self, metrics: Dict[str, float], target_std: float) -> Dict[str, float]:
+        """``metrics`` of targets standardised by ``target_std`` in the targets' own units (unchanged here)."""
+        return dict(metrics)
+
+    def summary(self, outputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The predictive per example from the network's ``outputs`` ``(S, N, ...)`` under ``S`` weight draws: its
+        mean and its uncertainty, each ``(N, ...)`` (float64)."""
+        raise NotImplementedError
+
 
 class Categorical(Likelihood):
     """Categorical over classes from logits of shape ``(B, C)``."""
 
     task = "classification"
+    metric_names = ("accuracy", "nll", "ece", "brier")
+    ood_metric_names = ("ood_auroc_entropy", "ood_auroc_mutual_information")
 
     def distribution(self, outputs):
         return dist.Categorical(logits=outputs)
+
+    def metrics(self, outputs, targets):
+        """:func:`~pyro_bnn.evaluation.metrics.classification_metrics` of the class probabilities."""
+        from ..evaluation.metrics import classification_metrics
+
+        return classification_metrics(outputs.softmax(-1), targets)
+
+    def summary(self, outputs):
+        """``probs`` (the predictive mean's class probabilities) and ``entropy``, ``expected_entropy``,
+        ``mutual_information`` (:func:`~pyro_bnn.evaluation.metrics.uncertainty`)."""
+        from ..evaluation.metrics import uncertainty
+
+        probs = outputs.softmax(-1).double()
+        return {"probs": probs.mean(0), **uncertainty(probs)}
+
+    def ood_metrics(self, outputs, ood_outputs):
+        """:func:`~pyro_bnn.evaluation.metrics.ood_metrics` of the class probabilities, prefixed ``ood_``."""
+        from ..evaluation.metrics import ood_metrics
+
+        return {f"ood_{k}": v for k, v in ood_metrics(outputs.softmax(-1), ood_outputs.softmax(-1)).items()}
 
     def check_num_outputs(self, num_outputs: int) -> None:
         if num_outputs < 2:
@@ -64,6 +114,7 @@ class Regression(Likelihood):
     """Base class of the Normal observation models: :meth:`loc_scale` gives each example's mean and noise sd."""
 
     task = "regression"
+    metric_names = ("rmse", "log_likelihood", "coverage_90", "predictive_std", "aleatoric_std", "epistemic_std")
     #: network outputs per example
     width = 1
 
@@ -78,6 +129,30 @@ class Regression(Likelihood):
 
     def output_size(self, num_targets: int) -> int:
         return self.width * num_targets
+
+    def metrics(self, outputs, targets):
+        """:func:`~pyro_bnn.evaluation.metrics.regression_metrics` of the mixture of the draws' Normals."""
+        from ..evaluation.metrics import regression_metrics
+
+        locs, scales = self.loc_scale(outputs)
+        return regression_metrics(locs, torch.as_tensor(scales).detach().cpu(), targets)
+
+    def summary(self, outputs):
+        """``mean`` and ``std`` of the mixture of the draws' Normals, and the two parts of its variance:
+        ``aleatoric_std`` (the noise, ``sqrt(mean_s sigma_s^2)``) and ``epistemic_std`` (the sd of the draws' means)."""
+        from ..evaluation.metrics import predictive_std
+
+        locs, sigma = self.loc_scale(outputs)
+        locs = locs.double()
+        sigma = torch.as_tensor(sigma).detach().to(locs.device).double().expand_as(locs)
+        return {"mean": locs.mean(0), "std": predictive_std(locs, sigma), "aleatoric_std": sigma.pow(2).mean(0).sqrt(),
+                "epistemic_std": locs.std(0, unbiased=False)}
+
+    def in_original_units(self, metrics, target_std):
+        """:func:`~pyro_bnn.evaluation.metrics.in_original_units`."""
+        from ..evaluation.metrics import in_original_units
+
+        return in_original_units(metrics, target_std)
 
     def check_num_outputs(self, num_outputs: int) -> None:
         if num_outputs != self.width:
@@ -96,7 +171,7 @@ class Gaussian(Regression):
     def __init__(self, scale: float = 1.0, learn_scale: bool = True):
         super().__init__()
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale={scale}: use a finite number > 0 (the Gaussian likelihood's noise sd)")
+            raise ArgumentError("scale", scale, fix="use a finite number > 0 (the Gaussian likelihood's noise sd)")
         if learn_scale:
             self.scale = PyroParam(torch.tensor(float(scale)), constraint=constraints.positive)
         else:
@@ -119,8 +194,8 @@ class HeteroscedasticGaussian(Regression):
     def __init__(self, min_scale: float = 1e-3):
         super().__init__()
         if not (isinstance(min_scale, (int, float)) and math.isfinite(min_scale) and min_scale > 0):
-            raise ValueError(f"min_scale={min_scale}: use a finite number > 0 (the heteroscedastic likelihood's smallest "
-                             "noise sd)")
+            raise ArgumentError("min_scale", min_scale, fix="use a finite number > 0 (the heteroscedastic likelihood's smallest "
+                                                            "noise sd)")
         self.min_scale = float(min_scale)
 
     def loc_scale(self, outputs):

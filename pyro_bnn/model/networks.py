@@ -24,7 +24,7 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 from torch.distributions import constraints
 
-from ..checks import INDEX_LAYERS, changing_nothing, check_count
+from ..checks import INDEX_LAYERS, ArgumentError, changing_nothing, check_count
 from .layers import BayesianLayer
 from .likelihoods import Categorical, Likelihood
 from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
@@ -49,14 +49,14 @@ def check_network_options(hidden: Sequence[int] = (), activation: str = "relu", 
     checks its config with it)."""
     if isinstance(hidden, (int, str)) or not all(isinstance(d, Integral) and not isinstance(d, bool) and d >= 1
                                                  for d in (hidden or ())):
-        raise ValueError(f"hidden={hidden!r}: use a list of layer widths >= 1, e.g. (100, 100) (or () for none)")
+        raise ArgumentError("hidden", hidden, fix="use a list of layer widths >= 1, e.g. (100, 100) (or () for none)")
     if isinstance(channels, (int, str)) or not channels or not all(
             isinstance(c, Integral) and not isinstance(c, bool) and c >= 1 for c in channels):
-        raise ValueError(f"channels={channels!r}: use a non-empty list of channel counts >= 1")
+        raise ArgumentError("channels", channels, fix="use a non-empty list of channel counts >= 1")
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, Integral) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size={kernel_size}: use an odd integer >= 1")
+        raise ArgumentError("kernel_size", kernel_size, fix="use an odd integer >= 1")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r} is not known; choose one of {sorted(ACTIVATIONS)}")
+        raise ArgumentError("activation", activation, joiner=" is ", fix=f"not known; choose one of {sorted(ACTIVATIONS)}")
 
 
 def _activation(name: str) -> nn.Module:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from numbers import Real
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyro.distributions as dist
@@ -34,7 +35,7 @@ from pyro.nn import PyroSample
 from torch import nn
 from torch.distributions import Independent
 
-from ..checks import check_positive
+from ..checks import ArgumentError, check_positive
 from .layers import make_bayesian_layer
 
 #: The largest prior location accepted.
@@ -69,16 +70,22 @@ def select_layers(network: nn.Module, bayesian: Union[str, Sequence[str], Callab
         if unknown:
             nearest = difflib.get_close_matches(unknown[0], [prefix + m for m in modules], n=1)
             hint = f" (did you mean {nearest[0]}?)" if nearest else ""
-            raise ValueError(f"bayesian={list(bayesian)!r} names {unknown}, which are not modules of the network"
-                             f"{hint}; its Linear/Conv layers are {[prefix + c for c in candidates]}")
+            raise ArgumentError("bayesian", list(bayesian), joiner=" names ",
+                                fix=f"{unknown}, which are not modules of the network{hint}; its Linear/Conv layers are "
+                                    f"{[prefix + c for c in candidates]}")
         chosen = [c for c in candidates if any(c == name or c.startswith(name + ".") for name in names)]
     else:
-        raise ValueError(f"bayesian={bayesian!r}: use 'all', 'last' (the last Linear layer), a list of module names "
-                         "(e.g. ['fc']; the others are point estimates) or a predicate (name, module) -> bool")
+        raise ArgumentError("bayesian", bayesian,
+                            fix="use 'all', 'last' (the last Linear layer), a list of module names (e.g. ['fc']; the "
+                                "others are point estimates) or a predicate (name, module) -> bool")
     if not chosen:
-        raise ValueError(f"bayesian={bayesian!r} selects no Linear/Conv layer; the network's are "
-                         f"{[prefix + c for c in candidates]}")
+        raise ArgumentError("bayesian", bayesian, joiner=" selects ",
+                            fix=f"no Linear/Conv layer; the network's are {[prefix + c for c in candidates]}")
     return chosen
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def fan_in(layer: nn.Module) -> int:
@@ -133,20 +140,15 @@ class Prior:
         layer_scales: Optional[Mapping[str, float]] = None,
         fan_in: bool = False,
     ):
-        self.scale = float(scale)
+        self.scale = check_positive(scale, "scale")
+        if not (_is_number(loc) and math.isfinite(loc) and abs(loc) <= MAX_LOC):
+            raise ArgumentError("loc", loc, f"use a finite number of magnitude at most {MAX_LOC:g} (weights of that "
+                                "size overflow the network's activations)")
         self.loc = float(loc)
-        if not (math.isfinite(self.loc) and abs(self.loc) <= MAX_LOC):
-            raise ValueError(f"loc={loc}: use a finite number of magnitude at most {MAX_LOC:g} (weights of that "
-                             "size overflow the network's activations)")
-        self.layer_scales = {str(k): float(v) for k, v in (layer_scales or {}).items()}
+        self.layer_scales = {str(k): check_positive(v, f"layer_scales[{k}]") for k, v in (layer_scales or {}).items()}
         if not isinstance(fan_in, bool):
-            raise ValueError(f"fan_in={fan_in!r}: use True or False")
+            raise ArgumentError("fan_in", fan_in, fix="use True or False")
         self.fan_in = fan_in
-        for name, value in [("scale", self.scale)] + [
-            (f"layer_scales[{k}]", v) for k, v in self.layer_scales.items()
-        ]:
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}={value}: use a finite number > 0")
 
     def distribution(self, loc: torch.Tensor, scale: torch.Tensor) -> dist.Distribution:
         """The family's distribution of one scalar weight, batched over ``loc``/``scale``."""
@@ -223,11 +225,11 @@ class NormalPrior(Prior):
     def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False,
                  learn_scale: bool = False, hyperprior_alpha: float = 0.0):
         super().__init__(scale, loc, layer_scales, fan_in)
-        if not (math.isfinite(hyperprior_alpha) and hyperprior_alpha >= 0):
-            raise ValueError(f"hyperprior_alpha={hyperprior_alpha}: use a finite number >= 0 (0: no hyperprior)")
+        if not (_is_number(hyperprior_alpha) and math.isfinite(hyperprior_alpha) and hyperprior_alpha >= 0):
+            raise ArgumentError("hyperprior_alpha", hyperprior_alpha, fix="use a finite number >= 0 (0: no hyperprior)")
         if hyperprior_alpha and not learn_scale:
-            raise ValueError(f"hyperprior_alpha={hyperprior_alpha} is a hyperprior on learned scales: "
-                             "set learn_scale=True, or hyperprior_alpha=0")
+            raise ArgumentError("hyperprior_alpha", hyperprior_alpha, joiner=" is ",
+                                fix="a hyperprior on learned scales: set learn_scale=True, or hyperprior_alpha=0")
         self.learn_scale = bool(learn_scale)
         self.hyperprior_alpha = float(hyperprior_alpha)
 
@@ -258,8 +260,8 @@ class StudentTPrior(Prior):
 
     def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False, df: float = 3.0):
         super().__init__(scale, loc, layer_scales, fan_in)
-        if not (math.isfinite(df) and df > 0):
-            raise ValueError(f"df={df}: use a finite number > 0 (the Student-t degrees of freedom; 1: Cauchy)")
+        if not (_is_number(df) and math.isfinite(df) and df > 0):
+            raise ArgumentError("df", df, fix="use a finite number > 0 (the Student-t degrees of freedom; 1: Cauchy)")
         self.df = float(df)
 
     def distribution(self, loc, scale):

@@ -27,6 +27,8 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, kl_divergence
 
+from ..checks import ArgumentError
+
 KL_KINDS = ("analytic", "mc")
 #: ELBO names as used by :func:`pyro_bnn.fit` and configs, and the KL estimate each one uses.
 ELBO_KL = {"mean_field": "analytic", "trace": "mc"}
@@ -122,7 +124,7 @@ def elbo_particle(model, guide, *args, kl: str = "analytic", **kwargs) -> ElboTe
     latent sites whose KL is sampled (all of them with ``kl="mc"``).
     """
     if kl not in KL_KINDS:
-        raise ValueError(f"kl={kl!r} is not known; choose one of {list(KL_KINDS)}")
+        raise ArgumentError("kl", kl, joiner=" is ", fix=f"not known; choose one of {list(KL_KINDS)}")
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     latent = [name for name, site in model_trace.nodes.items()
@@ -162,7 +164,7 @@ def elbo_terms(model, guide, *args, kl: str = "analytic", num_particles: int = 1
     the quantity Pyro's ELBO classes return from ``differentiable_loss``.
     """
     if int(num_particles) < 1:
-        raise ValueError(f"num_particles={num_particles}: use at least one particle")
+        raise ArgumentError("num_particles", num_particles, fix="use at least one particle")
     return average_terms([elbo_particle(model, guide, *args, kl=kl, **kwargs) for _ in range(int(num_particles))])
 
 

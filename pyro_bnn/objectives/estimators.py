@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
+from ..checks import ArgumentError
 from ..model.layers import own_output
 from ..model.networks import BayesianModel, layer_type
 from ..model.priors import normal_params
@@ -269,7 +270,7 @@ def describe_layers(model: BayesianModel, estimator: str = "shared") -> str:
 def estimator_handler(name: str):
     """A fresh handler for estimator ``name`` (one of :data:`ESTIMATORS`)."""
     if name not in HANDLERS:
-        raise ValueError(f"estimator={name!r} is not known; choose one of {list(ESTIMATORS)}")
+        raise ArgumentError("estimator", name, joiner=" is ", fix=f"not known; choose one of {list(ESTIMATORS)}")
     return HANDLERS[name]()
 
 

@@ -32,6 +32,7 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import constraints
 
+from ..checks import ArgumentError
 from ..guides import MeanFieldNormal
 from ..model.layers import BayesianLayer
 from ..model.networks import ACTIVATIONS, BayesianModel
@@ -60,7 +61,7 @@ def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
             return f"the guide's site {name} is not a weight of the model's network"
         params = normal_params(prior)
         if params is None:
-            return f"the prior of {name} is not a Normal (prior.family=normal)"
+            return f"the prior of {name} is not a Normal (prior=normal)"
         if any(bool((t != t.reshape(-1)[0]).any()) for t in params):
             return f"the prior of {name} has more than one location or scale across its weights"
     return None
@@ -198,7 +199,7 @@ class FusedMeanField:
 
     def __init__(self, model: nn.Module, guide: nn.Module, kl: str = "analytic", estimator: str = "shared"):
         if kl not in KL_KINDS:
-            raise ValueError(f"kl={kl!r} is not known; choose one of {list(KL_KINDS)}")
+            raise ArgumentError("kl", kl, joiner=" is ", fix=f"not known; choose one of {list(KL_KINDS)}")
         if getattr(guide, "prototype_trace", None) is None:
             raise ValueError("the guide has no parameters yet: run it once first (pyro_bnn.initialize_guide)")
         reason = unfusable_reason(model, guide)

@@ -26,7 +26,7 @@ from pyro.infer import Trace_ELBO
 from pyro.poutine.runtime import am_i_wrapped
 from torch import nn
 
-from ..checks import check_count
+from ..checks import ArgumentError, check_count
 from ..guides import MeanFieldNormal, initialize_guide
 from .elbo import KL_KINDS, ElboTerms, elbo_terms
 from .empirical_bayes import EmpiricalBayes
@@ -78,9 +78,9 @@ class MeanFieldELBO(Trace_ELBO):
                  fused: Union[str, bool] = "auto", validate: bool = False):
         check_count(num_particles, "num_particles", maximum=MAX_PARTICLES)
         if kl not in KL_KINDS:
-            raise ValueError(f"kl={kl!r} is not known; choose one of {list(KL_KINDS)}")
+            raise ArgumentError("kl", kl, joiner=" is ", fix=f"not known; choose one of {list(KL_KINDS)}")
         if not is_fused_choice(fused):
-            raise ValueError(f"fused={fused!r}: use 'auto', True or False")
+            raise ArgumentError("fused", fused, fix="use 'auto', True or False")
         estimator_handler(estimator)  # an unknown name fails here
         super().__init__(num_particles=int(num_particles))
         self.kl, self.estimator, self.fused, self.validate = kl, estimator, fused, bool(validate)

@@ -1,6 +1,6 @@
 """Data-parallel SVI on torch.distributed: K processes train one posterior.
 
-Each process (rank) takes its shard of every minibatch (:func:`pyro_bnn.data.datasets.make_loader` with ``rank`` and
+Each process (rank) takes its shard of every minibatch (:func:`pyro_bnn.data.loaders.make_loader` with ``rank`` and
 ``world_size``: the minibatches of one process, each cut into K contiguous parts) and draws the same weight
 noise (the same seed on every rank). Its loss is ``L_r = (N/B_r) sum_{n in shard r} -log p(y_n | x_n, w) + KL``.
 After the backward pass one ``all_reduce`` sums ``B_r * grad L_r`` and ``B_r * (loss terms)`` over the ranks

@@ -69,7 +69,7 @@ def fit(model: nn.Module, guide: nn.Module, loader: Iterable, schedule: Optional
     :param dict state: a training state given to ``on_checkpoint`` earlier: training resumes exactly
         where it stopped (same batches, same weight draws), so the result equals an uninterrupted run.
     :param bool distributed: data-parallel over torch.distributed's process group (:mod:`pyro_bnn.training.distributed`):
-        give each rank its shard of every minibatch (:func:`~pyro_bnn.data.datasets.make_loader` with ``rank`` and
+        give each rank its shard of every minibatch (:func:`~pyro_bnn.data.loaders.make_loader` with ``rank`` and
         ``world_size``) and the same seed; every rank then trains the same posterior as one process would on the
         whole minibatches (per-example noise is drawn for the whole minibatch, each rank keeping its rows), and only
         rank 0 needs ``on_checkpoint``.

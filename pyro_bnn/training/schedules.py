@@ -14,7 +14,7 @@ from typing import Union
 
 import torch
 
-from ..checks import check_count, check_positive
+from ..checks import ArgumentError, check_count, check_positive
 
 KL_SCHEDULES = ("uniform", "blundell")
 LR_SCHEDULES = ("constant", "cosine")
@@ -39,16 +39,17 @@ class KLWeight:
     def __init__(self, weight: float = 1.0, warmup_epochs: int = 0, schedule: str = "uniform",
                  warmup_fraction: float = 0.0):
         if isinstance(weight, bool) or not isinstance(weight, Real) or not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"kl_weight={weight!r}: use a finite number >= 0 (1 is the exact ELBO)")
+            raise ArgumentError("kl_weight", weight, fix="use a finite number >= 0 (1 is the exact ELBO)")
         check_count(warmup_epochs, "kl_warmup_epochs", minimum=0)
         if schedule not in KL_SCHEDULES:
-            raise ValueError(f"kl_schedule={schedule!r} is not known; choose one of {list(KL_SCHEDULES)}")
+            raise ArgumentError("kl_schedule", schedule, joiner=" is ", fix=f"not known; choose one of {list(KL_SCHEDULES)}")
         if isinstance(warmup_fraction, bool) or not isinstance(warmup_fraction, Real) or not 0 <= warmup_fraction <= 0.5:
-            raise ValueError(f"kl_warmup_fraction={warmup_fraction!r}: use a share of the run's epochs from 0 to 0.5, "
-                             "e.g. 0.3 (0: no warm-up; more would leave less than half the run on the exact ELBO)")
+            raise ArgumentError("kl_warmup_fraction", warmup_fraction,
+                                fix="use a share of the run's epochs from 0 to 0.5, e.g. 0.3 (0: no warm-up; more would "
+                                    "leave less than half the run on the exact ELBO)")
         if warmup_fraction and warmup_epochs:
-            raise ValueError(f"kl_warmup_fraction={warmup_fraction}: kl_warmup_epochs={warmup_epochs} sets the KL "
-                             "warm-up too; set one of them, the other to 0")
+            raise ArgumentError("kl_warmup_fraction", warmup_fraction, fix=f"kl_warmup_epochs={warmup_epochs} sets the KL "
+                                                                           "warm-up too; set one of them, the other to 0")
         self.weight = float(weight)
         self.warmup_epochs = int(warmup_epochs)
         self.schedule = schedule
@@ -79,8 +80,8 @@ class KLWeight:
     def epoch_weight(self, epoch: int) -> float:
         """Mean weight of the minibatches of ``epoch`` (0-based): beta after warm-up."""
         if self.warmup_fraction:
-            raise ValueError(f"kl_warmup_fraction={self.warmup_fraction}: the weights need the run's length; use "
-                             "KLWeight.over(epochs)")
+            raise ArgumentError("kl_warmup_fraction", self.warmup_fraction, fix="the weights need the run's length; use "
+                                                                                "KLWeight.over(epochs)")
         return self.weight * min(1.0, (epoch + 1) / self.warmup_epochs) if self.warmup_epochs else self.weight
 
     def __call__(self, epoch: int, step: int, num_steps: int) -> float:
@@ -133,7 +134,8 @@ class Schedule:
         check_count(self.epochs, "epochs")
         check_positive(self.lr, "lr")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={self.lr_schedule!r} is not known; choose one of {list(LR_SCHEDULES)}")
+            raise ArgumentError("lr_schedule", self.lr_schedule, joiner=" is ",
+                                fix=f"not known; choose one of {list(LR_SCHEDULES)}")
         object.__setattr__(self, "kl_weight", as_kl_weight(self.kl_weight).over(int(self.epochs)))
 
 
