@@ -5,7 +5,7 @@ For each data set (the standard layout under ``--root``; see ``../shared/uci/REA
 
 * ``pyro_bnn``: the ``+experiment=uci`` preset (heteroscedastic, the learned prior under Wu et al.'s hyperprior,
   the exact ELBO after a KL warm-up over the first 30% of the epochs) or the same with one noise sd under a fixed
-  N(0, 1) prior (``model.likelihood=gaussian prior=normal``), chosen per split on a
+  N(0, 1) prior (``likelihood=gaussian prior=normal``), chosen per split on a
   validation part of the training split, as the published MC dropout chooses its settings: first, per recipe,
   ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> data.split=<all> data.validation=0.2
   inference.steps=3000 <the recipe's overrides> launcher=local_parallel`` (each trained 3,000 steps, on the first
@@ -178,7 +178,7 @@ def baseline_job(job) -> Dict:
 #: The recipes chosen between per split: the preset as it is (heteroscedastic, the learned prior under Wu et al.'s
 #: hyperprior, the KL warm-up), and the same with one noise sd under a fixed N(0, 1) prior (the warm-up kept); each a
 #: folder name and its overrides of the preset.
-RECIPES = {"preset": [], "gaussian_normal_prior": ["model.likelihood=gaussian", "prior=normal"]}
+RECIPES = {"preset": [], "gaussian_normal_prior": ["likelihood=gaussian", "prior=normal"]}
 
 
 def sweep_jobs(sweep: Path, root: str, name: str, splits: List[int], reuse: bool, *overrides: str) -> List[Dict]:

@@ -2,7 +2,7 @@
 
 ``CLI``: arguments of an entry point (``python -m <module> ...``); ``{run}`` stands for a trained run dir, ``{tmp}``
 for a temporary dir (holding a file ``a_file`` and a truncated ``truncated/posterior.pt``). ``LIBRARY``: a library
-call (the name of the case in tests/test_bad_inputs.py).
+call (the name of the case in tests/app/test_bad_inputs.py).
 """
 
 #: (module, arguments, message)
@@ -45,7 +45,15 @@ CLI = [
     ("pyro_bnn.train", "resume=true hydra.run.dir={run}", "that run finished (metrics.json is there)"),
     ("pyro_bnn.train", "data=uci model=mlp data.root={tmp}", "no UCI data set 'yacht' under"),
     ("pyro_bnn.train", "data=uci model=mlp data.validation=1", "data.validation=1.0 is not allowed: use a share in [0, 1)"),
-    ("pyro_bnn.train", "model.likelihood=poisson", "model.likelihood=poisson is not allowed: use one of"),
+    ("pyro_bnn.train", "likelihood=heteroscedastic",
+     "likelihood: pyro_bnn.model.likelihoods.HeteroscedasticGaussian is a regression likelihood and the data are "
+     "classification data: leave likelihood unset (likelihood=auto: Categorical)"),
+    ("pyro_bnn.train", "data=toy_regression model=mlp likelihood.scale=0.5",
+     "likelihood.scale=0.5: likelihood=auto (the data's own, Gaussian) takes no keys; choose the likelihood that takes "
+     "it: likelihood=gaussian"),
+    ("pyro_bnn.train", "model=mlp model.channels=[3]",
+     "model.channels=[3]: the model pyro_bnn.model.networks.BayesianMLP does not take it (its keys: hidden, activation, "
+     "bayesian); model=cnn takes it; leave model.channels unset"),
     ("pyro_bnn.train", "model.bayesian=first", "model.bayesian=first is not allowed: use all, last (the last Linear"),
     ("pyro_bnn.train", "model.bayesian=[net.9]", "bayesian=['net.9'] names ['net.9'], which are not modules of the"),
     ("pyro_bnn.train", "inference.epochs=0", "inference.epochs=0 is not allowed: use an integer >= 1"),

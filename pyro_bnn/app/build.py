@@ -18,8 +18,8 @@ from ..checks import ArgumentError
 from ..data.registry import load_data
 from ..data.splits import DataSplits
 from ..io.posterior import read_posterior, restore_posterior
-from ..model.likelihoods import REGRESSION_LIKELIHOODS, Categorical
-from ..model.networks import BayesianCNN, BayesianMLP, BayesianModel
+from ..model.likelihoods import LIKELIHOOD_OF_TASK, Likelihood
+from ..model.networks import BayesianModel
 from ..objectives.elbo import ELBO_KL
 from ..objectives.mean_field_elbo import MeanFieldELBO
 from ..training.schedules import KLWeight
@@ -39,25 +39,29 @@ class OptionKeyError(ValueError):
         self.key, self.value = key, value
 
 
-def instantiate_option(node: DictConfig, group: str, *args, **replaced):
-    """The library object of a group option (``cfg.prior``, ``cfg.guide``): :func:`hydra.utils.instantiate` of its
-    ``_target_`` with its keys as the arguments (``args`` first, ``replaced`` in place of the node's values), once
-    :func:`check_option_keys` has passed."""
-    check_option_keys(node, group, len(args))
-    arguments = OmegaConf.create({**OmegaConf.to_container(node), **replaced})
+#: The groups whose options are library objects (:func:`instantiate_option`): their keys differ from option to option.
+INSTANTIATED_GROUPS = ("model", "likelihood", "prior", "guide")
+#: The arguments of a group's library object that the run gives in code, never config keys: the guide's model; the
+#: network's input shape, outputs (``num_classes`` of a CNN), prior, likelihood and number of training examples.
+GIVEN = {"guide": ("model",), "model": ("in_shape", "num_outputs", "num_classes", "prior", "likelihood", "num_data")}
+
+
+def instantiate_option(node: DictConfig, group: str, *args, **given):
+    """The library object of a group option (``cfg.model``, ``cfg.prior``, ...): :func:`hydra.utils.instantiate` of its
+    ``_target_`` with its keys as the arguments and ``args`` / ``given`` as those the run gives in code
+    (:data:`GIVEN`), once :func:`check_option_keys` has passed."""
+    check_option_keys(node, group)
     try:
-        return instantiate(arguments, *args, _convert_="all")
+        return instantiate(node, *args, _convert_="all", **given)
     except InstantiationException as error:  # Hydra wraps the library's own error (ValueError, TypeError): raise that
         raise (error.__cause__ or error) from None
 
 
-def check_option_keys(node: DictConfig, group: str, positional: int = 0) -> None:
+def check_option_keys(node: DictConfig, group: str) -> None:
     """Refuse a key of ``node`` its ``_target_`` does not take (:class:`OptionKeyError` naming it, the target's
-    arguments and the options of ``conf/<group>`` that take it): it is never dropped without a word.
-
-    :param int positional: how many of the target's first arguments are given in code (the guide's model)."""
+    arguments and the options of ``conf/<group>`` that take it): it is never dropped without a word."""
     target = get_object(node._target_)
-    parameters = list(inspect.signature(target).parameters)[positional:]
+    parameters = [name for name in inspect.signature(target).parameters if name not in GIVEN.get(group, ())]
     for key in node:
         if key == _OLD_SELECTORS.get(group):
             options = " or ".join(f"{group}={name}" for name in group_target_names(group))
@@ -65,7 +69,8 @@ def check_option_keys(node: DictConfig, group: str, positional: int = 0) -> None
                                  f"option now: {options.replace(' or ', ', ', len(group_target_names(group)) - 2)}")
         if key != "_target_" and key not in parameters:
             takers = [name for name, other in group_targets(group).items()
-                      if other is not target and key in inspect.signature(other).parameters]
+                      if other is not target and key in inspect.signature(other).parameters
+                      and key not in GIVEN.get(group, ())]
             raise OptionKeyError(
                 f"{group}.{key}", node[key],
                 f"{group}.{key}={_yaml(node[key])}: the {group} {node._target_} does not take it (its keys: "
@@ -97,21 +102,31 @@ def group_targets(group: str) -> Dict[str, Callable]:
 
 #: The key that chose the library object of a group before options named their ``_target_`` (configs saved up to
 #: 7f584d1).
-_OLD_SELECTORS = {"prior": "family", "guide": "name"}
+_OLD_SELECTORS = {"model": "name", "prior": "family", "guide": "name"}
+#: The ``model.*`` keys of the likelihood's arguments before the likelihood was a group of its own.
+_OLD_LIKELIHOOD_KEYS = {"gaussian": {"scale": "noise_scale", "learn_scale": "learn_noise"},
+                        "heteroscedastic": {"min_scale": "noise_floor"}}
 
 
-def migrate_config(config: Dict[str, Any]) -> Dict[str, Any]:
-    """A run's saved config (``posterior.pt``'s, as a dict) in today's format: a prior or guide saved by an earlier
-    version (``prior.family``, ``guide.name`` and every option's keys) becomes its ``_target_`` and the keys it
-    takes. Today's configs come back unchanged."""
+def migrate_config(config: Dict[str, Any], task: str) -> Dict[str, Any]:
+    """A run's saved config (``posterior.pt``'s, as a dict; ``task``: its data's) in today's format: a model, prior or
+    guide saved by an earlier version (``model.name``, ``prior.family``, ``guide.name`` and every option's keys)
+    becomes its ``_target_`` and the keys it takes, and the likelihood the model's keys described becomes the
+    ``likelihood`` group's. Today's configs come back unchanged."""
     config = dict(config)
+    old_model = dict(config.get("model", {}))
     for group, selector in _OLD_SELECTORS.items():
         old = config.get(group)
         if isinstance(old, Mapping) and "_target_" not in old and selector in old:
             target = group_target_names(group)[old[selector]]
-            skip = 1 if group == "guide" else 0  # the guide's model is given in code
-            taken = list(inspect.signature(get_object(target)).parameters)[skip:]
+            taken = [name for name in inspect.signature(get_object(target)).parameters
+                     if name not in GIVEN.get(group, ())]
             config[group] = {"_target_": target, **{key: value for key, value in old.items() if key in taken}}
+    if "likelihood" not in config:
+        name = old_model.get("likelihood", "gaussian") if task == "regression" else None
+        config["likelihood"] = {} if name is None else {
+            "_target_": group_target_names("likelihood")[name],
+            **{argument: old_model[key] for argument, key in _OLD_LIKELIHOOD_KEYS[name].items() if key in old_model}}
     return config
 
 
@@ -132,10 +147,6 @@ def layer_scales(node) -> Dict[str, float]:
     return flat
 
 
-#: The groups whose options are library objects (:func:`instantiate_option`): their keys differ from option to option.
-INSTANTIATED_GROUPS = ("prior", "guide")
-
-
 def option_key_overrides(args: List[str]) -> List[str]:
     """The command line with every override of a key of :data:`INSTANTIATED_GROUPS` as ``++`` (add or replace): a key
     the chosen option does not have (``prior=normal prior.df=5``) then reaches :func:`instantiate_option`, which refuses
@@ -147,7 +158,9 @@ def option_key_overrides(args: List[str]) -> List[str]:
 
 def build_prior(cfg: DictConfig):
     """The prior of ``cfg.prior`` (:func:`instantiate_option`; ``layer_scales`` joined into layer names)."""
-    return instantiate_option(cfg, "prior", layer_scales=layer_scales(cfg.get("layer_scales")))
+    if "layer_scales" in cfg:
+        cfg = OmegaConf.create({**OmegaConf.to_container(cfg), "layer_scales": layer_scales(cfg.layer_scales)})
+    return instantiate_option(cfg, "prior")
 
 
 def load_run_data(data_cfg: DictConfig) -> DataSplits:
@@ -158,40 +171,32 @@ def load_run_data(data_cfg: DictConfig) -> DataSplits:
                      validation=data_cfg.get("validation", 0.0))
 
 
-#: The ``model.*`` config key of each regression likelihood argument (the config names them for the model they serve).
-LIKELIHOOD_KEYS = {"scale": "noise_scale", "learn_scale": "learn_noise", "min_scale": "noise_floor"}
-
-
-def build_likelihood(cfg: DictConfig, task: str):
-    """The likelihood of ``cfg.model`` for a ``task``: categorical, or the regression likelihood it names."""
-    if task == "classification":
-        return Categorical()
-    likelihood = REGRESSION_LIKELIHOODS[cfg.get("likelihood", "gaussian")]
-    options = {argument: cfg[key] for argument, key in LIKELIHOOD_KEYS.items() if key in cfg}  # older configs: fewer
-    parameters = inspect.signature(likelihood).parameters
-    return likelihood(**{key: value for key, value in options.items() if key in parameters})
+def build_likelihood(cfg: DictConfig, task: str) -> Likelihood:
+    """The likelihood of ``cfg.likelihood`` (:func:`instantiate_option`) for data of ``task``; ``likelihood=auto`` (no
+    ``_target_``): the task's own (:data:`~pyro_bnn.model.likelihoods.LIKELIHOOD_OF_TASK`). One of another task is
+    refused."""
+    if "_target_" not in cfg:
+        for key in cfg:  # likelihood=auto has no keys of its own
+            options = " or ".join(f"likelihood={name}" for name, target in group_targets("likelihood").items()
+                                  if target.task == task and key in inspect.signature(target).parameters)
+            raise OptionKeyError(f"likelihood.{key}", cfg[key], f"likelihood.{key}={_yaml(cfg[key])}: likelihood=auto "
+                                 f"(the data's own, {LIKELIHOOD_OF_TASK[task].__name__}) takes no keys; "
+                                 + (f"choose the likelihood that takes it: {options}" if options else
+                                    f"no {task} likelihood takes it"))
+        return LIKELIHOOD_OF_TASK[task]()
+    likelihood = instantiate_option(cfg, "likelihood")
+    if likelihood.task != task:
+        raise ValueError(f"likelihood: {cfg._target_} is a {likelihood.task} likelihood and the data are {task} data: "
+                         f"leave likelihood unset (likelihood=auto: {type(LIKELIHOOD_OF_TASK[task]()).__name__})")
+    return likelihood
 
 
 def build_model(cfg: DictConfig, spec: Dict[str, Any]) -> BayesianModel:
-    """The Bayesian model of ``cfg.model`` and ``cfg.prior`` for data described by ``spec``."""
-    likelihood = build_likelihood(cfg.model, spec["task"])
-    bayesian = cfg.model.get("bayesian", "all")  # configs saved before model.bayesian existed: all
-    common = dict(activation=cfg.model.activation, prior=build_prior(cfg.prior), likelihood=likelihood,
-                  num_data=spec["num_data"], bayesian=list(bayesian) if OmegaConf.is_list(bayesian) else bayesian)
-    return MODELS[cfg.model.name](cfg.model, spec, likelihood.output_size(spec["num_outputs"]), common)
-
-
-def _mlp(cfg: DictConfig, spec: Dict[str, Any], num_outputs: int, common: Dict[str, Any]) -> BayesianModel:
-    return BayesianMLP(spec["in_shape"], num_outputs, hidden=list(cfg.hidden), **common)
-
-
-def _cnn(cfg: DictConfig, spec: Dict[str, Any], num_outputs: int, common: Dict[str, Any]) -> BayesianModel:
-    return BayesianCNN(spec["in_shape"], num_outputs, channels=list(cfg.channels), kernel_size=cfg.kernel_size,
-                       hidden=list(cfg.hidden), **common)
-
-
-#: The network of each ``model.name``: ``(cfg.model, data spec, network outputs, common options) -> model``.
-MODELS = {"mlp": _mlp, "cnn": _cnn}
+    """The Bayesian model of ``cfg.model`` (its network), ``cfg.likelihood`` and ``cfg.prior`` for data described by
+    ``spec``."""
+    likelihood = build_likelihood(cfg.likelihood, spec["task"])
+    return instantiate_option(cfg.model, "model", tuple(spec["in_shape"]), likelihood.output_size(spec["num_outputs"]),
+                              prior=build_prior(cfg.prior), likelihood=likelihood, num_data=spec["num_data"])
 
 
 def build_guide(cfg: DictConfig, model: nn.Module) -> nn.Module:
@@ -208,7 +213,7 @@ def build(cfg: DictConfig, spec: Dict[str, Any], device: str = "cpu") -> Tuple[B
 def posterior_from_file(path, device: str = "cpu") -> Tuple[BayesianModel, nn.Module, DictConfig, Dict[str, Any]]:
     """Rebuild ``(model, guide, config, data spec)`` of a run from its ``posterior.pt``."""
     blob = read_posterior(path, device)
-    cfg = OmegaConf.create(migrate_config(blob["config"]))
+    cfg = OmegaConf.create(migrate_config(blob["config"], blob["data"]["task"]))
     model, guide = build(cfg, blob["data"], device)
     restore_posterior(blob, model, guide, device, source=str(path))
     return model, guide, cfg, blob["data"]

@@ -27,12 +27,10 @@ from ..data.registry import DATASETS
 from ..data.uci import uci_hidden_units
 from ..evaluation.predictive import MAX_SAMPLES, check_num_samples
 from ..guides import check_guide_options
-from ..model.likelihoods import REGRESSION_LIKELIHOODS, Categorical, Regression
+from ..model.likelihoods import Categorical, Regression
 from ..model.networks import check_network_options
 from ..training.schedules import Schedule
 from .build import (
-    LIKELIHOOD_KEYS,
-    MODELS,
     OptionKeyError,
     build_kl_weight,
     build_likelihood,
@@ -72,20 +70,6 @@ class DataConfig:
     subset: int = MISSING
     ood: str = MISSING
     holdout_classes: List[int] = MISSING
-
-
-@dataclass
-class ModelConfig:
-    name: str = MISSING
-    hidden: List[int] = MISSING
-    channels: List[int] = MISSING
-    kernel_size: int = MISSING
-    activation: str = MISSING
-    likelihood: str = MISSING
-    noise_scale: float = MISSING
-    learn_noise: bool = MISSING
-    noise_floor: float = MISSING
-    bayesian: Any = MISSING  # "all", "last" or a list of layer names
 
 
 @dataclass
@@ -132,8 +116,9 @@ class ReferenceConfig:
 @dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prior: Any = MISSING  # a library object's arguments (_target_): pyro_bnn.app.build.instantiate_option checks them
+    model: Any = MISSING  # library objects' arguments (_target_): pyro_bnn.app.build.instantiate_option checks them
+    likelihood: Any = MISSING
+    prior: Any = MISSING
     guide: Any = MISSING
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -183,8 +168,6 @@ _RULES = [
     ("data.split_seed", lambda v: v >= 0, "an integer >= 0"),
     ("data.ood", _one_of(OOD_SETS), f"one of {list(OOD_SETS)}"),
     ("data.holdout_classes", lambda v: all(isinstance(c, int) and c >= 0 for c in v), "a list of class indices >= 0"),
-    ("model.name", _one_of(MODELS), f"one of {list(MODELS)}"),
-    ("model.likelihood", _one_of(REGRESSION_LIKELIHOODS), f"one of {list(REGRESSION_LIKELIHOODS)} (regression)"),
     ("inference.steps", lambda v: v >= 0, "an integer >= 0 (0: train inference.epochs epochs)"),
     ("inference.min_epochs", lambda v: v >= 0, "an integer >= 0 (with inference.steps: the fewest epochs)"),
     ("inference.large_data.above", lambda v: v >= 0, "an integer >= 0 (0: no size rule)"),
@@ -206,17 +189,15 @@ _RULES = [
 
 #: The library checks :func:`validate` relies on (each rule is checked once, where the value is used) raise
 #: :class:`~pyro_bnn.checks.ArgumentError`, which carries the argument's name; its config key is
-#: ``<group>.<argument>``, or the name given here where the config names it otherwise. :func:`config_error` turns the
-#: error into ``key=value is not allowed: fix``.
-CONFIG_NAMES = {"model": LIKELIHOOD_KEYS}
+#: ``<group>.<argument>`` (a group option's keys are its object's arguments). :func:`config_error` turns the error
+#: into ``key=value is not allowed: fix``.
 #: How a library error names the library's classes where the config names an option.
 CONFIG_WORDS = {"a BayesianMLP": "model=mlp", "a BayesianCNN": "model=cnn"}
 
 
 def _config_key(cfg: DictConfig, group: str, argument: str) -> Optional[str]:
     """The config key of the library's ``argument`` in ``group`` (None where the group has no such key)."""
-    name = CONFIG_NAMES.get(group, {}).get(argument, argument)
-    return f"{group}.{name}" if name in cfg[group] else None
+    return f"{group}.{argument}" if argument in cfg[group] else None
 
 
 def config_error(error: Exception, cfg: DictConfig, group: str) -> ConfigError:
@@ -306,10 +287,12 @@ def _check_with_the_library(cfg: DictConfig) -> None:
     with library_errors(cfg, "prior"):
         build_prior(cfg.prior)
     with library_errors(cfg, "model"):
-        check_network_options(model.hidden, model.activation, model.channels, model.kernel_size)
-        build_likelihood(model, "regression")
+        check_option_keys(model, "model")
+        check_network_options(**{key: value for key, value in model.items() if key not in ("_target_", "bayesian")})
+    with library_errors(cfg, "likelihood"):
+        build_likelihood(cfg.likelihood, DATASETS[cfg.data.loader].task)
     with library_errors(cfg, "guide"):
-        check_option_keys(guide, "guide", positional=1)  # the model is given in code
+        check_option_keys(guide, "guide")
         check_guide_options(**{key: value for key, value in guide.items() if key != "_target_"})
     with library_errors(cfg, "eval"):
         check_num_samples(cfg.eval.num_samples)

@@ -51,7 +51,7 @@ def uncertainty_summary(scored, data: DataSplits) -> Dict[str, float]:
 
 
 def write_figures(output_dir: Path, model: nn.Module, scored, data: DataSplits, ood_name: str, title: str) -> List[Path]:
-    """Write the run's uncertainty figures from its test predictive ``scored`` (:class:`~pyro_bnn.app.train.Scored`),
+    """Write the run's uncertainty figures from its test predictive ``scored`` (:class:`~pyro_bnn.app.run_record.Scored`),
     those of its likelihood's task (:data:`FIGURES`); returns the files written."""
     return FIGURES[model.likelihood.task](Path(output_dir), model, scored, data, ood_name, title)
 
@@ -95,7 +95,7 @@ FIGURES = {"classification": _classifier_figures, "regression": _regression_figu
 def write_nuts_comparison(output_dir: Path, model: nn.Module, guide: nn.Module, scored, data: DataSplits,
                           options: Dict) -> Dict:
     """Run NUTS on the same model and training data, compare its predictive with SVI's (``scored``, the test
-    predictive of :class:`~pyro_bnn.app.train.Scored`; the comparison of the likelihood's task, :data:`COMPARISONS`),
+    predictive of :class:`~pyro_bnn.app.run_record.Scored`; the comparison of the likelihood's task, :data:`COMPARISONS`),
     write ``reference.json`` and ``reference.png``; returns the comparison."""
     svi_samples, svi_metrics, test_loader = scored.samples, scored.metrics, scored.loader
     x, y = (t.to(next(iter(svi_samples.values())).device) for t in data.train.tensors)

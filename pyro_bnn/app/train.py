@@ -25,19 +25,17 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import hydra
 import pyro
 import torch
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from ..data.loaders import make_loader
 from ..data.ood import load_ood
@@ -46,7 +44,6 @@ from ..evaluation.health import health_warnings, posterior_health
 from ..evaluation.predictive import posterior_samples, score
 from ..guides import MeanFieldNormal
 from ..io.posterior import data_spec, save_posterior
-from ..objectives.empirical_bayes import prior_scales
 from ..training.distributed import world
 from ..training.loop import Hooks, TrainingInterrupted, fit
 from ..training.schedules import KLWeight, Schedule
@@ -65,7 +62,7 @@ from .build import (
 from .config import ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
-from .report import regression_curve, uncertainty_summary, write_figures, write_nuts_comparison
+from .report import regression_curve, write_figures, write_nuts_comparison
 from .run_dir import (
     CHECKPOINT,
     STATUS_FILE,
@@ -75,13 +72,13 @@ from .run_dir import (
     StoppedAtOnce,
     check_run_dir,
     check_writable,
-    claim_run_dir,
     resume_state,
     signals_stop_training,
     write_csv,
     write_json,
     write_status,
 )
+from .run_record import RunRecord, Scored, run_device, run_environment, run_metrics
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +108,12 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     data, ood = _load_data(cfg)
     spec = data_spec(data)
     with library_errors(cfg, "model"):
-        model = build_model(cfg, spec).to(_device(cfg.device))
+        model = build_model(cfg, spec).to(run_device(cfg.device))
     with library_errors(cfg, "guide"):
         guide = build_guide(cfg.guide, model)
     log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
              data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
-             cfg.model.name, model.prior, option_name(cfg.guide), cfg.inference.elbo)
+             option_name(cfg.model), model.prior, option_name(cfg.guide), cfg.inference.elbo)
     environment = run_environment(cfg)
     log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
     start = time.perf_counter()
@@ -156,15 +153,8 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
 
 def run_title(cfg: DictConfig, data_name: str, kl_weight: KLWeight, epochs: int) -> str:
     """The plots' title: data, model, guide, ELBO, and the KL weight where it is not the exact ELBO."""
-    return f"{data_name}, {cfg.model.name}, {option_name(cfg.guide)}, elbo={cfg.inference.elbo}" + (
+    return f"{data_name}, {option_name(cfg.model)}, {option_name(cfg.guide)}, elbo={cfg.inference.elbo}" + (
         "" if kl_weight.is_exact_elbo(epochs) else f"\n(tempered, not the exact ELBO: {kl_weight.describe(epochs)})")
-
-
-def _device(device: str) -> str:
-    """``device``; ``cuda`` in a data-parallel run: each process its own GPU (torchrun's LOCAL_RANK)."""
-    if device == "cuda" and world()[1] > 1:
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return device
 
 
 def _set_up_process(cfg: DictConfig) -> None:
@@ -207,41 +197,6 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Opt
                                  ) from None
 
 
-@dataclass
-class Scored:
-    """The test predictive of a trained posterior.
-
-    :ivar metrics: its test metrics (and OOD scores), :func:`~pyro_bnn.evaluation.predictive.score`'s.
-    :ivar samples: the weight draws behind them (``eval.num_samples`` per site).
-    :ivar raw: the network's ``outputs`` under each draw, the ``targets`` (and ``ood_outputs``).
-    :ivar loader: the test loader.
-    :ivar curve: 1-D inputs: the predictive over an even grid of them (:func:`~pyro_bnn.app.report.regression_curve`),
-        which the figure, the ``uncertainty`` metrics and the NUTS comparison read; None otherwise.
-    """
-
-    metrics: Dict[str, float]
-    samples: Dict[str, torch.Tensor]
-    raw: Dict[str, torch.Tensor]
-    loader: DataLoader
-    curve: Optional[Dict[str, torch.Tensor]] = None
-
-
-@dataclass
-class RunRecord:
-    """What a finished run measured, for ``metrics.json`` (:func:`run_metrics`)."""
-
-    history: List[Dict[str, float]]
-    data: DataSplits
-    model: Any
-    scored: Scored
-    health: Dict[str, Any]
-    kl_weight: KLWeight
-    environment: Dict[str, Any]
-    schedule: RunSchedule
-    fit_s: float
-    time_s: float
-
-
 def _score(cfg: DictConfig, model, guide, data: DataSplits, ood) -> Scored:
     """The test predictive (and OOD scores) of the posterior, drawn from the run's seed as ``evaluate`` draws it."""
     pyro.set_rng_seed(cfg.seed)
@@ -264,70 +219,6 @@ def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: st
     return health
 
 
-def run_metrics(cfg: DictConfig, run: RunRecord, reference: Optional[Dict] = None) -> Dict[str, Any]:
-    """The content of ``metrics.json``, all of it computed here; regression metrics of standardised targets in the
-    original units under ``test``, as computed under ``test_standardised``."""
-    history, data, test, health, epochs = run.history, run.data, run.scored.metrics, run.health, run.schedule.epochs
-    last = history[-1]
-    standardised = data.target_std != 1.0
-    extra = uncertainty_summary(run.scored, data)
-    learned_scales = prior_scales(run.model)
-    metrics = {
-        "test": run.model.likelihood.in_original_units(test, data.target_std),
-        **({"test_standardised": test} if standardised else {}),
-        "data": {"loader": data.loader, "name": data.name, "split": data.split, "num_train": data.num_train,
-                 "num_test": len(data.test), **({"target_mean": data.target_mean, "target_std": data.target_std}
-                                                if standardised else {})},
-        "train": {"loss": last["loss"], "nll": last["nll"], "kl": last["kl"],
-                  "kl_layers": {k[3:]: v for k, v in last.items() if k.startswith("kl.")},
-                  "num_data": data.num_train, "loss_per_example": last["loss"] / data.num_train},
-        **({"uncertainty": extra} if extra else {}),
-        **({"posterior_health": health} if health else {}),
-        **({"prior_scales": learned_scales} if learned_scales else {}),
-        "exact_elbo": run.kl_weight.is_exact_elbo(epochs),
-        "kl_weight": cfg.inference.kl_weight,
-        "kl_weight_used": {"first_epoch": history[0]["kl_weight"], "last_epoch": last["kl_weight"],
-                           "warmup_epochs": run.kl_weight.warmup_epochs,
-                           "warmup_finished": epochs >= run.kl_weight.warmup_epochs},
-        "environment": run.environment,
-        "time_s": run.time_s,
-        "fit_time_s": run.fit_s,
-        "epochs": epochs,
-        "schedule": {"steps": epochs * run.schedule.steps_per_epoch, "lr": run.schedule.lr,
-                     "batch_size": run.schedule.batch_size, "large_data": run.schedule.large_data},
-        "seed": cfg.seed,
-        "layers": run.model.layer_record(),
-    }
-    if reference is not None:
-        metrics["reference"] = {"nuts_test": reference["nuts"], "nuts_seconds": reference["nuts_diagnostics"]["seconds"]}
-    return metrics
-
-
-def run_environment(cfg: DictConfig) -> Dict[str, Any]:
-    """Where and how a run ran: processes, backend, device, threads, the versions of torch, pyro and pyro_bnn, and the
-    git commit of a checkout (None elsewhere)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        own_version = version("pyro_bnn")
-    except PackageNotFoundError:
-        own_version = None
-    return {"world_size": world()[1], "backend": dist.get_backend() if dist.is_initialized() else None,
-            "device": _device(cfg.device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "pyro": pyro.__version__, "pyro_bnn": own_version, "git_commit": _git_commit()}
-
-
-def _git_commit() -> Optional[str]:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def _reference(cfg: DictConfig, model, guide, scored: Scored, data: DataSplits, output_dir: Path) -> Dict:
     """NUTS on the same model and data, drawn from the run's seed (``reference.json``, ``reference.png``); the
     comparison."""
@@ -341,50 +232,6 @@ def _log_summary(metrics: Dict[str, Any], kl_weight: KLWeight) -> None:
         log.warning("this run did not optimise the exact ELBO (%s): a tempered posterior",
                     kl_weight.describe(metrics["epochs"]))
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
-
-
-class OutputDirCheck(Callback):
-    """Hydra callback: refuse, in one line and before Hydra writes there, an output dir that cannot be created, a
-    dir another command is running in now (:func:`~pyro_bnn.app.run_dir.claim_run_dir`), a new run into a dir that
-    holds one, a refused resume, and a sweep into a dir that holds one; a refused command leaves the dir as it was."""
-
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        directory = Path(config.hydra.run.dir)
-        self._check(lambda: check_writable(directory, "hydra.run.dir"))
-        if int(os.environ.get("RANK", "0")) == 0:  # a data-parallel run's other ranks share rank 0's dir
-            self._check(lambda: claim_run_dir(directory))  # first: of two runs started together, one goes on
-            task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
-            self._check(lambda: check_run_dir(task, directory))
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        directory = Path(config.hydra.sweep.dir)
-        self._check(lambda: check_writable(directory, "hydra.sweep.dir"))
-        if (directory / "multirun.yaml").exists() or any(directory.glob("*/.hydra")):
-            sys.exit(f"error: hydra.sweep.dir={directory} already holds a sweep: leave hydra.sweep.dir unset (or pass "
-                     "a fresh dir); to finish one of its jobs, resume it alone: resume=true hydra.run.dir=<its job dir>")
-        self._check_jobs(config)
-
-    @staticmethod
-    def _check_jobs(config: DictConfig) -> None:
-        """Compose and validate the config of every job of a basic sweep before the first job starts; refuse the sweep
-        in one line naming the first bad job and key (other sweepers choose their jobs as they go)."""
-        from hydra import compose
-
-        from .summarize import sweep_job_overrides
-
-        for number, overrides in enumerate(sweep_job_overrides(OmegaConf.to_container(config.hydra))):
-            try:
-                validate(compose(config_name="train", overrides=list(overrides)))
-            except Exception as err:  # a composition error (Hydra's) or a ConfigError
-                detail = " ".join(str(err).split())[:300]
-                sys.exit(f"error: job {number} of the sweep ({' '.join(overrides)}): {detail}; nothing was run")
-
-    @staticmethod
-    def _check(check: Callable[[], None]) -> None:
-        try:
-            check()
-        except ConfigError as err:
-            sys.exit(f"error: {err}")
 
 
 register_configs()

@@ -202,8 +202,8 @@ class HeteroscedasticGaussian(Regression):
         return outputs[..., 0], self.min_scale + torch.nn.functional.softplus(outputs[..., 1])
 
 
-#: Regression likelihoods by config name (``model.likelihood``).
-REGRESSION_LIKELIHOODS = {"gaussian": Gaussian, "heteroscedastic": HeteroscedasticGaussian}
+#: The likelihood a data set of each task gets unless another is chosen.
+LIKELIHOOD_OF_TASK = {"classification": Categorical, "regression": Gaussian}
 
 
 __all__ = ["Categorical", "Gaussian", "HeteroscedasticGaussian"]

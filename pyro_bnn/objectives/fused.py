@@ -18,7 +18,7 @@ same terms with a few operations over whole vectors:
   is the model's own likelihood, ``-(N/B) sum_n log p(y_n | x_n, w)``.
 
 Given the same noise, the loss and its gradients equal those of Pyro's ``TraceMeanField_ELBO``
-(``Trace_ELBO`` for ``kl="mc"``) on the same model and guide (``tests/test_fused.py``). The estimators of
+(``Trace_ELBO`` for ``kl="mc"``) on the same model and guide (``tests/objectives/test_fused.py``). The estimators of
 :mod:`pyro_bnn.objectives.estimators` apply as well; local reparameterization with the closed-form KL draws no
 weight noise at all.
 """

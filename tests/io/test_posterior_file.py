@@ -47,16 +47,39 @@ def test_a_guide_that_never_ran_is_not_saved(tmp_path):
 
 
 def test_a_run_saved_before_the_training_core_redesign_loads_and_evaluates_to_its_metrics(tmp_path):
-    """``tests/data/run_7f584d1``: the posterior.pt of ``+experiment=debug`` written by 7f584d1 (before the layout at
-    the seams and the guide's flat parameters); its format is unchanged, so it loads as written (no migrate step)."""
+    """``tests/fixtures/run_7f584d1``: the posterior.pt of ``+experiment=debug`` written by 7f584d1 (before the layout at
+    the seams, the guide's flat parameters and the configs that instantiate); its tensors load as written, its config
+    through :func:`~pyro_bnn.app.build.migrate_config`."""
     import json
     import shutil
 
     from helpers import ROOT
     from pyro_bnn.app.evaluate import evaluate_run
 
-    saved = ROOT / "tests" / "data" / "run_7f584d1"
+    saved = ROOT / "tests" / "fixtures" / "run_7f584d1"
     run_dir = tmp_path / "run"
     shutil.copytree(saved, run_dir)
     metrics = evaluate_run(run_dir)
     assert metrics == pytest.approx(json.loads((saved / "metrics.json").read_text())["test"], rel=1e-6)
+
+
+def test_a_config_saved_before_the_options_named_their_targets_is_migrated():
+    from helpers import ROOT
+    from pyro_bnn.app.build import migrate_config
+    from pyro_bnn.io.posterior import read_posterior
+
+    blob = read_posterior(ROOT / "tests" / "fixtures" / "run_7f584d1" / "posterior.pt")
+    old = blob["config"]
+    assert old["prior"]["family"] == "normal" and old["guide"]["name"] == "auto_normal"  # the old format
+    new = migrate_config(old, blob["data"]["task"])
+    assert new["model"] == {"_target_": "pyro_bnn.model.networks.BayesianCNN", "channels": [4], "kernel_size": 3,
+                            "hidden": [16], "activation": "gelu", "bayesian": "all"}
+    assert new["prior"] == {"_target_": "pyro_bnn.model.priors.NormalPrior", "scale": 1.0, "loc": 0.0, "fan_in": False,
+                            "layer_scales": {}, "learn_scale": False, "hyperprior_alpha": 0.0}
+    assert new["guide"] == {"_target_": "pyro_bnn.guides.auto_normal", "init_scale": 0.001, "init_loc": "pytorch"}
+    assert new["likelihood"] == {}  # classification: the data's own
+    assert migrate_config(new, "classification") == new  # today's format comes back unchanged
+    regression = migrate_config({**old, "model": {**old["model"], "name": "mlp", "likelihood": "heteroscedastic",
+                                                  "noise_floor": 0.05}}, "regression")
+    assert regression["likelihood"] == {"_target_": "pyro_bnn.model.likelihoods.HeteroscedasticGaussian",
+                                        "min_scale": 0.05}

@@ -10,7 +10,7 @@ from helpers import cli, compose_train
 from pyro_bnn.app.build import CONF_DIR, build_prior, option_name
 from pyro_bnn.app.config import ConfigError, EvaluateConfig, TrainConfig, validate
 
-GROUPS = ["data", "model", "prior", "guide", "inference", "eval"]
+GROUPS = ["data", "model", "likelihood", "prior", "guide", "inference", "eval"]
 
 
 def options(group):
@@ -19,7 +19,8 @@ def options(group):
 
 def test_every_group_has_options():
     assert options("data") == ["cifar10", "digits", "fashion_mnist", "mnist", "toy_regression", "uci"]
-    assert options("model") == ["cnn", "mlp"]
+    assert options("model") == ["cnn", "mlp", "tiny_cnn"]
+    assert options("likelihood") == ["auto", "categorical", "gaussian", "heteroscedastic"]
     assert {"normal", "layerwise", "fan_in"} <= set(options("prior"))
     assert options("guide") == ["auto_delta", "auto_lowrank", "auto_normal"]
 
@@ -29,10 +30,12 @@ def test_every_option_of_every_group_composes_and_validates(group, option):
     overrides = [f"{group}={option}"]
     if option in ("toy_regression", "uci"):
         overrides.append("model=mlp")
+    if option in ("gaussian", "heteroscedastic"):
+        overrides += ["data=toy_regression", "model=mlp"]
     cfg = compose_train(*overrides)
     validate(cfg)
-    if group == "model":
-        assert cfg.model.name == option
+    if group == "model" and option != "tiny_cnn":
+        assert cfg.model._target_ == f"pyro_bnn.model.networks.Bayesian{option.upper()}"
     if group == "guide":
         assert cfg.guide._target_ == f"pyro_bnn.guides.{option}"
     if group == "data":
@@ -55,8 +58,8 @@ def test_runs_stay_in_place_and_get_sub_second_run_dirs():
 
 def test_defaults_are_the_digits_cnn_with_a_declared_kl_weight():
     cfg = compose_train()
-    assert (cfg.data.name, cfg.model.name, option_name(cfg.guide), cfg.inference.elbo) == ("digits", "cnn", "auto_normal",
-                                                                                    "mean_field")
+    assert (cfg.data.name, option_name(cfg.model), option_name(cfg.guide), cfg.inference.elbo) == (
+        "digits", "BayesianCNN", "auto_normal", "mean_field")
     assert cfg.inference.kl_weight == 0.03 and cfg.inference.kl_warmup_epochs == 0  # tempered: README says so
     # the recipe of benchmarks/results/*-ood_baselines.txt
     assert (list(cfg.model.channels), list(cfg.model.hidden), cfg.model.activation) == ([24, 48], [64], "gelu")
@@ -99,7 +102,9 @@ def test_wrong_types_unknown_keys_and_options_fail_while_composing(override, err
 
 
 @pytest.mark.parametrize("group, option", [("prior", "normal"), ("prior", "student_t"), ("prior", "fan_in"),
-                                           ("guide", "auto_normal"), ("guide", "auto_lowrank")])
+                                           ("guide", "auto_normal"), ("guide", "auto_lowrank"), ("model", "mlp"),
+                                           ("model", "cnn"), ("likelihood", "gaussian"),
+                                           ("likelihood", "heteroscedastic")])
 def test_a_prior_or_guide_option_holds_exactly_its_objects_arguments(group, option):
     """Config keys are constructor arguments (``_target_``): every key of the option is one, and the library's
     defaults are the option's."""
@@ -107,13 +112,15 @@ def test_a_prior_or_guide_option_holds_exactly_its_objects_arguments(group, opti
 
     from hydra.utils import get_object
 
-    node = compose_train(f"{group}={option}")[group]
+    node = compose_train(f"{group}={option}", "data=toy_regression", "model=mlp")[group] if group == "likelihood" else \
+        compose_train(f"{group}={option}")[group]
     parameters = inspect.signature(get_object(node._target_)).parameters
     keys = [key for key in node if key != "_target_"]
     assert set(keys) <= set(parameters)
     for key in keys:
         default = parameters[key].default
-        if default not in (inspect.Parameter.empty, None) and not (group == "prior" and option == "fan_in"):
+        recipe = (group, option) in (("prior", "fan_in"), ("model", "mlp"), ("model", "cnn"))  # chosen, not the default
+        if default not in (inspect.Parameter.empty, None) and not recipe:
             assert node[key] == default, key
 
 

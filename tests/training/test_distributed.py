@@ -25,7 +25,7 @@ def torchrun(*args, cwd=ROOT):
 
 
 def test_two_processes_give_the_loss_and_gradients_of_one_process_on_the_whole_batch(tmp_path):
-    torchrun(ROOT / "tests" / "distributed_step.py", tmp_path / "result.json")
+    torchrun(ROOT / "tests" / "training" / "distributed_step.py", tmp_path / "result.json")
     result = json.loads((tmp_path / "result.json").read_text())
     # float32 sums in another order: gradients within 1e-5 of their largest entry, losses within 1e-6
     assert result["grad_max_abs_diff"] <= 1e-5 * result["grad_max_abs"]

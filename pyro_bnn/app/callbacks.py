@@ -1,0 +1,60 @@
+"""The Hydra callbacks of the training app (``hydra.callbacks`` in ``conf/train.yaml``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from .config import ConfigError, validate
+from .run_dir import check_run_dir, check_writable, claim_run_dir
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: refuse, in one line and before Hydra writes there, an output dir that cannot be created, a
+    dir another command is running in now (:func:`~pyro_bnn.app.run_dir.claim_run_dir`), a new run into a dir that
+    holds one, a refused resume, and a sweep into a dir that holds one; a refused command leaves the dir as it was."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        directory = Path(config.hydra.run.dir)
+        self._check(lambda: check_writable(directory, "hydra.run.dir"))
+        if int(os.environ.get("RANK", "0")) == 0:  # a data-parallel run's other ranks share rank 0's dir
+            self._check(lambda: claim_run_dir(directory))  # first: of two runs started together, one goes on
+            task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+            self._check(lambda: check_run_dir(task, directory))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        directory = Path(config.hydra.sweep.dir)
+        self._check(lambda: check_writable(directory, "hydra.sweep.dir"))
+        if (directory / "multirun.yaml").exists() or any(directory.glob("*/.hydra")):
+            sys.exit(f"error: hydra.sweep.dir={directory} already holds a sweep: leave hydra.sweep.dir unset (or pass "
+                     "a fresh dir); to finish one of its jobs, resume it alone: resume=true hydra.run.dir=<its job dir>")
+        self._check_jobs(config)
+
+    @staticmethod
+    def _check_jobs(config: DictConfig) -> None:
+        """Compose and validate the config of every job of a basic sweep before the first job starts; refuse the sweep
+        in one line naming the first bad job and key (other sweepers choose their jobs as they go)."""
+        from hydra import compose
+
+        from .summarize import sweep_job_overrides
+
+        for number, overrides in enumerate(sweep_job_overrides(OmegaConf.to_container(config.hydra))):
+            try:
+                validate(compose(config_name="train", overrides=list(overrides)))
+            except Exception as err:  # a composition error (Hydra's) or a ConfigError
+                detail = " ".join(str(err).split())[:300]
+                sys.exit(f"error: job {number} of the sweep ({' '.join(overrides)}): {detail}; nothing was run")
+
+    @staticmethod
+    def _check(check: Callable[[], None]) -> None:
+        try:
+            check()
+        except ConfigError as err:
+            sys.exit(f"error: {err}")
+
+
