@@ -23,15 +23,17 @@ import pyro
 
 pyro.settings.set(module_local_params=True)
 
-# the public names of each seam, in the order data flows: model, guide, objective, training, evaluation, data, files
+# the public names of each seam, in the order data flows: model, guide, objective, training, evaluation (and its
+# metrics), data, files
 from .model import *
 from .guides import *
 from .objectives import *
 from .training import *
 from .evaluation import *
+from .metrics import *
 from .data import *
 from .io import *
-from . import data, evaluation, guides, io, model, objectives, training
+from . import data, evaluation, guides, io, metrics, model, objectives, training
 
-__all__ = [*model.__all__, *guides.__all__, *objectives.__all__, *training.__all__, *evaluation.__all__, *data.__all__,
-           *io.__all__]
+__all__ = [*model.__all__, *guides.__all__, *objectives.__all__, *training.__all__, *evaluation.__all__, *metrics.__all__,
+           *data.__all__, *io.__all__]

@@ -252,6 +252,3 @@ def check_guide_options(init_scale: float = 1e-3, init_loc: Union[str, Mapping] 
 
 __all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "initialize_guide", "pytorch_init"]
 
-
-#: The guide builder of each name (``guide=<name>``; each takes the model and its own options).
-GUIDES = {"auto_normal": auto_normal, "auto_delta": auto_delta, "auto_lowrank": auto_lowrank}

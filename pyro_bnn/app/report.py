@@ -20,9 +20,9 @@ from torch import nn
 from ..data.registry import DATASETS
 from ..data.splits import DataSplits
 from ..data.toy_regression import TOY_GAP
-from ..evaluation.metrics import reliability_bins, uncertainty
 from ..evaluation.predictive import output_metrics, predict_with_samples, predictive_curve
 from ..evaluation.reference import nuts_posterior
+from ..metrics import reliability_bins, uncertainty
 from .plots import (
     plot_entropy_comparison,
     plot_regression_bands,

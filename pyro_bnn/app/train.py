@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import hydra
 import pyro
@@ -35,6 +35,7 @@ import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.utils.data import TensorDataset
 
 from ..data.loaders import make_loader
@@ -98,6 +99,37 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     """
     validate(cfg)
     output_dir = Path(output_dir)
+    state = _start(cfg, output_dir)
+    data, ood = _load_data(cfg)
+    model, guide = _build(cfg, data, ood)
+    plan = _plan(cfg, data)
+    environment = run_environment(cfg)
+    log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
+    start = time.perf_counter()
+    first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
+    reporter = EpochReporter(plan.schedule.epochs, progress=progress and cfg.progress and first_rank,
+                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None)
+    with reporter:
+        history = _fit(cfg, model, guide, data, state, output_dir, reporter, plan)
+        fit_s = time.perf_counter() - start
+        if not first_rank:
+            return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
+        scored, health = _write_results(cfg, model, guide, data, ood, history, output_dir, plan.title)
+        reporter.add_metrics(scored.metrics, plan.schedule.epochs)
+    run = RunRecord(history, data, model, scored, health, plan.kl_weight, environment, plan.schedule, fit_s,
+                    time_s=time.perf_counter() - start)
+    reference = _reference(cfg, model, guide, scored, data, output_dir) if cfg.reference.method == "nuts" else None
+    metrics = run_metrics(cfg, run, reference)
+    write_json(output_dir / "metrics.json", metrics)
+    (output_dir / CHECKPOINT).unlink(missing_ok=True)
+    (output_dir / STATUS_FILE).unlink(missing_ok=True)  # an interrupted run, resumed: it has finished now
+    _log_summary(metrics, plan.kl_weight)
+    return metrics
+
+
+def _start(cfg: DictConfig, output_dir: Path) -> Optional[Dict]:
+    """Check the output dir (and read its checkpoint when resuming: the state to resume from, else None); set up the
+    process (threads, a clean param store, the seed)."""
     check_writable(output_dir)
     if cfg.resume:
         state = resume_state(cfg, output_dir)
@@ -105,50 +137,51 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
         check_run_dir(cfg, output_dir, hydra_files=False)  # Hydra has written its own files by now
         state = None
     _set_up_process(cfg)
-    data, ood = _load_data(cfg)
-    spec = data_spec(data)
+    return state
+
+
+def _build(cfg: DictConfig, data: DataSplits, ood) -> Tuple[nn.Module, nn.Module]:
+    """The model (on the run's device) and the guide of ``cfg`` for ``data``, in the config's words when refused."""
     with library_errors(cfg, "model"):
-        model = build_model(cfg, spec).to(run_device(cfg.device))
+        model = build_model(cfg, data_spec(data)).to(run_device(cfg.device))
     with library_errors(cfg, "guide"):
         guide = build_guide(cfg.guide, model)
-    log.info("data=%s (%d train, %d test%s), model=%s, prior=%r, guide=%s, elbo=%s",
+    log.info("data=%s (%d train, %d test%s), model=%s, likelihood=%s, prior=%r, guide=%s, elbo=%s",
              data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
-             option_name(cfg.model), model.prior, option_name(cfg.guide), cfg.inference.elbo)
-    environment = run_environment(cfg)
-    log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
-    start = time.perf_counter()
-    first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
+             option_name(cfg.model), type(model.likelihood).__name__, model.prior, option_name(cfg.guide),
+             cfg.inference.elbo)
+    return model, guide
+
+
+class RunPlan(NamedTuple):
+    """How the run trains: its :class:`~pyro_bnn.app.build.RunSchedule`, its KL weighting over that many epochs,
+    and the plots' title that says so."""
+
+    schedule: RunSchedule
+    kl_weight: KLWeight
+    title: str
+
+
+def _plan(cfg: DictConfig, data: DataSplits) -> RunPlan:
     schedule = training_schedule(cfg.inference, data.num_train, cfg.data.batch_size)
-    epochs = schedule.epochs
-    kl_weight = build_kl_weight(cfg.inference).over(epochs)
-    title = run_title(cfg, data.name, kl_weight, epochs)
+    kl_weight = build_kl_weight(cfg.inference).over(schedule.epochs)
     if schedule.large_data:
         log.info("size rule: %d training examples > inference.large_data.above=%d: %d epochs of %d steps of %d "
-                 "examples at lr %g", data.num_train, cfg.inference.large_data.above, epochs, schedule.steps_per_epoch,
-                 schedule.batch_size, schedule.lr)
-    reporter = EpochReporter(epochs, progress=progress and cfg.progress and first_rank,
-                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None)
-    with reporter:
-        history = _fit(cfg, model, guide, data, spec, state, output_dir, reporter, schedule, kl_weight)
-        fit_s = time.perf_counter() - start
-        if not first_rank:
-            return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
-        write_csv(output_dir / "history.csv", history)
-        plot_elbo_terms(history, output_dir / "elbo_terms.png", title=title)
-        save_posterior(output_dir / "posterior.pt", model, guide, spec, OmegaConf.to_container(cfg, resolve=True))
-        scored = _score(cfg, model, guide, data, ood)
-        write_figures(output_dir, model, scored, data, cfg.data.ood, title)
-        health = _posterior_health(cfg, model, guide, output_dir, title)
-        reporter.add_metrics(scored.metrics, epochs)
-    run = RunRecord(history, data, model, scored, health, kl_weight, environment, schedule, fit_s,
-                    time_s=time.perf_counter() - start)
-    reference = _reference(cfg, model, guide, scored, data, output_dir) if cfg.reference.method == "nuts" else None
-    metrics = run_metrics(cfg, run, reference)
-    write_json(output_dir / "metrics.json", metrics)
-    (output_dir / CHECKPOINT).unlink(missing_ok=True)
-    (output_dir / STATUS_FILE).unlink(missing_ok=True)  # an interrupted run, resumed: it has finished now
-    _log_summary(metrics, kl_weight)
-    return metrics
+                 "examples at lr %g", data.num_train, cfg.inference.large_data.above, schedule.epochs,
+                 schedule.steps_per_epoch, schedule.batch_size, schedule.lr)
+    return RunPlan(schedule, kl_weight, run_title(cfg, data.name, kl_weight, schedule.epochs))
+
+
+def _write_results(cfg: DictConfig, model, guide, data: DataSplits, ood, history: List[Dict[str, float]],
+                   output_dir: Path, title: str) -> Tuple[Scored, Dict[str, Any]]:
+    """``history.csv``, ``elbo_terms.png``, ``posterior.pt``, the test predictive's figures and the posterior's health;
+    returns the scored test predictive and the health."""
+    write_csv(output_dir / "history.csv", history)
+    plot_elbo_terms(history, output_dir / "elbo_terms.png", title=title)
+    save_posterior(output_dir / "posterior.pt", model, guide, data_spec(data), OmegaConf.to_container(cfg, resolve=True))
+    scored = _score(cfg, model, guide, data, ood)
+    write_figures(output_dir, model, scored, data, cfg.data.ood, title)
+    return scored, _posterior_health(cfg, model, guide, output_dir, title)
 
 
 def run_title(cfg: DictConfig, data_name: str, kl_weight: KLWeight, epochs: int) -> str:
@@ -172,18 +205,18 @@ def _load_data(cfg: DictConfig) -> Tuple[DataSplits, Optional[TensorDataset]]:
     return data, load_ood(data, cfg.data.ood, cfg.data.root, cfg.data.download)
 
 
-def _fit(cfg: DictConfig, model, guide, data: DataSplits, spec: Dict, state: Optional[Dict], output_dir: Path,
-         reporter: EpochReporter, schedule: RunSchedule, kl_weight: KLWeight) -> List[Dict[str, float]]:
+def _fit(cfg: DictConfig, model, guide, data: DataSplits, state: Optional[Dict], output_dir: Path,
+         reporter: EpochReporter, plan: RunPlan) -> List[Dict[str, float]]:
     """:func:`pyro_bnn.fit` with the run's checkpoint, and SIGINT/SIGTERM turned into :class:`RunInterrupted`."""
-    inference = cfg.inference
+    inference, schedule = cfg.inference, plan.schedule
     rank, world_size = world()
     with signals_stop_training() as received:
-        save = CheckpointWriter(output_dir / CHECKPOINT, cfg, spec, stopping=lambda: bool(received))
+        save = CheckpointWriter(output_dir / CHECKPOINT, cfg, data_spec(data), stopping=lambda: bool(received))
         try:
             return fit(
                 model, guide, make_loader(data.train, schedule.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
                                           world_size=world_size),
-                Schedule(schedule.epochs, schedule.lr, inference.lr_schedule, kl_weight), build_objective(inference),
+                Schedule(schedule.epochs, schedule.lr, inference.lr_schedule, plan.kl_weight), build_objective(inference),
                 Hooks(callback=reporter if rank == 0 else None, on_checkpoint=save if rank == 0 else None,
                       should_stop=lambda: bool(received)),
                 state=state, distributed=world_size > 1,

@@ -6,7 +6,7 @@ each of them (:class:`pyro.infer.Predictive`), so every example, in or out of
 distribution, is scored by the same ``S`` networks. The samples may come from
 elsewhere too (NUTS, see :mod:`pyro_bnn.evaluation.reference`).
 
-The scores are the model's likelihood's (:mod:`pyro_bnn.evaluation.metrics`).
+The scores are the model's likelihood's (:mod:`pyro_bnn.metrics`).
 """
 
 from __future__ import annotations

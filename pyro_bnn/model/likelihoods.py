@@ -1,5 +1,5 @@
 """Observation models: the ``obs`` site of a Bayesian network, inside the data plate, and what depends on it: the
-task, the metrics that score the predictive (:mod:`pyro_bnn.evaluation.metrics`) and their units.
+task, the metrics that score the predictive (:mod:`pyro_bnn.metrics`) and their units.
 
 The plate has size ``num_data`` and is given the minibatch's indices as its
 subsample, so Pyro scales the minibatch log-likelihood by ``num_data / B``: the
@@ -20,6 +20,7 @@ from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 
 from ..checks import ArgumentError
+from ..metrics import classification_metrics, in_original_units, ood_metrics, predictive_std, regression_metrics, uncertainty
 
 
 class Likelihood(PyroModule):
@@ -85,23 +86,17 @@ class Categorical(Likelihood):
         return dist.Categorical(logits=outputs)
 
     def metrics(self, outputs, targets):
-        """:func:`~pyro_bnn.evaluation.metrics.classification_metrics` of the class probabilities."""
-        from ..evaluation.metrics import classification_metrics
-
+        """:func:`~pyro_bnn.metrics.classification_metrics` of the class probabilities."""
         return classification_metrics(outputs.softmax(-1), targets)
 
     def summary(self, outputs):
         """``probs`` (the predictive mean's class probabilities) and ``entropy``, ``expected_entropy``,
-        ``mutual_information`` (:func:`~pyro_bnn.evaluation.metrics.uncertainty`)."""
-        from ..evaluation.metrics import uncertainty
-
+        ``mutual_information`` (:func:`~pyro_bnn.metrics.uncertainty`)."""
         probs = outputs.softmax(-1).double()
         return {"probs": probs.mean(0), **uncertainty(probs)}
 
     def ood_metrics(self, outputs, ood_outputs):
-        """:func:`~pyro_bnn.evaluation.metrics.ood_metrics` of the class probabilities, prefixed ``ood_``."""
-        from ..evaluation.metrics import ood_metrics
-
+        """:func:`~pyro_bnn.metrics.ood_metrics` of the class probabilities, prefixed ``ood_``."""
         return {f"ood_{k}": v for k, v in ood_metrics(outputs.softmax(-1), ood_outputs.softmax(-1)).items()}
 
     def check_num_outputs(self, num_outputs: int) -> None:
@@ -131,17 +126,13 @@ class Regression(Likelihood):
         return self.width * num_targets
 
     def metrics(self, outputs, targets):
-        """:func:`~pyro_bnn.evaluation.metrics.regression_metrics` of the mixture of the draws' Normals."""
-        from ..evaluation.metrics import regression_metrics
-
+        """:func:`~pyro_bnn.metrics.regression_metrics` of the mixture of the draws' Normals."""
         locs, scales = self.loc_scale(outputs)
         return regression_metrics(locs, torch.as_tensor(scales).detach().cpu(), targets)
 
     def summary(self, outputs):
         """``mean`` and ``std`` of the mixture of the draws' Normals, and the two parts of its variance:
         ``aleatoric_std`` (the noise, ``sqrt(mean_s sigma_s^2)``) and ``epistemic_std`` (the sd of the draws' means)."""
-        from ..evaluation.metrics import predictive_std
-
         locs, sigma = self.loc_scale(outputs)
         locs = locs.double()
         sigma = torch.as_tensor(sigma).detach().to(locs.device).double().expand_as(locs)
@@ -149,9 +140,7 @@ class Regression(Likelihood):
                 "epistemic_std": locs.std(0, unbiased=False)}
 
     def in_original_units(self, metrics, target_std):
-        """:func:`~pyro_bnn.evaluation.metrics.in_original_units`."""
-        from ..evaluation.metrics import in_original_units
-
+        """:func:`~pyro_bnn.metrics.in_original_units`."""
         return in_original_units(metrics, target_std)
 
     def check_num_outputs(self, num_outputs: int) -> None:

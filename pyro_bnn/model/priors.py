@@ -14,10 +14,10 @@ Three scale rules, one per constructor argument:
 * ``fan_in=True``: ``scale / sqrt(fan_in)`` with ``fan_in = C_in * k * k``
   for a convolution and ``in_features`` for a dense layer.
 
-A new family is one small subclass that overrides :meth:`Prior.distribution`::
+A new family is one small subclass that overrides :meth:`Prior.distribution` (and, for the app, a
+``conf/prior/<name>.yaml`` naming it as ``_target_``)::
 
     class CauchyPrior(Prior):
-        family = "cauchy"
         def distribution(self, loc, scale):
             return dist.Cauchy(loc, scale)
 """
@@ -131,7 +131,6 @@ class Prior:
     :param bool fan_in: divide the scale by ``sqrt(fan_in)`` of each layer.
     """
 
-    family = "base"
 
     def __init__(
         self,
@@ -220,7 +219,6 @@ class NormalPrior(Prior):
         0: none (the type-II maximum-likelihood scale).
     """
 
-    family = "normal"
 
     def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False,
                  learn_scale: bool = False, hyperprior_alpha: float = 0.0):
@@ -244,7 +242,6 @@ class NormalPrior(Prior):
 class LaplacePrior(Prior):
     """Laplace(loc, scale) on every weight and bias (sparsity-inducing)."""
 
-    family = "laplace"
 
     def distribution(self, loc, scale):
         return dist.Laplace(loc, scale)
@@ -256,7 +253,6 @@ class StudentTPrior(Prior):
     :param float df: degrees of freedom (> 0).
     """
 
-    family = "student_t"
 
     def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False, df: float = 3.0):
         super().__init__(scale, loc, layer_scales, fan_in)
@@ -282,7 +278,6 @@ class MopedPrior(NormalPrior):
     model=model))``).
     """
 
-    family = "moped"
 
     def __init__(self, weights: Mapping[str, torch.Tensor], delta: float = 0.1, min_scale: float = 1e-3):
         super().__init__()
@@ -306,9 +301,6 @@ class MopedPrior(NormalPrior):
 
 
 #: Prior classes by family name, as used in configs.
-PRIOR_FAMILIES = {cls.family: cls for cls in (NormalPrior, LaplacePrior, StudentTPrior)}
-
-
 def normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """``(loc, scale)`` of a (possibly Independent) Normal distribution, else None."""
     while isinstance(fn, Independent):

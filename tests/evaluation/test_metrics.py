@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyro_bnn import classification_metrics, regression_metrics
-from pyro_bnn.evaluation.metrics import ood_metrics, reliability_bins, uncertainty
+from pyro_bnn.metrics import ood_metrics, reliability_bins, uncertainty
 
 PROBS = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
 TARGETS = torch.tensor([0, 1, 1, 0])

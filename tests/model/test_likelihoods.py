@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyro_bnn import Categorical, Gaussian, HeteroscedasticGaussian
-from pyro_bnn.evaluation.metrics import classification_metrics, in_original_units, regression_metrics
+from pyro_bnn.metrics import classification_metrics, in_original_units, regression_metrics
 
 
 def test_the_log_likelihood_is_the_batch_sum_scaled_to_the_whole_data():

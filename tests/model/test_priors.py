@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pyro_bnn import BayesianMLP, LaplacePrior, NormalPrior, StudentTPrior
-from pyro_bnn.model.priors import PRIOR_FAMILIES, normal_params, select_layers, site_prior
+from pyro_bnn.model.priors import normal_params, select_layers, site_prior
 
 
 def mlp(prior):
@@ -52,7 +52,3 @@ def test_normal_params_reads_a_normal_through_independent_and_nothing_else():
 def test_select_layers_takes_every_form(bayesian, expected):
     network = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 1))
     assert select_layers(network, bayesian) == expected
-
-
-def test_the_families_are_named_by_their_classes():
-    assert PRIOR_FAMILIES == {"normal": NormalPrior, "laplace": LaplacePrior, "student_t": StudentTPrior}

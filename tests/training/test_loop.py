@@ -6,8 +6,10 @@ import torch
 
 from helpers import small_mlp
 from pyro_bnn import KLWeight, MeanFieldELBO, Schedule, evaluate, fit, make_loader
-from pyro_bnn.guides import GUIDES
+from pyro_bnn.guides import auto_delta, auto_lowrank, auto_normal
 from pyro_bnn.objectives.elbo import ELBO_KL
+
+GUIDES = {"auto_normal": auto_normal, "auto_delta": auto_delta, "auto_lowrank": auto_lowrank}
 
 
 def train_small(small_digits, guide_name="auto_normal", elbo="mean_field", epochs=15, seed=0, **guide_options):

@@ -1,4 +1,5 @@
-"""The metrics of a posterior predictive: pure functions of its draws' outputs (tensors in, numbers out).
+"""The metrics of a posterior predictive: pure functions of its draws' outputs (tensors in, numbers out), below
+the model (its likelihoods score with them) and the evaluation (which runs the draws).
 
 A likelihood says which of them score it (:meth:`~pyro_bnn.model.likelihoods.Likelihood.metrics`). Calibration error
 comes from torchmetrics, AUROC from scikit-learn, each imported where it is used (``import pyro_bnn`` stays fast).
