@@ -48,7 +48,8 @@ class OutputDirCheck(Callback):
                 validate(compose(config_name="train", overrides=list(overrides)))
             except Exception as err:  # a composition error (Hydra's) or a ConfigError
                 detail = " ".join(str(err).split())[:300]
-                sys.exit(f"error: job {number} of the sweep ({' '.join(overrides)}): {detail}; nothing was run")
+                shown = " ".join(o.removeprefix("++") for o in overrides)  # as typed (main() adds ++ to option keys)
+                sys.exit(f"error: job {number} of the sweep ({shown}): {detail}; nothing was run")
 
     @staticmethod
     def _check(check: Callable[[], None]) -> None:
