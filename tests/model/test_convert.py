@@ -63,12 +63,12 @@ def test_guide_means_start_at_the_trained_weights_and_training_runs(small_digits
     guide = auto_normal(model, init_scale=1e-6, init_loc=pretrained_weights(net))
     guide(x[:8], y[:8])
     for name, value in pretrained_weights(net).items():
-        assert torch.equal(guide._get_loc_and_scale(name)[0].detach(), value), name
+        assert torch.equal(guide.loc_and_scale(name)[0].detach(), value), name
     outputs, _ = predict(model, guide, make_loader(small_digits[1], 100), num_samples=3)
     torch.testing.assert_close(outputs, net(small_digits[1].tensors[0]).detach().expand(3, -1, -1), atol=1e-3, rtol=0)
     fit(model, guide, make_loader(small_digits[0], 50, shuffle=True), Schedule(epochs=2, lr=1e-3))
     assert not torch.equal(model.net.norm.weight.detach(), torch.ones(64))  # the point-estimate parameters train too
-    assert not torch.equal(guide._get_loc_and_scale("net.out.weight")[0].detach(), pretrained_weights(net)["net.out.weight"])
+    assert not torch.equal(guide.loc_and_scale("net.out.weight")[0].detach(), pretrained_weights(net)["net.out.weight"])
 
 
 def test_a_module_without_linear_or_conv_layers_is_refused():

@@ -84,8 +84,8 @@ def test_point_estimates_train_in_the_same_step_and_the_kl_is_the_bayesian_layer
     assert all(not torch.equal(p, before[name]) for name, p in model.named_parameters())  # all trained
     x, y = data().tensors
     terms = elbo_terms(model, guide, x, y)  # closed-form KL over the Bayesian layer's weights only
-    loc, scale = (t.detach() for t in guide._get_loc_and_scale("net.fc.weight"))
-    loc_b, scale_b = (t.detach() for t in guide._get_loc_and_scale("net.fc.bias"))
+    loc, scale = (t.detach() for t in guide.loc_and_scale("net.fc.weight"))
+    loc_b, scale_b = (t.detach() for t in guide.loc_and_scale("net.fc.bias"))
     closed = sum(float((s.log().neg() + (s ** 2 + m ** 2) / 2 - 0.5).sum()) for m, s in ((loc, scale), (loc_b, scale_b)))
     assert float(terms.kl.detach()) == pytest.approx(closed, rel=1e-5)
 
@@ -129,7 +129,7 @@ def test_a_bayesian_last_layer_starts_at_a_trained_network():
     net = Blocks()
     model = to_bayesian(net, (6,), bayesian="last")
     guide = initialize_guide(auto_normal(model, init_loc=pretrained_weights(net, model=model)), *data().tensors)
-    torch.testing.assert_close(guide._get_loc_and_scale("net.fc.weight")[0].detach(), net.fc.weight.detach())
+    torch.testing.assert_close(guide.loc_and_scale("net.fc.weight")[0].detach(), net.fc.weight.detach())
     torch.testing.assert_close(model.net.features[0].weight.detach(), net.features[0].weight.detach())
 
 

@@ -48,7 +48,7 @@ def test_analytic_kl_is_the_closed_form_of_every_scalar_weight(small_digits):
     terms = elbo_terms(model, guide, x, y, kl="analytic")
     total = 0.0
     for name in terms.kl_sites:
-        q = torch.distributions.Normal(*guide._get_loc_and_scale(name))
+        q = torch.distributions.Normal(*guide.loc_and_scale(name))
         expected = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum()
         m, s = q.loc, q.scale
         formula = (torch.log(1.0 / s) + (s**2 + m**2) / 2 - 0.5).sum()
@@ -104,7 +104,7 @@ def test_a_conv_kernel_has_the_kl_of_a_dense_matrix_holding_the_same_numbers():
     loc, scale = torch.randn(4, 1, 3, 3), torch.rand(4, 1, 3, 3) + 0.1
     with torch.no_grad():
         for guide, name, shape in ((g_cnn, "net.0.weight", (4, 1, 3, 3)), (g_mlp, "net.1.weight", (4, 9))):
-            guide_loc, guide_scale = guide._get_loc_and_scale(name)
+            guide_loc, guide_scale = guide.loc_and_scale(name)
             guide_loc.unconstrained().copy_(loc.reshape(shape))
             guide_scale.unconstrained().copy_(biject_to(guide.scale_constraint).inv(scale).reshape(shape))
     conv_kl = elbo_terms(cnn, g_cnn, x_img, y).kl_sites["net.0.weight"]

@@ -51,7 +51,7 @@ def test_every_output_has_the_marginal_of_a_shared_weight_draw(layer, x, op, han
     guide = auto_normal(model, init_scale=0.5)
     y = torch.zeros(len(x), dtype=torch.long)
     initialize_guide(guide, x, y)
-    (m, s), (mb, sb) = (tuple(t.detach() for t in guide._get_loc_and_scale(f"net.0.{p}")) for p in ("weight", "bias"))
+    (m, s), (mb, sb) = (tuple(t.detach() for t in guide.loc_and_scale(f"net.0.{p}")) for p in ("weight", "bias"))
     mean, variance = op(x, m, mb).flatten(1), op(x * x, s * s, sb * sb).flatten(1)
     # replicas of an example in one batch get their own noise; Flipout's replicas share one weight draw
     # (uncorrelated, not independent), as do a conv's under the dense variant, so those need many draws, and

@@ -38,6 +38,11 @@ def test_steps_are_checked_every_check_every_steps_and_a_falling_loss_never_fail
     monitor = LossMonitor(check_every=3)
     for step in range(2):
         monitor.add(0, step, record(100.0 / (step + 1)), torch.zeros(1))
-    assert len(monitor._pending) == 2 and monitor.first is None
+    assert monitor.first is None  # nothing read from the device yet
     monitor.add(0, 2, record(1.0), torch.zeros(1))
-    assert monitor._pending == [] and monitor.first["loss"] == 100.0
+    assert monitor.first["loss"] == 100.0  # the third step checked the three
+    monitor.add(0, 3, record(math.nan), torch.zeros(1))  # kept, not checked: no error yet
+    monitor.add(0, 4, record(1.0), torch.zeros(1))
+    with pytest.raises(FloatingPointError, match="epoch 1, step 4"):
+        monitor.add(0, 5, record(1.0), torch.zeros(1))
+    monitor.check()  # the steps checked are forgotten: nothing left to fail

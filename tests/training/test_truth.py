@@ -28,8 +28,8 @@ def test_mean_field_guide_converges_to_the_exact_mean_and_the_mean_field_varianc
     fit(model, guide, make_loader(TensorDataset(x, y), N), Schedule(epochs=1500, lr=0.02, lr_schedule="cosine"),
         MeanFieldELBO(num_particles=2, kl="analytic"))
 
-    loc_w, scale_w = guide._get_loc_and_scale("net.1.weight")
-    loc_b, scale_b = guide._get_loc_and_scale("net.1.bias")
+    loc_w, scale_w = guide.loc_and_scale("net.1.weight")
+    loc_b, scale_b = guide.loc_and_scale("net.1.bias")
     fitted_mean = torch.cat([loc_w.flatten(), loc_b.flatten()]).detach().double()
     fitted_std = torch.cat([scale_w.flatten(), scale_b.flatten()]).detach().double()
     # means within 10% of a posterior standard deviation; standard deviations within 5%
