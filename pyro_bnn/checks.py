@@ -39,6 +39,9 @@ INDEX_LAYERS = (nn.Embedding, nn.EmbeddingBag)
 
 def check_loader(loader: Iterable, argument: str = "loader") -> int:
     """The number of batches of ``loader``; an error unless it can be iterated once per epoch."""
+    if isinstance(loader, torch.utils.data.Dataset) and not isinstance(loader, torch.utils.data.DataLoader):
+        raise TypeError(f"{argument} is a {type(loader).__name__}, a dataset of single examples, not of batches: "
+                        "pass pyro_bnn.make_loader(dataset, batch_size)")
     if isinstance(loader, Iterator):  # (not iter(loader): a DataLoader's iterator draws a seed from torch's RNG)
         raise TypeError(f"{argument} is an iterator ({type(loader).__name__}), which is spent after one pass: "
                         "pass a DataLoader (pyro_bnn.make_loader) or a list of (x, y) batches")
@@ -56,12 +59,16 @@ def check_loader(loader: Iterable, argument: str = "loader") -> int:
 def first_batch(loader: Iterable, argument: str = "loader") -> Tuple[torch.Tensor, torch.Tensor]:
     """The first ``(x, y)`` of ``loader``, with an error naming ``argument`` if it is not such a pair."""
     for batch in loader:
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2
-                and all(isinstance(t, torch.Tensor) for t in batch)):
-            raise TypeError(f"{argument} must yield pairs (x, y) of tensors, got {_describe(batch)}: "
-                            "wrap your tensors in a TensorDataset")
-        return batch[0], batch[1]
+        return check_pair(batch, argument)
     raise ValueError(f"{argument} yields no batches: its dataset is empty; pass a loader over at least one example")
+
+
+def check_pair(batch, argument: str = "loader") -> Tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` as ``(x, y)``, if it is a pair of tensors (else the error names what it is)."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, torch.Tensor) for t in batch)):
+        raise TypeError(f"{argument} must yield pairs (x, y) of tensors, got {_describe(batch)}: "
+                        "wrap your tensors in a TensorDataset")
+    return batch[0], batch[1]
 
 
 def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, argument: str = "loader") -> None:
@@ -137,10 +144,16 @@ def check_count(value, argument: str, minimum: int = 1, maximum: Optional[int] =
     return int(value)
 
 
-def check_positive(value, argument: str) -> float:
-    """``value`` as a float, if it is a finite number > 0."""
+def check_positive(value, argument: str, what: str = "") -> float:
+    """``value`` as a float, if it is a finite number > 0 (a one-element tensor too); ``what``: the value's meaning,
+    said in the error."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        value = value.item()
+    meaning = f" ({what})" if what else ""
+    if isinstance(value, str):
+        raise ArgumentError(argument, value, f"pass a number, not a string{meaning}")
     if isinstance(value, bool) or not isinstance(value, Real) or not (math.isfinite(value) and value > 0):
-        raise ArgumentError(argument, value, "use a finite number > 0")
+        raise ArgumentError(argument, value, f"use a finite number > 0{meaning}")
     return float(value)
 
 

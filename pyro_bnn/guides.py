@@ -96,7 +96,8 @@ def _from_values(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Callab
         if value.shape != shape:
             raise ValueError(f"init_loc: the value for {site['name']} has shape {tuple(value.shape)}, "
                              f"the site has {tuple(shape)}: pass weights of the same network")
-        return value.to(site["fn"].sample().device).clone()
+        like = site["fn"].sample()
+        return value.to(device=like.device, dtype=like.dtype).clone()  # a float64 copy of float32 weights too
 
     return init_loc_fn
 

@@ -23,7 +23,7 @@ CLI = [
      "guide.rank=3: the guide pyro_bnn.guides.auto_normal does not take it (its keys: init_scale, init_loc); "
      "guide=auto_lowrank takes it; leave guide.rank unset"),
     ("pyro_bnn.train", "prior.scal=1", "prior.scal=1: the prior pyro_bnn.model.priors.NormalPrior does not take it"),
-    ("pyro_bnn.train", "prior.scale=big", "prior.scale=big is not allowed: use a finite number > 0"),
+    ("pyro_bnn.train", "prior.scale=big", "prior.scale=big is not allowed: pass a number, not a string"),
     ("pyro_bnn.train", "inference.kl_warmup_fraction=0.8",
      "kl_warmup_fraction=0.8 is not allowed: use a share of the run's epochs"),
     ("pyro_bnn.train", "inference.kl_warmup_epochs=5 inference.kl_warmup_fraction=0.3",
@@ -44,6 +44,23 @@ CLI = [
      "inference.num_particles=100000 is not allowed: use an integer from 1 to 1000"),
     ("pyro_bnn.train", "resume=true hydra.run.dir={run}", "that run finished (metrics.json is there)"),
     ("pyro_bnn.train", "data=uci model=mlp data.root={tmp}", "no UCI data set 'yacht' under"),
+    ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=tox",
+     "the data sets there are ['fifty', 'leak', 'one_row', 'overlap', 'toy', 'zero_splits']; set data.name to one of"),
+    ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=leak",
+     "index_features.txt lists the target column 3 (index_target.txt) among the inputs: the model would read the answer"),
+    ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=overlap",
+     "and index_train_0.txt share 2 rows (e.g."),
+    ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=zero_splits",
+     "n_splits.txt holds 0: it counts splits, at least 1"),
+    ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=one_row",
+     "UCI one_row split 0: 1 training row(s); the inputs and target are standardised by the training split, which needs"),
+    ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=fifty", "n_hidden.txt line 1 is not numeric ('fifty')"),
+    ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=toy data.split=3",
+     "data.split=3: UCI data set 'toy' has splits 0 .. 2 (an integer index)"),
+    ("pyro_bnn.train", "inference.min_epochs=3", "inference.min_epochs=3 is the fewest epochs of a run scaled by "
+     "inference.steps, and steps=0"),
+    ("pyro_bnn.train", "inference.kl_warmup_epochs=5 inference.epochs=4",
+     "inference.kl_warmup_epochs=5 is not allowed: a warm-up longer than the run's 4 epochs never reaches the KL weight"),
     ("pyro_bnn.train", "data=uci model=mlp data.validation=1", "data.validation=1.0 is not allowed: use a share in [0, 1)"),
     ("pyro_bnn.train", "likelihood=heteroscedastic",
      "likelihood: pyro_bnn.model.likelihoods.HeteroscedasticGaussian is a regression likelihood and the data are "
@@ -108,6 +125,19 @@ CLI = [
 
 #: (case, message)
 LIBRARY = [
+    ("MopedPrior(a NaN weight)", "MopedPrior: the trained weights of ['net.1.weight'] hold NaN or inf values"),
+    ("MopedPrior([1, 2])", "weights='list': pass a mapping {site: trained tensor}"),
+    ("evaluate(numpy batches)", "the evaluation data must yield pairs (x, y) of tensors, got a tuple of 2 (ndarray, ndarray)"),
+    ("evaluate(dict batches)", "the evaluation data must yield pairs (x, y) of tensors, got a dict"),
+    ("evaluate((x, y, y) batches)", "the evaluation data must yield pairs (x, y) of tensors, got a tuple of 3"),
+    ("evaluate(float64 inputs)", "the inputs x of the evaluation data have dtype torch.float64"),
+    ("BayesianMLP(bayesian=lambda name: True)", "a predicate takes two arguments, (name, module) -> bool"),
+    ("HeteroscedasticGaussian('0.01')", "min_scale='0.01': pass a number, not a string"),
+    ("fit(a TensorDataset, not a loader)", "loader is a TensorDataset, a dataset of single examples, not of batches: pass "
+     "pyro_bnn.make_loader(dataset, batch_size)"),
+    ("make_loader(numpy arrays)", "dataset is a tuple, not a torch Dataset: pass TensorDataset("),
+    ("fit(a NaN target in batch 2)", "the targets y of the batch at epoch 1, step 2 hold NaN or inf values"),
+    ("load_data('uci', split='1')", "data.split='1': UCI data set 'toy' has splits 0 .. 2 (an integer index)"),
     ("MeanFieldELBO(num_particles=0)", "num_particles=0: use an integer >= 1"),
     ("Schedule(kl_weight='0.5')", "kl_weight='0.5': pass a number (the KL weight of every step) or a KLWeight"),
     ("fit(empty loader)", "loader yields no batches: its dataset is empty"),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyro
 import torch
 from hydra import compose, initialize_config_dir
@@ -130,3 +131,25 @@ def fake_job(sweep: Path, job: int, overrides, rmse, ll):
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     metrics = {"test": {"rmse": rmse, "log_likelihood": ll}, "train": {"nll": 1.0, "kl": 2.0}, "time_s": 3.0}
     (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def write_uci(root: Path, name="toy", rows=60, splits=3, seed=0, constant_column=False) -> np.ndarray:
+    """A data set in the benchmark's layout: 3 inputs and a target ``10 + 5 * (x0 - x1) + noise`` in column 3."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 3)) * [1.0, 2.0, 0.5] + [0.0, 3.0, -1.0]
+    if constant_column:
+        x[:, 2] = 7.0
+    y = 10 + 5 * (x[:, 0] - x[:, 1]) + 0.5 * rng.normal(size=rows)
+    table = np.column_stack([x[:, :2], x[:, 2], y])
+    folder = root / name / "data"
+    folder.mkdir(parents=True)
+    np.savetxt(folder / "data.txt", table)
+    np.savetxt(folder / "index_features.txt", [0, 1, 2], fmt="%d")
+    np.savetxt(folder / "index_target.txt", [3], fmt="%d")
+    (folder / "n_splits.txt").write_text(f"{splits}\n")
+    (folder / "n_hidden.txt").write_text("8\n")
+    for i in range(splits):
+        order = np.random.default_rng(100 + i).permutation(rows)
+        np.savetxt(folder / f"index_train_{i}.txt", order[: int(0.8 * rows)], fmt="%d")
+        np.savetxt(folder / f"index_test_{i}.txt", order[int(0.8 * rows):], fmt="%d")
+    return table

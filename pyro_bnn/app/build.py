@@ -235,13 +235,14 @@ def training_schedule(inference: DictConfig, num_train: int, batch_size: int) ->
     the fewest epochs of ``ceil(num_train / batch_size)`` steps each that make at least ``steps`` steps, and at least
     ``inference.min_epochs`` (training scaled to the data), at ``inference.lr``. The size rule: a training split of more
     than ``inference.large_data.above`` examples (where that is > 0) trains ``large_data.steps`` steps of
-    ``large_data.batch_size`` examples at ``large_data.lr`` instead (each where > 0)."""
+    ``large_data.batch_size`` examples at ``large_data.lr`` instead (each where > 0). The batch size is the one the
+    loader gives: at most ``num_train``."""
     rule = inference.large_data
     large = bool(rule.above) and num_train > rule.above
     steps = rule.steps if large and rule.steps else inference.steps
     lr = rule.lr if large and rule.lr else inference.lr
     rule_batch = rule.get("batch_size", 0)  # 0 in runs saved before the rule had a batch size
-    batch_size = int(rule_batch if large and rule_batch else batch_size)
+    batch_size = min(int(rule_batch if large and rule_batch else batch_size), num_train)  # the batches it gets
     per_epoch = math.ceil(num_train / batch_size)
     epochs = int(inference.epochs) if not steps else max(1, inference.min_epochs, math.ceil(steps / per_epoch))
     return RunSchedule(epochs, per_epoch, float(lr), large, batch_size)

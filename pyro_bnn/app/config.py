@@ -16,15 +16,17 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from ..checks import ArgumentError
 from ..data.ood import OOD_SETS
 from ..data.registry import DATASETS
-from ..data.uci import uci_hidden_units
+from ..data.uci import check_split, uci_hidden_units
 from ..evaluation.predictive import MAX_SAMPLES, check_num_samples
 from ..guides import check_guide_options
 from ..model.likelihoods import Categorical, Regression
@@ -264,6 +266,10 @@ def _unknown_keys(cfg: DictConfig, schema, prefix: str = "") -> List[Tuple[str, 
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first key or value of ``cfg`` that makes no sense."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)  # every interpolation once (a UCI data set's n_hidden.txt)
+    except InterpolationResolutionError as err:  # OmegaConf's text: "<Error> raised while resolving ...: <message>"
+        raise ConfigError(str(err).splitlines()[0].split("raised while resolving interpolation: ")[-1]) from None
     for key, known in _unknown_keys(cfg, TrainConfig):
         close = difflib.get_close_matches(key, known, n=1)
         raise ConfigError(f"+{key} is not a key of the config: "
@@ -283,7 +289,9 @@ def _check_with_the_library(cfg: DictConfig) -> None:
     inference, model, guide = cfg.inference, cfg.model, cfg.guide
     with library_errors(cfg, "inference"):
         build_objective(inference)
-        Schedule(inference.epochs, inference.lr, inference.lr_schedule, build_kl_weight(inference))
+        if not inference.steps:  # with steps, the epochs (and the warm-up's check) wait for the data's size
+            Schedule(inference.epochs, inference.lr, inference.lr_schedule, build_kl_weight(inference))
+        build_kl_weight(inference)
     with library_errors(cfg, "prior"):
         build_prior(cfg.prior)
     with library_errors(cfg, "model"):
@@ -300,6 +308,13 @@ def _check_with_the_library(cfg: DictConfig) -> None:
 
 def _check_combinations(cfg: DictConfig) -> None:
     """Values fine alone that make no sense together."""
+    if cfg.data.loader == "uci" and (Path(cfg.data.root) / cfg.data.name / "data").is_dir():
+        with library_errors(cfg, "data"):  # a sweep over data.split is refused before its first job
+            check_split(cfg.data.name, cfg.data.split, cfg.data.root)
+    if cfg.inference.min_epochs and not cfg.inference.steps:
+        raise ConfigError(f"inference.min_epochs={cfg.inference.min_epochs} is the fewest epochs of a run scaled by "
+                          f"inference.steps, and steps=0 (the run trains inference.epochs={cfg.inference.epochs}): set "
+                          "inference.steps > 0, or leave inference.min_epochs 0")
     widest = max([cfg.prior.scale, *layer_scales(cfg.prior.get("layer_scales")).values()])
     if "init_scale" in cfg.guide and cfg.guide.init_scale > widest:
         raise ConfigError(f"guide.init_scale={cfg.guide.init_scale} is wider than the prior (prior.scale={widest}): "

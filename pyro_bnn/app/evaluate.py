@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 import hydra
 import pyro
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.loaders import make_loader
@@ -30,10 +31,13 @@ from .run_dir import write_json
 
 
 def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: int = None, device: str = "cpu") -> Dict:
-    """Metrics of the posterior saved in ``run_dir`` on the test split of ``dataset`` (default: the run's)."""
+    """Metrics of the posterior saved in ``run_dir`` on the test split of ``dataset`` (default: the run's), on the
+    run's own torch threads (its ``threads``: one by default, as it trained; 0: torch's default)."""
     validate_device(device)
     run_dir = Path(run_dir)
     model, guide, cfg, spec = posterior_from_file(run_dir / "posterior.pt", device)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     name = dataset or spec["name"]
     own = name == spec["name"]
     if not own and name not in DATASETS:

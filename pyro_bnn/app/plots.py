@@ -6,16 +6,25 @@ import math
 import textwrap
 from typing import Any, Dict, List, Optional, Sequence
 
-import matplotlib
 import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from ..io.files import replacing
 
-from ..io.files import replacing  # noqa: E402
+
+def _subplots(*args, **kwargs):
+    """pyplot's ``subplots`` on the Agg backend (no display needed); matplotlib is imported at a run's first figure,
+    not when a command starts (``--help`` and a refused config answer without it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
 
 
 def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
     try:
         with replacing(path) as tmp:
             fig.savefig(tmp, dpi=100)
@@ -36,7 +45,7 @@ def _set_yscale(ax, values) -> None:
 def plot_elbo_terms(history: List[Dict[str, float]], path, title: str = "") -> None:
     """-ELBO, NLL and KL over epochs (left), and the KL of each layer (right); whole-data units."""
     epochs = [r["epoch"] for r in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for key, style, width in (("nll", "C0-", 1.5), ("kl", "C3-", 1.5), ("loss", "k--", 2.0)):  # -ELBO on top
         left.plot(epochs, [r[key] for r in history], style, lw=width,
                   label={"loss": "-ELBO = NLL + KL"}.get(key, key.upper()))
@@ -63,7 +72,7 @@ def plot_reliability(bins: Dict[str, torch.Tensor], ece: float, path, title: str
     """
     edges = bins["edges"].numpy()
     width = edges[1] - edges[0]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, height_ratios=[3, 1], constrained_layout=True)
+    fig, (top, bottom) = _subplots(2, 1, figsize=(5, 6), sharex=True, height_ratios=[3, 1], constrained_layout=True)
     filled = bins["count"] > 0
     top.bar(edges[:-1][filled], bins["accuracy"][filled].numpy(), width=width, align="edge", color="C0",
             edgecolor="k", label="accuracy")
@@ -84,7 +93,7 @@ def plot_reliability(bins: Dict[str, torch.Tensor], ece: float, path, title: str
 def plot_uncertainty_in_out(u_in: Dict[str, torch.Tensor], u_out: Dict[str, torch.Tensor], aurocs: Dict[str, float],
                             path, names=("in distribution", "out of distribution"), title: str = "") -> None:
     """Histograms of predictive entropy and mutual information on in- and out-of-distribution inputs."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig, axes = _subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for ax, key, label in zip(axes, ("entropy", "mutual_information"), ("predictive entropy", "mutual information")):
         values = torch.cat([u_in[key], u_out[key]])
         bins = torch.linspace(0, float(values.max()) + 1e-9, 41).numpy()
@@ -105,7 +114,7 @@ def plot_regression_bands(curves: Dict[str, Dict[str, torch.Tensor]], x_train: t
     :param curves: ``{label: {"x", "mean", "std"}}`` (e.g. ``{"SVI": ..., "NUTS": ...}``).
     :param gap: an input interval without training data, shaded.
     """
-    fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
+    fig, ax = _subplots(figsize=(10, 4.5), constrained_layout=True)
     if gap is not None:
         ax.axvspan(*gap, color="0.92", label="no training data")
     for i, (label, c) in enumerate(curves.items()):
@@ -123,7 +132,7 @@ def plot_test_predictions(mean: torch.Tensor, aleatoric: torch.Tensor, epistemic
     """Tabular regression: each test example's predictive mean +- 2 sd against its target (left; the sd's noise and
     weight parts as two bars), and the targets' z-scores under the predictive against N(0, 1) (right)."""
     total = (aleatoric ** 2 + epistemic ** 2).sqrt()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     left.errorbar(targets, mean, yerr=2 * total, fmt="none", ecolor="C0", alpha=0.35, label="+- 2 sd (total)")
     left.errorbar(targets, mean, yerr=2 * epistemic, fmt="o", ms=2, color="C3", ecolor="C3", alpha=0.6,
                   label="+- 2 sd (weights: epistemic)")
@@ -144,7 +153,7 @@ def plot_test_predictions(mean: torch.Tensor, aleatoric: torch.Tensor, epistemic
 def plot_entropy_comparison(entropies: Dict[str, torch.Tensor], path, title: str = "") -> None:
     """Per-example predictive entropy of two posteriors on the same inputs, against each other."""
     (name_a, a), (name_b, b) = entropies.items()
-    fig, ax = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    fig, ax = _subplots(figsize=(5, 5), constrained_layout=True)
     top = float(torch.cat([a, b]).max()) * 1.05 + 1e-9
     ax.plot(a.numpy(), b.numpy(), ".", alpha=0.6)
     ax.plot([0, top], [0, top], "k--", lw=1)
@@ -160,7 +169,7 @@ def plot_posterior_health(health: Dict[str, Dict[str, Optional[float]]], path, t
     """
     names = list(health)
     positions = range(len(names))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+    fig, axes = _subplots(1, 3, figsize=(13, 4), constrained_layout=True)
     panels = [("sd_ratio", "mean sd / init_scale", "log", "has it moved? (1 = still at init)"),
               ("snr", "median |mu| / sigma", "log", "signal to noise"),
               ("at_prior", "share of weights", "linear", "fallen back to the prior")]
@@ -198,7 +207,7 @@ def plot_sweep(rows: List[Dict[str, Any]], key: str, path, group_keys: Sequence[
     groups: Dict[str, List[Dict[str, Any]]] = {}
     for r in done:
         groups.setdefault(", ".join(f"{k}={r.get(k, '')}" for k in group_keys), []).append(r)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), constrained_layout=True)
+    fig, axes = _subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), constrained_layout=True)
     for ax, metric in zip(axes, panels):
         for label, members in groups.items():
             pairs = sorted(((_as_number(r[key]) if numeric else str(r[key])), r.get(metric, math.nan))

@@ -45,7 +45,7 @@ from .run_dir import STATUS_FILE, write_csv, write_text
 RESULT_COLUMNS = ["train_nll", "train_kl", "time_s", "world_size", "device", "threads", "posterior_warning"]
 #: What a row shows of a run's ``environment`` (metrics.json): how many processes, where, on how many threads.
 ENVIRONMENT_COLUMNS = ("world_size", "device", "threads")
-STATUSES = ("ok", "failed", "interrupted", "incomplete", "not started")
+STATUSES = ("ok", "failed", "interrupted", "incomplete", "unreadable", "not started")
 METRIC_COLUMNS = [*Categorical.metric_names, *Categorical.ood_metric_names, *Regression.metric_names]
 #: Keys whose values make replicates of one experiment (what papers average over and report with a standard error).
 REPLICATE_KEYS = ("data.split", "data.split_seed", "seed")
@@ -100,26 +100,52 @@ def planned_jobs(sweep_dir: Path) -> List[Dict[str, str]]:
     return [_override_columns(job) for job in sweep_job_overrides(hydra_cfg)]
 
 
+#: What a job's files can fail with when read (half-written, random bytes, another format): the job's row says so.
+_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, OSError, yaml.YAMLError)
+
+
 def job_row(run_dir: Path) -> Dict[str, Any]:
-    """The summary row of one run dir."""
-    row: Dict[str, Any] = {"job": run_dir.name, **_overrides(run_dir)}
+    """The summary row of one run dir; a job whose files cannot be read is a row with status ``unreadable`` and the
+    reason (the other jobs are summarised all the same)."""
+    try:
+        overrides = _overrides(run_dir)
+    except _UNREADABLE as err:
+        return {"job": run_dir.name, "status": "unreadable", "error": f".hydra/overrides.yaml: {_reason(err)}"}
+    row: Dict[str, Any] = {"job": run_dir.name, **overrides}
     metrics_file, status_file = run_dir / "metrics.json", run_dir / STATUS_FILE
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
-        row["status"] = "ok"
-        row.update({k: metrics["test"][k] for k in METRIC_COLUMNS if k in metrics["test"]})
-        row.update({"train_nll": metrics["train"]["nll"], "train_kl": metrics["train"]["kl"],
-                    "time_s": metrics["time_s"]})
-        row.update({k: metrics["environment"][k] for k in ENVIRONMENT_COLUMNS if k in metrics.get("environment", {})})
-        warnings = health_warnings(metrics["posterior_health"]) if "posterior_health" in metrics else []
-        if warnings:
-            row["posterior_warning"] = "; ".join(w.split(":")[0] for w in warnings)
-    elif status_file.is_file():
-        status = json.loads(status_file.read_text())
-        row.update({"status": status["status"], "error": status.get("error", "")})
-    else:
-        row["status"] = "incomplete"
+    try:
+        if metrics_file.is_file():
+            row.update(_metrics_columns(json.loads(metrics_file.read_text())), status="ok")
+        elif status_file.is_file():
+            status = json.loads(status_file.read_text())
+            row.update({"status": status["status"], "error": status.get("error", "")})
+        else:
+            row["status"] = "incomplete"
+    except _UNREADABLE as err:
+        file = metrics_file if metrics_file.is_file() else status_file
+        row = {"job": run_dir.name, **overrides, "status": "unreadable", "error": f"{file.name}: {_reason(err)}"}
     return row
+
+
+def _metrics_columns(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """A finished job's columns from its ``metrics.json``."""
+    row = {k: metrics["test"][k] for k in METRIC_COLUMNS if k in metrics["test"]}
+    row.update({"train_nll": metrics["train"]["nll"], "train_kl": metrics["train"]["kl"], "time_s": metrics["time_s"]})
+    row.update({k: metrics["environment"][k] for k in ENVIRONMENT_COLUMNS if k in metrics.get("environment", {})})
+    warnings = health_warnings(metrics["posterior_health"]) if "posterior_health" in metrics else []
+    if warnings:
+        row["posterior_warning"] = "; ".join(w.split(":")[0] for w in warnings)
+    return row
+
+
+def _reason(err: Exception) -> str:
+    text = " ".join(str(err).split())[:120]
+    return f"{type(err).__name__}: {text}" if not isinstance(err, KeyError) else f"no {text} in it"
+
+
+def _override_keys(row: Dict[str, Any]) -> List[str]:
+    """The override keys of a summary row (the rest are its job, status, error and results)."""
+    return [k for k in row if k not in ("job", "status", "error", *METRIC_COLUMNS, *RESULT_COLUMNS)]
 
 
 def _columns(rows: List[Dict[str, Any]], override_keys: List[str]) -> List[str]:
@@ -194,16 +220,24 @@ def summarize(sweep_dir) -> List[Dict[str, Any]]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep dir at {sweep_dir}: pass the directory a -m run printed")
+    dirs = job_dirs(sweep_dir)
+    if dirs and not (sweep_dir / "multirun.yaml").is_file() and not any(d.name.isdigit() for d in dirs):
+        raise FileNotFoundError(f"{sweep_dir} is not a sweep's dir (no multirun.yaml, no numbered job dirs): its runs "
+                                f"({', '.join(d.name for d in dirs[:3])}, ...) are single runs; pass the dir a -m run "
+                                "printed (outputs/multirun/<date>/<time>)")
     with _locked(sweep_dir):
-        rows = [job_row(d) for d in job_dirs(sweep_dir)]
+        rows = [job_row(d) for d in dirs]
+        if any(_override_keys(r) for r in rows):  # the jobs of a grid have overrides: one without is not of it
+            for row in rows:
+                if row["status"] != "unreadable" and not _override_keys(row):
+                    row.update(status="unreadable", error=".hydra/overrides.yaml is empty: not a job of this grid")
         started = {r["job"] for r in rows}
         rows += [{"job": str(i), **overrides, "status": "not started"}
                  for i, overrides in enumerate(planned_jobs(sweep_dir)) if str(i) not in started]
         rows.sort(key=lambda r: _job_order(r["job"]))
         if not rows:
             raise FileNotFoundError(f"{sweep_dir} holds no job dirs (no */.hydra/overrides.yaml)")
-        override_keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("job", "status", "error",
-                                                                                   *METRIC_COLUMNS, *RESULT_COLUMNS)))
+        override_keys = list(dict.fromkeys(k for r in rows for k in _override_keys(r)))
         columns = _columns(rows, override_keys)
         markdown = _markdown(rows, columns)
         if any(k in REPLICATE_KEYS for k in override_keys):
@@ -235,7 +269,10 @@ class SweepSummary(Callback):
             summarize(Path(HydraConfig.get().runtime.output_dir).parent)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        summarize(config.hydra.sweep.dir)
+        rows = summarize(config.hydra.sweep.dir)
+        counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(r["status"] == s for r in rows)))
+        print(f"sweep done ({counts}): {Path(config.hydra.sweep.dir) / 'summary.md'} (and summary.csv, the plots, one "
+              "dir per job beside them)")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -124,6 +124,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
     (output_dir / STATUS_FILE).unlink(missing_ok=True)  # an interrupted run, resumed: it has finished now
     _log_summary(metrics, plan.kl_weight)
+    log.info("run files: %s (metrics.json, history.csv, posterior.pt, the figures, train.log)", output_dir.resolve())
     return metrics
 
 
@@ -150,6 +151,12 @@ def _build(cfg: DictConfig, data: DataSplits, ood) -> Tuple[nn.Module, nn.Module
              data.name, len(data.train), len(data.test), f", OOD {cfg.data.ood} {len(ood)}" if ood is not None else "",
              option_name(cfg.model), type(model.likelihood).__name__, model.prior, option_name(cfg.guide),
              cfg.inference.elbo)
+    floor = getattr(model.likelihood, "min_scale", None)
+    spread = float(data.train.tensors[1].float().std()) if floor is not None and data.num_train > 1 else None
+    if spread is not None and floor > spread:
+        units = "of the standardised targets (sd 1)" if data.target_std != 1.0 else "of the targets"
+        log.warning("likelihood.min_scale=%g is in the units %s and above their sd on the training split (%.3g): "
+                    "the noise sd can never fall below it", floor, units, spread)
     return model, guide
 
 
@@ -163,8 +170,14 @@ class RunPlan(NamedTuple):
 
 
 def _plan(cfg: DictConfig, data: DataSplits) -> RunPlan:
-    schedule = training_schedule(cfg.inference, data.num_train, cfg.data.batch_size)
-    kl_weight = build_kl_weight(cfg.inference).over(schedule.epochs)
+    """The run's schedule for its data (the KL warm-up checked against its epochs, before any training)."""
+    inference = cfg.inference
+    schedule = training_schedule(inference, data.num_train, cfg.data.batch_size)
+    with library_errors(cfg, "inference"):
+        kl_weight = Schedule(schedule.epochs, schedule.lr, inference.lr_schedule, build_kl_weight(inference)).kl_weight
+    if inference.steps:
+        log.info("inference.steps=%d: %d epochs of %d steps (inference.epochs=%d is not used)", inference.steps,
+                 schedule.epochs, schedule.steps_per_epoch, inference.epochs)
     if schedule.large_data:
         log.info("size rule: %d training examples > inference.large_data.above=%d: %d epochs of %d steps of %d "
                  "examples at lr %g", data.num_train, cfg.inference.large_data.above, schedule.epochs,

@@ -7,7 +7,7 @@ from numbers import Integral
 from typing import Optional, Tuple
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, TensorDataset
 
 from ..checks import ArgumentError, check_count
 
@@ -49,6 +49,9 @@ def make_loader(dataset: TensorDataset, batch_size: int, shuffle: bool = False, 
     With ``world_size`` K > 1 (data-parallel training, :mod:`pyro_bnn.training.distributed`) it yields the part ``rank``
     of each of those batches, cut into K contiguous near-equal parts: over the ranks, the same minibatches.
     """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset is a {type(dataset).__name__}, not a torch Dataset: pass "
+                        "TensorDataset(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y))")
     batch_size, world_size = check_count(batch_size, "batch_size"), check_count(world_size, "world_size")
     if isinstance(rank, bool) or not (isinstance(rank, Integral) and 0 <= rank < world_size):
         raise ArgumentError("rank", rank, fix=f"use 0 .. world_size - 1 = {world_size - 1}")

@@ -44,17 +44,29 @@ def _read_numbers(path: Path, integers: bool = False) -> torch.Tensor:
 
 
 def _read_count(path: Path) -> int:
-    """The one whole number a file of the UCI layout holds (``n_splits.txt``, ``n_hidden.txt``)."""
-    return int(_read_numbers(path, integers=True).reshape(-1)[0])
+    """The one whole number >= 1 a file of the UCI layout holds (``n_splits.txt``, ``n_hidden.txt``)."""
+    count = int(_read_numbers(path, integers=True).reshape(-1)[0])
+    if count < 1:
+        raise ValueError(f"{path} holds {count}: it counts {'splits' if path.name == 'n_splits.txt' else 'hidden units'}"
+                         ", at least 1 (fix the file, or fetch the data set again with data.download=true)")
+    return count
 
 
 def download_uci(name: str, root: str) -> Path:
-    """Fetch the files of UCI data set ``name`` (all its splits) from :data:`UCI_URL` into ``root/<name>/data``."""
+    """Fetch the files of UCI data set ``name`` (all its splits) from :data:`UCI_URL` into ``root/<name>/data``; a
+    download that fails leaves no folder it made behind (the next run then says the data set is missing, not which
+    file)."""
+    import shutil
     from urllib.error import URLError
     from urllib.request import urlopen
 
     folder = Path(root) / name / "data"
-    folder.mkdir(parents=True, exist_ok=True)
+    made = next((p for p in (Path(root), Path(root) / name, folder) if not p.exists()), None)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FileNotFoundError(f"UCI data set {name!r} cannot be downloaded into {folder} ({type(err).__name__}: "
+                                f"{err.strerror or err}): set data.root to a folder you can write") from None
 
     def fetch(file: str) -> None:
         target = folder / file
@@ -72,11 +84,16 @@ def download_uci(name: str, root: str) -> Path:
         partial.write_bytes(content)
         partial.replace(target)
 
-    for file in UCI_FILES:
-        fetch(file)
-    for i in range(_read_count(folder / "n_splits.txt")):
-        fetch(f"index_train_{i}.txt")
-        fetch(f"index_test_{i}.txt")
+    try:
+        for file in UCI_FILES:
+            fetch(file)
+        for i in range(_read_count(folder / "n_splits.txt")):
+            fetch(f"index_train_{i}.txt")
+            fetch(f"index_test_{i}.txt")
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     return folder
 
 
@@ -98,6 +115,39 @@ def uci_hidden_units(name: str, root: str = "data") -> int:
     return _read_count(path) if path.is_file() else UCI_HIDDEN
 
 
+def uci_names(root: str = "data") -> list:
+    """The data sets in the UCI layout under ``root`` (folders holding ``data/``), sorted."""
+    base = Path(root)
+    return sorted(p.name for p in base.iterdir() if (p / "data").is_dir()) if base.is_dir() else []
+
+
+def check_split(name: str, split, root: str = "data") -> None:
+    """Refuse ``split`` unless it is an index of UCI data set ``name``'s splits (its ``n_splits.txt``)."""
+    num_splits = _read_count(Path(root) / name / "data" / "n_splits.txt")
+    if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split < num_splits:
+        raise ValueError(f"data.split={split!r}: UCI data set {name!r} has splits 0 .. {num_splits - 1} "
+                         "(an integer index)")
+
+
+def _check_indices(folder: Path, split: int, features, target, train, test) -> None:
+    """Refuse index files that would leak the answer (the target among the inputs, test rows in the training split);
+    warn on training rows listed twice."""
+    import logging
+
+    if bool((features == target[0]).any()):
+        raise ValueError(f"{folder / 'index_features.txt'} lists the target column {int(target[0])} "
+                         "(index_target.txt) among the inputs: the model would read the answer; remove it")
+    shared = sorted(set(train.tolist()) & set(test.tolist()))
+    if shared:
+        raise ValueError(f"{folder / f'index_test_{split}.txt'} and index_train_{split}.txt share {len(shared)} rows "
+                         f"(e.g. {shared[:5]}): the test split would score examples the model trained on; fix the "
+                         "index files")
+    repeated = len(train) - len(set(train.tolist()))
+    if repeated:
+        logging.getLogger(__name__).warning("%s lists %d training row(s) more than once: they count more than once "
+                                            "in the ELBO", folder / f"index_train_{split}.txt", repeated)
+
+
 def load_uci(name: str, split: int = 0, root: str = "data", download: bool = False, validation: float = 0.0) -> DataSplits:
     """Split ``split`` of the UCI regression data set ``name`` in the benchmark's layout under ``root``
     (``<root>/<name>/data/data.txt``, ``index_features.txt``, ``index_target.txt``, ``index_train_<i>.txt``,
@@ -113,11 +163,12 @@ def load_uci(name: str, split: int = 0, root: str = "data", download: bool = Fal
     if download:
         download_uci(name, root)
     elif not folder.is_dir():
-        raise FileNotFoundError(f"no UCI data set {name!r} under {Path(root).resolve()} (no folder {folder}): set "
-                                "data.root to the folder that holds <name>/data/, or data.download=true to fetch it")
-    num_splits, _ = uci_info(name, root)
-    if not (isinstance(split, int) and 0 <= split < num_splits):
-        raise ValueError(f"data.split={split}: UCI data set {name!r} has splits 0 .. {num_splits - 1}")
+        there = uci_names(root)
+        raise FileNotFoundError(f"no UCI data set {name!r} under {Path(root).resolve()} (no folder {folder}): "
+                                + (f"the data sets there are {there}; " if there else "")
+                                + "set data.name to one of them, data.root to the folder that holds <name>/data/, or "
+                                "data.download=true to fetch it")
+    check_split(name, split, root)
     table = _read_numbers(folder / "data.txt")
     features = _read_numbers(folder / "index_features.txt", integers=True).reshape(-1)
     target = _read_numbers(folder / "index_target.txt", integers=True).reshape(-1)
@@ -130,6 +181,7 @@ def load_uci(name: str, split: int = 0, root: str = "data", download: bool = Fal
                              f"of {table.shape[1]} columns)")
     if len(target) != 1:
         raise ValueError(f"{folder / 'index_target.txt'} names {len(target)} columns: one regression target is supported")
+    _check_indices(folder, split, features, target, train, test)
     if not bool(torch.isfinite(table).all()):
         raise ValueError(f"{folder / 'data.txt'} holds NaN or inf values: clean or impute the data first")
     if validation:
@@ -138,6 +190,9 @@ def load_uci(name: str, split: int = 0, root: str = "data", download: bool = Fal
             raise ValueError(f"data.validation={validation}: it leaves {cut} of {len(train)} training examples; "
                              "use a share that keeps both parts non-empty, e.g. 0.2")
         train, test = train[:cut], train[cut:]
+    if len(train) < 2:
+        raise ValueError(f"UCI {name} split {split}: {len(train)} training row(s); the inputs and target are "
+                         "standardised by the training split, which needs at least 2 rows")
     x, y = table[:, features], table[:, target[0]]
     x_mean, x_std = x[train].mean(0), x[train].std(0)
     constant = [int(features[i]) for i in torch.nonzero(x_std == 0).reshape(-1)]

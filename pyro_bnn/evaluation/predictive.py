@@ -20,7 +20,7 @@ from pyro.infer import Predictive
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
-from ..checks import check_batch, check_count
+from ..checks import check_batch, check_count, check_pair
 from ..model.networks import device_of
 
 #: Predictive draws beyond which scoring only exhausts memory (each holds the network's outputs on the whole set).
@@ -33,12 +33,15 @@ def check_num_samples(num_samples: int) -> int:
 
 
 def _batches(model: nn.Module, loader: Iterable, first_only: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """The batches of ``loader`` on the model's device (only the first with ``first_only``), checked finite."""
+    """The batches of ``loader`` on the model's device (only the first with ``first_only``), each checked as ``fit``
+    checks its first: a pair of tensors, finite inputs of the model's dtype and shape, targets the likelihood reads."""
     device = device_of(model)
     batches = []
-    for x, y in loader:
-        if not bool(torch.isfinite(x).all()):
+    for batch in loader:
+        x, y = check_pair(batch, "the evaluation data")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise ValueError("the evaluation inputs x hold NaN or inf values: clean or impute the data first")
+        check_batch(model, x, y, "the evaluation data")
         batches.append((x.to(device), y.to(device)))
         if first_only:
             break
@@ -104,9 +107,7 @@ def score(model: nn.Module, samples: Dict[str, torch.Tensor], loader: Iterable,
     :param ood_loader: an out-of-distribution set (classification): adds :func:`ood_metrics`, prefixed ``ood_``.
     :return: ``(metrics, outputs)`` with outputs ``{"outputs", "targets"[, "ood_outputs"]}``.
     """
-    for x, y in _batches(model, loader):  # what fit checks: dtypes, target shapes, labels in range
-        check_batch(model, x, y, "the evaluation data")
-    outputs, targets = predict_with_samples(model, samples, loader)
+    outputs, targets = predict_with_samples(model, samples, loader)  # checks each batch as fit checks its first
     _check_finite_outputs(outputs)
     metrics = output_metrics(model, outputs, targets)
     raw = {"outputs": outputs, "targets": targets}

@@ -25,7 +25,7 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
-from ..checks import changing_nothing
+from ..checks import INDEX_LAYERS, changing_nothing
 from ..data.splits import DataSplits
 from ..guides import initialize_guide
 from .files import read_file, save_file
@@ -120,7 +120,8 @@ def restore_posterior(blob: Dict[str, Any], model: nn.Module, guide: nn.Module, 
     """Load the states of :func:`read_posterior`'s ``blob`` into ``model`` and ``guide``."""
     spec = blob["data"]
     _check_spec(spec, model, source)
-    x = torch.zeros((1, *spec["in_shape"]), device=device)
+    indices = any(isinstance(m, INDEX_LAYERS) for m in model.modules())  # an nn.Embedding takes integer inputs
+    x = torch.zeros((1, *spec["in_shape"]), dtype=torch.long if indices else torch.get_default_dtype(), device=device)
     y = torch.zeros(1, dtype=torch.long if spec["task"] == "classification" else torch.float32, device=device)
     with changing_nothing(model, torch.device(device)):  # evaluation mode: a BatchNorm takes the batch of one
         initialize_guide(guide, x, y)
@@ -133,4 +134,4 @@ def restore_posterior(blob: Dict[str, Any], model: nn.Module, guide: nn.Module, 
         raise ValueError(f"{source} does not match the model and guide it was loaded into: {detail}") from None
 
 
-__all__ = ["save_posterior", "load_posterior"]
+__all__ = ["save_posterior", "load_posterior", "data_spec"]

@@ -10,7 +10,6 @@ already shuffles.
 
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional, Tuple
 
 import pyro
@@ -19,7 +18,7 @@ import torch
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 
-from ..checks import ArgumentError
+from ..checks import check_positive
 from ..metrics import classification_metrics, in_original_units, ood_metrics, predictive_std, regression_metrics, uncertainty
 
 
@@ -159,8 +158,7 @@ class Gaussian(Regression):
 
     def __init__(self, scale: float = 1.0, learn_scale: bool = True):
         super().__init__()
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
-            raise ArgumentError("scale", scale, fix="use a finite number > 0 (the Gaussian likelihood's noise sd)")
+        scale = check_positive(scale, "scale", "the Gaussian likelihood's noise sd")
         if learn_scale:
             self.scale = PyroParam(torch.tensor(float(scale)), constraint=constraints.positive)
         else:
@@ -182,9 +180,7 @@ class HeteroscedasticGaussian(Regression):
 
     def __init__(self, min_scale: float = 1e-3):
         super().__init__()
-        if not (isinstance(min_scale, (int, float)) and math.isfinite(min_scale) and min_scale > 0):
-            raise ArgumentError("min_scale", min_scale, fix="use a finite number > 0 (the heteroscedastic likelihood's smallest "
-                                                            "noise sd)")
+        min_scale = check_positive(min_scale, "min_scale", "the heteroscedastic likelihood's smallest noise sd")
         self.min_scale = float(min_scale)
 
     def loc_scale(self, outputs):

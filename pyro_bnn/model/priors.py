@@ -25,6 +25,7 @@ A new family is one small subclass that overrides :meth:`Prior.distribution` (an
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 from numbers import Real
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -62,6 +63,14 @@ def select_layers(network: nn.Module, bayesian: Union[str, Sequence[str], Callab
                              f"name the layers instead, bayesian=[...] of {candidates}")
         return linear[-1:]
     if callable(bayesian):
+        try:
+            inspect.signature(bayesian).bind("name", nn.Identity())
+        except TypeError:
+            raise ArgumentError("bayesian", f"a predicate {inspect.signature(bayesian)}",
+                                fix="a predicate takes two arguments, (name, module) -> bool, e.g. "
+                                    "lambda name, module: name.startswith('fc')") from None
+        except ValueError:  # a builtin without a signature: called as it is
+            pass
         chosen = [name for name in candidates if bayesian(name, network.get_submodule(name))]
     elif isinstance(bayesian, (list, tuple)) and bayesian and all(isinstance(b, str) for b in bayesian):
         modules = [name for name, _ in network.named_modules() if name]
@@ -282,7 +291,14 @@ class MopedPrior(NormalPrior):
     def __init__(self, weights: Mapping[str, torch.Tensor], delta: float = 0.1, min_scale: float = 1e-3):
         super().__init__()
         self.delta, self.min_scale = check_positive(delta, "delta"), check_positive(min_scale, "min_scale")
+        if not isinstance(weights, Mapping):
+            raise ArgumentError("weights", type(weights).__name__, fix="pass a mapping {site: trained tensor}, "
+                                "e.g. pretrained_weights(<the trained network>)")
         self.weights = {str(k): torch.as_tensor(v).detach().clone() for k, v in weights.items()}
+        bad = [name for name, value in self.weights.items() if not bool(torch.isfinite(value).all())]
+        if bad:
+            raise ValueError(f"MopedPrior: the trained weights of {bad} hold NaN or inf values: a prior centred there "
+                             "is no prior; pass the weights of a network that trained without diverging")
 
     def site_loc_scale(self, site, param, scale):
         if site not in self.weights:
@@ -300,7 +316,6 @@ class MopedPrior(NormalPrior):
         return f"MopedPrior(delta={self.delta}, min_scale={self.min_scale}, {len(self.weights)} trained sites)"
 
 
-#: Prior classes by family name, as used in configs.
 def normal_params(fn) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """``(loc, scale)`` of a (possibly Independent) Normal distribution, else None."""
     while isinstance(fn, Independent):

@@ -123,7 +123,7 @@ def _train_epoch(svi: SVIStep, run: TrainingState, loader, epoch: int, kl_weight
         except (IndexError, RuntimeError):  # e.g. a class index out of range (torch's "index 12 is out of bounds")
             _name_bad_batch(run.modules["model"], x, y, f"loader (batch {step + 1} of epoch {epoch + 1})")
             raise
-        run.monitor.add(epoch, step, record, x)
+        run.monitor.add(epoch, step, record, x, y)
         run.add(record)
     run.monitor.check()
 

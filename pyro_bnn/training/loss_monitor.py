@@ -30,9 +30,12 @@ class LossMonitor:
         self.first: Optional[Dict[str, float]] = None
         self._pending: List[Tuple[int, int, StepRecord, torch.Tensor]] = []
 
-    def add(self, epoch: int, step: int, record: StepRecord, x: torch.Tensor) -> None:
-        """Keep step ``step`` of ``epoch`` (0-based), its terms ``record`` and whether its inputs ``x`` were finite."""
-        self._pending.append((epoch, step, record, torch.isfinite(x).all()))
+    def add(self, epoch: int, step: int, record: StepRecord, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> None:
+        """Keep step ``step`` of ``epoch`` (0-based), its terms ``record`` and whether its inputs ``x`` and (floating)
+        targets ``y`` were finite."""
+        finite_y = torch.isfinite(y).all() if y is not None and y.is_floating_point() else torch.ones((), dtype=torch.bool)
+        finite_x = torch.isfinite(x).all() if x.is_floating_point() else torch.ones((), dtype=torch.bool)
+        self._pending.append((epoch, step, record, torch.stack([finite_x, finite_y.to(finite_x.device)])))
         if len(self._pending) >= self.check_every:
             self.check()
 
@@ -42,7 +45,7 @@ class LossMonitor:
         if not pending:
             return
         keys = list(pending[0][2].keys)
-        table = torch.stack([torch.cat([r.values.float(), f.float().reshape(1)]) for _, _, r, f in pending]).cpu()
+        table = torch.stack([torch.cat([r.values.float(), f.float()]) for _, _, r, f in pending]).cpu()
         if self.first is None:
             self.first = {k: float(table[0, keys.index(k)]) for k in ("loss", "nll", "kl")}
         loss = table[:, keys.index("loss")]
@@ -51,13 +54,15 @@ class LossMonitor:
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
             epoch, step = pending[i][0], pending[i][1]
-            raise FloatingPointError(self._message(dict(zip(keys, table[i, :-1].tolist())), bool(table[i, -1]),
-                                                   f"at epoch {epoch + 1}, step {step + 1}"))
+            raise FloatingPointError(self._message(dict(zip(keys, table[i, :-2].tolist())), bool(table[i, -2]),
+                                                   bool(table[i, -1]), f"at epoch {epoch + 1}, step {step + 1}"))
 
-    def _message(self, row: Dict[str, float], x_finite: bool, at: str) -> str:
+    def _message(self, row: Dict[str, float], x_finite: bool, y_finite: bool, at: str) -> str:
         loss = row["loss"]
         if not x_finite:
             return f"the inputs x of the batch {at} hold NaN or inf values: clean or impute the data"
+        if not y_finite:
+            return f"the targets y of the batch {at} hold NaN or inf values: clean or drop those examples"
         advice = "lower the learning rate or the guide's init_scale"
         if math.isfinite(loss):
             grew = max(("nll", "kl"), key=lambda k: row[k] / max(abs(self.first[k]), 1.0))

@@ -73,9 +73,10 @@ class KLWeight:
         return self.weight == 1.0 and (warmup <= 1 or 2 * warmup <= epochs)
 
     def describe(self, epochs: int) -> str:
-        """The weighting of a run of ``epochs`` epochs in words: its weight, and its warm-up where it has one."""
+        """The weighting of a run of ``epochs`` epochs in words: its weight, and its warm-up where it has one (a warm-up
+        of one epoch is none: that epoch already has the whole weight)."""
         warmup = self.warmup_of(epochs)
-        return f"kl_weight={self.weight}" + (f", a KL warm-up over {warmup} of {epochs} epochs" if warmup else "")
+        return f"kl_weight={self.weight}" + (f", a KL warm-up over {warmup} of {epochs} epochs" if warmup > 1 else "")
 
     def epoch_weight(self, epoch: int) -> float:
         """Mean weight of the minibatches of ``epoch`` (0-based): beta after warm-up."""
@@ -136,7 +137,13 @@ class Schedule:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ArgumentError("lr_schedule", self.lr_schedule, joiner=" is ",
                                 fix=f"not known; choose one of {list(LR_SCHEDULES)}")
-        object.__setattr__(self, "kl_weight", as_kl_weight(self.kl_weight).over(int(self.epochs)))
+        kl_weight = as_kl_weight(self.kl_weight).over(int(self.epochs))
+        if kl_weight.warmup_epochs > self.epochs:
+            raise ArgumentError("kl_warmup_epochs", kl_weight.warmup_epochs,
+                                fix=f"a warm-up longer than the run's {self.epochs} epochs never reaches the KL weight "
+                                    f"{kl_weight.weight}; use at most {max(1, self.epochs // 2)} (half the run keeps the "
+                                    "exact ELBO), or a share of the run: kl_warmup_fraction=0.3")
+        object.__setattr__(self, "kl_weight", kl_weight)
 
 
 __all__ = ["Schedule", "KLWeight", "lr_scheduler"]

@@ -8,6 +8,7 @@ import math
 import re
 import shlex
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from bad_inputs import CLI, LIBRARY
-from helpers import ROOT, cli, last_line, small_mlp, train_in_process
+from helpers import ROOT, cli, last_line, small_mlp, train_in_process, write_uci
 from pyro_bnn import (
     BayesianCNN,
     BayesianMLP,
@@ -41,6 +42,7 @@ from pyro_bnn import (
 from pyro_bnn.app import explain, summarize
 from pyro_bnn.app.build import CONF_DIR
 from pyro_bnn.app.evaluate import check_run_dir_argument, evaluate_run
+from pyro_bnn.model.priors import MopedPrior
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,21 @@ def dirs(tmp_path_factory):
     (tmp / "a_file").write_text("not a directory")
     (tmp / "truncated").mkdir()
     (tmp / "truncated" / "posterior.pt").write_bytes((run / "posterior.pt").read_bytes()[:100])
+    _bad_uci_sets(tmp / "uci")
     return {"run": run, "tmp": tmp}
+
+
+def _bad_uci_sets(root):
+    """Data sets in the UCI layout under ``root``, one thing wrong with each but ``toy``."""
+    for name in ("toy", "leak", "overlap", "zero_splits", "one_row", "fifty"):
+        write_uci(root, name)
+    (root / "leak" / "data" / "index_features.txt").write_text("0\n1\n3\n")
+    (root / "overlap" / "data" / "index_test_0.txt").write_text(
+        (root / "overlap" / "data" / "index_test_0.txt").read_text() + "".join(
+            (root / "overlap" / "data" / "index_train_0.txt").read_text().splitlines(keepends=True)[:2]))
+    (root / "zero_splits" / "data" / "n_splits.txt").write_text("0\n")
+    (root / "one_row" / "data" / "index_train_0.txt").write_text("5\n")
+    (root / "fifty" / "data" / "n_hidden.txt").write_text("fifty\n")
 
 
 def _arguments(arguments: str, dirs) -> list:
@@ -64,7 +80,8 @@ def _in_process(module: str, argv: list, tmp, capsys) -> str:
         hydra = dict(a.split("=", 1) for a in argv if a.startswith("hydra."))
         overrides = [a for a in argv if not a.startswith("hydra.")]
         with pytest.raises(Exception) as info:
-            train_in_process(hydra.get("hydra.run.dir", tmp / "out"), "+experiment=debug", *overrides)
+            preset = [] if any(o.startswith("+experiment=") for o in overrides) else ["+experiment=debug"]
+            train_in_process(hydra.get("hydra.run.dir", tmp / "out"), *preset, *overrides)
         return str(info.value)
     if module == "pyro_bnn.app.evaluate":
         problem = check_run_dir_argument(argv)
@@ -176,8 +193,33 @@ def _library_case(case: str, small_digits):
         "to_bayesian(a net without nn.Linear, bayesian='last')": lambda: to_bayesian(
             nn.Sequential(nn.Conv2d(1, 2, 3)), (1, 8, 8), bayesian="last"),
         "auto_normal(init_loc=pretrained_weights(net)) of a Bayesian last layer": _init_a_last_layer_from_all,
+        "MopedPrior(a NaN weight)": lambda: MopedPrior({"net.1.weight": torch.full((8, 64), math.nan)}),
+        "MopedPrior([1, 2])": lambda: MopedPrior([1, 2]),
+        "evaluate(numpy batches)": lambda: evaluate(model, guide, [(x.numpy(), y.numpy())], num_samples=2),
+        "evaluate(dict batches)": lambda: evaluate(model, guide, [{"x": x, "y": y}], num_samples=2),
+        "evaluate((x, y, y) batches)": lambda: evaluate(model, guide, [(x, y, y)], num_samples=2),
+        "evaluate(float64 inputs)": lambda: evaluate(model, guide, [(x.double(), y)], num_samples=2),
+        "BayesianMLP(bayesian=lambda name: True)": lambda: BayesianMLP(64, 10, bayesian=lambda name: True),
+        "HeteroscedasticGaussian('0.01')": lambda: HeteroscedasticGaussian("0.01"),
+        "fit(a TensorDataset, not a loader)": lambda: fit(model, guide, TensorDataset(x, y)),
+        "make_loader(numpy arrays)": lambda: make_loader((x.numpy(), y.numpy()), 10),
+        "fit(a NaN target in batch 2)": lambda: _fit_a_nan_target(x),
+        "load_data('uci', split='1')": _load_uci_split_as_text,
     }
     return calls[case], guide
+
+
+def _fit_a_nan_target(x):
+    targets = torch.randn(len(x))
+    targets[60] = math.nan
+    model = BayesianMLP((1, 8, 8), 1, hidden=(8,), likelihood=Gaussian(), num_data=len(x))
+    fit(model, auto_normal(model), make_loader(TensorDataset(x, targets), 50), Schedule(epochs=1))
+
+
+def _load_uci_split_as_text():
+    with tempfile.TemporaryDirectory() as root:
+        write_uci(Path(root), "toy")
+        load_data("uci", root=root, name="toy", split="1")
 
 
 def _init_a_last_layer_from_all():

@@ -60,7 +60,7 @@ def test_summarize_tells_the_truth_about_every_job(tmp_path):
     plan.write_text(plan.read_text().replace("prior.scale=0.3,1,3", "prior.scale=0.3,1,3,10"))
     (tmp_path / "summary.csv").unlink()
     out = cli("pyro_bnn.app.summarize", tmp_path)
-    assert out.stdout.strip().endswith("1 ok, 0 failed, 1 interrupted, 1 incomplete, 1 not started")
+    assert out.stdout.strip().endswith("1 ok, 0 failed, 1 interrupted, 1 incomplete, 0 unreadable, 1 not started")
     table = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert [(r["job"], r["prior.scale"], r["status"]) for r in table] == [
         ("0", "0.3", "ok"), ("1", "1", "incomplete"), ("2", "3", "interrupted"), ("3", "10", "not started")]
@@ -122,3 +122,31 @@ def test_a_job_without_a_swept_key_is_summarised(tmp_path):
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert (tmp_path / "summary_launcher.png").is_file() and (tmp_path / "summary_prior.scale.png").is_file()
     assert not (tmp_path / ".summary.lock").exists()  # the lock is on the dir itself
+
+
+def test_jobs_whose_files_cannot_be_read_are_rows_with_their_reason_and_the_others_are_summarised(tmp_path):
+    for job in range(7):
+        fake_job(tmp_path, job, [f"seed={job}"], 1.0 + job, -1.0)
+    (tmp_path / "1" / "metrics.json").write_bytes(bytes(range(256)))  # random bytes
+    (tmp_path / "2" / "metrics.json").write_text('{"test": {"rmse": 1.')  # half-written
+    (tmp_path / "3" / "metrics.json").write_text("")  # empty
+    (tmp_path / "4" / "metrics.json").write_text('{"train": {"nll": 1, "kl": 2}, "time_s": 3}')  # no test
+    (tmp_path / "5" / ".hydra" / "overrides.yaml").write_text("- [unclosed")  # corrupt overrides
+    (tmp_path / "6" / ".hydra" / "overrides.yaml").write_text("")  # no overrides: not of this grid
+    rows = summarize(tmp_path)
+    assert [r["status"] for r in rows] == ["ok"] + ["unreadable"] * 6
+    errors = [r["error"] for r in rows[1:]]
+    assert [e.split(":")[0].split(" ")[0] for e in errors] == ["metrics.json"] * 4 + [".hydra/overrides.yaml"] * 2
+    assert "no 'test' in it" in errors[3] and "empty" in errors[5]
+    table = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [r["status"] for r in table] == [r["status"] for r in rows] and table[0]["rmse"] == "1.0"
+
+
+def test_a_folder_of_single_runs_is_not_summarised_as_a_sweep(tmp_path):
+    for name, overrides in (("07-28-28.664621", ["data=toy_regression"]), ("07-30-01.000001", ["model=mlp"])):
+        run = tmp_path / name
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    with pytest.raises(FileNotFoundError, match="is not a sweep's dir .* are single runs"):
+        summarize(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["07-28-28.664621", "07-30-01.000001"]  # nothing written

@@ -150,3 +150,27 @@ def test_console_script_finds_its_configs_from_any_directory(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (out / "metrics.json").is_file()
+
+
+def test_a_run_says_where_its_files_are_and_warns_of_a_noise_floor_above_the_targets_sd(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        train_in_process(tmp_path / "run", "+experiment=debug", "data=toy_regression", "model=mlp", "model.hidden=[8]",
+                         "likelihood=heteroscedastic", "likelihood.min_scale=5")
+    assert f"run files: {(tmp_path / 'run').resolve()}" in caplog.text
+    assert "likelihood.min_scale=5 is in the units of the targets and above their sd on the training split" in caplog.text
+
+
+def test_evaluate_runs_on_the_runs_own_threads(run_dir):
+    import torch
+
+    from pyro_bnn.app.evaluate import evaluate_run
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        evaluate_run(run_dir)
+        assert torch.get_num_threads() == 1  # the run's threads: 1
+    finally:
+        torch.set_num_threads(before)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
-from helpers import QUIET, FixedNoise, assert_close, cli, compose_train, fake_job, fused_noise, last_line, spread_guide
+from helpers import QUIET, FixedNoise, assert_close, cli, compose_train, fake_job, fused_noise, last_line, spread_guide, write_uci
 from pyro_bnn import (
     BayesianMLP,
     Gaussian,
@@ -35,28 +35,6 @@ from pyro_bnn.app.summarize import replicate_groups, summarize
 from pyro_bnn.objectives.empirical_bayes import EmpiricalBayes
 
 SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "uci"
-
-
-def write_uci(root: Path, name="toy", rows=60, splits=3, seed=0, constant_column=False) -> np.ndarray:
-    """A data set in the benchmark's layout: 3 inputs and a target ``10 + 5 * (x0 - x1) + noise`` in column 3."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, 3)) * [1.0, 2.0, 0.5] + [0.0, 3.0, -1.0]
-    if constant_column:
-        x[:, 2] = 7.0
-    y = 10 + 5 * (x[:, 0] - x[:, 1]) + 0.5 * rng.normal(size=rows)
-    table = np.column_stack([x[:, :2], x[:, 2], y])
-    folder = root / name / "data"
-    folder.mkdir(parents=True)
-    np.savetxt(folder / "data.txt", table)
-    np.savetxt(folder / "index_features.txt", [0, 1, 2], fmt="%d")
-    np.savetxt(folder / "index_target.txt", [3], fmt="%d")
-    (folder / "n_splits.txt").write_text(f"{splits}\n")
-    (folder / "n_hidden.txt").write_text("8\n")
-    for i in range(splits):
-        order = np.random.default_rng(100 + i).permutation(rows)
-        np.savetxt(folder / f"index_train_{i}.txt", order[: int(0.8 * rows)], fmt="%d")
-        np.savetxt(folder / f"index_test_{i}.txt", order[int(0.8 * rows):], fmt="%d")
-    return table
 
 
 def test_the_loader_reads_a_split_and_standardises_it_by_its_training_part(tmp_path):
@@ -118,6 +96,26 @@ def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr("urllib.request.urlopen", offline)
     with pytest.raises(FileNotFoundError, match="UCI data set 'yacht' could not be downloaded from https://raw"):
         load_data("uci", root=str(tmp_path), name="yacht", download=True)
+    assert list(tmp_path.iterdir()) == []  # no empty yacht/data left behind: the next run says "no UCI data set"
+    with pytest.raises(FileNotFoundError, match="no UCI data set 'yacht' under"):
+        load_data("uci", root=str(tmp_path), name="yacht")
+
+
+def test_a_download_into_a_folder_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(FileNotFoundError, match="cannot be downloaded into .*: set data.root to a folder you can write"):
+        load_data("uci", root=str(tmp_path / "a_file"), name="yacht", download=True)
+
+
+def test_training_rows_listed_twice_are_warned_about(tmp_path, caplog):
+    write_uci(tmp_path)
+    index = tmp_path / "toy" / "data" / "index_train_0.txt"
+    index.write_text(index.read_text() + index.read_text().splitlines(keepends=True)[0])
+    with caplog.at_level(logging.WARNING):
+        data = load_data("uci", root=str(tmp_path), name="toy", split=0)
+    assert "lists 1 training row(s) more than once" in caplog.text and len(data.train) == 49
+    with pytest.raises(ValueError, match=r"data.split=True: UCI data set 'toy' has splits 0 .. 2 \(an integer index\)"):
+        load_data("uci", root=str(tmp_path), name="toy", split=True)
 
 
 @pytest.mark.skipif(not (SHARED_UCI / "yacht").is_dir(), reason="../shared/uci is not here")
@@ -273,6 +271,8 @@ def test_training_is_scaled_to_the_data_by_steps_min_epochs_and_the_size_rule():
     # a run saved before the rule had a batch size keeps data.batch_size
     saved = OmegaConf.create({**OmegaConf.to_container(large), "large_data": {"above": 100, "steps": 600, "lr": 0.003}})
     assert training_schedule(saved, num_train=6400, batch_size=32).batch_size == 32
+    # a batch larger than the training split is the split: the batch size recorded is the one the loader gives
+    assert training_schedule(bigger, num_train=277, batch_size=32) == (600, 1, 0.003, True, 277)  # not 640
 
 
 def test_the_presets_prior_is_wu_et_als_inverse_gamma_1_10_on_every_site():

@@ -83,3 +83,32 @@ def test_a_config_saved_before_the_options_named_their_targets_is_migrated():
                                                   "noise_floor": 0.05}}, "regression")
     assert regression["likelihood"] == {"_target_": "pyro_bnn.model.likelihoods.HeteroscedasticGaussian",
                                         "min_scale": 0.05}
+
+
+def test_a_network_with_an_embedding_saves_and_loads(tmp_path):
+    """Its inputs are indices: the pair is rebuilt on integer inputs, not float zeros."""
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from pyro_bnn import Schedule, fit, make_loader, to_bayesian
+
+    def model():
+        return to_bayesian(nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(8, 3)), (2,), num_data=50)
+
+    x, y = torch.randint(0, 10, (50, 2)), torch.randint(0, 3, (50,))
+    trained = model()
+    guide = auto_normal(trained)
+    fit(trained, guide, make_loader(TensorDataset(x, y), 25), Schedule(epochs=1))
+    save_posterior(tmp_path / "posterior.pt", trained, guide, {"in_shape": [2], "task": "classification"})
+    fresh = model()
+    fresh_guide = auto_normal(fresh)
+    load_posterior(tmp_path / "posterior.pt", fresh, fresh_guide)
+    assert torch.equal(fresh_guide.loc_and_scale("net.2.weight")[0], guide.loc_and_scale("net.2.weight")[0])
+
+
+def test_float64_starting_means_are_taken_in_the_models_dtype():
+    model = small_mlp()
+    guide = auto_normal(model, init_loc={"net.1.weight": torch.full((16, 64), 0.25, dtype=torch.float64)})
+    guide(torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long))
+    loc = guide.loc_and_scale("net.1.weight")[0]
+    assert loc.dtype == torch.float32 and bool((loc == 0.25).all())

@@ -87,6 +87,11 @@ def test_a_warm_up_by_share_scales_with_the_run_and_a_share_of_at_most_half_keep
         KLWeight(warmup_fraction=0.8)
     with pytest.raises(ValueError, match="kl_warmup_epochs=2 sets the KL warm-up too"):
         KLWeight(warmup_epochs=2, warmup_fraction=0.3)
+    # a run of one epoch with a share: every step has the whole weight, and it says so (no "warm-up", no "tempered")
+    assert KLWeight(1.0, warmup_fraction=0.3).describe(1) == "kl_weight=1.0"
+    assert KLWeight(1.0, warmup_fraction=0.3).describe(10) == "kl_weight=1.0, a KL warm-up over 3 of 10 epochs"
+    with pytest.raises(ValueError, match="kl_warmup_epochs=5: a warm-up longer than the run's 4 epochs never reaches"):
+        Schedule(epochs=4, kl_weight=KLWeight(warmup_epochs=5))  # refused before any step
 
 
 def test_a_non_finite_loss_stops_with_the_epoch_and_the_term(small_digits):
