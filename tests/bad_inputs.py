@@ -125,6 +125,8 @@ CLI = [
 
 #: (case, message)
 LIBRARY = [
+    ("to_bayesian(a network with tied weights)", "net.2.weight is net.0.weight (tied weights, one tensor): a Bayesian "
+     "layer draws its own weights"),
     ("MopedPrior(a NaN weight)", "MopedPrior: the trained weights of ['net.1.weight'] hold NaN or inf values"),
     ("MopedPrior([1, 2])", "weights='list': pass a mapping {site: trained tensor}"),
     ("evaluate(numpy batches)", "the evaluation data must yield pairs (x, y) of tensors, got a tuple of 2 (ndarray, ndarray)"),

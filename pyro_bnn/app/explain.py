@@ -34,6 +34,7 @@ from ..guides import MeanFieldNormal, auto_normal
 from ..model.networks import BayesianCNN
 from ..model.priors import NormalPrior
 from ..objectives.elbo import elbo_particle
+from ..objectives.empirical_bayes import EmpiricalBayes
 from ..objectives.normal_kl import normal_kl
 from ..training.loop import fit
 from ..training.schedules import Schedule
@@ -64,6 +65,8 @@ class Breakdown:
     nll_stderr: float
     num_data: int
     mc_samples: int
+    #: a learned prior's hyperprior term (-log InvGamma of the learned variances; 0 without one): part of the loss
+    hyperprior: float = 0.0
 
     @property
     def kl(self) -> float:
@@ -104,8 +107,11 @@ def kl_breakdown(model, guide: MeanFieldNormal, x: torch.Tensor, y: torch.Tensor
             sites.append(SiteKL(name, layer_type, tuple(loc.shape), closed, formula,
                                 float(draws.mean()), float(draws.std() / math.sqrt(mc_samples))))
         nlls = torch.stack([elbo_particle(model, guide, x, y).nll for _ in range(nll_samples)]).double()
+    learned = EmpiricalBayes.of(model)
+    variances = torch.tensor([s ** 2 for s in learned.scales().values()]) if learned is not None else None
+    hyperprior = float(learned.hyperprior_nll(variances.to(learned.sizes.device))) if learned is not None else 0.0
     return Breakdown(sites, float(nlls.mean()), float(nlls.std() / math.sqrt(nll_samples)), model.num_data,
-                     mc_samples)
+                     mc_samples, hyperprior)
 
 
 def format_breakdown(b: Breakdown, batch_size: int) -> str:
@@ -127,7 +133,9 @@ def format_breakdown(b: Breakdown, batch_size: int) -> str:
         f"{'':22} {'whole data set':>15} {'per example (/N)':>17}",
         f"{'expected NLL':22} {b.nll:15.2f} {b.nll / n:17.4f}",
         f"{'KL':22} {b.kl:15.2f} {b.kl / n:17.4f}",
-        f"{'-ELBO = NLL + KL':22} {b.nll + b.kl:15.2f} {(b.nll + b.kl) / n:17.4f}",
+        *([f"{'hyperprior':22} {b.hyperprior:15.2f} {b.hyperprior / n:17.4f}"] if b.hyperprior else []),
+        f"{'-ELBO = NLL + KL' + (' + hyperprior' if b.hyperprior else ''):22} {b.nll + b.kl + b.hyperprior:15.2f} "
+        f"{(b.nll + b.kl + b.hyperprior) / n:17.4f}",
         "",
         "TensorFlow Probability's `loss = nll + sum(model.losses) / num_examples` is the per-example column:",
         f"  sum(model.losses) = the KL of every layer summed = {b.kl:.2f} (one term per Bayesian layer; "
@@ -135,9 +143,11 @@ def format_breakdown(b: Breakdown, batch_size: int) -> str:
         f"  / num_examples    = KL / N = {b.kl / n:.4f}, added to the mean NLL {b.nll / n:.4f}.",
         f"  Dividing by a batch size of {batch_size} instead gives {b.kl / batch_size:.4f}: "
         f"M = N/B = {m:.2f} times the ELBO's KL weight.",
-        "A conv kernel's KL is the same per-scalar Normal-Normal formula summed over its "
-        "C_out*C_in*k*k weights: the 'closed form' and 'sum of formula' columns agree for Conv2d and Linear alike.",
     ]
+    if any(s.layer_type.startswith("Conv") for s in b.sites):
+        lines.append("A conv kernel's KL is the same per-scalar Normal-Normal formula summed over its "
+                     "C_out*C_in*k*k weights: the 'closed form' and 'sum of formula' columns agree for Conv2d and "
+                     "Linear alike.")
     return "\n".join(lines)
 
 

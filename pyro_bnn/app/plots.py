@@ -48,7 +48,8 @@ def plot_elbo_terms(history: List[Dict[str, float]], path, title: str = "") -> N
     fig, (left, right) = _subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for key, style, width in (("nll", "C0-", 1.5), ("kl", "C3-", 1.5), ("loss", "k--", 2.0)):  # -ELBO on top
         left.plot(epochs, [r[key] for r in history], style, lw=width,
-                  label={"loss": "-ELBO = NLL + KL"}.get(key, key.upper()))
+                  label={"loss": "-ELBO = NLL + KL + hyperprior" if "hyperprior" in history[0]
+                         else "-ELBO = NLL + KL"}.get(key, key.upper()))
     # a regression's NLL can be negative: a log axis would turn it into spikes
     _set_yscale(left, [r[k] for r in history for k in ("loss", "nll", "kl")])
     left.set(xlabel="epoch", ylabel="nats (whole data set)", title="loss terms")

@@ -46,7 +46,9 @@ class EpochReporter:
     def __call__(self, record: Dict[str, float]) -> None:
         epoch = int(record["epoch"])
         if epoch == 1 or epoch % self.log_every == 0 or epoch == self.bar.total:
-            log.info("epoch %d: loss %.1f nll %.1f kl %.1f", epoch, record["loss"], record["nll"], record["kl"])
+            hyperprior = f" hyperprior {record['hyperprior']:.1f}" if "hyperprior" in record else ""  # loss: their sum
+            log.info("epoch %d: loss %.1f nll %.1f kl %.1f%s", epoch, record["loss"], record["nll"], record["kl"],
+                     hyperprior)
         self.bar.n = epoch
         self.bar.set_postfix(loss=f"{record['loss']:.4g}", nll=f"{record['nll']:.4g}", kl=f"{record['kl']:.4g}")
         if self.writer is not None:

@@ -97,6 +97,19 @@ def _is_number(value) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def _refuse_tied(network: nn.Module, names: Sequence[str], prefix: str) -> None:
+    """Refuse layers that share a parameter (``dec.weight = enc.weight``): each would get a sample site of its own,
+    two independent weights whose KL counts twice, where the network meant one."""
+    owners: dict = {}
+    for name in names:
+        for param_name, param in network.get_submodule(name).named_parameters(recurse=False):
+            first = owners.setdefault(id(param), f"{prefix}{name}.{param_name}")
+            if first != f"{prefix}{name}.{param_name}":
+                raise ValueError(f"{prefix}{name}.{param_name} is {first} (tied weights, one tensor): a Bayesian layer "
+                                 "draws its own weights, so the two would become independent sites counted twice in "
+                                 "the KL; untie them (a copy each), or leave one layer out of bayesian=")
+
+
 def fan_in(layer: nn.Module) -> int:
     """Number of inputs feeding one output unit of ``layer`` (``C_in/groups * prod(k)`` for conv)."""
     if isinstance(layer, nn.Linear):
@@ -193,6 +206,7 @@ class Prior:
                 f"prior layer_scales names unknown layers {unknown}; "
                 f"the layers are {[prefix + n for n in known]}"
             )
+        _refuse_tied(network, known, prefix)
         for name in known:
             layer = network.get_submodule(name)
             scale = self.layer_scale(prefix + name, layer)

@@ -193,6 +193,7 @@ def _library_case(case: str, small_digits):
         "to_bayesian(a net without nn.Linear, bayesian='last')": lambda: to_bayesian(
             nn.Sequential(nn.Conv2d(1, 2, 3)), (1, 8, 8), bayesian="last"),
         "auto_normal(init_loc=pretrained_weights(net)) of a Bayesian last layer": _init_a_last_layer_from_all,
+        "to_bayesian(a network with tied weights)": _tied,
         "MopedPrior(a NaN weight)": lambda: MopedPrior({"net.1.weight": torch.full((8, 64), math.nan)}),
         "MopedPrior([1, 2])": lambda: MopedPrior([1, 2]),
         "evaluate(numpy batches)": lambda: evaluate(model, guide, [(x.numpy(), y.numpy())], num_samples=2),
@@ -207,6 +208,12 @@ def _library_case(case: str, small_digits):
         "load_data('uci', split='1')": _load_uci_split_as_text,
     }
     return calls[case], guide
+
+
+def _tied():
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    net[2].weight = net[0].weight
+    return to_bayesian(net, (4,))
 
 
 def _fit_a_nan_target(x):

@@ -17,6 +17,25 @@ def test_breakdown_columns_agree_and_the_units_are_consistent(small_digits):
         assert abs(s.monte_carlo - s.closed_form) < 5 * s.mc_stderr + 1e-6
     text = format_breakdown(b, batch_size=100)
     assert f"{b.kl / 300:.4f}" in text and f"{(b.nll + b.kl) / 300:.4f}" in text
+    assert "conv kernel" not in text and "hyperprior" not in text  # an MLP with a fixed prior
+
+
+def test_a_learned_priors_hyperprior_term_is_part_of_the_loss_shown(small_digits):
+    from pyro_bnn import BayesianMLP, NormalPrior, initialize_guide
+    from pyro_bnn.objectives.empirical_bayes import EmpiricalBayes
+
+    train, _ = small_digits
+    x, y = train.tensors
+    model = BayesianMLP((1, 8, 8), 10, hidden=(8,), num_data=len(x),
+                        prior=NormalPrior(1.0, learn_scale=True, hyperprior_alpha=1.0))
+    guide = initialize_guide(auto_normal(model), x, y)
+    hyperprior = float(EmpiricalBayes(model).update(guide))
+    b = kl_breakdown(model, guide, x, y, mc_samples=10, nll_samples=2)
+    assert b.hyperprior == pytest.approx(hyperprior, rel=1e-5) and b.hyperprior != 0
+    text = format_breakdown(b, batch_size=100)
+    total = next(line for line in text.splitlines() if line.startswith("-ELBO = NLL + KL + hyperprior"))
+    assert f"{b.nll + b.kl + b.hyperprior:15.2f}" in total
+    assert f"{'hyperprior':22} {b.hyperprior:15.2f}" in text
 
 
 def test_explain_command_prints_the_breakdown():
