@@ -37,7 +37,11 @@ CLI = [
     ("pyro_bnn.train", "inference.fused=true guide=auto_delta", "fused=True: the fused mean-field step cannot train this pair"),
     ("pyro_bnn.train", "resume=true hydra.run.dir={tmp}/nothing_here", "has no checkpoint.pt: pass hydra.run.dir"),
     ("pyro_bnn.train", "hydra.run.dir={tmp}/a_file/run", "cannot be written (Not a directory): set hydra.run.dir"),
-    ("pyro_bnn.train", "hydra.run.dir={run}", "already holds a run (metrics.json"),
+    ("pyro_bnn.train", "hydra.run.dir={run}", "already holds a run (metrics.json, posterior.pt, history.csv"),
+    ("pyro_bnn.train", "hydra.run.dir={tmp}/failed", "already holds a run (status.json): that run stopped before its "
+     "first checkpoint.pt (nothing to resume): leave hydra.run.dir unset"),
+    ("pyro_bnn.train", "resume=true hydra.run.dir={tmp}/failed", "has no checkpoint.pt: the run there stopped before its "
+     "first checkpoint.pt (see status.json), so there is nothing to resume"),
     ("pyro_bnn.train", "data.subset=100000", "data.subset=100000 is more than the"),
     ("pyro_bnn.train", "prior.loc=1e30", "prior.loc=1e+30 is not allowed: use a finite number of magnitude at most 1000"),
     ("pyro_bnn.train", "inference.num_particles=100000",
@@ -118,6 +122,8 @@ CLI = [
     ("pyro_bnn.app.evaluate", "run_dir={run} num_samples=1000000", "num_samples=1000000: use an integer from 1 to 10000"),
     ("pyro_bnn.app.evaluate", "run_dir={run} dataset=toy_regression", "pick a data set of the same shape"),
     ("pyro_bnn.app.evaluate", "run_dir={run} dataset=foo", "dataset=foo is not known: use one of"),
+    ("pyro_bnn.app.evaluate", "run_dir={run} dataset=uci", "dataset=uci: evaluate scores a run on another data set by "
+     "its data= name, and a UCI data set other than the run's own is not one"),
     ("pyro_bnn.app.explain", "--run-dir {tmp}/nonexistent", "no saved posterior at"),
     ("pyro_bnn.app.explain", "--run-dir {tmp}/truncated", "is not a readable pyro_bnn saved posterior"),
     ("pyro_bnn.app.summarize", "{tmp}/nonexistent", "no sweep dir at"),

@@ -40,6 +40,10 @@ def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: in
         torch.set_num_threads(cfg.threads)
     name = dataset or spec["name"]
     own = name == spec["name"]
+    if not own and DATASETS.get(name) is DATASETS["uci"]:
+        raise ConfigError(f"dataset={name}: evaluate scores a run on another data set by its data= name, and a UCI data "
+                          "set other than the run's own is not one (it needs a name and a split): leave dataset unset "
+                          "for the run's own test split")
     if not own and name not in DATASETS:
         raise ConfigError(f"dataset={name} is not known: use one of {list(DATASETS)} (or leave dataset unset: the "
                           "run's own test split)")
@@ -47,6 +51,10 @@ def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: in
         splits = (load_run_data(OmegaConf.merge(cfg.data, {"download": False})) if own else
                   load_data(name, cfg.data.root, False, cfg.data.split_seed, []))
     except FileNotFoundError as err:
+        if own:
+            raise FileNotFoundError(f"{str(err).split(';')[0].split(': set ')[0]}; evaluate reads the run's own data "
+                                    f"under its data.root ({cfg.data.root}, from its posterior.pt): put the data set "
+                                    "back there") from None
         raise FileNotFoundError(f"{str(err).split(';')[0]}; evaluate reads it under the run's data.root: fetch it "
                                 f"there first, e.g. python -m pyro_bnn.train data={name} data.download=true") from None
     if tuple(splits.in_shape) != tuple(spec["in_shape"]) or splits.task != spec["task"]:

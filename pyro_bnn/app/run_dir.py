@@ -139,8 +139,14 @@ def check_run_dir(cfg: DictConfig, output_dir: Path, hydra_files: bool = True) -
         return
     held = earlier_run_files(output_dir, hydra_files)
     if held:
-        raise RunDirRefused(f"hydra.run.dir={output_dir} already holds a run ({', '.join(held)}): leave hydra.run.dir "
-                            "unset (or pass a fresh dir) for a new run, or add resume=true to continue an interrupted one")
+        fresh = "leave hydra.run.dir unset (or pass a fresh dir) for a new run"
+        if (output_dir / CHECKPOINT).is_file():
+            advice = f"{fresh}, or add resume=true to continue it from its {CHECKPOINT}"
+        elif (output_dir / "metrics.json").is_file():
+            advice = f"that run finished: {fresh}"
+        else:
+            advice = f"that run stopped before its first {CHECKPOINT} (nothing to resume): {fresh}"
+        raise RunDirRefused(f"hydra.run.dir={output_dir} already holds a run ({', '.join(held)}): {advice}")
 
 
 def save_checkpoint(path, training: Dict[str, Any], cfg: DictConfig, spec: Dict[str, Any]) -> None:
@@ -178,9 +184,12 @@ def resume_state(cfg: DictConfig, output_dir: Path) -> Dict[str, Any]:
     path = output_dir / CHECKPOINT
     if not path.is_file():
         finished = (output_dir / "metrics.json").is_file()
+        stopped = (output_dir / STATUS_FILE).is_file()
         raise RunDirRefused(
             f"resume=true but {output_dir} has no {CHECKPOINT}"
             + (": that run finished (metrics.json is there)" if finished else
+               f": the run there stopped before its first {CHECKPOINT} (see {STATUS_FILE}), so there is nothing to "
+               "resume: run it afresh (leave resume and hydra.run.dir unset)" if stopped else
                ": pass hydra.run.dir=<the run dir of the interrupted run>")
         )
     saved = load_checkpoint(path)

@@ -54,6 +54,8 @@ def dirs(tmp_path_factory):
     (tmp / "truncated").mkdir()
     (tmp / "truncated" / "posterior.pt").write_bytes((run / "posterior.pt").read_bytes()[:100])
     _bad_uci_sets(tmp / "uci")
+    (tmp / "failed").mkdir()  # a run that failed before its first checkpoint
+    (tmp / "failed" / "status.json").write_text('{"status": "failed", "error": "ValueError: ..."}')
     return {"run": run, "tmp": tmp}
 
 

@@ -217,6 +217,10 @@ def test_the_preset_trains_and_reports_original_units(tmp_path):
     out = cli("pyro_bnn.train", "+experiment=uci", "data.name=toy", f"data.root={tmp_path / 'uci'}", "data.split=5",
               *QUIET, f"hydra.run.dir={tmp_path / 'refused'}", check=False)
     assert "data.split=5: UCI data set 'toy' has splits 0 .. 2" in last_line(out)
+    (tmp_path / "uci").rename(tmp_path / "moved")  # the run's data is not where the run read it any more
+    out = cli("pyro_bnn.app.evaluate", f"run_dir={run_dir}", *QUIET, check=False)
+    assert "no UCI data set 'toy' under" in last_line(out) and "evaluate reads the run's own data under its data.root (" \
+        f"{tmp_path / 'uci'}, from its posterior.pt): put the data set back there" in last_line(out)
 
 
 def test_a_sweep_summary_gives_the_mean_and_standard_error_over_splits_and_seeds(tmp_path):
