@@ -168,3 +168,17 @@ def test_the_inference_group_changes_the_kl_estimator_and_nothing_else():
     mean_field, trace = (leaves(OmegaConf.to_container(compose_train(f"inference={name}"), resolve=True))
                          for name in ("mean_field", "trace"))
     assert {k for k in mean_field.keys() | trace.keys() if mean_field.get(k) != trace.get(k)} == {"inference.elbo"}
+
+
+def test_the_readmes_per_layer_example_holds_for_the_default_model():
+    """README: prior.layer_scales={net.0:0.1,net.9:0.3} names layers of the default CNN (a name that is not refused)."""
+    import re
+
+    from helpers import ROOT
+    from pyro_bnn.app.build import build
+
+    example = re.search(r"`(prior\.layer_scales=\{[^`]*\})`", (ROOT / "README.md").read_text()).group(1)
+    cfg = compose_train(example)
+    validate(cfg)
+    model, _ = build(cfg, {"task": "classification", "in_shape": (1, 8, 8), "num_outputs": 10, "num_data": 10})
+    assert model.prior.layer_scales == {"net.0": 0.1, "net.9": 0.3}

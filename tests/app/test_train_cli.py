@@ -174,3 +174,9 @@ def test_evaluate_runs_on_the_runs_own_threads(run_dir):
         assert torch.get_num_threads() == 1  # the run's threads: 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_help_lists_the_groups_and_the_config_the_overrides_compose():
+    proc = cli("pyro_bnn.train", "--help", "prior=student_t")
+    assert "likelihood: auto, categorical, gaussian, heteroscedastic" in proc.stdout
+    assert "_target_: pyro_bnn.model.priors.StudentTPrior" in proc.stdout and "df: 3.0" in proc.stdout
