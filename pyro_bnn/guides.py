@@ -205,6 +205,13 @@ class MeanFieldNormal(autoguide.AutoNormal):
         return pyro.sample(name, dist.Delta(value, log_density=log_density, event_dim=site["fn"].event_dim))
 
 
+def is_mean_field(guide) -> bool:
+    """Whether ``guide`` is a mean-field Normal posterior: it gives each site's mean and sd, ``loc_and_scale(name)``
+    (the one protocol posterior health, learned prior scales and ``explain`` read; the fused step needs
+    :class:`MeanFieldNormal`'s flat storage too)."""
+    return callable(getattr(guide, "loc_and_scale", None))
+
+
 def auto_normal(model: nn.Module, init_scale: float = 1e-3, init_loc: str = "pytorch") -> MeanFieldNormal:
     """Mean-field Normal posterior over every weight and bias (analytic KL with the mean-field ELBO).
 
@@ -251,5 +258,5 @@ def check_guide_options(init_scale: float = 1e-3, init_loc: Union[str, Mapping] 
     check_count(rank, "rank", maximum=MAX_RANK)
 
 
-__all__ = ["MeanFieldNormal", "auto_normal", "auto_delta", "auto_lowrank", "initialize_guide", "pytorch_init"]
+__all__ = ["MeanFieldNormal", "is_mean_field", "auto_normal", "auto_delta", "auto_lowrank", "initialize_guide", "pytorch_init"]
 

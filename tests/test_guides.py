@@ -46,3 +46,11 @@ def test_every_guide_builds_and_runs(builder):
     model = small_mlp()
     guide = initialize_guide(builder(model), *data())
     assert set(guide(*data())) == {"net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"}
+
+
+def test_the_mean_field_protocol_is_the_guides_loc_and_scale():
+    from pyro_bnn import is_mean_field
+
+    model = small_mlp()
+    assert is_mean_field(auto_normal(model))
+    assert not is_mean_field(auto_delta(model)) and not is_mean_field(auto_lowrank(model))

@@ -30,7 +30,7 @@ from pyro.poutine.util import site_is_subsample
 from ..data.loaders import make_loader
 from ..data.registry import load_data
 from ..evaluation.health import format_health, posterior_health
-from ..guides import MeanFieldNormal, auto_normal
+from ..guides import MeanFieldNormal, auto_normal, is_mean_field
 from ..model.networks import BayesianCNN
 from ..model.priors import NormalPrior
 from ..objectives.elbo import elbo_particle
@@ -87,7 +87,7 @@ def kl_breakdown(model, guide: MeanFieldNormal, x: torch.Tensor, y: torch.Tensor
 
     ``(x, y)`` should be the whole training set: the NLL is then the data set's expected NLL.
     """
-    if not isinstance(guide, MeanFieldNormal):
+    if not is_mean_field(guide):
         raise TypeError("kl_breakdown needs a mean-field Normal guide (pyro_bnn.auto_normal)")
     with torch.no_grad():
         model_trace = poutine.trace(model).get_trace(x, y)
@@ -170,7 +170,7 @@ def explain_run(run_dir, seed: int = 0, mc_samples: int = 1000) -> Tuple[Breakdo
     """Break down the loss of the posterior saved in ``run_dir`` on the data it was trained on (its held-out
     classes removed, its subset), and its health; with the run's batch size."""
     model, guide, cfg, spec = posterior_from_file(Path(run_dir) / "posterior.pt")
-    if not isinstance(guide, MeanFieldNormal):
+    if not is_mean_field(guide):
         raise ValueError(f"{run_dir} was trained with guide={option_name(cfg.guide)}: explain breaks down the KL of a "
                          "mean-field Normal guide (guide=auto_normal)")
     data = load_run_data(OmegaConf.merge(cfg.data, {"download": False}))

@@ -43,7 +43,7 @@ from ..data.ood import load_ood
 from ..data.splits import DataSplits
 from ..evaluation.health import health_warnings, posterior_health
 from ..evaluation.predictive import posterior_samples, score
-from ..guides import MeanFieldNormal
+from ..guides import is_mean_field
 from ..io.posterior import data_spec, save_posterior
 from ..training.distributed import world
 from ..training.loop import Hooks, TrainingInterrupted, fit
@@ -256,7 +256,7 @@ def _score(cfg: DictConfig, model, guide, data: DataSplits, ood) -> Scored:
 
 def _posterior_health(cfg: DictConfig, model, guide, output_dir: Path, title: str) -> Dict[str, Any]:
     """Per-site posterior health of a mean-field run (``posterior_health.png``, warnings in the log); {} otherwise."""
-    if not isinstance(guide, MeanFieldNormal):
+    if not is_mean_field(guide):
         return {}
     health = posterior_health(model, guide, cfg.guide.init_scale)
     plot_posterior_health(health, output_dir / "posterior_health.png", title=f"{title}: posterior health")

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from ..guides import MeanFieldNormal
+from ..guides import is_mean_field
 from ..model.priors import normal_params, site_prior
 from ..objectives.normal_kl import normal_kl
 
@@ -38,7 +38,7 @@ def posterior_health(model: nn.Module, guide: nn.Module, init_scale: float) -> D
     :param guide: a :class:`~pyro_bnn.guides.MeanFieldNormal`, run at least once.
     :param float init_scale: the scale the guide started from.
     """
-    if not isinstance(guide, MeanFieldNormal):
+    if not is_mean_field(guide):
         raise TypeError(f"posterior health is defined for the mean-field Normal guide, not a {type(guide).__name__}")
     health = {}
     for name, _ in guide.prototype_trace.iter_stochastic_nodes():

@@ -27,7 +27,7 @@ from pyro.poutine.runtime import am_i_wrapped
 from torch import nn
 
 from ..checks import ArgumentError, check_count
-from ..guides import MeanFieldNormal, initialize_guide
+from ..guides import initialize_guide, is_mean_field
 from .elbo import KL_KINDS, ElboTerms, elbo_terms
 from .empirical_bayes import EmpiricalBayes
 from .estimators import estimator_handler
@@ -102,7 +102,7 @@ class MeanFieldELBO(Trace_ELBO):
         if step is None:
             handler = estimator_handler(self.estimator)
             learned = EmpiricalBayes.of(model)
-            if learned is not None and not isinstance(guide, MeanFieldNormal):
+            if learned is not None and not is_mean_field(guide):
                 raise ValueError(f"learned prior scales (learn_scale=True) are set from a mean-field Normal guide, not "
                                  f"a {type(guide).__name__}: use guide=auto_normal, or prior.learn_scale=false")
         self._prepared = (model, guide, step, handler, learned)
