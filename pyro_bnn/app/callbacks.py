@@ -27,6 +27,9 @@ class OutputDirCheck(Callback):
             task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
             self._check(lambda: check_run_dir(task, directory))
 
+    #: The dir of the sweep this process launches (None outside a sweep's launcher): where a Ctrl-C's summary goes.
+    sweep_dir = None
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         directory = Path(config.hydra.sweep.dir)
         self._check(lambda: check_writable(directory, "hydra.sweep.dir"))
@@ -34,6 +37,7 @@ class OutputDirCheck(Callback):
             sys.exit(f"error: hydra.sweep.dir={directory} already holds a sweep: leave hydra.sweep.dir unset (or pass "
                      "a fresh dir); to finish one of its jobs, resume it alone: resume=true hydra.run.dir=<its job dir>")
         self._check_jobs(config)
+        OutputDirCheck.sweep_dir = directory
 
     @staticmethod
     def _check_jobs(config: DictConfig) -> None:

@@ -60,6 +60,7 @@ from .build import (
     option_name,
     training_schedule,
 )
+from .callbacks import OutputDirCheck
 from .config import ConfigError, library_errors, register_configs, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
@@ -80,6 +81,7 @@ from .run_dir import (
     write_status,
 )
 from .run_record import RunRecord, Scored, run_device, run_environment, run_metrics
+from .summarize import summarize
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +301,12 @@ def _train_app(cfg: DictConfig):
         write_status(output_dir, "interrupted", str(stop))
         print(f"interrupted: {stop}", file=sys.stderr)
         sys.exit(128 + stop.signum)
+    except KeyboardInterrupt:  # Ctrl-C before training started (once training runs, it is a RunInterrupted)
+        reason = "SIGINT before training started: there is no checkpoint; run it again"
+        log.warning("%s", reason)
+        write_status(output_dir, "interrupted", reason)
+        print(f"interrupted: {reason}", file=sys.stderr)
+        sys.exit(130)
     except Exception as err:
         log.error("%s", err, exc_info=not isinstance(err, EXPECTED_ERRORS))
         if not isinstance(err, RunDirRefused):  # the run in that dir is not this command's: its status stays
@@ -318,6 +326,13 @@ def main():
         _join_process_group(sys.argv)
     try:
         return _train_app()
+    except KeyboardInterrupt:  # Ctrl-C in a sweep's launcher (its jobs write their own status.json)
+        sweep = OutputDirCheck.sweep_dir
+        if sweep is None:
+            raise
+        summarize(sweep)
+        sys.exit(f"interrupted: the sweep in {sweep} stopped; what each job did: {sweep / 'summary.md'}; finish a job "
+                 "with resume=true hydra.run.dir=<its dir> (its overrides too)")
     finally:
         if dist.is_initialized():  # each rank leaves the process group before it exits (gloo's threads with it)
             dist.destroy_process_group()

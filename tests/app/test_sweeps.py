@@ -150,3 +150,33 @@ def test_a_folder_of_single_runs_is_not_summarised_as_a_sweep(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a sweep's dir .* are single runs"):
         summarize(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["07-28-28.664621", "07-30-01.000001"]  # nothing written
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_parallel_sweep_leaves_a_summary_and_each_jobs_status(tmp_path):
+    """Ctrl-C reaches the launcher and its workers (one process group): no traceback, one line saying where the
+    summary is, a job that was training is interrupted with its checkpoint, the rest are truthfully incomplete."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import QUIET, ROOT
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "pyro_bnn.train", "-m", "+experiment=debug", "launcher=local_parallel",
+                             "prior.scale=0.1,1", "inference.epochs=200", *QUIET, f"hydra.sweep.dir={sweep}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(sweep.glob("*/checkpoint.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert f"interrupted: the sweep in {sweep} stopped; what each job did: {sweep / 'summary.md'}" in err
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert {r["status"] for r in rows} <= {"interrupted", "incomplete", "ok"} and "interrupted" in {r["status"] for r in rows}
+    for row in rows:
+        if row["status"] == "interrupted":
+            assert (sweep / row["job"] / "checkpoint.pt").is_file() and "resume=true" in row["error"]
