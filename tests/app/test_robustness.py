@@ -131,7 +131,7 @@ def test_refused_commands_leave_a_finished_run_byte_identical(tmp_path):
     assert snapshot(run_dir) == before
     out = cli("pyro_bnn.train", "+experiment=debug", *QUIET, f"hydra.run.dir={run_dir}", check=False)
     assert out.returncode != 0 and "already holds a run (metrics.json, posterior.pt, history.csv" in last_line(out)
-    assert "resume=true" in last_line(out)
+    assert "that run finished: leave hydra.run.dir unset (or pass a fresh dir)" in last_line(out)  # not "resume"
     assert snapshot(run_dir) == before
     out = cli("pyro_bnn.app.evaluate", f"run_dir={run_dir}", "num_samples=5000000", check=False)
     assert out.returncode != 0 and "num_samples=5000000: use an integer from 1 to 10000" in last_line(out)
@@ -273,12 +273,15 @@ def test_json_files_are_strict_json(tmp_path):
 def test_metrics_record_the_environment_and_the_kl_weights_used(tmp_path):
     from helpers import train_in_process
 
-    metrics = train_in_process(tmp_path / "run", "+experiment=debug", "inference.kl_warmup_epochs=100")
+    metrics = train_in_process(tmp_path / "run", "+experiment=debug", "inference.kl_warmup_epochs=2")
     env = metrics["environment"]
     assert env["world_size"] == 1 and env["device"] == "cpu" and env["threads"] == 1
     assert env["torch"] == torch.__version__ and env["pyro"] == pyro.__version__ and env["pyro_bnn"]
     used = metrics["kl_weight_used"]
-    assert used["warmup_finished"] is False and used["first_epoch"] < used["last_epoch"] < metrics["kl_weight"]
+    assert used["warmup_finished"] is True and used["first_epoch"] < used["last_epoch"] == metrics["kl_weight"]
+    with pytest.raises(ValueError, match="inference.kl_warmup_epochs=100 is not allowed: a warm-up longer than the run"):
+        train_in_process(tmp_path / "longer", "+experiment=debug", "inference.kl_warmup_epochs=100")  # before training
+    assert not (tmp_path / "longer" / "history.csv").exists()
 
 
 @pytest.mark.parametrize("epochs, warmup", [(3, 1), (7, 3)])

@@ -93,7 +93,8 @@ def test_a_network_with_an_embedding_saves_and_loads(tmp_path):
     from pyro_bnn import Schedule, fit, make_loader, to_bayesian
 
     def model():
-        return to_bayesian(nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(8, 3)), (2,), num_data=50)
+        with pytest.warns(UserWarning, match="net.0 \\(Embedding\\) keep point-estimate parameters"):
+            return to_bayesian(nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(8, 3)), (2,), num_data=50)
 
     x, y = torch.randint(0, 10, (50, 2)), torch.randint(0, 3, (50,))
     trained = model()
