@@ -76,6 +76,8 @@ CLI = [
      "model.channels=[3]: the model pyro_bnn.model.networks.BayesianMLP does not take it (its keys: hidden, activation, "
      "bayesian); model=cnn takes it; leave model.channels unset"),
     ("pyro_bnn.train", "model.bayesian=first", "model.bayesian=first is not allowed: use all, last (the last Linear"),
+    ("pyro_bnn.train", "model.bayesian=[7,9]", "model.bayesian=[7, 9] is not allowed: use all, last (the last "
+     "Linear layer) or a list of layer names, e.g. [net.7,net.9]"),
     ("pyro_bnn.train", "model.bayesian=[net.9]", "bayesian=['net.9'] names ['net.9'], which are not modules of the"),
     ("pyro_bnn.train", "inference.epochs=0", "inference.epochs=0 is not allowed: use an integer >= 1"),
     ("pyro_bnn.train", "inference.lr=-0.1", "inference.lr=-0.1 is not allowed: use a finite number > 0"),

@@ -311,6 +311,11 @@ def _check_combinations(cfg: DictConfig) -> None:
     if cfg.data.loader == "uci" and (Path(cfg.data.root) / cfg.data.name / "data").is_dir():
         with library_errors(cfg, "data"):  # a sweep over data.split is refused before its first job
             check_split(cfg.data.name, cfg.data.split, cfg.data.root)
+    bayesian = cfg.model.get("bayesian", "all")
+    if not (bayesian in ("all", "last") or OmegaConf.is_list(bayesian) and all(isinstance(b, str) for b in bayesian)):
+        shown = OmegaConf.to_container(bayesian) if OmegaConf.is_config(bayesian) else bayesian
+        raise ConfigError(f"model.bayesian={shown} is not allowed: use all, last (the last Linear layer) or a list of "
+                          "layer names, e.g. [net.7,net.9] (the others keep point estimates)")
     if cfg.inference.min_epochs and not cfg.inference.steps:
         raise ConfigError(f"inference.min_epochs={cfg.inference.min_epochs} is the fewest epochs of a run scaled by "
                           f"inference.steps, and steps=0 (the run trains inference.epochs={cfg.inference.epochs}): set "
