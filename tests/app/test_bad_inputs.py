@@ -112,7 +112,8 @@ def test_each_bad_cli_input_stops_the_real_command_with_one_line(dirs, module, a
     before = sorted((ROOT / "outputs").iterdir()) if (ROOT / "outputs").is_dir() else []
     argv = _arguments(arguments, dirs)
     if module == "pyro_bnn.train" and not any(a.startswith("hydra.run.dir") for a in argv):
-        argv += ["+experiment=debug", f"hydra.run.dir={tempfile.mkdtemp(dir=dirs['tmp'])}/run"]  # a fresh dir each
+        preset = [] if any(a.startswith("+experiment=") for a in argv) else ["+experiment=debug"]
+        argv += [*preset, f"hydra.run.dir={tempfile.mkdtemp(dir=dirs['tmp'])}/run"]  # a fresh dir each
     proc = cli(module, *argv, "hydra.job_logging.root.level=WARNING" if "pyro_bnn.app" not in module else "",
                check=False) if module == "pyro_bnn.train" else cli(module, *argv, check=False)
     assert proc.returncode != 0
