@@ -1,4 +1,5 @@
-"""How long a command takes to answer when it does no training: ``import pyro_bnn``, ``python -m pyro_bnn.train
+"""How long a command takes to answer when it does no training: ``import pyro_bnn`` (and a name of it, which imports
+the library's seams), ``python -m pyro_bnn.train
 --help``, ``--cfg job``, a refused config (``prior.scale=0``) and a refused evaluate (a run dir that does not
 exist), each a fresh process, timed whole (median, min and max of ``--repeats`` runs), against the hardening issue's
 targets: ``import pyro_bnn`` under 3 s, the others under 2 s.
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: (what, command, target in seconds, exit code expected)
 COMMANDS = [
     ("import pyro_bnn", [sys.executable, "-c", "import pyro_bnn"], 3.0, 0),
+    ("from pyro_bnn import fit (the library)", [sys.executable, "-c", "from pyro_bnn import fit"], 3.0, 0),
     ("train --help", [sys.executable, "-m", "pyro_bnn.train", "--help"], 2.0, 0),
     ("train --cfg job", [sys.executable, "-m", "pyro_bnn.train", "--cfg", "job"], 2.0, 0),
     ("train prior.scale=0 (refused)", [sys.executable, "-m", "pyro_bnn.train", "prior.scale=0"], 2.0, 1),

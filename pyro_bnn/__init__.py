@@ -14,26 +14,35 @@ likelihoods), :mod:`pyro_bnn.guides`, :mod:`pyro_bnn.objectives` (the ELBO, its 
 :mod:`pyro_bnn.io`; this package gathers them all.
 
 The Hydra experiment around it (``python -m pyro_bnn.train``) is :mod:`pyro_bnn.app`; this package
-never imports it. Importing pyro_bnn sets ``pyro.settings.set(module_local_params=True)``: the
-parameters of every model and guide live in that module, never in Pyro's global param store, so two
-models in one process never share parameters.
+never imports it. Each seam is imported at the first use of one of its names. Using the library sets
+``pyro.settings.set(module_local_params=True)`` (in :mod:`pyro_bnn.model`): the parameters of every model and guide
+live in that module, never in Pyro's global param store, so two models in one process never share parameters.
 """
 
-import pyro
+import importlib
+from typing import Any, List
 
-pyro.settings.set(module_local_params=True)
+#: The seams whose public names this package gathers, in the order data flows: model, guide, objective, training,
+#: evaluation (and its metrics), data, files. Each is imported at the first use of one of its names (``import
+#: pyro_bnn`` alone imports neither torch nor pyro: the app's commands that only compose a config start fast).
+SEAMS = ("model", "guides", "objectives", "training", "evaluation", "metrics", "data", "io")
 
-# the public names of each seam, in the order data flows: model, guide, objective, training, evaluation (and its
-# metrics), data, files
-from .model import *
-from .guides import *
-from .objectives import *
-from .training import *
-from .evaluation import *
-from .metrics import *
-from .data import *
-from .io import *
-from . import data, evaluation, guides, io, metrics, model, objectives, training
 
-__all__ = [*model.__all__, *guides.__all__, *objectives.__all__, *training.__all__, *evaluation.__all__, *metrics.__all__,
-           *data.__all__, *io.__all__]
+def __getattr__(name: str) -> Any:
+    if name == "__all__":
+        return _public_names()
+    for seam in SEAMS:
+        module = importlib.import_module(f"{__name__}.{seam}")
+        if name in module.__all__:
+            value = getattr(module, name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_public_names()))
+
+
+def _public_names() -> List[str]:
+    return [name for seam in SEAMS for name in importlib.import_module(f"{__name__}.{seam}").__all__]

@@ -15,8 +15,7 @@ from hydra import compose, initialize_config_dir
 from pyro.poutine.messenger import Messenger
 
 from pyro_bnn import BayesianMLP, NormalPrior, auto_normal, initialize_guide
-from pyro_bnn.app.build import CONF_DIR, option_key_overrides
-from pyro_bnn.app.config import register_configs
+from pyro_bnn.app.schema import CONF_DIR, option_key_overrides, register_configs
 from pyro_bnn.model.priors import normal_params
 
 ROOT = Path(__file__).resolve().parents[1]

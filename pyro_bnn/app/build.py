@@ -6,8 +6,7 @@ import difflib
 import functools
 import inspect
 import math
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Tuple
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Tuple
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
@@ -23,10 +22,7 @@ from ..model.networks import BayesianModel
 from ..objectives.elbo import ELBO_KL
 from ..objectives.mean_field_elbo import MeanFieldELBO
 from ..training.schedules import KLWeight
-
-#: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
-#: ``__init__.py`` in it).
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+from .schema import CONF_DIR
 
 
 class OptionKeyError(ValueError):
@@ -39,8 +35,6 @@ class OptionKeyError(ValueError):
         self.key, self.value = key, value
 
 
-#: The groups whose options are library objects (:func:`instantiate_option`): their keys differ from option to option.
-INSTANTIATED_GROUPS = ("model", "likelihood", "prior", "guide")
 #: The arguments of a group's library object that the run gives in code, never config keys: the guide's model; the
 #: network's input shape, outputs (``num_classes`` of a CNN), prior, likelihood and number of training examples.
 GIVEN = {"guide": ("model",), "model": ("in_shape", "num_outputs", "num_classes", "prior", "likelihood", "num_data")}
@@ -145,15 +139,6 @@ def layer_scales(node) -> Dict[str, float]:
         else:
             flat[str(key)] = value
     return flat
-
-
-def option_key_overrides(args: List[str]) -> List[str]:
-    """The command line with every override of a key of :data:`INSTANTIATED_GROUPS` as ``++`` (add or replace): a key
-    the chosen option does not have (``prior=normal prior.df=5``) then reaches :func:`instantiate_option`, which refuses
-    it in one line naming it, and ``prior.layer_scales={net.4:0.1}`` or ``prior.layer_scales.net.0=0.1`` add layers
-    (Hydra refuses new keys in a plain override and advises ``+``, which a key of another option would need)."""
-    return ["++" + arg.lstrip("+") if arg.lstrip("+").startswith(tuple(f"{group}." for group in INSTANTIATED_GROUPS))
-            else arg for arg in args]
 
 
 def build_prior(cfg: DictConfig):

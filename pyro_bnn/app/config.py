@@ -1,4 +1,4 @@
-"""Structured configs of the Hydra app, registered in Hydra's ConfigStore, and their validation.
+"""The validation of the Hydra app's configs (their schemas: :mod:`pyro_bnn.app.schema`).
 
 The YAML files in ``conf/`` are merged into :class:`TrainConfig` (the
 ``train_schema`` entry of the defaults list), so a wrong type or an unknown key
@@ -15,18 +15,16 @@ import difflib
 import os
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from ..checks import ArgumentError
 from ..data.ood import OOD_SETS
 from ..data.registry import DATASETS
-from ..data.uci import check_split, uci_hidden_units
+from ..data.uci import check_split
 from ..evaluation.predictive import MAX_SAMPLES, check_num_samples
 from ..guides import check_guide_options
 from ..model.likelihoods import Categorical, Regression
@@ -41,6 +39,7 @@ from .build import (
     check_option_keys,
     layer_scales,
 )
+from .schema import ConfigError, TrainConfig
 
 #: Data sets whose task is regression (the rest are classification).
 REGRESSION_DATASETS = tuple(name for name, dataset in DATASETS.items() if dataset.task == "regression")
@@ -52,107 +51,6 @@ REFERENCES = ("none", "nuts")
 REGRESSION_OBJECTIVES = tuple(f"test.{name}" for name in Regression.metric_names)
 CLASSIFICATION_OBJECTIVES = tuple(f"test.{name}" for name in Categorical.metric_names + Categorical.ood_metric_names)
 OBJECTIVES = CLASSIFICATION_OBJECTIVES + REGRESSION_OBJECTIVES + ("train.loss", "train.nll", "train.kl")
-
-
-class ConfigError(ValueError):
-    """A config value that makes no sense; the message names the key and what is allowed."""
-
-
-@dataclass
-class DataConfig:
-    loader: str = MISSING
-    name: str = MISSING
-    split: int = MISSING
-    validation: float = MISSING
-    root: str = MISSING
-    download: bool = MISSING
-    split_seed: int = MISSING
-    batch_size: int = MISSING
-    test_batch_size: int = MISSING
-    subset: int = MISSING
-    ood: str = MISSING
-    holdout_classes: List[int] = MISSING
-
-
-@dataclass
-class LargeDataConfig:
-    above: int = MISSING
-    steps: int = MISSING
-    lr: float = MISSING
-    batch_size: int = MISSING
-
-
-@dataclass
-class InferenceConfig:
-    elbo: str = MISSING
-    lr: float = MISSING
-    epochs: int = MISSING
-    steps: int = MISSING
-    min_epochs: int = MISSING
-    num_particles: int = MISSING
-    kl_weight: float = MISSING
-    kl_warmup_epochs: int = MISSING
-    kl_warmup_fraction: float = MISSING
-    kl_schedule: str = MISSING
-    lr_schedule: str = MISSING
-    estimator: str = MISSING
-    fused: Any = MISSING
-    large_data: LargeDataConfig = field(default_factory=LargeDataConfig)
-
-
-@dataclass
-class EvalConfig:
-    num_samples: int = MISSING
-
-
-@dataclass
-class ReferenceConfig:
-    method: str = MISSING
-    num_samples: int = MISSING
-    warmup_steps: int = MISSING
-    num_chains: int = MISSING
-    max_tree_depth: int = MISSING
-    target_accept_prob: float = MISSING
-
-
-@dataclass
-class TrainConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: Any = MISSING  # library objects' arguments (_target_): pyro_bnn.app.build.instantiate_option checks them
-    likelihood: Any = MISSING
-    prior: Any = MISSING
-    guide: Any = MISSING
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
-    seed: int = MISSING
-    device: str = MISSING
-    threads: int = MISSING
-    resume: bool = MISSING
-    progress: bool = MISSING
-    tensorboard: bool = MISSING
-    objective: Optional[str] = MISSING
-
-
-@dataclass
-class EvaluateConfig:
-    run_dir: str = MISSING
-    dataset: Optional[str] = MISSING
-    num_samples: Optional[int] = MISSING
-    seed: Optional[int] = MISSING
-    device: str = MISSING
-
-
-
-
-def register_configs() -> None:
-    """Register the schemas named in ``conf/train.yaml`` and ``conf/evaluate.yaml``, and the resolver ``uci_hidden``."""
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
-    cs.store(name="evaluate_schema", node=EvaluateConfig)
-    # ${uci_hidden:<root>,<name>}: the benchmark network's hidden layer of a UCI data set, [n_hidden.txt's units]
-    OmegaConf.register_new_resolver("uci_hidden", lambda root, name: [uci_hidden_units(str(name), str(root))],
-                                    replace=True)
 
 
 def _one_of(options) -> Callable[[Any], bool]:

@@ -26,8 +26,9 @@ from ..data.ood import load_ood
 from ..data.registry import DATASETS, load_data
 from ..evaluation.predictive import evaluate
 from .build import CONF_DIR, load_run_data, posterior_from_file
-from .config import ConfigError, register_configs, validate_device
+from .config import validate_device
 from .run_dir import write_json
+from .schema import ConfigError, register_configs
 
 
 def evaluate_run(run_dir, dataset: str = None, num_samples: int = None, seed: int = None, device: str = "cpu") -> Dict:

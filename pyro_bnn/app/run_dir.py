@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ..io.files import read_file, replacing, save_file
-from .config import ConfigError
+from .schema import ConfigError
 
 #: File name of the training checkpoint in a run dir.
 CHECKPOINT = "checkpoint.pt"

@@ -8,7 +8,8 @@ from omegaconf.errors import ValidationError
 
 from helpers import cli, compose_train
 from pyro_bnn.app.build import CONF_DIR, build_prior, option_name
-from pyro_bnn.app.config import ConfigError, EvaluateConfig, TrainConfig, validate
+from pyro_bnn.app.config import validate
+from pyro_bnn.app.schema import ConfigError, EvaluateConfig, TrainConfig
 
 GROUPS = ["data", "model", "likelihood", "prior", "guide", "inference", "eval"]
 
