@@ -112,17 +112,25 @@ def regression_metrics(locs: torch.Tensor, noise_scale, targets: torch.Tensor) -
     targets = targets.double().reshape(1, -1)
     sigma = torch.as_tensor(noise_scale, dtype=torch.float64).expand_as(locs)
     normals = torch.distributions.Normal(locs, sigma)
-    mean = locs.mean(0)
+    mixture = normal_mixture(locs, sigma)
     cdf = normals.cdf(targets).mean(0)
     tail = (1 - COVERAGE_MASS) / 2
     return {
-        "rmse": float(((mean - targets[0]) ** 2).mean().sqrt()),
+        "rmse": float(((mixture["mean"] - targets[0]) ** 2).mean().sqrt()),
         "log_likelihood": float((torch.logsumexp(normals.log_prob(targets), 0) - math.log(locs.shape[0])).mean()),
-        "predictive_std": float(predictive_std(locs, sigma).mean()),
-        "aleatoric_std": float(sigma.pow(2).mean(0).sqrt().mean()),
-        "epistemic_std": float(locs.std(0, unbiased=False).mean()),
+        "predictive_std": float(mixture["std"].mean()),
+        "aleatoric_std": float(mixture["aleatoric_std"].mean()),
+        "epistemic_std": float(mixture["epistemic_std"].mean()),
         "coverage_90": float(((cdf >= tail) & (cdf <= 1 - tail)).double().mean()),
     }
+
+
+def normal_mixture(locs: torch.Tensor, sigma: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Per example, the mixture of ``N(loc_s, sigma_s^2)`` over the draws ``s`` (dim 0; ``sigma`` of the shape of
+    ``locs``): its ``mean`` and ``std``, and the two parts of its variance, ``aleatoric_std`` (the noise,
+    ``sqrt(mean_s sigma_s^2)``) and ``epistemic_std`` (the sd of the draws' means)."""
+    return {"mean": locs.mean(0), "std": predictive_std(locs, sigma), "aleatoric_std": sigma.pow(2).mean(0).sqrt(),
+            "epistemic_std": locs.std(0, unbiased=False)}
 
 
 #: Regression metrics in the units of the targets: their factor per unit of target scale (log-likelihoods shift).
@@ -165,4 +173,4 @@ def _entropy(probs: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["classification_metrics", "regression_metrics", "ood_metrics", "in_original_units", "uncertainty",
-           "reliability_bins", "predictive_std"]
+           "reliability_bins", "predictive_std", "normal_mixture"]

@@ -6,7 +6,7 @@ import difflib
 import functools
 import inspect
 import math
-from typing import Any, Callable, Dict, Mapping, NamedTuple, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Tuple
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
@@ -26,13 +26,7 @@ from .schema import CONF_DIR
 
 
 class OptionKeyError(ValueError):
-    """A config key the chosen group option's library object does not take.
-
-    :ivar str key: the key (``prior.df``); ``value``: its value."""
-
-    def __init__(self, key: str, value: Any, message: str):
-        super().__init__(message)
-        self.key, self.value = key, value
+    """A config key the chosen group option's library object does not take (the message names it and the fix)."""
 
 
 #: The arguments of a group's library object that the run gives in code, never config keys: the guide's model; the
@@ -51,22 +45,26 @@ def instantiate_option(node: DictConfig, group: str, *args, **given):
         raise (error.__cause__ or error) from None
 
 
+def option_arguments(target: Callable, group: str) -> List[str]:
+    """The arguments of ``target`` (a group option's library object) a config gives: all but those the run gives in
+    code (:data:`GIVEN`)."""
+    return [name for name in inspect.signature(target).parameters if name not in GIVEN.get(group, ())]
+
+
 def check_option_keys(node: DictConfig, group: str) -> None:
     """Refuse a key of ``node`` its ``_target_`` does not take (:class:`OptionKeyError` naming it, the target's
     arguments and the options of ``conf/<group>`` that take it): it is never dropped without a word."""
     target = get_object(node._target_)
-    parameters = [name for name in inspect.signature(target).parameters if name not in GIVEN.get(group, ())]
+    parameters = option_arguments(target, group)
     for key in node:
         if key == _OLD_SELECTORS.get(group):
             options = " or ".join(f"{group}={name}" for name in group_target_names(group))
-            raise OptionKeyError(f"{group}.{key}", node[key], f"{group}.{key}={node[key]}: the {key} is the {group} "
+            raise OptionKeyError(f"{group}.{key}={node[key]}: the {key} is the {group} "
                                  f"option now: {options.replace(' or ', ', ', len(group_target_names(group)) - 2)}")
         if key != "_target_" and key not in parameters:
             takers = [name for name, other in group_targets(group).items()
-                      if other is not target and key in inspect.signature(other).parameters
-                      and key not in GIVEN.get(group, ())]
+                      if other is not target and key in option_arguments(other, group)]
             raise OptionKeyError(
-                f"{group}.{key}", node[key],
                 f"{group}.{key}={_yaml(node[key])}: the {group} {node._target_} does not take it (its keys: "
                 f"{', '.join(parameters)}); " + (" and ".join(f"{group}={name}" for name in takers)
                                                  + (" take it" if len(takers) > 1 else " takes it")
@@ -113,8 +111,7 @@ def migrate_config(config: Dict[str, Any], task: str) -> Dict[str, Any]:
         old = config.get(group)
         if isinstance(old, Mapping) and "_target_" not in old and selector in old:
             target = group_target_names(group)[old[selector]]
-            taken = [name for name in inspect.signature(get_object(target)).parameters
-                     if name not in GIVEN.get(group, ())]
+            taken = option_arguments(get_object(target), group)
             config[group] = {"_target_": target, **{key: value for key, value in old.items() if key in taken}}
     if "likelihood" not in config:
         name = old_model.get("likelihood", "gaussian") if task == "regression" else None
@@ -160,19 +157,21 @@ def build_likelihood(cfg: DictConfig, task: str) -> Likelihood:
     """The likelihood of ``cfg.likelihood`` (:func:`instantiate_option`) for data of ``task``; ``likelihood=auto`` (no
     ``_target_``): the task's own (:data:`~pyro_bnn.model.likelihoods.LIKELIHOOD_OF_TASK`). One of another task is
     refused."""
+    default = LIKELIHOOD_OF_TASK[task]
     if "_target_" not in cfg:
-        for key in cfg:  # likelihood=auto has no keys of its own
+        if cfg:  # likelihood=auto has no keys of its own
+            key = next(iter(cfg))
             options = " or ".join(f"likelihood={name}" for name, target in group_targets("likelihood").items()
-                                  if target.task == task and key in inspect.signature(target).parameters)
-            raise OptionKeyError(f"likelihood.{key}", cfg[key], f"likelihood.{key}={_yaml(cfg[key])}: likelihood=auto "
-                                 f"(the data's own, {LIKELIHOOD_OF_TASK[task].__name__}) takes no keys; "
+                                  if target.task == task and key in option_arguments(target, "likelihood"))
+            raise OptionKeyError(f"likelihood.{key}={_yaml(cfg[key])}: likelihood=auto (the data's own, "
+                                 f"{default.__name__}) takes no keys; "
                                  + (f"choose the likelihood that takes it: {options}" if options else
                                     f"no {task} likelihood takes it"))
-        return LIKELIHOOD_OF_TASK[task]()
+        return default()
     likelihood = instantiate_option(cfg, "likelihood")
     if likelihood.task != task:
         raise ValueError(f"likelihood: {cfg._target_} is a {likelihood.task} likelihood and the data are {task} data: "
-                         f"leave likelihood unset (likelihood=auto: {type(LIKELIHOOD_OF_TASK[task]()).__name__})")
+                         f"leave likelihood unset (likelihood=auto: {default.__name__})")
     return likelihood
 
 

@@ -187,9 +187,9 @@ def _check_with_the_library(cfg: DictConfig) -> None:
     inference, model, guide = cfg.inference, cfg.model, cfg.guide
     with library_errors(cfg, "inference"):
         build_objective(inference)
+        kl_weight = build_kl_weight(inference)
         if not inference.steps:  # with steps, the epochs (and the warm-up's check) wait for the data's size
-            Schedule(inference.epochs, inference.lr, inference.lr_schedule, build_kl_weight(inference))
-        build_kl_weight(inference)
+            Schedule(inference.epochs, inference.lr, inference.lr_schedule, kl_weight)
     with library_errors(cfg, "prior"):
         build_prior(cfg.prior)
     with library_errors(cfg, "model"):

@@ -19,7 +19,7 @@ from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 
 from ..checks import check_positive
-from ..metrics import classification_metrics, in_original_units, ood_metrics, predictive_std, regression_metrics, uncertainty
+from ..metrics import classification_metrics, in_original_units, normal_mixture, ood_metrics, regression_metrics, uncertainty
 
 
 class Likelihood(PyroModule):
@@ -134,9 +134,7 @@ class Regression(Likelihood):
         ``aleatoric_std`` (the noise, ``sqrt(mean_s sigma_s^2)``) and ``epistemic_std`` (the sd of the draws' means)."""
         locs, sigma = self.loc_scale(outputs)
         locs = locs.double()
-        sigma = torch.as_tensor(sigma).detach().to(locs.device).double().expand_as(locs)
-        return {"mean": locs.mean(0), "std": predictive_std(locs, sigma), "aleatoric_std": sigma.pow(2).mean(0).sqrt(),
-                "epistemic_std": locs.std(0, unbiased=False)}
+        return normal_mixture(locs, torch.as_tensor(sigma).detach().to(locs.device).double().expand_as(locs))
 
     def in_original_units(self, metrics, target_std):
         """:func:`~pyro_bnn.metrics.in_original_units`."""
