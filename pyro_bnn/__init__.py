@@ -19,30 +19,11 @@ never imports it. Each seam is imported at the first use of one of its names. Us
 live in that module, never in Pyro's global param store, so two models in one process never share parameters.
 """
 
-import importlib
-from typing import Any, List
+from .lazy import lazy_names
 
 #: The seams whose public names this package gathers, in the order data flows: model, guide, objective, training,
 #: evaluation (and its metrics), data, files. Each is imported at the first use of one of its names (``import
 #: pyro_bnn`` alone imports neither torch nor pyro: the app's commands that only compose a config start fast).
 SEAMS = ("model", "guides", "objectives", "training", "evaluation", "metrics", "data", "io")
 
-
-def __getattr__(name: str) -> Any:
-    if name == "__all__":
-        return _public_names()
-    for seam in SEAMS:
-        module = importlib.import_module(f"{__name__}.{seam}")
-        if name in module.__all__:
-            value = getattr(module, name)
-            globals()[name] = value
-            return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_public_names()))
-
-
-def _public_names() -> List[str]:
-    return [name for seam in SEAMS for name in importlib.import_module(f"{__name__}.{seam}").__all__]
+__getattr__, __dir__ = lazy_names(__name__, SEAMS)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import difflib
 import math
 from contextlib import ExitStack
-from numbers import Real
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyro
@@ -35,10 +34,9 @@ from pyro.infer.autoguide.initialization import init_to_median
 from torch import nn
 from torch.distributions import biject_to, constraints
 
-from .checks import ArgumentError, check_count
+from .checks import ArgumentError
 from .model.priors import Prior, fan_in
-
-INIT_LOCS = ("pytorch", "median")
+from .options import INIT_LOCS, check_guide_options
 
 
 def initialize_guide(guide: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> nn.Module:
@@ -229,10 +227,6 @@ def auto_delta(model: nn.Module, init_loc: str = "pytorch") -> autoguide.AutoDel
     return autoguide.AutoDelta(model, init_loc_fn=_init_loc_fn(model, init_loc))
 
 
-#: The low-rank guide's largest rank (its covariance factor holds rank x the number of weights numbers).
-MAX_RANK = 1_000
-
-
 def auto_lowrank(
     model: nn.Module, rank: int = 10, init_scale: float = 1e-3, init_loc: str = "pytorch"
 ) -> autoguide.AutoLowRankMultivariateNormal:
@@ -245,17 +239,6 @@ def auto_lowrank(
     return autoguide.AutoLowRankMultivariateNormal(
         model, init_loc_fn=_init_loc_fn(model, init_loc), init_scale=float(init_scale), rank=int(rank)
     )
-
-
-def check_guide_options(init_scale: float = 1e-3, init_loc: Union[str, Mapping] = "pytorch", rank: int = 10) -> None:
-    """The error a guide builder gives for these options, before any work (the app checks its config with it; the
-    rank is checked against the model's number of weights when the guide is built)."""
-    if isinstance(init_scale, bool) or not isinstance(init_scale, Real) or not (math.isfinite(init_scale)
-                                                                              and init_scale > 0):
-        raise ArgumentError("init_scale", init_scale, fix="use a finite number > 0, e.g. 1e-3 (the posterior's initial sd)")
-    if not isinstance(init_loc, Mapping) and init_loc not in INIT_LOCS:
-        raise ArgumentError("init_loc", init_loc, joiner=" is ", fix=f"not known; choose one of {list(INIT_LOCS)}")
-    check_count(rank, "rank", maximum=MAX_RANK)
 
 
 __all__ = ["MeanFieldNormal", "is_mean_field", "auto_normal", "auto_delta", "auto_lowrank", "initialize_guide", "pytorch_init"]

@@ -61,6 +61,8 @@ CLI = [
     ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=fifty", "n_hidden.txt line 1 is not numeric ('fifty')"),
     ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=toy data.split=3",
      "data.split=3: UCI data set 'toy' has splits 0 .. 2 (an integer index)"),
+    ("pyro_bnn.train", "+experiment=uci data.root={tmp}/uci data.name=toy inference.epochs=5",
+     "inference.epochs=5 is not used: inference.steps=6000 sets the run's length"),
     ("pyro_bnn.train", "inference.min_epochs=3", "inference.min_epochs=3 is the fewest epochs of a run scaled by "
      "inference.steps, and steps=0"),
     ("pyro_bnn.train", "inference.kl_warmup_epochs=5 inference.epochs=4",

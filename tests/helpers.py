@@ -118,9 +118,10 @@ def compose_train(*overrides, hydra_node=False):
 def train_in_process(run_dir, *overrides):
     """:func:`pyro_bnn.app.train.train` on the composed config: a run without a subprocess (and without the
     ``.hydra/`` folder and ``train.log`` that Hydra's launcher adds)."""
+    from pyro_bnn.app.config import override_keys
     from pyro_bnn.app.train import train
 
-    return train(compose_train(*overrides), run_dir)
+    return train(compose_train(*overrides), run_dir, given=override_keys(overrides))
 
 
 def fake_job(sweep: Path, job: int, overrides, rmse, ll):

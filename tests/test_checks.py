@@ -23,7 +23,7 @@ from pyro_bnn import (
     make_loader,
     to_bayesian,
 )
-from pyro_bnn.checks import check_batch, check_loader, first_batch
+from pyro_bnn.batch_checks import check_batch, check_loader, first_batch
 
 
 def digits_loader(small_digits, x=None, y=None, batch_size=50):

@@ -21,13 +21,8 @@ from ..model.likelihoods import LIKELIHOOD_OF_TASK, Likelihood
 from ..model.networks import BayesianModel
 from ..objectives.elbo import ELBO_KL
 from ..objectives.mean_field_elbo import MeanFieldELBO
-from ..training.schedules import KLWeight
-from .schema import CONF_DIR
-
-
-class OptionKeyError(ValueError):
-    """A config key the chosen group option's library object does not take (the message names it and the fix)."""
-
+from .config import layer_scales
+from .schema import CONF_DIR, OptionKeyError
 
 #: The arguments of a group's library object that the run gives in code, never config keys: the guide's model; the
 #: network's input shape, outputs (``num_classes`` of a CNN), prior, likelihood and number of training examples.
@@ -126,18 +121,6 @@ def option_name(node: DictConfig) -> str:
     return node._target_.rsplit(".", 1)[-1]
 
 
-def layer_scales(node) -> Dict[str, float]:
-    """``prior.layer_scales`` as ``{layer name: scale}``: a dotted override (``prior.layer_scales.net.0=0.1``)
-    arrives nested (``{net: {0: 0.1}}``) and is joined back into the layer's name."""
-    flat: Dict[str, float] = {}
-    for key, value in (node or {}).items():
-        if isinstance(value, (dict, DictConfig)):
-            flat.update({f"{key}.{name}": scale for name, scale in layer_scales(value).items()})
-        else:
-            flat[str(key)] = value
-    return flat
-
-
 def build_prior(cfg: DictConfig):
     """The prior of ``cfg.prior`` (:func:`instantiate_option`; ``layer_scales`` joined into layer names)."""
     if "layer_scales" in cfg:
@@ -230,12 +213,6 @@ def training_schedule(inference: DictConfig, num_train: int, batch_size: int) ->
     per_epoch = math.ceil(num_train / batch_size)
     epochs = int(inference.epochs) if not steps else max(1, inference.min_epochs, math.ceil(steps / per_epoch))
     return RunSchedule(epochs, per_epoch, float(lr), large, batch_size)
-
-
-def build_kl_weight(inference: DictConfig) -> KLWeight:
-    """The run's KL weighting (:class:`~pyro_bnn.training.schedules.KLWeight`) from ``inference``."""
-    fraction = inference.get("kl_warmup_fraction", 0.0)  # 0.0 in runs saved before the option
-    return KLWeight(inference.kl_weight, inference.kl_warmup_epochs, inference.kl_schedule, fraction)
 
 
 def build_objective(inference: DictConfig) -> MeanFieldELBO:

@@ -1,4 +1,5 @@
-"""The Hydra callbacks of the training app (``hydra.callbacks`` in ``conf/train.yaml``)."""
+"""The Hydra callbacks of the training app (``hydra.callbacks`` in ``conf/train.yaml``), loaded by every command:
+they import the library only when they act (a refused config is refused without torch)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Callable
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, validate
+from .config import override_keys, validate
 from .run_dir import check_run_dir, check_writable, claim_run_dir
+from .schema import ConfigError
 
 
 class OutputDirCheck(Callback):
@@ -49,7 +51,7 @@ class OutputDirCheck(Callback):
 
         for number, overrides in enumerate(sweep_job_overrides(OmegaConf.to_container(config.hydra))):
             try:
-                validate(compose(config_name="train", overrides=list(overrides)))
+                validate(compose(config_name="train", overrides=list(overrides)), override_keys(overrides))
             except Exception as err:  # a composition error (Hydra's) or a ConfigError
                 detail = " ".join(str(err).split())[:300]
                 shown = " ".join(o.removeprefix("++") for o in overrides)  # as typed (main() adds ++ to option keys)
@@ -63,3 +65,23 @@ class OutputDirCheck(Callback):
             sys.exit(f"error: {err}")
 
 
+class SweepSummary(Callback):
+    """Hydra callback: rebuild the sweep summary (:func:`~pyro_bnn.app.summarize.summarize`) after each job of a
+    multirun, and at its end."""
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from .summarize import summarize
+
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            summarize(Path(HydraConfig.get().runtime.output_dir).parent)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from .summarize import STATUSES, summarize
+
+        rows = summarize(config.hydra.sweep.dir)
+        counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(r["status"] == s for r in rows)))
+        print(f"sweep done ({counts}): {Path(config.hydra.sweep.dir) / 'summary.md'} (and summary.csv, the plots, one "
+              "dir per job beside them)")

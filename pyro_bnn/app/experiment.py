@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Collection, Dict, List, NamedTuple, Optional, Tuple
 
 import pyro
 import torch
@@ -27,14 +27,13 @@ from ..training.schedules import KLWeight, Schedule
 from .build import (
     RunSchedule,
     build_guide,
-    build_kl_weight,
     build_model,
     build_objective,
     load_run_data,
     option_name,
     training_schedule,
 )
-from .config import library_errors, validate
+from .config import build_kl_weight, library_errors, validate
 from .plots import plot_elbo_terms, plot_posterior_health
 from .progress import EpochReporter, require_tensorboard
 from .report import regression_curve, write_figures, write_nuts_comparison
@@ -52,15 +51,10 @@ from .run_dir import (
     write_json,
 )
 from .run_record import RunRecord, Scored, run_device, run_environment, run_metrics
-from .schema import ConfigError
 
 log = logging.getLogger(__name__)
 
-#: Errors that name their cause and fix: reported in one line, without a traceback.
-EXPECTED_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError, ImportError, ValueError)
-
-
-def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]:
+def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection[str] = ()) -> Dict[str, Any]:
     """Train the posterior that ``cfg`` describes; write the run files into ``output_dir``.
 
     The training state goes to ``checkpoint.pt`` after every epoch and on SIGINT/SIGTERM (then
@@ -68,9 +62,11 @@ def train(cfg: DictConfig, output_dir, progress: bool = False) -> Dict[str, Any]
     result as an uninterrupted run. The checkpoint is removed once the run has finished.
 
     :param bool progress: show a tqdm bar over the epochs (when ``cfg.progress`` and stderr is a terminal).
+    :param given: the keys the command line set (:func:`~pyro_bnn.app.config.override_keys`; see
+        :func:`~pyro_bnn.app.config.check_values`).
     :return: the content of ``metrics.json`` (plain numbers).
     """
-    validate(cfg)
+    validate(cfg, given)
     output_dir = Path(output_dir)
     state = _start(cfg, output_dir)
     data, ood = _load_data(cfg)

@@ -39,6 +39,10 @@ class ConfigError(ValueError):
     """A config value that makes no sense; the message names the key and what is allowed."""
 
 
+class OptionKeyError(ValueError):
+    """A config key the chosen group option's library object does not take (the message names it and the fix)."""
+
+
 @dataclass
 class DataConfig:
     loader: str = MISSING

@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
 
 from ..evaluation.health import health_warnings
 from ..model.likelihoods import Categorical, Regression
@@ -256,23 +254,6 @@ def summarize(sweep_dir) -> List[Dict[str, Any]]:
             for key in swept:
                 plot_sweep(rows, key, sweep_dir / f"summary_{key}.png", [k for k in swept if k != key])
     return rows
-
-
-class SweepSummary(Callback):
-    """Hydra callback: rebuild the sweep summary after each job of a multirun, and at its end."""
-
-    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            summarize(Path(HydraConfig.get().runtime.output_dir).parent)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        rows = summarize(config.hydra.sweep.dir)
-        counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(r["status"] == s for r in rows)))
-        print(f"sweep done ({counts}): {Path(config.hydra.sweep.dir) / 'summary.md'} (and summary.csv, the plots, one "
-              "dir per job beside them)")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -34,9 +34,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .schema import CONF_DIR, option_key_overrides, register_configs
+from .config import check_values, override_keys
+from .run_dir import RunDirRefused, RunInterrupted, write_status
+from .schema import CONF_DIR, ConfigError, option_key_overrides, register_configs
 
 log = logging.getLogger(__name__)
+
+#: Errors that name their cause and fix: reported in one line, without a traceback.
+EXPECTED_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError, ImportError, ValueError)
 
 
 def __getattr__(name: str):
@@ -54,13 +59,14 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _train_app(cfg: DictConfig):
     """Run :func:`train`; return its metrics, or the ``objective`` metric (a float, for sweepers such as Optuna)."""
-    from .experiment import EXPECTED_ERRORS, train
-    from .run_dir import RunDirRefused, RunInterrupted, write_status
-
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        metrics = train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN)
+        given = override_keys(hydra_cfg.overrides.task)
+        check_values(cfg, given)  # a bad value is refused before the library (torch) is imported
+        from .experiment import train
+
+        metrics = train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN, given=given)
         if cfg.objective:
             section, name = cfg.objective.split(".")
             return float(metrics[section][name])

@@ -20,7 +20,8 @@ from pyro.infer import Predictive
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
-from ..checks import check_batch, check_count, check_pair
+from ..batch_checks import check_batch, check_pair
+from ..checks import check_count
 from ..model.networks import device_of
 
 #: Predictive draws beyond which scoring only exhausts memory (each holds the network's outputs on the whole set).

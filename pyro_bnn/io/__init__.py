@@ -1,6 +1,5 @@
-"""Files: atomic writes, and the saved posterior's format."""
+"""Files: atomic writes, and the saved posterior's format (imported at the first use of one of its names)."""
 
-from .posterior import *  # noqa: F401,F403
-from . import posterior
+from ..lazy import lazy_names
 
-__all__ = [*posterior.__all__]
+__getattr__, __dir__ = lazy_names(__name__, ("posterior",))

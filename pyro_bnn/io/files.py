@@ -1,5 +1,6 @@
 """Files written atomically (:func:`replacing`), and pyro_bnn's torch files: a format tag checked on reading, read with
-``weights_only`` (loading never executes code)."""
+``weights_only`` (loading never executes code). Torch is imported by the calls that save or read a torch file: the
+app's entry point writes a refused run's ``status.json`` without it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator
-
-import torch
 
 
 @contextmanager
@@ -38,6 +37,8 @@ def replacing(path) -> Iterator[Path]:
 
 def save_file(path, blob: Dict[str, Any]) -> None:
     """:func:`torch.save` ``blob`` to ``path`` atomically."""
+    import torch
+
     with replacing(path) as tmp:
         torch.save(blob, tmp)
 
@@ -47,6 +48,8 @@ def read_file(path, expected_format: str, what: str, device="cpu") -> Dict[str, 
 
     :param str what: the kind of file, for the error messages (e.g. ``"saved posterior"``).
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {what} at {path}: pass a file a pyro_bnn run or save call wrote (a training "

@@ -25,7 +25,7 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
-from ..checks import INDEX_LAYERS, changing_nothing
+from ..batch_checks import INDEX_LAYERS, changing_nothing
 from ..data.splits import DataSplits
 from ..guides import initialize_guide
 from .files import read_file, save_file

@@ -18,8 +18,8 @@ import torch
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 
-from ..checks import check_positive
 from ..metrics import classification_metrics, in_original_units, normal_mixture, ood_metrics, regression_metrics, uncertainty
+from ..options import check_likelihood_options
 
 
 class Likelihood(PyroModule):
@@ -156,7 +156,7 @@ class Gaussian(Regression):
 
     def __init__(self, scale: float = 1.0, learn_scale: bool = True):
         super().__init__()
-        scale = check_positive(scale, "scale", "the Gaussian likelihood's noise sd")
+        check_likelihood_options(scale=scale)
         if learn_scale:
             self.scale = PyroParam(torch.tensor(float(scale)), constraint=constraints.positive)
         else:
@@ -178,7 +178,7 @@ class HeteroscedasticGaussian(Regression):
 
     def __init__(self, min_scale: float = 1e-3):
         super().__init__()
-        min_scale = check_positive(min_scale, "min_scale", "the heteroscedastic likelihood's smallest noise sd")
+        check_likelihood_options(min_scale=min_scale)
         self.min_scale = float(min_scale)
 
     def loc_scale(self, outputs):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from numbers import Integral
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -24,7 +23,9 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 from torch.distributions import constraints
 
-from ..checks import INDEX_LAYERS, ArgumentError, changing_nothing, check_count
+from ..batch_checks import INDEX_LAYERS, changing_nothing
+from ..checks import check_count
+from ..options import ACTIVATIONS, check_network_options
 from .layers import BayesianLayer
 from .likelihoods import Categorical, Likelihood
 from .priors import BAYESIAN_LAYERS, NormalPrior, Prior
@@ -34,7 +35,8 @@ LayerChoice = Union[str, Sequence[str], Callable[[str, nn.Module], bool]]
 #: Layers whose learned parameters stay point estimates by design (normalisation: scale, shift, statistics).
 NORMALISATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
+#: The activation layers by name (:data:`~pyro_bnn.options.ACTIVATIONS`).
+ACTIVATION_LAYERS = {name: getattr(nn, layer) for name, layer in ACTIVATIONS.items()}
 
 
 def device_of(model: nn.Module) -> torch.device:
@@ -43,24 +45,8 @@ def device_of(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def check_network_options(hidden: Sequence[int] = (), activation: str = "relu", channels: Sequence[int] = (1,),
-                          kernel_size: int = 1) -> None:
-    """The error :class:`BayesianMLP` and :func:`cnn_network` give for these options, before any work (the app
-    checks its config with it)."""
-    if isinstance(hidden, (int, str)) or not all(isinstance(d, Integral) and not isinstance(d, bool) and d >= 1
-                                                 for d in (hidden or ())):
-        raise ArgumentError("hidden", hidden, fix="use a list of layer widths >= 1, e.g. (100, 100) (or () for none)")
-    if isinstance(channels, (int, str)) or not channels or not all(
-            isinstance(c, Integral) and not isinstance(c, bool) and c >= 1 for c in channels):
-        raise ArgumentError("channels", channels, fix="use a non-empty list of channel counts >= 1")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, Integral) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ArgumentError("kernel_size", kernel_size, fix="use an odd integer >= 1")
-    if activation not in ACTIVATIONS:
-        raise ArgumentError("activation", activation, joiner=" is ", fix=f"not known; choose one of {sorted(ACTIVATIONS)}")
-
-
 def _activation(name: str) -> nn.Module:
-    return ACTIVATIONS[name]()
+    return ACTIVATION_LAYERS[name]()
 
 
 def layer_type(layer: nn.Module) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-from numbers import Real
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyro.distributions as dist
@@ -37,10 +36,9 @@ from torch import nn
 from torch.distributions import Independent
 
 from ..checks import ArgumentError, check_positive
+from ..options import check_prior_options
 from .layers import make_bayesian_layer
 
-#: The largest prior location accepted.
-MAX_LOC = 1e3
 #: Layer types whose parameters become sample sites.
 BAYESIAN_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -91,10 +89,6 @@ def select_layers(network: nn.Module, bayesian: Union[str, Sequence[str], Callab
         raise ArgumentError("bayesian", bayesian, joiner=" selects ",
                             fix=f"no Linear/Conv layer; the network's are {[prefix + c for c in candidates]}")
     return chosen
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def _refuse_tied(network: nn.Module, names: Sequence[str], prefix: str) -> None:
@@ -161,15 +155,9 @@ class Prior:
         layer_scales: Optional[Mapping[str, float]] = None,
         fan_in: bool = False,
     ):
-        self.scale = check_positive(scale, "scale")
-        if not (_is_number(loc) and math.isfinite(loc) and abs(loc) <= MAX_LOC):
-            raise ArgumentError("loc", loc, f"use a finite number of magnitude at most {MAX_LOC:g} (weights of that "
-                                "size overflow the network's activations)")
-        self.loc = float(loc)
-        self.layer_scales = {str(k): check_positive(v, f"layer_scales[{k}]") for k, v in (layer_scales or {}).items()}
-        if not isinstance(fan_in, bool):
-            raise ArgumentError("fan_in", fan_in, fix="use True or False")
-        self.fan_in = fan_in
+        check_prior_options(scale=scale, loc=loc, layer_scales=layer_scales, fan_in=fan_in)
+        self.scale, self.loc, self.fan_in = float(scale), float(loc), fan_in
+        self.layer_scales = {str(k): float(v) for k, v in (layer_scales or {}).items()}
 
     def distribution(self, loc: torch.Tensor, scale: torch.Tensor) -> dist.Distribution:
         """The family's distribution of one scalar weight, batched over ``loc``/``scale``."""
@@ -246,11 +234,7 @@ class NormalPrior(Prior):
     def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False,
                  learn_scale: bool = False, hyperprior_alpha: float = 0.0):
         super().__init__(scale, loc, layer_scales, fan_in)
-        if not (_is_number(hyperprior_alpha) and math.isfinite(hyperprior_alpha) and hyperprior_alpha >= 0):
-            raise ArgumentError("hyperprior_alpha", hyperprior_alpha, fix="use a finite number >= 0 (0: no hyperprior)")
-        if hyperprior_alpha and not learn_scale:
-            raise ArgumentError("hyperprior_alpha", hyperprior_alpha, joiner=" is ",
-                                fix="a hyperprior on learned scales: set learn_scale=True, or hyperprior_alpha=0")
+        check_prior_options(learn_scale=learn_scale, hyperprior_alpha=hyperprior_alpha)
         self.learn_scale = bool(learn_scale)
         self.hyperprior_alpha = float(hyperprior_alpha)
 
@@ -279,8 +263,7 @@ class StudentTPrior(Prior):
 
     def __init__(self, scale: float = 1.0, loc: float = 0.0, layer_scales=None, fan_in=False, df: float = 3.0):
         super().__init__(scale, loc, layer_scales, fan_in)
-        if not (_is_number(df) and math.isfinite(df) and df > 0):
-            raise ArgumentError("df", df, fix="use a finite number > 0 (the Student-t degrees of freedom; 1: Cauchy)")
+        check_prior_options(df=df)
         self.df = float(df)
 
     def distribution(self, loc, scale):

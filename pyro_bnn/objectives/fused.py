@@ -35,7 +35,7 @@ from torch.distributions import constraints
 from ..checks import ArgumentError
 from ..guides import MeanFieldNormal
 from ..model.layers import BayesianLayer
-from ..model.networks import ACTIVATIONS, BayesianModel
+from ..model.networks import ACTIVATION_LAYERS, BayesianModel
 from ..model.priors import normal_params, site_prior
 from .elbo import KL_KINDS, ElboTerms, average_terms
 from .empirical_bayes import EmpiricalBayes
@@ -70,14 +70,14 @@ def unfusable_reason(model: nn.Module, guide: nn.Module) -> Optional[str]:
 class SequentialPlan:
     """The network of a :class:`~pyro_bnn.model.networks.BayesianModel` run on given weights without Pyro: for an
     ``nn.Sequential`` of Flatten, Linear layers whose weight and bias are both sample sites, and the activations
-    of :data:`~pyro_bnn.model.networks.ACTIVATIONS`, each with its class's own ``forward`` and no hooks. The same
+    of :data:`~pyro_bnn.model.networks.ACTIVATION_LAYERS`, each with its class's own ``forward`` and no hooks. The same
     operations as the model's under the step's estimator (each Linear layer is the estimator's ``dense``, what it
     computes for the layer's message), without the per-site ``pyro.sample`` messages of
     :func:`pyro.poutine.condition` and the layers' own messages (most of a step of a small MLP).
     """
 
     #: The layers it runs, by the class whose ``forward`` they must keep.
-    LAYERS = (nn.Linear, nn.Flatten, *ACTIVATIONS.values())
+    LAYERS = (nn.Linear, nn.Flatten, *ACTIVATION_LAYERS.values())
 
     def __init__(self, steps: List[Tuple[Optional[nn.Module], Optional[str], Optional[str]]]):
         self.steps = steps  # (module, None, None) for a layer without sites, (None, weight site, bias site) for Linear

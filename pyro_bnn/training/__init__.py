@@ -1,9 +1,10 @@
 """Training: one SVI step over a state value (``SVIStep.init`` / ``update``), the schedules (epochs, learning
-rate, KL weight), the loop ``fit``, the run's state, the loss monitor and data-parallel runs."""
+rate, KL weight), the loop ``fit``, the run's state, the loss monitor and data-parallel runs.
 
-from .loop import *  # noqa: F401,F403
-from .schedules import *  # noqa: F401,F403
-from .step import *  # noqa: F401,F403
-from . import loop, schedules, step
+Each module is imported at the first use of one of its names: the schedules need no torch, and the app checks a
+config with them before it imports torch.
+"""
 
-__all__ = [*loop.__all__, *schedules.__all__, *step.__all__]
+from ..lazy import lazy_names
+
+__getattr__, __dir__ = lazy_names(__name__, ("loop", "schedules", "step"))

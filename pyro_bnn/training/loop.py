@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 import pyro
 from torch import nn
 
-from ..checks import check_batch, check_loader
+from ..batch_checks import check_batch, check_loader
 from ..objectives.empirical_bayes import prior_scales
 from ..objectives.mean_field_elbo import MeanFieldELBO
 from .distributed import shard_rows

@@ -1,4 +1,5 @@
-"""How fit trains over time: the epochs, the learning rate and its schedule, and the KL weight of each step.
+"""How fit trains over time: the epochs, the learning rate and its schedule, and the KL weight of each step (plain
+values: the app checks a config's with them before it imports torch; the step builds torch's learning-rate scheduler).
 
 :class:`KLWeight` owns the weight of every step and the rule of when a run optimises the exact ELBO (one place
 for both: :func:`~pyro_bnn.fit`, ``metrics.json``, the log and the plots' titles read it). :class:`Schedule` is what a
@@ -11,8 +12,6 @@ import math
 from dataclasses import dataclass
 from numbers import Real
 from typing import Union
-
-import torch
 
 from ..checks import ArgumentError, check_count, check_positive
 
@@ -106,14 +105,6 @@ def as_kl_weight(kl_weight) -> KLWeight:
                     "KLWeight(weight, warmup_epochs, schedule, warmup_fraction)")
 
 
-def lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """The learning-rate schedule of ``fit`` (one of :data:`LR_SCHEDULES`) over ``total_steps`` optimizer steps."""
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / total_steps)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
-
-
-
 @dataclass(frozen=True)
 class Schedule:
     """How long and how fast :func:`~pyro_bnn.fit` trains.
@@ -146,4 +137,4 @@ class Schedule:
         object.__setattr__(self, "kl_weight", kl_weight)
 
 
-__all__ = ["Schedule", "KLWeight", "lr_scheduler"]
+__all__ = ["Schedule", "KLWeight"]

@@ -11,19 +11,20 @@ gradients in a data-parallel run, one Adam step; it returns the state and the st
 from __future__ import annotations
 
 import logging
+import math
 from typing import Iterable, List, Tuple
 
 import torch
 from torch import nn
 
-from ..checks import check_batch, first_batch
+from ..batch_checks import check_batch, first_batch
 from ..guides import initialize_guide
 from ..model.networks import BayesianModel, device_of
 from ..objectives.elbo import StepRecord
 from ..objectives.estimators import describe_layers
 from ..objectives.mean_field_elbo import MeanFieldELBO
 from .distributed import GradientAllReduce
-from .schedules import Schedule, lr_scheduler
+from .schedules import Schedule
 from .state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,14 @@ def optimizer(parameters: List[torch.nn.Parameter], lr: float) -> torch.optim.Ad
     """One Adam over all ``parameters``, as a single fused kernel where torch has one for their device."""
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
     return torch.optim.Adam(parameters, lr=lr, fused=fused or None)
+
+
+def lr_scheduler(optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of ``fit`` (one of :data:`~pyro_bnn.training.schedules.LR_SCHEDULES`) over
+    ``total_steps`` optimizer steps."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / total_steps)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
 
 
 class SVIStep:
@@ -81,4 +90,4 @@ class SVIStep:
         return state, record
 
 
-__all__ = ["SVIStep", "optimizer"]
+__all__ = ["SVIStep", "optimizer", "lr_scheduler"]

@@ -180,3 +180,32 @@ def test_help_lists_the_groups_and_the_config_the_overrides_compose():
     proc = cli("pyro_bnn.train", "--help", "prior=student_t")
     assert "likelihood: auto, categorical, gaussian, heteroscedastic" in proc.stdout
     assert "_target_: pyro_bnn.model.priors.StudentTPrior" in proc.stdout and "df: 3.0" in proc.stdout
+
+
+#: Prints whether torch was imported by the time the entry point exited (what a refused config costs).
+_TORCH_AT_EXIT = ("import runpy, sys\n"
+                  "sys.argv = ['pyro_bnn.train', *sys.argv[1:]]\n"
+                  "try:\n    runpy.run_module('pyro_bnn.train', run_name='__main__')\n"
+                  "except SystemExit as stop:\n    print('exit:', stop.code, file=sys.stderr)\n"
+                  "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("prior.scale=0", "prior.scale=0 is not allowed"),
+    ("inference.epochs=0", "inference.epochs=0 is not allowed"),
+    ("guide.init_scale=-1", "guide.init_scale=-1 is not allowed"),
+    ("model.activation=foo", "model.activation=foo is not allowed"),
+    ("inference.kl_warmup_epochs=5 inference.epochs=4", "inference.kl_warmup_epochs=5 is not allowed: a warm-up longer"),
+])
+def test_a_bad_value_is_refused_before_torch_is_imported(tmp_path, override, message):
+    proc = subprocess.run([sys.executable, "-c", _TORCH_AT_EXIT, *override.split(), f"hydra.run.dir={tmp_path}/run"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert f"exit: error: {message}" in proc.stderr
+    assert "torch imported: False" in proc.stderr
+
+
+def test_a_key_the_option_does_not_take_is_refused_by_the_library(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", _TORCH_AT_EXIT, "prior.df=5", f"hydra.run.dir={tmp_path}/run"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert "exit: error: prior.df=5: the prior pyro_bnn.model.priors.NormalPrior does not take it" in proc.stderr
+    assert "torch imported: True" in proc.stderr  # the option's keys are its object's arguments: the library's check
