@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from pyro_bnn import BayesianCNN, BayesianMLP, NormalPrior
-from pyro_bnn.app.build import CONF_DIR
+from pyro_bnn.app.schema import CONF_DIR
 
 #: The UCI regression data sets of ``../shared/uci`` (the benchmark's standard layout).
 UCI_DATASETS = ["bostonHousing", "energy", "naval-propulsion-plant", "power-plant", "protein-tertiary-structure",

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
-import functools
-import inspect
 import math
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Tuple
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
@@ -22,17 +19,21 @@ from ..model.networks import BayesianModel
 from ..objectives.elbo import ELBO_KL
 from ..objectives.mean_field_elbo import MeanFieldELBO
 from .config import layer_scales
-from .schema import CONF_DIR, OptionKeyError
-
-#: The arguments of a group's library object that the run gives in code, never config keys: the guide's model; the
-#: network's input shape, outputs (``num_classes`` of a CNN), prior, likelihood and number of training examples.
-GIVEN = {"guide": ("model",), "model": ("in_shape", "num_outputs", "num_classes", "prior", "likelihood", "num_data")}
+from .option_keys import (
+    OLD_SELECTORS,
+    check_option_keys,
+    group_target_names,
+    option_arguments,
+    option_files,
+    yaml_text,
+)
+from .schema import OptionKeyError
 
 
 def instantiate_option(node: DictConfig, group: str, *args, **given):
     """The library object of a group option (``cfg.model``, ``cfg.prior``, ...): :func:`hydra.utils.instantiate` of its
     ``_target_`` with its keys as the arguments and ``args`` / ``given`` as those the run gives in code
-    (:data:`GIVEN`), once :func:`check_option_keys` has passed."""
+    (:data:`~pyro_bnn.app.option_keys.GIVEN`), once :func:`~pyro_bnn.app.option_keys.check_option_keys` has passed."""
     check_option_keys(node, group)
     try:
         return instantiate(node, *args, _convert_="all", **given)
@@ -40,56 +41,6 @@ def instantiate_option(node: DictConfig, group: str, *args, **given):
         raise (error.__cause__ or error) from None
 
 
-def option_arguments(target: Callable, group: str) -> List[str]:
-    """The arguments of ``target`` (a group option's library object) a config gives: all but those the run gives in
-    code (:data:`GIVEN`)."""
-    return [name for name in inspect.signature(target).parameters if name not in GIVEN.get(group, ())]
-
-
-def check_option_keys(node: DictConfig, group: str) -> None:
-    """Refuse a key of ``node`` its ``_target_`` does not take (:class:`OptionKeyError` naming it, the target's
-    arguments and the options of ``conf/<group>`` that take it): it is never dropped without a word."""
-    target = get_object(node._target_)
-    parameters = option_arguments(target, group)
-    for key in node:
-        if key == _OLD_SELECTORS.get(group):
-            options = " or ".join(f"{group}={name}" for name in group_target_names(group))
-            raise OptionKeyError(f"{group}.{key}={node[key]}: the {key} is the {group} "
-                                 f"option now: {options.replace(' or ', ', ', len(group_target_names(group)) - 2)}")
-        if key != "_target_" and key not in parameters:
-            takers = [name for name, other in group_targets(group).items()
-                      if other is not target and key in option_arguments(other, group)]
-            raise OptionKeyError(
-                f"{group}.{key}={_yaml(node[key])}: the {group} {node._target_} does not take it (its keys: "
-                f"{', '.join(parameters)}); " + (" and ".join(f"{group}={name}" for name in takers)
-                                                 + (" take it" if len(takers) > 1 else " takes it")
-                                                 if takers else f"no {group} option takes it")
-                + (f"; did you mean {group}.{close[0]}?"
-                   if not takers and (close := difflib.get_close_matches(key, parameters, n=1))
-                   else f"; leave {group}.{key} unset"))
-
-
-def _yaml(value) -> str:
-    """``value`` as a command line writes it (``true``, not ``True``)."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-@functools.lru_cache(maxsize=None)
-def group_target_names(group: str) -> Dict[str, str]:
-    """``{option: its _target_}`` of the options of ``conf/<group>`` that name one (presets built on another option
-    name none)."""
-    options = {path.stem: OmegaConf.load(path).get("_target_") for path in sorted((CONF_DIR / group).glob("*.yaml"))}
-    return {name: target for name, target in options.items() if target}
-
-
-def group_targets(group: str) -> Dict[str, Callable]:
-    """``{option: the library object it builds}`` (:func:`group_target_names`)."""
-    return {name: get_object(target) for name, target in group_target_names(group).items()}
-
-
-#: The key that chose the library object of a group before options named their ``_target_`` (configs saved up to
-#: 7f584d1).
-_OLD_SELECTORS = {"model": "name", "prior": "family", "guide": "name"}
 #: The ``model.*`` keys of the likelihood's arguments before the likelihood was a group of its own.
 _OLD_LIKELIHOOD_KEYS = {"gaussian": {"scale": "noise_scale", "learn_scale": "learn_noise"},
                         "heteroscedastic": {"min_scale": "noise_floor"}}
@@ -102,7 +53,7 @@ def migrate_config(config: Dict[str, Any], task: str) -> Dict[str, Any]:
     ``likelihood`` group's. Today's configs come back unchanged."""
     config = dict(config)
     old_model = dict(config.get("model", {}))
-    for group, selector in _OLD_SELECTORS.items():
+    for group, selector in OLD_SELECTORS.items():
         old = config.get(group)
         if isinstance(old, Mapping) and "_target_" not in old and selector in old:
             target = group_target_names(group)[old[selector]]
@@ -144,9 +95,9 @@ def build_likelihood(cfg: DictConfig, task: str) -> Likelihood:
     if "_target_" not in cfg:
         if cfg:  # likelihood=auto has no keys of its own
             key = next(iter(cfg))
-            options = " or ".join(f"likelihood={name}" for name, target in group_targets("likelihood").items()
-                                  if target.task == task and key in option_arguments(target, "likelihood"))
-            raise OptionKeyError(f"likelihood.{key}={_yaml(cfg[key])}: likelihood=auto (the data's own, "
+            options = " or ".join(f"likelihood={name}" for name, (target, keys) in option_files("likelihood").items()
+                                  if get_object(target).task == task and key in keys)
+            raise OptionKeyError(f"likelihood.{key}={yaml_text(cfg[key])}: likelihood=auto (the data's own, "
                                  f"{default.__name__}) takes no keys; "
                                  + (f"choose the likelihood that takes it: {options}" if options else
                                     f"no {task} likelihood takes it"))

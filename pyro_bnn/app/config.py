@@ -5,9 +5,10 @@ list), so a wrong type or an unknown key fails while composing. The schemas hold
 the defaults live in the YAML files alone (``conf/train.yaml`` and the groups). :func:`validate` then checks that values make sense
 (``prior.scale=0``, ``inference.epochs=0``, an unknown family...) and raises one
 :class:`ConfigError` naming the key and what is allowed, before any work starts: first :func:`check_values`, which
-needs no torch (the rules below, the options' values by :mod:`pyro_bnn.options`, the schedule), so that the entry point
-refuses most bad configs at once; then the checks that need the library (the keys an option's object takes, the
-objective, the data sets and metrics there are).
+needs no torch (the rules below, the keys each option takes by :mod:`pyro_bnn.app.option_keys`, the options' values by
+:mod:`pyro_bnn.options`, the schedule), so that the entry point refuses most bad configs at once; then the checks that
+need the library (the objects built from the config: the objective, the prior, the likelihood; the data sets, OOD
+sets and metrics there are).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from omegaconf.errors import InterpolationResolutionError
 from ..checks import ArgumentError
 from ..options import check_guide_options, check_likelihood_options, check_network_options, check_prior_options
 from ..training.schedules import KLWeight, Schedule
+from .option_keys import check_option_keys
 from .schema import ConfigError, OptionKeyError, TrainConfig
 
 #: Upper bounds where a larger value only exhausts memory or time: torch threads per run.
@@ -174,8 +176,8 @@ def validate(cfg: DictConfig, given: Collection[str] = ()) -> None:
 
 def check_values(cfg: DictConfig, given: Collection[str] = ()) -> None:
     """Raise :class:`ConfigError` for the first key or value of ``cfg`` that makes no sense by itself or beside the
-    others, without importing torch: the keys of the schema, :data:`_RULES`, the options' values
-    (:data:`OPTION_CHECKS`), the schedule and the combinations of values.
+    others, without importing torch: the keys of the schema, :data:`_RULES`, the keys each group option takes and
+    their values (:data:`OPTION_CHECKS`), the schedule and the combinations of values.
 
     :param given: the keys the command line set (:func:`override_keys`): a key given that the others make unused
         is refused, where its default would be left alone.
@@ -201,14 +203,16 @@ def check_values(cfg: DictConfig, given: Collection[str] = ()) -> None:
             Schedule(inference.epochs, inference.lr, inference.lr_schedule, kl_weight)
     for group, check in OPTION_CHECKS.items():
         with library_errors(cfg, group):
+            if "_target_" in cfg[group]:  # likelihood=auto names none (its keys: build_likelihood)
+                check_option_keys(cfg[group], group)
             check(**_option_values(cfg[group], check))
     _check_combinations(cfg, given)
 
 
 def _option_values(node: DictConfig, check: Callable) -> Dict[str, Any]:
     """The values of a group option ``node`` that ``check`` (one of :data:`OPTION_CHECKS`) takes, as plain values
-    (``layer_scales`` joined into layer names); a key no option takes is the library's check
-    (:func:`~pyro_bnn.app.build.check_option_keys`)."""
+    (``layer_scales`` joined into layer names; the keys the option does not take were refused by
+    :func:`~pyro_bnn.app.option_keys.check_option_keys`)."""
     taken = inspect.signature(check).parameters
     values = {key: node[key] for key in node if key in taken}
     if "layer_scales" in values:
@@ -217,14 +221,14 @@ def _option_values(node: DictConfig, check: Callable) -> Dict[str, Any]:
 
 
 def _check_with_the_library(cfg: DictConfig) -> None:
-    """The checks that need the library, in the config's words (:func:`library_errors`): the keys each option's
-    object takes and the objects the run builds from the config, and the values the library's registries allow."""
+    """The checks that need the library, in the config's words (:func:`library_errors`): the objects the run builds
+    from the config, and the values the library's registries allow."""
     from ..data.ood import OOD_SETS
     from ..data.registry import DATASETS
     from ..data.uci import check_split
     from ..evaluation.predictive import MAX_SAMPLES, check_num_samples
     from ..model.likelihoods import Categorical, Regression
-    from .build import build_likelihood, build_objective, build_prior, check_option_keys
+    from .build import build_likelihood, build_objective, build_prior
 
     rules = [
         ("data.loader", DATASETS, f"one of {list(DATASETS)} (data=<one of them>; a UCI data set: data=uci "
@@ -254,9 +258,6 @@ def _check_with_the_library(cfg: DictConfig) -> None:
         build_objective(cfg.inference)
     with library_errors(cfg, "prior"):
         build_prior(cfg.prior)
-    for group in ("model", "guide"):
-        with library_errors(cfg, group):
-            check_option_keys(cfg[group], group)
     with library_errors(cfg, "likelihood"):
         build_likelihood(cfg.likelihood, DATASETS[cfg.data.loader].task)
     with library_errors(cfg, "eval"):

@@ -36,21 +36,25 @@ class EpochReporter:
     """
 
     def __init__(self, epochs: int, progress: bool = False, tensorboard_dir: Optional[Path] = None):
-        self.bar = tqdm(total=int(epochs), unit="epoch", dynamic_ncols=True, leave=False, file=sys.stderr,
-                        disable=not progress or not sys.stderr.isatty())
+        self.epochs = int(epochs)
+        # No bar object at all when quiet (a sweep's jobs): tqdm's lock is a multiprocessing lock, a semaphore that a
+        # job's worker stopped by Ctrl-C would leave behind.
+        self.bar = tqdm(total=self.epochs, unit="epoch", dynamic_ncols=True, leave=False, file=sys.stderr) \
+            if progress and sys.stderr.isatty() else None
         self._stack = ExitStack()
         #: The log gets the first epoch, the last, and one in ``log_every`` (about 20 lines per run).
-        self.log_every = max(1, int(epochs) // 20)
+        self.log_every = max(1, self.epochs // 20)
         self.writer = require_tensorboard()(log_dir=str(tensorboard_dir)) if tensorboard_dir is not None else None
 
     def __call__(self, record: Dict[str, float]) -> None:
         epoch = int(record["epoch"])
-        if epoch == 1 or epoch % self.log_every == 0 or epoch == self.bar.total:
+        if epoch == 1 or epoch % self.log_every == 0 or epoch == self.epochs:
             hyperprior = f" hyperprior {record['hyperprior']:.1f}" if "hyperprior" in record else ""  # loss: their sum
             log.info("epoch %d: loss %.1f nll %.1f kl %.1f%s", epoch, record["loss"], record["nll"], record["kl"],
                      hyperprior)
-        self.bar.n = epoch
-        self.bar.set_postfix(loss=f"{record['loss']:.4g}", nll=f"{record['nll']:.4g}", kl=f"{record['kl']:.4g}")
+        if self.bar is not None:
+            self.bar.n = epoch
+            self.bar.set_postfix(loss=f"{record['loss']:.4g}", nll=f"{record['nll']:.4g}", kl=f"{record['kl']:.4g}")
         if self.writer is not None:
             for key, value in record.items():
                 if key != "epoch":
@@ -64,12 +68,13 @@ class EpochReporter:
 
     def close(self) -> None:
         self._stack.close()
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         if self.writer is not None:
             self.writer.close()
 
     def __enter__(self) -> "EpochReporter":
-        if not self.bar.disable:
+        if self.bar is not None:
             self._stack.enter_context(logging_redirect_tqdm())
         return self
 

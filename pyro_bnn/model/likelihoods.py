@@ -81,6 +81,9 @@ class Categorical(Likelihood):
     metric_names = ("accuracy", "nll", "ece", "brier")
     ood_metric_names = ("ood_auroc_entropy", "ood_auroc_mutual_information")
 
+    def __init__(self):  # no options
+        super().__init__()
+
     def distribution(self, outputs):
         return dist.Categorical(logits=outputs)
 

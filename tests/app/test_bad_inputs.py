@@ -40,8 +40,8 @@ from pyro_bnn import (
     to_bayesian,
 )
 from pyro_bnn.app import explain, summarize
-from pyro_bnn.app.build import CONF_DIR
 from pyro_bnn.app.evaluate import check_run_dir_argument, evaluate_run
+from pyro_bnn.app.schema import CONF_DIR
 from pyro_bnn.model.priors import MopedPrior
 
 

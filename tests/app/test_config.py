@@ -7,9 +7,9 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ValidationError
 
 from helpers import cli, compose_train
-from pyro_bnn.app.build import CONF_DIR, build_prior, option_name
+from pyro_bnn.app.build import build_prior, option_name
 from pyro_bnn.app.config import validate
-from pyro_bnn.app.schema import ConfigError, EvaluateConfig, TrainConfig
+from pyro_bnn.app.schema import CONF_DIR, ConfigError, EvaluateConfig, TrainConfig
 
 GROUPS = ["data", "model", "likelihood", "prior", "guide", "inference", "eval"]
 
@@ -123,6 +123,19 @@ def test_a_prior_or_guide_option_holds_exactly_its_objects_arguments(group, opti
         recipe = (group, option) in (("prior", "fan_in"), ("model", "mlp"), ("model", "cnn"))  # chosen, not the default
         if default not in (inspect.Parameter.empty, None) and not recipe:
             assert node[key] == default, key
+
+
+@pytest.mark.parametrize("group", ["model", "prior", "guide", "likelihood"])
+def test_an_options_file_holds_every_argument_of_its_object_in_their_order(group):
+    """The keys an option takes are read from its file without importing the library (app/option_keys.py): they
+    must be its object's arguments, all of them."""
+    from hydra.utils import get_object
+
+    from pyro_bnn.app.option_keys import option_arguments, option_files
+
+    assert option_files(group)
+    for name, (target, keys) in option_files(group).items():
+        assert list(keys) == option_arguments(get_object(target), group), name
 
 
 def test_a_key_the_chosen_option_does_not_take_is_refused_naming_it_and_the_option_that_takes_it():

@@ -324,11 +324,12 @@ def test_ctrl_c_in_evaluate_is_one_line_and_writes_nothing(monkeypatch):
     from omegaconf import OmegaConf
 
     from pyro_bnn.app import evaluate as evaluate_app
+    from pyro_bnn.app import rescore
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluate_app, "evaluate_run", interrupted)
+    monkeypatch.setattr(rescore, "evaluate_run", interrupted)
     cfg = OmegaConf.create({"run_dir": "run", "dataset": None, "num_samples": 1, "seed": 0, "device": "cpu"})
     with pytest.raises(SystemExit, match=r"^interrupted: nothing was written"):
         evaluate_app._evaluate_app(cfg)  # Hydra's main passes a given config straight to the function

@@ -173,7 +173,7 @@ def test_ctrl_c_in_a_parallel_sweep_leaves_a_summary_and_each_jobs_status(tmp_pa
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert proc.returncode != 0 and "Traceback" not in err and "leaked semaphore" not in err, err
     assert f"interrupted: the sweep in {sweep} stopped; what each job did: {sweep / 'summary.md'}" in err
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert {r["status"] for r in rows} <= {"interrupted", "incomplete", "ok"} and "interrupted" in {r["status"] for r in rows}
