@@ -22,6 +22,8 @@ INIT_LOCS = ("pytorch", "median")
 MAX_RANK = 1_000
 #: The largest prior location accepted.
 MAX_LOC = 1e3
+#: The most predictive draws (each holds the network's outputs on the whole test set).
+MAX_SAMPLES = 10_000
 
 
 def _is_number(value) -> bool:
@@ -84,3 +86,8 @@ def check_guide_options(init_scale: float = 1e-3, init_loc: Union[str, Mapping] 
     if not isinstance(init_loc, Mapping) and init_loc not in INIT_LOCS:
         raise ArgumentError("init_loc", init_loc, joiner=" is ", fix=f"not known; choose one of {list(INIT_LOCS)}")
     check_count(rank, "rank", maximum=MAX_RANK)
+
+
+def check_num_samples(num_samples: int) -> int:
+    """``num_samples`` as an int, if it is a number of predictive draws that fits in memory (:data:`MAX_SAMPLES`)."""
+    return check_count(num_samples, "num_samples", maximum=MAX_SAMPLES)

@@ -26,7 +26,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from ..checks import ArgumentError
-from ..options import check_guide_options, check_likelihood_options, check_network_options, check_prior_options
+from ..options import (
+    MAX_SAMPLES,
+    check_guide_options,
+    check_likelihood_options,
+    check_network_options,
+    check_num_samples,
+    check_prior_options,
+)
 from ..training.schedules import KLWeight, Schedule
 from .option_keys import check_option_keys
 from .schema import ConfigError, OptionKeyError, TrainConfig
@@ -58,6 +65,7 @@ _RULES = [
     ("inference.large_data.lr", lambda v: v >= 0, "a number >= 0 (0: keep inference.lr)"),
     ("inference.large_data.batch_size", lambda v: v >= 0, "an integer >= 0 (0: keep data.batch_size)"),
     ("reference.method", _one_of(REFERENCES), f"one of {list(REFERENCES)}"),
+    ("reference.num_samples", lambda v: 1 <= v <= MAX_SAMPLES, f"an integer from 1 to {MAX_SAMPLES}"),
     ("reference.warmup_steps", lambda v: v >= 1, "an integer >= 1"),
     ("reference.num_chains", lambda v: v >= 1, "an integer >= 1"),
     ("reference.max_tree_depth", lambda v: 1 <= v <= 12, "an integer from 1 to 12"),
@@ -206,6 +214,8 @@ def check_values(cfg: DictConfig, given: Collection[str] = ()) -> None:
             if "_target_" in cfg[group]:  # likelihood=auto names none (its keys: build_likelihood)
                 check_option_keys(cfg[group], group)
             check(**_option_values(cfg[group], check))
+    with library_errors(cfg, "eval"):
+        check_num_samples(cfg.eval.num_samples)
     _check_combinations(cfg, given)
 
 
@@ -226,7 +236,6 @@ def _check_with_the_library(cfg: DictConfig) -> None:
     from ..data.ood import OOD_SETS
     from ..data.registry import DATASETS
     from ..data.uci import check_split
-    from ..evaluation.predictive import MAX_SAMPLES, check_num_samples
     from ..model.likelihoods import Categorical, Regression
     from .build import build_likelihood, build_objective, build_prior
 
@@ -234,7 +243,6 @@ def _check_with_the_library(cfg: DictConfig) -> None:
         ("data.loader", DATASETS, f"one of {list(DATASETS)} (data=<one of them>; a UCI data set: data=uci "
                                   "data.name=<its folder under data.root>)"),
         ("data.ood", OOD_SETS, f"one of {list(OOD_SETS)}"),
-        ("reference.num_samples", range(1, MAX_SAMPLES + 1), f"an integer from 1 to {MAX_SAMPLES}"),
     ]
     for key, allowed, words in rules:
         if _get(cfg, key) not in allowed:
@@ -260,8 +268,6 @@ def _check_with_the_library(cfg: DictConfig) -> None:
         build_prior(cfg.prior)
     with library_errors(cfg, "likelihood"):
         build_likelihood(cfg.likelihood, DATASETS[cfg.data.loader].task)
-    with library_errors(cfg, "eval"):
-        check_num_samples(cfg.eval.num_samples)
     if cfg.data.loader == "uci" and (Path(cfg.data.root) / cfg.data.name / "data").is_dir():
         with library_errors(cfg, "data"):  # a sweep over data.split is refused before its first job
             check_split(cfg.data.name, cfg.data.split, cfg.data.root)

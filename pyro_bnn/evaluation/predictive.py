@@ -21,16 +21,8 @@ from pyro.poutine.util import site_is_subsample
 from torch import nn
 
 from ..batch_checks import check_batch, check_pair
-from ..checks import check_count
 from ..model.networks import device_of
-
-#: Predictive draws beyond which scoring only exhausts memory (each holds the network's outputs on the whole set).
-MAX_SAMPLES = 10_000
-
-
-def check_num_samples(num_samples: int) -> int:
-    """``num_samples`` as an int, if it is a number of predictive draws that fits in memory."""
-    return check_count(num_samples, "num_samples", maximum=MAX_SAMPLES)
+from ..options import check_num_samples
 
 
 def _batches(model: nn.Module, loader: Iterable, first_only: bool = False) -> List[Tuple[torch.Tensor, torch.Tensor]]:
