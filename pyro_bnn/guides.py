@@ -40,7 +40,10 @@ from .options import INIT_LOCS, check_guide_options
 
 
 def initialize_guide(guide: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> nn.Module:
-    """Run ``guide`` once so an autoguide creates its (lazily built) parameters; returns ``guide``."""
+    """Run ``guide`` once so an autoguide creates its (lazily built) parameters; returns ``guide``. An autoguide that
+    has them already is left alone (running it again would only draw weights, moving torch's random stream)."""
+    if getattr(guide, "prototype_trace", None) is not None:
+        return guide
     with torch.no_grad():
         guide(x, y)
     return guide

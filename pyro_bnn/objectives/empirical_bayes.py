@@ -64,17 +64,11 @@ class EmpiricalBayes:
 
     def optimal_variances(self, sum_squares: torch.Tensor) -> torch.Tensor:
         """``s^2`` per learned site from ``S = sum(sigma^2 + (mu - m0)^2)`` per site (no gradient)."""
-        if self.alpha == 0:
-            return sum_squares / self.sizes
-        return (sum_squares + 2 * self.betas) / (self.sizes + 2 * self.alpha + 2)
+        return optimal_variances(sum_squares, self.sizes, self.alpha, self.betas)
 
     def hyperprior_nll(self, variances: torch.Tensor) -> torch.Tensor:
         """``-sum log InvGamma(s^2; alpha, beta)`` over the sites (0 without a hyperprior)."""
-        if self.alpha == 0:
-            return torch.zeros((), device=variances.device)
-        a, b = self.alpha, self.betas
-        log_density = a * b.log() - math.lgamma(a) - (a + 1) * variances.log() - b / variances
-        return -log_density.sum()
+        return hyperprior_nll(variances, self.alpha, self.betas)
 
     @torch.no_grad()
     def set_variances(self, variances: torch.Tensor) -> None:
@@ -103,6 +97,23 @@ class EmpiricalBayes:
         variances = self.optimal_variances(sum_squares)
         self.set_variances(variances)
         return variances, self.hyperprior_nll(variances)
+
+
+def optimal_variances(sum_squares: torch.Tensor, sizes: torch.Tensor, alpha: float, betas: torch.Tensor) -> torch.Tensor:
+    """The optimal prior variance ``s^2`` of each site of ``sizes`` weights from its ``S = sum(sigma^2 + (mu - m0)^2)``:
+    ``S / m``, or ``(S + 2 beta) / (m + 2 alpha + 2)`` under the hyperprior ``InvGamma(alpha, beta)``. The last
+    dimension is the sites' (a batch of replicates: ``(R, S)``)."""
+    if alpha == 0:
+        return sum_squares / sizes
+    return (sum_squares + 2 * betas) / (sizes + 2 * alpha + 2)
+
+
+def hyperprior_nll(variances: torch.Tensor, alpha: float, betas: torch.Tensor) -> torch.Tensor:
+    """``-sum log InvGamma(s^2; alpha, beta)`` over the sites, the last dimension (0 without a hyperprior)."""
+    if alpha == 0:
+        return torch.zeros(variances.shape[:-1], device=variances.device)
+    log_density = alpha * betas.log() - math.lgamma(alpha) - (alpha + 1) * variances.log() - betas / variances
+    return -log_density.sum(-1)
 
 
 def prior_scales(model: nn.Module) -> Dict[str, float]:

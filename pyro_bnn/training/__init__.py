@@ -7,4 +7,4 @@ config with them before it imports torch.
 
 from ..lazy import lazy_names
 
-__getattr__, __dir__ = lazy_names(__name__, ("loop", "schedules", "step"))
+__getattr__, __dir__ = lazy_names(__name__, ("loop", "schedules", "step", "replicates"))

@@ -1,0 +1,353 @@
+"""R posteriors of one network trained as one: the replicates of a sweep in one process and one optimizer step.
+
+The replicates are R ``(model, guide)`` pairs built as usual: a :class:`~pyro_bnn.model.networks.BayesianModel` whose
+network is a plain ``nn.Sequential`` of Linear layers and activations (:class:`~pyro_bnn.model.networks.BayesianMLP`),
+Normal priors and a :class:`~pyro_bnn.guides.MeanFieldNormal` guide, run once (the pairs the fused step trains:
+:mod:`pyro_bnn.objectives.fused`). They share the architecture and the likelihood's kind; each has its own prior
+(its scale; learned or fixed), its own guide (its starting means and scales, from its own seed) and its own data.
+
+:class:`Replicates` stacks the guides' flat means and log-scales into two ``(R, P)`` parameters and computes every
+replicate's ELBO terms at once, with batched matmuls: one network pass, one KL, one backward pass and one Adam step
+for all. The loss is the sum of the replicates' losses, so the gradient of each replicate's parameters is that of
+its own loss (the others' do not reach them), and Adam's update is elementwise: each replicate trains as it would
+alone. Given the same noise, replicate ``r``'s loss and gradients are Pyro's ``TraceMeanField_ELBO`` (``Trace_ELBO``
+with ``kl="mc"``) of its own pair (``tests/training/test_replicates.py``). :meth:`Replicates.write_back` puts each
+replicate's posterior (and its learned prior scales) back into its own guide and model, which are then an ordinary
+trained pair: :func:`~pyro_bnn.io.posterior.save_posterior` saves it, and it loads into a single model.
+
+:func:`fit_replicates` is :func:`~pyro_bnn.training.loop.fit` for replicates: each with its own loader (its split,
+its minibatch order) and its own KL weight, all on one learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..batch_checks import check_batch, check_loader, first_batch
+from ..guides import initialize_guide
+from ..objectives.empirical_bayes import EmpiricalBayes, hyperprior_nll, optimal_variances
+from ..objectives.fused import FusedMeanField
+from ..objectives.normal_kl import NormalKLPrior, normal_kl_of_sums
+from .schedules import Schedule, as_kl_weight
+from .step import lr_scheduler, optimizer
+
+#: The estimators a batch of replicates computes: a shared weight draw per minibatch, or local reparameterization
+#: (which for an MLP's Linear layers is also ``dense_local_reparameterization``).
+REPLICATE_ESTIMATORS = ("shared", "local_reparameterization", "dense_local_reparameterization")
+#: A standard Normal draw of a shape (``torch.randn`` by default; a test gives its own).
+Draw = Callable[[Tuple[int, ...]], torch.Tensor]
+
+
+@dataclass
+class ReplicateTerms:
+    """The ELBO terms of R replicates on their minibatches, in whole-data units, one entry per replicate.
+
+    :ivar nll: ``(R,)`` expected negative log-likelihood of each replicate's data.
+    :ivar kl: ``(R,)`` KL(q || p) of each replicate.
+    :ivar kl_sites: ``(R, S)`` the KL of each site (no gradient), in the order of :attr:`Replicates.names`.
+    :ivar hyperprior: ``(R,)`` the hyperprior's NLL of learned prior scales (no gradient), or None.
+    """
+
+    nll: torch.Tensor
+    kl: torch.Tensor
+    kl_sites: torch.Tensor
+    hyperprior: Optional[torch.Tensor] = None
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """``(R,)`` -ELBO of each replicate (with the hyperprior's NLL where prior scales are learned)."""
+        loss = self.nll + self.kl
+        return loss if self.hyperprior is None else loss + self.hyperprior
+
+
+class Replicates:
+    """R mean-field posteriors of one network, their parameters stacked, their ELBO terms computed as one.
+
+    :param pairs: the replicates' ``(model, guide)`` pairs, each guide run once
+        (:func:`~pyro_bnn.guides.initialize_guide`).
+    :param str kl: ``"analytic"`` (the closed-form KL) or ``"mc"`` (at the drawn weights).
+    :param str estimator: one of :data:`REPLICATE_ESTIMATORS`.
+
+    Each pair is checked as the fused step checks it, and the pairs against the first (the same sites and shapes,
+    activations and likelihood), before any work; an error names the replicate by its index.
+    """
+
+    def __init__(self, pairs: Sequence[Tuple[nn.Module, nn.Module]], kl: str = "analytic",
+                 estimator: str = "local_reparameterization"):
+        if estimator not in REPLICATE_ESTIMATORS:
+            raise ValueError(f"estimator={estimator!r}: replicates are trained as one with the estimators "
+                             f"{list(REPLICATE_ESTIMATORS)}; train each replicate alone (fit) for the others")
+        if not pairs:
+            raise ValueError("no replicates: pass at least one (model, guide) pair")
+        steps = [self._fused(index, model, guide, kl, estimator) for index, (model, guide) in enumerate(pairs)]
+        for index, step in enumerate(steps[1:], 1):
+            _check_same_network(index, step, steps[0])
+        first = steps[0]
+        self.pairs, self.kl, self.estimator = [tuple(pair) for pair in pairs], kl, estimator
+        self.names, self.sizes, self.shapes = first.names, first.sizes, first.shapes
+        self.layers = first.plan.steps  # (activation module, None, None) or (None, weight site, bias site)
+        self.likelihood = first.model.likelihood
+        self.num_data = torch.tensor([float(step.model.num_data) for step in steps])
+        self.prior_locs = torch.tensor([step.prior_locs for step in steps])  # (R, S)
+        self._prior_variances = torch.stack([step.prior_variances for step in steps])  # (R, S)
+        self.learned = _stacked_learned(steps)
+        self._learned_sites = first._learned_sites
+        self.loc = nn.Parameter(torch.stack([step.flat()[0].detach() for step in steps]))
+        self.log_scale = nn.Parameter(torch.stack([step.flat()[1].detach() for step in steps]))
+        self._site_of = {name: index for index, name in enumerate(self.names)}
+        self._uniform_likelihood = _is_parameter_free(self.likelihood) and all(
+            repr(step.model.likelihood) == repr(self.likelihood) and _is_parameter_free(step.model.likelihood)
+            for step in steps)
+
+    @staticmethod
+    def _fused(index: int, model: nn.Module, guide: nn.Module, kl: str, estimator: str) -> FusedMeanField:
+        if getattr(guide, "prototype_trace", None) is None:
+            raise ValueError(f"replicate {index}: its guide has no parameters yet: run it once first "
+                             "(pyro_bnn.initialize_guide(guide, x, y))")
+        try:
+            step = FusedMeanField(model, guide, kl=kl, estimator=estimator)
+        except ValueError as err:
+            raise ValueError(f"replicate {index}: {err}") from None
+        if step.plan is None:
+            raise ValueError(f"replicate {index}: its network is not a plain nn.Sequential of Linear layers (each with "
+                             "its weight and bias Bayesian) and activations, as BayesianMLP builds: train it alone (fit)")
+        return step
+
+    @property
+    def size(self) -> int:
+        """R, the number of replicates."""
+        return self.loc.shape[0]
+
+    def parameters(self) -> List[nn.Parameter]:
+        """What an optimizer of the replicates trains: the stacked means and log-scales, and each model's own
+        parameters (a learned noise sd)."""
+        own = [p for model, _ in self.pairs for p in model.parameters() if p.requires_grad]
+        return [self.loc, self.log_scale, *own]
+
+    def _views(self, flat: torch.Tensor) -> List[torch.Tensor]:
+        """``flat`` ``(R, P)`` as the sites' ``(R, *shape)`` tensors."""
+        return [part.reshape(len(flat), *shape) for part, shape in zip(flat.split(self.sizes, -1), self.shapes)]
+
+    def _site_sums(self, values: torch.Tensor) -> torch.Tensor:
+        """``(R, S)``: the sum of ``values`` ``(R, P)`` over each site."""
+        return torch.stack([part.sum(-1) for part in values.split(self.sizes, -1)], -1)
+
+    def _deviation_squares(self, values: torch.Tensor) -> torch.Tensor:
+        """``(R, S)``: ``sum (values - m0)^2`` per site, ``m0`` each replicate's prior location of the site."""
+        return torch.stack([(part - m0[:, None]).pow(2).sum(-1) for part, m0 in
+                            zip(values.split(self.sizes, -1), self.prior_locs.unbind(-1))], -1)
+
+    @torch.no_grad()
+    def _update_learned_scales(self, loc: torch.Tensor, scale: torch.Tensor) -> Optional[torch.Tensor]:
+        """Set each replicate's learned prior variances to their optimum given its guide; its hyperprior NLL ``(R,)``."""
+        if self.learned is None:
+            return None
+        square_sums = (self._site_sums(scale * scale) + self._deviation_squares(loc))[:, self._learned_sites]
+        alpha, sizes, betas = self.learned
+        variances = optimal_variances(square_sums.to(betas), sizes, alpha, betas)
+        self._prior_variances = self._prior_variances.clone()
+        self._prior_variances[:, self._learned_sites] = variances.to(self._prior_variances)
+        return hyperprior_nll(variances, alpha, betas).to(loc)
+
+    def terms(self, x: torch.Tensor, y: torch.Tensor, draw: Draw = None) -> ReplicateTerms:
+        """Every replicate's ELBO terms on its minibatch: ``x`` ``(R, B, ...)``, ``y`` ``(R, B)`` (one weight draw,
+        or one per example with local reparameterization; ``draw``: the standard Normal draws)."""
+        draw = draw or (lambda shape: torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device))
+        loc, log_scale = self.loc, self.log_scale
+        scale = torch.exp(log_scale)
+        hyperprior = self._update_learned_scales(loc, scale)
+        variances = self._prior_variances.to(loc)
+        local = self.estimator != "shared"
+        weights = None if local and self.kl == "analytic" else loc + scale * draw(tuple(loc.shape))
+        if self.kl == "analytic":
+            square_sums = self._site_sums(scale * scale) + self._deviation_squares(loc)
+            kl_sites = normal_kl_of_sums(self._site_sums(log_scale), square_sums,
+                                         NormalKLPrior.of(variances, torch.tensor(self.sizes).to(loc)))
+        else:  # log q(w) - log p(w) at the drawn weights, per site; the 2 pi terms cancel
+            noise_squares = self._site_sums(((weights - loc) / scale).pow(2))
+            log_q = -self._site_sums(log_scale) - 0.5 * noise_squares
+            log_p = (-0.5 * torch.tensor(self.sizes).to(loc) * variances.log()
+                     - self._deviation_squares(weights) / (2 * variances))
+            kl_sites = log_q - log_p
+        outputs = self._outputs(x.reshape(x.shape[0], x.shape[1], -1), loc, scale, weights, local, draw)
+        return ReplicateTerms(self._nll(outputs, y), kl_sites.sum(-1), kl_sites.detach(), hyperprior)
+
+    def _outputs(self, h, loc, scale, weights, local, draw) -> torch.Tensor:
+        locs, scales = self._views(loc), self._views(scale)
+        values = self._views(weights) if weights is not None else None
+        for module, weight, bias in self.layers:
+            if module is not None:  # an activation (elementwise), or Flatten: the inputs came flattened per example
+                h = h if isinstance(module, nn.Flatten) else module.forward(h)
+                continue
+            w, b = self._site_of[weight], self._site_of[bias]
+            if local:  # each example's pre-activations from their marginal Normal
+                mean = torch.baddbmm(locs[b].unsqueeze(1), h, locs[w].transpose(1, 2))
+                variance = torch.baddbmm(scales[b].pow(2).unsqueeze(1), h * h, scales[w].pow(2).transpose(1, 2))
+                h = mean + variance.clamp_min(1e-30).sqrt() * draw(tuple(mean.shape))
+            else:
+                h = torch.baddbmm(values[b].unsqueeze(1), h, values[w].transpose(1, 2))
+        return h
+
+    def _nll(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(R,)``: ``-(N_r / B) sum_n log p(y_rn | outputs_rn)``, each replicate's own likelihood."""
+        scale = self.num_data.to(outputs) / outputs.shape[1]
+        if self._uniform_likelihood:  # one distribution over all replicates
+            log_p = self.likelihood.distribution(outputs).log_prob(y).sum(-1)
+        else:
+            log_p = torch.stack([model.likelihood.distribution(out).log_prob(target).sum()
+                                 for (model, _), out, target in zip(self.pairs, outputs, y)])
+        return -log_p * scale
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Put each replicate's means and log-scales into its own guide, and its learned prior scales into its own
+        model: each pair is then an ordinary trained posterior."""
+        for index, (model, guide) in enumerate(self.pairs):
+            loc, log_scale = guide.flat_parameters(self.names)
+            loc.copy_(self.loc[index])
+            log_scale.copy_(self.log_scale[index])
+            learned = EmpiricalBayes.of(model)
+            if learned is not None:
+                learned.set_variances(self._prior_variances[index, self._learned_sites].to(learned.sizes))
+
+
+def _check_same_network(index: int, step: FusedMeanField, first: FusedMeanField) -> None:
+    """Refuse a replicate whose network or likelihood is not replicate 0's."""
+    if step.names != first.names or step.shapes != first.shapes:
+        shapes = {name: tuple(shape) for name, shape in zip(step.names, step.shapes)}
+        expected = {name: tuple(shape) for name, shape in zip(first.names, first.shapes)}
+        raise ValueError(f"replicate {index} has the weights {shapes}, replicate 0 {expected}: replicates share one "
+                         "network (the same layers and widths)")
+    kinds = [type(module).__name__ for module, _, _ in step.plan.steps]
+    expected_kinds = [type(module).__name__ for module, _, _ in first.plan.steps]
+    if kinds != expected_kinds:
+        raise ValueError(f"replicate {index} has the layers {kinds}, replicate 0 {expected_kinds}: replicates share "
+                         "one network (the same activations)")
+    if type(step.model.likelihood) is not type(first.model.likelihood):
+        raise ValueError(f"replicate {index} has a {type(step.model.likelihood).__name__} likelihood, replicate 0 a "
+                         f"{type(first.model.likelihood).__name__}: replicates share the likelihood's kind")
+    if step.model.in_shape != first.model.in_shape:
+        raise ValueError(f"replicate {index} takes inputs of shape {step.model.in_shape}, replicate 0 "
+                         f"{first.model.in_shape}: replicates share one network")
+
+
+def _is_parameter_free(likelihood: nn.Module) -> bool:
+    return not any(True for _ in likelihood.parameters())
+
+
+class _LearnedScales(NamedTuple):
+    """The replicates' learned prior scales: ``alpha``, the sites' ``sizes`` ``(S,)``, each replicate's ``betas``
+    ``(R, S)`` (from its configured scales), for :func:`~pyro_bnn.objectives.empirical_bayes.optimal_variances`."""
+
+    alpha: float
+    sizes: torch.Tensor
+    betas: torch.Tensor
+
+
+def _stacked_learned(steps: List[FusedMeanField]) -> Optional[_LearnedScales]:
+    """The replicates' learned prior scales, or None where none is learned; all or none must learn them, with one
+    hyperprior."""
+    learned = [step.learned for step in steps]
+    if all(part is None for part in learned):
+        return None
+    for index, part in enumerate(learned):
+        if part is None or part.names != learned[0].names or part.alpha != learned[0].alpha:
+            raise ValueError(f"replicate {index} learns other prior scales than replicate 0 (learn_scale, "
+                             "hyperprior_alpha): replicates share the prior's family and hyperprior, not its scale")
+    return _LearnedScales(learned[0].alpha, learned[0].sizes, torch.stack([part.betas for part in learned]))
+
+
+def replicate_draw(seeds: Sequence[int], device=None) -> Draw:
+    """A standard Normal draw of ``(R, ...)`` whose row ``r`` comes from a generator of its own seeded with
+    ``seeds[r]``: replicate ``r`` draws the noise a run alone draws after ``pyro.set_rng_seed(seeds[r])``."""
+    generators = [torch.Generator(device=device or "cpu").manual_seed(int(seed)) for seed in seeds]
+
+    def draw(shape):
+        return torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in generators])
+
+    return draw
+
+
+def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional[Schedule] = None,
+                   kl_weights: Optional[Sequence] = None, seeds: Optional[Sequence[int]] = None
+                   ) -> List[List[Dict[str, float]]]:
+    """Train the replicates as one: each epoch, replicate ``r`` steps through ``loaders[r]`` (its data, its order),
+    with its own KL weight ``kl_weights[r]`` (a number or a :class:`~pyro_bnn.training.schedules.KLWeight`; None: 1,
+    the exact ELBO) and its own noise (:func:`replicate_draw` of ``seeds``; None: 0, 1, ...), all on ``schedule``'s
+    epochs and learning rate. Replicate ``r`` then takes the steps :func:`~pyro_bnn.training.loop.fit` takes with its
+    pair alone after ``pyro.set_rng_seed(seeds[r])``, to float rounding, where its loader draws nothing from torch's
+    random stream (a list of batches; a DataLoader draws a seed from it at every pass, so alone its noise moves).
+    Afterwards each pair holds its posterior (:meth:`Replicates.write_back`).
+
+    :return: each replicate's history, one record per epoch (``epoch``, ``loss``, ``nll``, ``kl``, ``kl_weight``), as
+        :func:`~pyro_bnn.training.loop.fit` returns it for one.
+    :raises FloatingPointError: naming the replicates whose loss is not finite (checked every epoch).
+    """
+    schedule = schedule or Schedule()
+    size = replicates.size
+    if len(loaders) != size:
+        raise ValueError(f"{len(loaders)} loaders for {size} replicates: pass one loader per replicate")
+    kl_weights = [None] * size if kl_weights is None else list(kl_weights)
+    if len(kl_weights) != size:
+        raise ValueError(f"{len(kl_weights)} KL weights for {size} replicates: pass one per replicate (or None)")
+    num_steps = [check_loader(loader, f"loaders[{index}]") for index, loader in enumerate(loaders)]
+    if len(set(num_steps)) > 1:
+        raise ValueError(f"the loaders yield {num_steps} batches per epoch: replicates trained as one step together, "
+                         "so each loader must yield as many batches (training splits of one size, one batch size)")
+    for index, ((model, _), loader) in enumerate(zip(replicates.pairs, loaders)):
+        check_batch(model, *first_batch(loader, f"loaders[{index}]"), argument=f"loaders[{index}]")
+    seeds = list(range(size)) if seeds is None else list(seeds)
+    if len(seeds) != size:
+        raise ValueError(f"{len(seeds)} seeds for {size} replicates: pass one per replicate (or None)")
+    draw = replicate_draw(seeds, replicates.loc.device)
+    weights = [as_kl_weight(w).over(int(schedule.epochs)) for w in kl_weights]
+    adam = optimizer(replicates.parameters(), schedule.lr)
+    scheduler = lr_scheduler(adam, schedule.lr_schedule, int(schedule.epochs) * num_steps[0])
+    histories: List[List[Dict[str, float]]] = [[] for _ in range(size)]
+    for epoch in range(int(schedule.epochs)):
+        totals = None
+        betas_used = torch.zeros(size)
+        for step, batches in enumerate(zip(*loaders)):
+            x = torch.stack([batch[0] for batch in batches]).to(replicates.loc.device)
+            y = torch.stack([batch[1] for batch in batches]).to(replicates.loc.device)
+            betas = torch.tensor([w(epoch, step, num_steps[0]) for w in weights]).to(replicates.loc)
+            terms = replicates.terms(x, y, draw)
+            adam.zero_grad(set_to_none=True)
+            (terms.nll + betas * terms.kl).sum().backward()
+            adam.step()
+            scheduler.step()
+            record = torch.stack([terms.loss.detach(), terms.nll.detach(), terms.kl.detach()])
+            totals = record if totals is None else totals + record
+            betas_used += betas.cpu()
+        means = (totals / num_steps[0]).cpu()
+        _check_finite(means[0], epoch)
+        for index in range(size):
+            histories[index].append({"epoch": epoch + 1, "loss": float(means[0, index]), "nll": float(means[1, index]),
+                                     "kl": float(means[2, index]), "kl_weight": float(betas_used[index]) / num_steps[0]})
+    replicates.write_back()
+    return histories
+
+
+def _check_finite(losses: torch.Tensor, epoch: int) -> None:
+    bad = [index for index, loss in enumerate(losses.tolist()) if not torch.isfinite(torch.tensor(loss))]
+    if bad:
+        raise FloatingPointError(f"the loss of replicate(s) {bad} is not finite in epoch {epoch + 1} (the others' are): "
+                                 "lower the learning rate or the initial scale of those replicates; the others are not "
+                                 "affected (each replicate's gradient is its own)")
+
+
+def build_replicates(pairs: Sequence[Tuple[nn.Module, nn.Module]], loaders: Sequence, kl: str = "analytic",
+                     estimator: str = "local_reparameterization") -> Replicates:
+    """:class:`Replicates` of ``pairs``, each guide first run on its loader's first batch
+    (:func:`~pyro_bnn.guides.initialize_guide`)."""
+    for index, ((_, guide), loader) in enumerate(zip(pairs, loaders)):
+        if getattr(guide, "prototype_trace", None) is None:
+            initialize_guide(guide, *first_batch(loader, f"loaders[{index}]"))
+    return Replicates(pairs, kl=kl, estimator=estimator)
+
+
+__all__ = ["Replicates", "ReplicateTerms", "fit_replicates", "build_replicates", "replicate_draw"]

@@ -1,0 +1,229 @@
+"""Replicates trained as one: each replicate's loss and gradients are Pyro's ELBO of its own pair given the same noise,
+the replicates are independent, and each trained pair is an ordinary posterior."""
+
+import pyro
+import pytest
+import torch
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch.utils.data import TensorDataset
+
+from helpers import FixedNoise, assert_close
+from pyro_bnn import (
+    BayesianMLP,
+    Categorical,
+    Gaussian,
+    HeteroscedasticGaussian,
+    KLWeight,
+    MeanFieldELBO,
+    NormalPrior,
+    Schedule,
+    auto_normal,
+    fit,
+    initialize_guide,
+    load_posterior,
+    make_loader,
+    save_posterior,
+)
+from pyro_bnn.objectives.estimators import LocalReparameterization
+from pyro_bnn.training.replicates import Replicates, build_replicates, fit_replicates
+
+R, B, N = 3, 16, 96
+
+
+class FixedLocalNoise(LocalReparameterization):
+    """Local reparameterization drawing the given standard Normal noise, layer after layer."""
+
+    def __init__(self, noises):
+        super().__init__()
+        self.noises = list(noises)
+
+    def _draw(self, mean, variance):
+        return mean + variance.clamp_min(1e-30).sqrt() * self.noises.pop(0).view(mean.shape)
+
+
+class Recorded:
+    """A standard Normal draw that keeps what it drew, in order."""
+
+    def __init__(self, seed=3):
+        self.generator, self.draws = torch.Generator().manual_seed(seed), []
+
+    def __call__(self, shape):
+        self.draws.append(torch.randn(shape, generator=self.generator))
+        return self.draws[-1]
+
+
+def data(seed, task="regression", n=N):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    y = x[:, 0] - 2 * x[:, 1] + 0.3 * torch.randn(n, generator=g) if task == "regression" else (x[:, 0] > 0).long()
+    return x, y
+
+
+def pair(seed, likelihood, scale=1.0, init_scale=0.05, learn_scale=False, alpha=0.0, task="regression"):
+    """A replicate: its own seed, prior scale, initial scale, data; its guide run once, its scales spread."""
+    pyro.set_rng_seed(seed)
+    outputs = {"categorical": 2, "heteroscedastic": 2}.get(likelihood, 1)
+    lik = {"categorical": Categorical, "heteroscedastic": HeteroscedasticGaussian, "gaussian": Gaussian}[likelihood]()
+    model = BayesianMLP((3,), outputs, hidden=(8,), likelihood=lik, num_data=N,
+                        prior=NormalPrior(scale, learn_scale=learn_scale, hyperprior_alpha=alpha))
+    guide = auto_normal(model, init_scale=init_scale)
+    x, y = data(seed, task)
+    initialize_guide(guide, x[:B], y[:B])
+    with torch.no_grad():
+        for p in guide.scales.parameters():
+            p.add_(0.5 * torch.rand_like(p))
+    return model, guide
+
+
+CASES = {  # the replicates differ in seed (initial means, data), prior scale and initial scale
+    "heteroscedastic, learned prior (the UCI preset)":
+        dict(likelihood="heteroscedastic", learn_scale=True, alpha=1.0),
+    "categorical": dict(likelihood="categorical", task="classification"),
+    "gaussian, a learned noise sd per replicate": dict(likelihood="gaussian"),
+}
+
+
+def replicate_pairs(case):
+    return [pair(10 + r, scale=0.5 + 0.5 * r, init_scale=0.02 * (r + 1), **CASES[case]) for r in range(R)]
+
+
+def minibatches(case):
+    task = CASES[case].get("task", "regression")
+    batches = [data(10 + r, task) for r in range(R)]
+    return torch.stack([x[:B] for x, _ in batches]), torch.stack([y[:B] for _, y in batches])
+
+
+def flat_gradients(guide, names):
+    locs, log_scales = guide.site_parameters(names)
+    return torch.cat([p.grad.reshape(-1) for p in locs]), torch.cat([p.grad.reshape(-1) for p in log_scales])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("estimator, kl", [("shared", "analytic"), ("local_reparameterization", "analytic"),
+                                           ("shared", "mc"), ("local_reparameterization", "mc")])
+def test_each_replicates_loss_and_gradients_are_pyros_elbo_of_its_own_pair_given_the_same_noise(case, estimator, kl):
+    pairs = replicate_pairs(case)
+    replicates = Replicates(pairs, kl=kl, estimator=estimator)
+    x, y = minibatches(case)
+    draw = Recorded()
+    terms = replicates.terms(x, y, draw)
+    terms.loss.sum().backward()
+    replicates.write_back()  # each model's learned prior scales as the step set them: what Pyro's ELBO reads
+    own_grads = [[p.grad.clone() for p in model.parameters()] for model, _ in pairs]  # a learned noise sd
+    for model, _ in pairs:
+        model.zero_grad(set_to_none=True)
+    sizes = replicates.sizes
+    for r, (model, guide) in enumerate(pairs):
+        noises = [d[r] for d in draw.draws]
+        handlers = []
+        if kl == "mc" or estimator == "shared":  # a weight draw: the guide's
+            weights = noises.pop(0)
+            guide = FixedNoise(dict(zip(replicates.names, weights.split(sizes))))(guide)
+        if estimator != "shared":
+            handlers.append(FixedLocalNoise(noises))
+        elbo = TraceMeanField_ELBO() if kl == "analytic" else Trace_ELBO()
+        if handlers:
+            with handlers[0]:
+                expected = elbo.differentiable_loss(model, guide, x[r], y[r])
+        else:
+            expected = elbo.differentiable_loss(model, guide, x[r], y[r])
+        hyperprior = terms.hyperprior[r] if terms.hyperprior is not None else 0.0
+        assert_close(terms.loss[r] - hyperprior, expected, rtol=1e-5, atol=1e-4)
+        expected.backward()
+        loc_grad, scale_grad = flat_gradients(pairs[r][1], replicates.names)
+        torch.testing.assert_close(replicates.loc.grad[r], loc_grad, rtol=1e-4, atol=1e-4 * float(loc_grad.abs().max()))
+        torch.testing.assert_close(replicates.log_scale.grad[r], scale_grad, rtol=1e-4,
+                                   atol=1e-4 * float(scale_grad.abs().max()))
+        for p, own in zip(model.parameters(), own_grads[r]):  # a learned noise sd: its own gradient
+            assert_close(own, p.grad, rtol=1e-4, atol=1e-5)
+    assert sum(len(grads) for grads in own_grads) == (R if CASES[case]["likelihood"] == "gaussian" else 0)
+
+
+def test_a_replicate_does_not_reach_the_others_gradients():
+    pairs = replicate_pairs("categorical")
+    replicates = Replicates(pairs, estimator="local_reparameterization")
+    x, y = minibatches("categorical")
+    replicates.terms(x, y).loss[1].backward()
+    assert replicates.loc.grad[1].abs().sum() > 0
+    assert replicates.loc.grad[[0, 2]].abs().sum() == 0 and replicates.log_scale.grad[[0, 2]].abs().sum() == 0
+
+
+def test_a_non_finite_replicate_is_named_and_leaves_the_others_finite():
+    pairs = replicate_pairs("heteroscedastic, learned prior (the UCI preset)")
+    replicates = Replicates(pairs)
+    with torch.no_grad():
+        replicates.loc[2, 0] = float("nan")
+    x, y = minibatches("heteroscedastic, learned prior (the UCI preset)")
+    loaders = [make_loader(TensorDataset(*data(10 + r)), B) for r in range(R)]
+    with pyro.validation_enabled(False):  # (validation would refuse the NaN mean before the loss)
+        terms = replicates.terms(x, y)
+        terms.loss.sum().backward()
+        assert torch.isfinite(terms.loss[:2]).all() and not torch.isfinite(terms.loss[2])
+        assert torch.isfinite(replicates.loc.grad[:2]).all()
+        with pytest.raises(FloatingPointError, match=r"replicate\(s\) \[2\] is not finite in epoch 1"):
+            fit_replicates(replicates, loaders, Schedule(epochs=1, lr=0.01))
+
+
+@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization"])
+def test_trained_together_each_replicate_takes_the_steps_it_takes_alone_and_saves_as_one_pair(tmp_path, estimator):
+    """Three replicates (other data and order, seed, prior scale, initial scale, KL weight) fitted as one end where
+    each ends fitted alone with its seed; a replicate's saved posterior loads into a single model, learned prior scales
+    included."""
+    case = "heteroscedastic, learned prior (the UCI preset)"
+    schedule = Schedule(epochs=4, lr=0.02, lr_schedule="cosine")
+    loaders = [loader_of(r) for r in range(R)]
+    kl_weights, seeds = [1.0, KLWeight(1.0, warmup_epochs=2), 0.5], [7, 8, 9]
+    pairs = replicate_pairs(case)
+    histories = fit_replicates(build_replicates(pairs, loaders, estimator=estimator), loaders, schedule,
+                               kl_weights, seeds)
+    for r in range(R):
+        model, guide = replicate_pairs(case)[r]
+        pyro.set_rng_seed(seeds[r])
+        alone = fit(model, guide, loader_of(r), Schedule(4, 0.02, "cosine", kl_weights[r]), MeanFieldELBO(estimator=estimator))
+        for key in ("loss", "nll", "kl", "kl_weight"):
+            assert_close([h[key] for h in histories[r]], [h[key] for h in alone], rtol=1e-4)
+        for name in replicate_names(pairs):
+            for ours, theirs in zip(pairs[r][1].loc_and_scale(name), guide.loc_and_scale(name)):
+                torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(pairs[r][0].net[1].weight_prior_scale, model.net[1].weight_prior_scale)
+    model, guide = pairs[1]
+    save_posterior(tmp_path / "posterior.pt", model, guide, {"in_shape": [3], "task": "regression"})
+    fresh_model, fresh_guide = pair(99, "heteroscedastic", scale=1.0, learn_scale=True, alpha=1.0)
+    load_posterior(tmp_path / "posterior.pt", fresh_model, fresh_guide)
+    for name in replicate_names(pairs):
+        assert torch.equal(fresh_guide.loc_and_scale(name)[0], guide.loc_and_scale(name)[0])
+    assert torch.equal(fresh_model.net[1].weight_prior_scale, model.net[1].weight_prior_scale)
+
+
+def loader_of(r):
+    """Replicate ``r``'s batches: its data, in an order of its own (a list: unlike a DataLoader, which draws a seed
+    from torch's random stream at every pass, it leaves the noise of a run alone as the seed set it)."""
+    x, y = data(10 + r)
+    order = torch.randperm(N, generator=torch.Generator().manual_seed(r))
+    return [(x[order[i:i + B]], y[order[i:i + B]]) for i in range(0, N, B)]
+
+
+def replicate_names(pairs):
+    return [name for name, _ in pairs[0][1].prototype_trace.iter_stochastic_nodes()]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda pairs: pairs.append(pair(5, "heteroscedastic")) or pairs, None),
+    (lambda pairs: [pairs[0], pair(7, "categorical", task="classification")], "likelihood"),
+])
+def test_replicates_of_another_network_or_likelihood_are_refused_naming_the_replicate(change, message):
+    pairs = [pair(1, "heteroscedastic")]
+    if message is None:
+        Replicates(change(pairs))
+        return
+    with pytest.raises(ValueError, match=rf"^replicate 1 has a .*{message}"):
+        Replicates(change(pairs))
+
+
+def test_a_wider_replicate_is_refused():
+    pyro.set_rng_seed(0)
+    wide = BayesianMLP((3,), 2, hidden=(9,), likelihood=HeteroscedasticGaussian(), num_data=N)
+    guide = auto_normal(wide)
+    initialize_guide(guide, *data(0, n=B))
+    with pytest.raises(ValueError, match=r"^replicate 1 has the weights .*replicates share one network"):
+        Replicates([pair(1, "heteroscedastic"), (wide, guide)])
