@@ -21,6 +21,7 @@ its minibatch order) and its own KL weight, all on one learning-rate schedule.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -62,6 +63,12 @@ class ReplicateTerms:
         """``(R,)`` -ELBO of each replicate (with the hyperprior's NLL where prior scales are learned)."""
         loss = self.nll + self.kl
         return loss if self.hyperprior is None else loss + self.hyperprior
+
+    def record(self, layers: torch.Tensor) -> torch.Tensor:
+        """``(R, K)`` detached: loss, nll, kl, the hyperprior's NLL (where learned), then the KL of each layer
+        (``layers``: ``(S, L)``, which layer each site belongs to), as :meth:`Replicates.record_keys` names them."""
+        columns = [self.loss, self.nll, self.kl] + ([self.hyperprior] if self.hyperprior is not None else [])
+        return torch.cat([torch.stack(columns, -1).detach(), self.kl_sites @ layers.to(self.kl_sites)], -1)
 
 
 class Replicates:
@@ -116,6 +123,24 @@ class Replicates:
             raise ValueError(f"replicate {index}: its network is not a plain nn.Sequential of Linear layers (each with "
                              "its weight and bias Bayesian) and activations, as BayesianMLP builds: train it alone (fit)")
         return step
+
+    def record_keys(self) -> Tuple[List[str], torch.Tensor]:
+        """The names of a step's record (:meth:`ReplicateTerms.record`), as one run's history names its columns, and
+        the ``(S, L)`` matrix that sums the sites' KL into their layers'."""
+        layer_names = list(dict.fromkeys(name.rpartition(".")[0] for name in self.names))
+        layers = torch.zeros(len(self.names), len(layer_names))
+        for site, name in enumerate(self.names):
+            layers[site, layer_names.index(name.rpartition(".")[0])] = 1.0
+        keys = ["loss", "nll", "kl"] + (["hyperprior"] if self.learned is not None else [])
+        return keys + [f"kl.{layer}" for layer in layer_names], layers
+
+    def learned_prior_scales(self) -> List[Dict[str, float]]:
+        """Each replicate's learned prior scales now, ``{prior_scale.<site>: s}`` ({} where none is learned)."""
+        if self.learned is None:
+            return [{} for _ in range(self.size)]
+        names = [f"prior_scale.{self.names[site]}" for site in self._learned_sites.tolist()]
+        scales = self._prior_variances[:, self._learned_sites].sqrt().tolist()
+        return [dict(zip(names, row)) for row in scales]
 
     @property
     def size(self) -> int:
@@ -273,8 +298,8 @@ def replicate_draw(seeds: Sequence[int], device=None) -> Draw:
 
 
 def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional[Schedule] = None,
-                   kl_weights: Optional[Sequence] = None, seeds: Optional[Sequence[int]] = None
-                   ) -> List[List[Dict[str, float]]]:
+                   kl_weights: Optional[Sequence] = None, seeds: Optional[Sequence[int]] = None,
+                   callback: Optional[Callable[[List[Dict[str, float]]], None]] = None) -> List[List[Dict[str, float]]]:
     """Train the replicates as one: each epoch, replicate ``r`` steps through ``loaders[r]`` (its data, its order),
     with its own KL weight ``kl_weights[r]`` (a number or a :class:`~pyro_bnn.training.schedules.KLWeight`; None: 1,
     the exact ELBO) and its own noise (:func:`replicate_draw` of ``seeds``; None: 0, 1, ...), all on ``schedule``'s
@@ -283,8 +308,10 @@ def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional
     random stream (a list of batches; a DataLoader draws a seed from it at every pass, so alone its noise moves).
     Afterwards each pair holds its posterior (:meth:`Replicates.write_back`).
 
-    :return: each replicate's history, one record per epoch (``epoch``, ``loss``, ``nll``, ``kl``, ``kl_weight``), as
-        :func:`~pyro_bnn.training.loop.fit` returns it for one.
+    :param callback: called after each epoch with the replicates' records of that epoch.
+    :return: each replicate's history, one record per epoch, as :func:`~pyro_bnn.training.loop.fit` returns it for one
+        (``epoch, loss, nll, kl, hyperprior, kl.<layer>..., kl_weight, prior_scale.<site>..., time_s``; the time is the
+        batch's).
     :raises FloatingPointError: naming the replicates whose loss is not finite (checked every epoch).
     """
     schedule = schedule or Schedule()
@@ -307,10 +334,11 @@ def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional
     weights = [as_kl_weight(w).over(int(schedule.epochs)) for w in kl_weights]
     adam = optimizer(replicates.parameters(), schedule.lr)
     scheduler = lr_scheduler(adam, schedule.lr_schedule, int(schedule.epochs) * num_steps[0])
+    keys, layers = replicates.record_keys()
     histories: List[List[Dict[str, float]]] = [[] for _ in range(size)]
+    start = time.perf_counter()
     for epoch in range(int(schedule.epochs)):
         totals = None
-        betas_used = torch.zeros(size)
         for step, batches in enumerate(zip(*loaders)):
             x = torch.stack([batch[0] for batch in batches]).to(replicates.loc.device)
             y = torch.stack([batch[1] for batch in batches]).to(replicates.loc.device)
@@ -320,14 +348,17 @@ def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional
             (terms.nll + betas * terms.kl).sum().backward()
             adam.step()
             scheduler.step()
-            record = torch.stack([terms.loss.detach(), terms.nll.detach(), terms.kl.detach()])
+            record = terms.record(layers)
             totals = record if totals is None else totals + record
-            betas_used += betas.cpu()
         means = (totals / num_steps[0]).cpu()
-        _check_finite(means[0], epoch)
-        for index in range(size):
-            histories[index].append({"epoch": epoch + 1, "loss": float(means[0, index]), "nll": float(means[1, index]),
-                                     "kl": float(means[2, index]), "kl_weight": float(betas_used[index]) / num_steps[0]})
+        _check_finite(means[:, 0], epoch)
+        scales = replicates.learned_prior_scales()
+        for index, history in enumerate(histories):
+            history.append({"epoch": epoch + 1, **dict(zip(keys, means[index].tolist())),
+                            "kl_weight": weights[index].epoch_weight(epoch), **scales[index],
+                            "time_s": time.perf_counter() - start})
+        if callback is not None:
+            callback([history[-1] for history in histories])
     replicates.write_back()
     return histories
 
