@@ -1,0 +1,75 @@
+"""launcher=batched: the jobs of a multirun that differ only in batchable keys train as one batch of models, each with
+the run dir of a job run alone; the others run one at a time, with a line saying why."""
+
+import csv
+import json
+
+import pytest
+
+from helpers import QUIET, cli, compose_train, write_uci
+from pyro_bnn.app.batched import group_key, unbatchable_reason
+
+#: A small UCI-layout sweep: 3 splits of generated data, a short run of the UCI preset.
+UCI = ["+experiment=uci", "data.name=toy", "inference.steps=120", "eval.num_samples=20"]
+
+
+def test_jobs_that_differ_only_in_batchable_keys_share_a_group_and_the_others_do_not():
+    base = compose_train("+experiment=uci", "data.name=yacht")
+    same = [compose_train("+experiment=uci", "data.name=yacht", override) for override in
+            ("data.split=3", "seed=7", "prior.scale=0.5", "inference.kl_weight=0.3", "guide.init_scale=0.01")]
+    other = [compose_train("+experiment=uci", "data.name=yacht", override) for override in
+             ("inference.lr=0.003", "data.batch_size=64", "model.hidden=[20]", "data.name=energy")]
+    assert all(group_key(cfg) == group_key(base) for cfg in same)
+    assert all(group_key(cfg) != group_key(base) for cfg in other)
+
+
+@pytest.mark.parametrize("override, reason", [
+    ("guide=auto_delta", "guide=pyro_bnn.guides.auto_delta: a batch trains pyro_bnn.guides.auto_normal"),
+    ("model=cnn", "model=pyro_bnn.model.networks.BayesianCNN: a batch trains"),
+    ("inference.estimator=flipout", "inference.estimator=flipout: a batch draws its noise with"),
+    ("inference.num_particles=2", "inference.num_particles > 1"),
+    ("model.bayesian=last", "model.bayesian: a batch trains fully Bayesian networks"),
+])
+def test_a_job_a_batch_cannot_train_says_why(override, reason):
+    assert unbatchable_reason(compose_train("+experiment=uci", "data.name=yacht")) is None
+    assert reason in unbatchable_reason(compose_train("+experiment=uci", "data.name=yacht", override))
+
+
+def test_a_batched_sweep_writes_each_jobs_run_dir_as_a_job_alone_and_evaluate_reproduces_it(tmp_path):
+    write_uci(tmp_path / "uci", "toy", rows=80, splits=3)
+    sweep = tmp_path / "sweep"
+    proc = cli("pyro_bnn.train", "-m", *UCI, f"data.root={tmp_path / 'uci'}", "data.split=0,1,2", "seed=0,1",
+               "launcher=batched", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert "jobs [0, 1, 2, 3, 4, 5]: trained as one batch of 6 models" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    alone = tmp_path / "alone"
+    cli("pyro_bnn.train", *UCI, f"data.root={tmp_path / 'uci'}", "data.split=1", f"hydra.run.dir={alone}", cwd=tmp_path)
+    files = sorted(p.relative_to(alone).as_posix() for p in alone.rglob("*"))
+    for job in range(6):
+        run = sweep / str(job)
+        assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == files
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert set(metrics) == set(json.loads((alone / "metrics.json").read_text()))
+        assert list(csv.DictReader((run / "history.csv").open()))[0].keys() == \
+            list(csv.DictReader((alone / "history.csv").open()))[0].keys()
+        assert "trained in a batch" in (run / "train.log").read_text()
+    evaluated = cli("pyro_bnn.app.evaluate", f"run_dir={sweep / '4'}", cwd=tmp_path)
+    assert json.loads(evaluated.stdout) == json.loads((sweep / "4" / "metrics.json").read_text())["test"]
+    split = {r["job"]: r["data.split"] for r in rows}
+    assert [json.loads((sweep / j / "metrics.json").read_text())["data"]["split"] for j in split] == \
+        [int(s) for s in split.values()]
+
+
+@pytest.mark.slow
+def test_jobs_a_batch_cannot_train_run_one_at_a_time_beside_a_batch(tmp_path):
+    write_uci(tmp_path / "uci", "toy", rows=80, splits=2)
+    sweep = tmp_path / "sweep"
+    proc = cli("pyro_bnn.train", "-m", *UCI, f"data.root={tmp_path / 'uci'}", "data.split=0,1",
+               "inference.estimator=local_reparameterization,flipout", "launcher=batched", f"hydra.sweep.dir={sweep}",
+               *QUIET, cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert "jobs [0, 2]: trained as one batch of 2 models" in output
+    assert "jobs [1, 3]: one at a time (inference.estimator=flipout: a batch draws its noise with" in output
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok"] * 4
