@@ -7,7 +7,8 @@ its own data and order. Per optimizer step, at each batch size of ``--batch-size
 
 * ``plain``: the same MLP as a plain PyTorch network (mean and ``1e-3 + softplus`` sd outputs, Gaussian NLL, Adam);
 * ``alone``: one replicate, ``fit`` of its pair (the whole call divided by its steps);
-* ``together, R``: ``fit_replicates`` of R pairs (the whole call divided by its steps: one step trains all R).
+* ``together, R``: ``fit_replicates`` of R pairs over :class:`StackedBatches` (what ``launcher=batched`` trains; the
+  whole call divided by its steps: one step trains all R).
 
 Each system runs ``--epochs`` epochs per call, interleaved ``--repeats`` times; medians, and each ``together``
 against one replicate alone and against R of them (same process). The issue's targets: at batch 128, 20 replicates
@@ -37,7 +38,7 @@ from pyro_bnn import (
     fit,
     make_loader,
 )
-from pyro_bnn.training.replicates import build_replicates, fit_replicates
+from pyro_bnn.training.replicates import StackedBatches, build_replicates, fit_replicates
 
 ESTIMATOR = "local_reparameterization"
 
@@ -101,9 +102,9 @@ def bench(args, batch: int) -> None:
 
     def together(size):
         pairs = [pair(r, args) for r in range(size)]
-        loaders = [make_loader(data(r, args), batch, shuffle=True, seed=r) for r in range(size)]
-        replicates = build_replicates(pairs, loaders, estimator=ESTIMATOR)
-        return lambda: fit_replicates(replicates, loaders, schedule)
+        batches = StackedBatches([data(r, args) for r in range(size)], batch, seeds=list(range(size)))
+        replicates = build_replicates(pairs, batches, estimator=ESTIMATOR)
+        return lambda: fit_replicates(replicates, batches, schedule)
 
     systems = {"plain": plain, "alone": alone, **{f"together, R={r}": together(r) for r in args.replicates}}
     times = {name: [] for name in systems}

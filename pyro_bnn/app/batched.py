@@ -197,7 +197,7 @@ def prepare_job(cfg: DictConfig) -> PreparedJob:
 def train_batch(jobs: List[PreparedJob]):
     """Train the prepared jobs as one batch: each one's history, and the batch's training time."""
     from ..objectives.elbo import ELBO_KL
-    from ..training.replicates import Replicates, fit_replicates
+    from ..training.replicates import Replicates, StackedBatches, fit_replicates
     from ..training.schedules import Schedule
 
     first = jobs[0]
@@ -206,9 +206,11 @@ def train_batch(jobs: List[PreparedJob]):
     replicates = Replicates([(job.model, job.guide) for job in jobs], kl=ELBO_KL[inference.elbo],
                             estimator=inference.estimator)
     start = time.perf_counter()
-    histories = fit_replicates(replicates, [job.loader for job in jobs],
+    seeds = [job.cfg.seed for job in jobs]
+    batches = StackedBatches([job.data.train for job in jobs], schedule.batch_size, seeds)
+    histories = fit_replicates(replicates, batches,
                                Schedule(schedule.epochs, schedule.lr, inference.lr_schedule),
-                               [job.plan.kl_weight for job in jobs], [job.cfg.seed for job in jobs])
+                               [job.plan.kl_weight for job in jobs], seeds)
     fit_s = time.perf_counter() - start
     log.info("batch of %d models trained: %d epochs in %.1f s", len(jobs), schedule.epochs, fit_s)
     return histories, fit_s

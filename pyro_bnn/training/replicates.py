@@ -297,10 +297,69 @@ def replicate_draw(seeds: Sequence[int], device=None) -> Draw:
     return draw
 
 
+class ZippedLoaders:
+    """The replicates' minibatches from one loader each (any loader :func:`~pyro_bnn.training.loop.fit` takes), their
+    ``r``-th batches stacked into one ``(x, y)`` of shape ``(R, B, ...)``, ``(R, B)``."""
+
+    def __init__(self, loaders: Sequence):
+        self.loaders = list(loaders)
+        steps = [check_loader(loader, f"loaders[{index}]") for index, loader in enumerate(self.loaders)]
+        if len(set(steps)) > 1:
+            raise ValueError(f"the loaders yield {steps} batches per epoch: replicates train one step together, so each "
+                             "loader must yield as many batches (training splits of one size, one batch size)")
+        self.steps, self.replicates = steps[0], len(self.loaders)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def first(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Replicate ``index``'s first batch (for the checks)."""
+        return first_batch(self.loaders[index], f"loaders[{index}]")
+
+    def __iter__(self):
+        for batches in zip(*self.loaders):
+            yield torch.stack([batch[0] for batch in batches]), torch.stack([batch[1] for batch in batches])
+
+
+class StackedBatches:
+    """The replicates' minibatches drawn together: replicate ``r``'s training set ``datasets[r]`` in an order of its
+    own each epoch (a permutation from a generator seeded with ``seeds[r]``), cut into batches of ``batch_size``; one
+    gather a step for all replicates (a list of loaders costs a loader's step per replicate). The data sets must have
+    one size and shape.
+    """
+
+    def __init__(self, datasets: Sequence, batch_size: int, seeds: Sequence[int]):
+        sizes = {len(dataset) for dataset in datasets}
+        if len(sizes) > 1:
+            raise ValueError(f"the training sets hold {[len(d) for d in datasets]} examples: replicates train one step "
+                             "together, so their training sets must be of one size")
+        if len(seeds) != len(datasets):
+            raise ValueError(f"{len(seeds)} seeds for {len(datasets)} data sets: pass one per replicate")
+        self.x = torch.stack([dataset.tensors[0] for dataset in datasets])
+        self.y = torch.stack([dataset.tensors[1] for dataset in datasets])
+        self.batch_size, self.size = int(batch_size), sizes.pop()
+        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        self._rows = torch.arange(len(datasets)).unsqueeze(1)
+        self.replicates = len(datasets)
+
+    def __len__(self) -> int:
+        return -(-self.size // self.batch_size)
+
+    def first(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.x[index, :self.batch_size], self.y[index, :self.batch_size]
+
+    def __iter__(self):
+        order = torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
+        for start in range(0, self.size, self.batch_size):
+            rows = order[:, start:start + self.batch_size]
+            yield self.x[self._rows, rows], self.y[self._rows, rows]
+
+
 def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional[Schedule] = None,
                    kl_weights: Optional[Sequence] = None, seeds: Optional[Sequence[int]] = None,
                    callback: Optional[Callable[[List[Dict[str, float]]], None]] = None) -> List[List[Dict[str, float]]]:
-    """Train the replicates as one: each epoch, replicate ``r`` steps through ``loaders[r]`` (its data, its order),
+    """Train the replicates as one: each epoch, replicate ``r`` steps through ``loaders[r]`` (its data, its order; or
+    ``loaders`` is a :class:`StackedBatches`),
     with its own KL weight ``kl_weights[r]`` (a number or a :class:`~pyro_bnn.training.schedules.KLWeight`; None: 1,
     the exact ELBO) and its own noise (:func:`replicate_draw` of ``seeds``; None: 0, 1, ...), all on ``schedule``'s
     epochs and learning rate. Replicate ``r`` then takes the steps :func:`~pyro_bnn.training.loop.fit` takes with its
@@ -316,33 +375,31 @@ def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional
     """
     schedule = schedule or Schedule()
     size = replicates.size
-    if len(loaders) != size:
-        raise ValueError(f"{len(loaders)} loaders for {size} replicates: pass one loader per replicate")
+    batches = loaders if isinstance(loaders, StackedBatches) else ZippedLoaders(loaders)
+    if batches.replicates != size:
+        raise ValueError(f"data for {batches.replicates} replicates, and {size} replicates: pass one loader per "
+                         "replicate")
     kl_weights = [None] * size if kl_weights is None else list(kl_weights)
     if len(kl_weights) != size:
         raise ValueError(f"{len(kl_weights)} KL weights for {size} replicates: pass one per replicate (or None)")
-    num_steps = [check_loader(loader, f"loaders[{index}]") for index, loader in enumerate(loaders)]
-    if len(set(num_steps)) > 1:
-        raise ValueError(f"the loaders yield {num_steps} batches per epoch: replicates trained as one step together, "
-                         "so each loader must yield as many batches (training splits of one size, one batch size)")
-    for index, ((model, _), loader) in enumerate(zip(replicates.pairs, loaders)):
-        check_batch(model, *first_batch(loader, f"loaders[{index}]"), argument=f"loaders[{index}]")
+    num_steps = len(batches)
+    for index, (model, _) in enumerate(replicates.pairs):
+        check_batch(model, *batches.first(index), argument=f"loaders[{index}]")
     seeds = list(range(size)) if seeds is None else list(seeds)
     if len(seeds) != size:
         raise ValueError(f"{len(seeds)} seeds for {size} replicates: pass one per replicate (or None)")
     draw = replicate_draw(seeds, replicates.loc.device)
     weights = [as_kl_weight(w).over(int(schedule.epochs)) for w in kl_weights]
     adam = optimizer(replicates.parameters(), schedule.lr)
-    scheduler = lr_scheduler(adam, schedule.lr_schedule, int(schedule.epochs) * num_steps[0])
+    scheduler = lr_scheduler(adam, schedule.lr_schedule, int(schedule.epochs) * num_steps)
     keys, layers = replicates.record_keys()
     histories: List[List[Dict[str, float]]] = [[] for _ in range(size)]
     start = time.perf_counter()
     for epoch in range(int(schedule.epochs)):
         totals = None
-        for step, batches in enumerate(zip(*loaders)):
-            x = torch.stack([batch[0] for batch in batches]).to(replicates.loc.device)
-            y = torch.stack([batch[1] for batch in batches]).to(replicates.loc.device)
-            betas = torch.tensor([w(epoch, step, num_steps[0]) for w in weights]).to(replicates.loc)
+        for step, (x, y) in enumerate(batches):
+            x, y = x.to(replicates.loc.device), y.to(replicates.loc.device)
+            betas = torch.tensor([w(epoch, step, num_steps) for w in weights]).to(replicates.loc)
             terms = replicates.terms(x, y, draw)
             adam.zero_grad(set_to_none=True)
             (terms.nll + betas * terms.kl).sum().backward()
@@ -350,7 +407,7 @@ def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional
             scheduler.step()
             record = terms.record(layers)
             totals = record if totals is None else totals + record
-        means = (totals / num_steps[0]).cpu()
+        means = (totals / num_steps).cpu()
         _check_finite(means[:, 0], epoch)
         scales = replicates.learned_prior_scales()
         for index, history in enumerate(histories):
@@ -373,12 +430,13 @@ def _check_finite(losses: torch.Tensor, epoch: int) -> None:
 
 def build_replicates(pairs: Sequence[Tuple[nn.Module, nn.Module]], loaders: Sequence, kl: str = "analytic",
                      estimator: str = "local_reparameterization") -> Replicates:
-    """:class:`Replicates` of ``pairs``, each guide first run on its loader's first batch
-    (:func:`~pyro_bnn.guides.initialize_guide`)."""
-    for index, ((_, guide), loader) in enumerate(zip(pairs, loaders)):
+    """:class:`Replicates` of ``pairs``, each guide first run on its first batch of ``loaders`` (one loader per
+    replicate, or a :class:`StackedBatches`: :func:`~pyro_bnn.guides.initialize_guide`)."""
+    batches = loaders if isinstance(loaders, StackedBatches) else ZippedLoaders(loaders)
+    for index, (_, guide) in enumerate(pairs):
         if getattr(guide, "prototype_trace", None) is None:
-            initialize_guide(guide, *first_batch(loader, f"loaders[{index}]"))
+            initialize_guide(guide, *batches.first(index))
     return Replicates(pairs, kl=kl, estimator=estimator)
 
 
-__all__ = ["Replicates", "ReplicateTerms", "fit_replicates", "build_replicates", "replicate_draw"]
+__all__ = ["Replicates", "ReplicateTerms", "StackedBatches", "fit_replicates", "build_replicates", "replicate_draw"]

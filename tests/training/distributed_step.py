@@ -70,6 +70,7 @@ def main(path):
     if rank == 0:
         with open(path, "w") as f:
             json.dump(result, f)
+    dist.barrier()  # both ranks done before either tears the group down (gloo aborts a rank torn down mid-call)
     dist.destroy_process_group()
 
 

@@ -25,7 +25,7 @@ from pyro_bnn import (
     save_posterior,
 )
 from pyro_bnn.objectives.estimators import LocalReparameterization
-from pyro_bnn.training.replicates import Replicates, build_replicates, fit_replicates
+from pyro_bnn.training.replicates import Replicates, StackedBatches, build_replicates, fit_replicates
 
 R, B, N = 3, 16, 96
 
@@ -229,3 +229,25 @@ def test_a_wider_replicate_is_refused():
     initialize_guide(guide, *data(0, n=B))
     with pytest.raises(ValueError, match=r"^replicate 1 has the weights .*replicates share one network"):
         Replicates([pair(1, "heteroscedastic"), (wide, guide)])
+
+
+def test_stacked_batches_give_each_replicate_its_own_data_in_an_order_of_its_own_seed():
+    datasets = [TensorDataset(*data(10 + r)) for r in range(R)]
+    batches = StackedBatches(datasets, 40, seeds=[1, 1, 2])
+    assert len(batches) == 3 and batches.replicates == R
+    epoch = list(batches)
+    assert [tuple(x.shape) for x, _ in epoch] == [(R, 40, 3), (R, 40, 3), (R, 16, 3)]
+    for r, dataset in enumerate(datasets):
+        seen = torch.cat([x[r] for x, _ in epoch])
+        assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, dataset.tensors[0].tolist()))  # each row once
+        rows = {tuple(v.tolist()): i for i, v in enumerate(dataset.tensors[0])}
+        assert all(torch.equal(y[r][i], dataset.tensors[1][rows[tuple(x[r][i].tolist())]])
+                   for x, y in epoch for i in range(len(x[r])))  # inputs and targets stay paired
+    positions = [[[tuple(v.tolist()) for v in datasets[r].tensors[0]].index(tuple(row.tolist()))
+                   for x, _ in epoch for row in x[r]] for r in range(R)]
+    assert positions[0] == positions[1] != positions[2]  # seeds 1 and 1: one permutation (of other data)
+    again = list(StackedBatches(datasets, 40, seeds=[1, 1, 2]))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(epoch, again))  # the same seeds, the same order
+    assert not torch.equal(epoch[0][0][2], list(StackedBatches(datasets, 40, seeds=[1, 1, 3]))[0][0][2])
+    with pytest.raises(ValueError, match="must be of one size"):
+        StackedBatches([datasets[0], TensorDataset(*data(0, n=50))], 40, seeds=[0, 1])

@@ -1,0 +1,70 @@
+"""Whole sweeps, end to end (start-up, training, scoring, every job's files, the summary), with ``launcher=batched``
+against ``launcher=basic`` and ``launcher=local_parallel``, each a fresh command timed whole:
+
+* ``uci``: 20 splits of the UCI preset on ``--uci-data`` (``'data.split=range(20)'``), and one split alone;
+* ``seeds``: a 20-seed sweep of the digits MLP (``+experiment=digits_mlp 'seed=range(20)'``);
+* ``prior_scale``: the 7-job prior-scale sweep of the digits MLP (``+sweep=prior_scale +experiment=digits_mlp``).
+
+Prints each command's seconds, each sweep's time against the batched one, and (uci) the batched sweep against one
+replicate alone (the issue's target: at most 3x). Run it on a quiet machine: nothing else may run meanwhile.
+
+    python benchmarks/batched_sweep.py --sweeps uci seeds prior_scale [--uci-data yacht] [--root ../shared/uci]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHERS = ("batched", "basic", "local_parallel")
+
+
+def run(arguments, cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pyro_bnn.train", *arguments, "hydra.job_logging.root.level=WARNING"],
+                          cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(arguments)}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweeps", nargs="+", default=["uci", "seeds", "prior_scale"])
+    parser.add_argument("--uci-data", default="yacht")
+    parser.add_argument("--root", default=str(ROOT.parent / "shared" / "uci"))
+    parser.add_argument("--launchers", nargs="+", default=list(LAUNCHERS))
+    args = parser.parse_args()
+    sweeps = {
+        "uci": ["+experiment=uci", f"data.name={args.uci_data}", f"data.root={Path(args.root).resolve()}",
+                "data.split=range(20)"],
+        "seeds": ["+experiment=digits_mlp", "seed=range(20)"],
+        "prior_scale": ["+sweep=prior_scale", "+experiment=digits_mlp"],
+    }
+    print(f"python {sys.version.split()[0]}; each command once, timed whole (a fresh process)")
+    print("| sweep | launcher | s | vs batched |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        for name in args.sweeps:
+            times = {}
+            if name == "uci":
+                alone = run([*sweeps["uci"][:-1], "data.split=0", f"hydra.run.dir={cwd / 'alone'}"], cwd)
+                print(f"| uci, one split alone | basic | {alone:.1f} | |")
+            for launcher in args.launchers:
+                times[launcher] = run(["-m", *sweeps[name], f"launcher={launcher}",
+                                       f"hydra.sweep.dir={cwd / name / launcher}"], cwd)
+                ratio = f"{times[launcher] / times['batched']:.2f}x" if "batched" in times else ""
+                print(f"| {name} | {launcher} | {times[launcher]:.1f} | {ratio} |", flush=True)
+            if name == "uci" and "batched" in times:
+                print(f"| uci: the batched sweep of 20 against one split alone | | {times['batched'] / alone:.2f}x | |")
+
+
+if __name__ == "__main__":
+    main()
