@@ -28,7 +28,9 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .callbacks import SweepSummary
 from .config import override_keys
+from .summarize import summarize
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +104,30 @@ def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, con
     for index, cfg in enumerate(configs):
         groups.setdefault(group_key(cfg), []).append(index)
     returns: Dict[int, JobReturn] = {}
-    for members in groups.values():
-        jobs = [initial_job_idx + index for index in members]
-        reason = unbatchable_reason(configs[members[0]]) or ("a group of one job" if len(members) == 1 else None)
-        if reason is not None:
-            log.info("jobs %s: one at a time (%s)", jobs, reason)
-            for index in members:
-                returns[index] = _run(hydra_context, task_function, configs[index])
-            continue
-        log.info("jobs %s: trained as one batch of %d models (%s)", jobs, len(members),
-                 ", ".join(" ".join(filter_overrides(job_overrides[index])) for index in members))
-        returns.update(_run_group(hydra_context, [configs[index] for index in members], members))
+    SweepSummary.after_each_job = False  # rebuilt after each group here: a batch's jobs end together
+    try:
+        for members in groups.values():
+            _run_members(hydra_context, task_function, configs, members, job_overrides, initial_job_idx, returns)
+            summarize(Path(config.hydra.sweep.dir))
+    finally:
+        SweepSummary.after_each_job = True
     return [returns[index] for index in range(len(configs))]
+
+
+def _run_members(hydra_context: HydraContext, task_function: TaskFunction, configs: List[DictConfig],
+                 members: List[int], job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+                 returns: Dict[int, JobReturn]) -> None:
+    """The jobs ``members`` of one group: one batch, or one at a time where they cannot be batched."""
+    jobs = [initial_job_idx + index for index in members]
+    reason = unbatchable_reason(configs[members[0]]) or ("a group of one job" if len(members) == 1 else None)
+    if reason is not None:
+        log.info("jobs %s: one at a time (%s)", jobs, reason)
+        for index in members:
+            returns[index] = _run(hydra_context, task_function, configs[index])
+        return
+    log.info("jobs %s: trained as one batch of %d models (%s)", jobs, len(members),
+             ", ".join(" ".join(filter_overrides(job_overrides[index])) for index in members))
+    returns.update(_run_group(hydra_context, [configs[index] for index in members], members))
 
 
 def _run(hydra_context: HydraContext, task: Callable[[DictConfig], Any], cfg: DictConfig) -> JobReturn:

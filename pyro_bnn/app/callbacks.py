@@ -69,14 +69,22 @@ class SweepSummary(Callback):
     """Hydra callback: rebuild the sweep summary (:func:`~pyro_bnn.app.summarize.summarize`) after each job of a
     multirun, and at its end."""
 
+    #: False while a launcher that rebuilds it itself runs its jobs (``launcher=batched``: after each batch).
+    after_each_job = True
+
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from .run_dir import STATUS_FILE
         from .summarize import summarize
 
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            summarize(Path(HydraConfig.get().runtime.output_dir).parent)
+        if not SweepSummary.after_each_job:
+            return
+        job_dir = Path(HydraConfig.get().runtime.output_dir)
+        ended = (job_dir / "metrics.json").is_file() or (job_dir / STATUS_FILE).is_file()
+        if HydraConfig.get().mode == RunMode.MULTIRUN and ended:
+            summarize(job_dir.parent)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from .summarize import STATUSES, summarize

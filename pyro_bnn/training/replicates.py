@@ -289,10 +289,14 @@ def _stacked_learned(steps: List[FusedMeanField]) -> Optional[_LearnedScales]:
 def replicate_draw(seeds: Sequence[int], device=None) -> Draw:
     """A standard Normal draw of ``(R, ...)`` whose row ``r`` comes from a generator of its own seeded with
     ``seeds[r]``: replicate ``r`` draws the noise a run alone draws after ``pyro.set_rng_seed(seeds[r])``."""
-    generators = [torch.Generator(device=device or "cpu").manual_seed(int(seed)) for seed in seeds]
+    # replicates of one seed draw the same stream: one generator for them, each draw made once and shared
+    distinct = list(dict.fromkeys(int(seed) for seed in seeds))
+    generators = [torch.Generator(device=device or "cpu").manual_seed(seed) for seed in distinct]
+    rows = torch.tensor([distinct.index(int(seed)) for seed in seeds], device=device)
 
     def draw(shape):
-        return torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in generators])
+        draws = torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in generators])
+        return draws if len(distinct) == len(seeds) else draws[rows]
 
     return draw
 

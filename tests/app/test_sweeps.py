@@ -89,6 +89,7 @@ def test_sweep_presets(preset, key):
     ("local_parallel", "JoblibLauncher", 1),
     ("submitit_local", "LocalLauncher", 1),
     ("slurm", "SlurmLauncher", 2),
+    ("batched", "BatchedLauncher", 0),
 ])
 def test_launcher_presets(launcher, target, threads):
     from hydra.core.hydra_config import HydraConfig

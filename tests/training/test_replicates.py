@@ -25,7 +25,7 @@ from pyro_bnn import (
     save_posterior,
 )
 from pyro_bnn.objectives.estimators import LocalReparameterization
-from pyro_bnn.training.replicates import Replicates, StackedBatches, build_replicates, fit_replicates
+from pyro_bnn.training.replicates import Replicates, StackedBatches, build_replicates, fit_replicates, replicate_draw
 
 R, B, N = 3, 16, 96
 
@@ -251,3 +251,13 @@ def test_stacked_batches_give_each_replicate_its_own_data_in_an_order_of_its_own
     assert not torch.equal(epoch[0][0][2], list(StackedBatches(datasets, 40, seeds=[1, 1, 3]))[0][0][2])
     with pytest.raises(ValueError, match="must be of one size"):
         StackedBatches([datasets[0], TensorDataset(*data(0, n=50))], 40, seeds=[0, 1])
+
+
+def test_a_replicate_draws_the_noise_of_its_seed_whatever_the_others_seeds():
+    draws = replicate_draw([4, 9, 4])((3, 5))
+    assert torch.equal(draws[0], torch.randn(5, generator=torch.Generator().manual_seed(4)))
+    assert torch.equal(draws[1], torch.randn(5, generator=torch.Generator().manual_seed(9)))
+    assert torch.equal(draws[2], draws[0])
+    second = replicate_draw([4, 9, 4])
+    second((3, 5))
+    assert torch.equal(second((3, 2))[2], torch.randn(7, generator=torch.Generator().manual_seed(4))[5:])
