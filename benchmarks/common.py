@@ -6,9 +6,12 @@ Benchmarks import this module and pyro_bnn's public API only (``pyro_bnn``, and 
 
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
+import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
@@ -50,6 +53,38 @@ RECIPES = {
 def mlp() -> nn.Module:
     """The MNIST-sized MLP the step-time benchmarks time (784-400-400-10)."""
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 10))
+
+
+def plain_uci_training(inputs: int, loader, epochs: int) -> Callable[[], None]:
+    """``epochs`` of the UCI preset's network as a plain PyTorch MLP over ``loader`` (``inputs``-50-2 ReLU, its mean
+    and ``1e-3 + softplus`` sd outputs, the Gaussian NLL, torch's Adam): the floor a Bayesian step is timed against."""
+    net = nn.Sequential(nn.Linear(inputs, 50), nn.ReLU(), nn.Linear(50, 2))
+    adam = torch.optim.Adam(net.parameters(), lr=1e-2)
+
+    def train():
+        for _ in range(epochs):
+            for x, y in loader:
+                adam.zero_grad(set_to_none=True)
+                out = net(x)
+                scale = 1e-3 + nn.functional.softplus(out[:, 1])
+                (-torch.distributions.Normal(out[:, 0], scale).log_prob(y).mean()).backward()
+                adam.step()
+
+    return train
+
+
+def interleaved_ms_per_step(systems: Dict[str, Callable[[], None]], repeats: int, steps: int) -> Dict[str, float]:
+    """The median milliseconds per step of each system (a call trains ``steps`` steps), the systems run once to warm
+    up, then interleaved ``repeats`` times (so that a slow spell of the machine hits them all)."""
+    times = {name: [] for name in systems}
+    for run in systems.values():
+        run()
+    for _ in range(repeats):
+        for name, run in systems.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) / steps * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def cnn() -> nn.Module:

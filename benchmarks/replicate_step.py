@@ -20,12 +20,10 @@ in at most 2.5x one replicate's step; at batch 1024, no more than 20 separate re
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import pyro
 import torch
-from torch import nn
+from common import interleaved_ms_per_step, plain_uci_training
 from torch.utils.data import TensorDataset
 
 from pyro_bnn import (
@@ -81,18 +79,7 @@ def bench(args, batch: int) -> None:
     steps = epochs * batches
     schedule = Schedule(epochs=epochs, lr=1e-2, lr_schedule="cosine")
 
-    net = nn.Sequential(nn.Linear(args.inputs, 50), nn.ReLU(), nn.Linear(50, 2))
-    adam = torch.optim.Adam(net.parameters(), lr=1e-2)
-    plain_loader = make_loader(data(0, args), batch, shuffle=True, seed=0)
-
-    def plain():
-        for _ in range(epochs):
-            for x, y in plain_loader:
-                adam.zero_grad(set_to_none=True)
-                out = net(x)
-                scale = 1e-3 + nn.functional.softplus(out[:, 1])
-                (-torch.distributions.Normal(out[:, 0], scale).log_prob(y).mean()).backward()
-                adam.step()
+    plain = plain_uci_training(args.inputs, make_loader(data(0, args), batch, shuffle=True, seed=0), epochs)
 
     model, guide = pair(0, args)
     alone_loader = make_loader(data(0, args), batch, shuffle=True, seed=0)
@@ -107,17 +94,9 @@ def bench(args, batch: int) -> None:
         return lambda: fit_replicates(replicates, batches, schedule)
 
     systems = {"plain": plain, "alone": alone, **{f"together, R={r}": together(r) for r in args.replicates}}
-    times = {name: [] for name in systems}
-    for run in systems.values():
-        run()  # warm-up
-    for _ in range(args.repeats):
-        for name, run in systems.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) / steps * 1e3)
-    one = statistics.median(times["alone"])
-    for name, values in times.items():
-        median = statistics.median(values)
+    times = interleaved_ms_per_step(systems, args.repeats, steps)
+    one = times["alone"]
+    for name, median in times.items():
         size = int(name.split("=")[1]) if "R=" in name else 1
         versus_r = f"{median / (size * one):.2f}x" if "R=" in name else ""
         print(f"| {batch} | {name} | {median:.3f} | {median / one:.2f}x | {versus_r} |")

@@ -15,12 +15,10 @@ Systems interleaved ``--repeats`` times; medians and the ratio of each to the pl
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import pyro
 import torch
-from torch import nn
+from common import interleaved_ms_per_step, plain_uci_training
 from torch.utils.data import TensorDataset
 
 from pyro_bnn import (
@@ -49,17 +47,7 @@ def main() -> None:
     data = TensorDataset(torch.randn(args.examples, args.inputs, generator=g), torch.randn(args.examples, generator=g))
     loader = make_loader(data, 32, shuffle=True, seed=0)
 
-    net = nn.Sequential(nn.Linear(args.inputs, 50), nn.ReLU(), nn.Linear(50, 2))
-    adam = torch.optim.Adam(net.parameters(), lr=1e-2)
-
-    def plain():
-        for _ in range(args.epochs):
-            for x, y in loader:
-                adam.zero_grad(set_to_none=True)
-                out = net(x)
-                scale = 1e-3 + nn.functional.softplus(out[:, 1])
-                (-torch.distributions.Normal(out[:, 0], scale).log_prob(y).mean()).backward()
-                adam.step()
+    plain = plain_uci_training(args.inputs, loader, args.epochs)
 
     def bayesian(estimator):
         pyro.set_rng_seed(0)
@@ -70,22 +58,13 @@ def main() -> None:
                            MeanFieldELBO(estimator=estimator))
 
     systems = {"plain": plain, **{f"fit ({e})": bayesian(e) for e in ESTIMATORS}}
-    steps = args.epochs * len(loader)
-    times = {name: [] for name in systems}
-    for run in systems.values():
-        run()  # warm-up
-    for _ in range(args.repeats):
-        for name, run in systems.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) / steps * 1e3)
-    plain_ms = statistics.median(times["plain"])
+    times = interleaved_ms_per_step(systems, args.repeats, args.epochs * len(loader))
+    plain_ms = times["plain"]
     print(f"torch {torch.__version__}, pyro {pyro.__version__}, 1 thread; {args.inputs}-50-2 MLP, batch 32, "
           f"{args.examples} examples, {args.epochs} epochs per call, {args.repeats} repeats")
     print("| system | ms/step (median) | ratio to plain |")
     print("|---|---|---|")
-    for name, values in times.items():
-        median = statistics.median(values)
+    for name, median in times.items():
         print(f"| {name} | {median:.3f} | {median / plain_ms:.2f}x |")
 
 

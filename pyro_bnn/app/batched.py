@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -152,20 +153,26 @@ def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: 
     jobs = list(prepared.values())
     try:
         histories, fit_s = train_batch(jobs)
-    except BaseException as err:  # every job of the batch says what happened
+    except KeyboardInterrupt:  # every job of the batch says what happened
         from .run_dir import write_status
 
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        reason = (f"{type(err).__name__}: {err}" if status == "failed" else
-                  "SIGINT while its batch trained: a batch has no checkpoint; run the sweep again")
         for job in jobs:
-            write_status(job.output_dir, status, reason)
+            write_status(job.output_dir, "interrupted", "SIGINT while its batch trained: a batch has no checkpoint; "
+                                                        "run the sweep again")
         raise
+    except Exception as err:  # each job of the batch fails with the batch's error, in its own log and status.json
+        for index in prepared:
+            returns[index] = _run(hydra_context, _reported(partial(_raise, err)), configs[members.index(index)])
+        return returns
     for (index, job), history in zip(prepared.items(), histories):
         cfg = configs[members.index(index)]
         returns[index] = _run(hydra_context, _reported(lambda _, job=job, history=history: finish_job(
             job, history, fit_s / len(jobs))), cfg)
     return returns
+
+
+def _raise(error: Exception, _: DictConfig):
+    raise error
 
 
 def _reported(step: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:

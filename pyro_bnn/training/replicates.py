@@ -98,17 +98,19 @@ class Replicates:
         self.names, self.sizes, self.shapes = first.names, first.sizes, first.shapes
         self.layers = first.plan.steps  # (activation module, None, None) or (None, weight site, bias site)
         self.likelihood = first.model.likelihood
-        self.num_data = torch.tensor([float(step.model.num_data) for step in steps])
-        self.prior_locs = torch.tensor([step.prior_locs for step in steps])  # (R, S)
+        like = first.flat()[0]
+        self.num_data = torch.tensor([float(step.model.num_data) for step in steps], dtype=like.dtype, device=like.device)
+        self.prior_locs = torch.tensor([step.prior_locs for step in steps], dtype=like.dtype, device=like.device)
         self._prior_variances = torch.stack([step.prior_variances for step in steps])  # (R, S)
         self.learned = _stacked_learned(steps)
         self._learned_sites = first._learned_sites
         self.loc = nn.Parameter(torch.stack([step.flat()[0].detach() for step in steps]))
         self.log_scale = nn.Parameter(torch.stack([step.flat()[1].detach() for step in steps]))
         self._site_of = {name: index for index, name in enumerate(self.names)}
-        self._uniform_likelihood = _is_parameter_free(self.likelihood) and all(
-            repr(step.model.likelihood) == repr(self.likelihood) and _is_parameter_free(step.model.likelihood)
-            for step in steps)
+        # one likelihood object can score every replicate where none has parameters and all have its settings
+        settings = _settings(self.likelihood)
+        self._uniform_likelihood = settings is not None and all(
+            _settings(step.model.likelihood) == settings for step in steps)
 
     @staticmethod
     def _fused(index: int, model: nn.Module, guide: nn.Module, kl: str, estimator: str) -> FusedMeanField:
@@ -260,8 +262,14 @@ def _check_same_network(index: int, step: FusedMeanField, first: FusedMeanField)
                          f"{first.model.in_shape}: replicates share one network")
 
 
-def _is_parameter_free(likelihood: nn.Module) -> bool:
-    return not any(True for _ in likelihood.parameters())
+def _settings(likelihood: nn.Module):
+    """What a likelihood's distribution depends on besides the outputs: its class, plain attributes and buffers (None
+    where it has parameters: each replicate's own)."""
+    if any(True for _ in likelihood.parameters()):
+        return None
+    plain = {key: value for key, value in vars(likelihood).items()
+             if not key.startswith("_") and isinstance(value, (bool, int, float, str))}
+    return type(likelihood), plain, [buffer.tolist() for buffer in likelihood.buffers()]
 
 
 class _LearnedScales(NamedTuple):

@@ -73,3 +73,17 @@ def test_jobs_a_batch_cannot_train_run_one_at_a_time_beside_a_batch(tmp_path):
     assert "jobs [1, 3]: one at a time (inference.estimator=flipout: a batch draws its noise with" in output
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok"] * 4
+
+
+@pytest.mark.slow
+def test_a_batch_that_fails_fails_each_of_its_jobs_with_its_error(tmp_path):
+    write_uci(tmp_path / "uci", "toy", rows=80, splits=2)
+    sweep = tmp_path / "sweep"
+    proc = cli("pyro_bnn.train", "-m", *UCI, f"data.root={tmp_path / 'uci'}", "data.split=0,1", "inference.lr=1e6",
+               "launcher=batched", f"hydra.sweep.dir={sweep}", *QUIET, cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    for job in ("0", "1"):
+        status = json.loads((sweep / job / "status.json").read_text())
+        assert status["status"] == "failed" and "is not finite in epoch" in status["error"], status

@@ -261,3 +261,17 @@ def test_a_replicate_draws_the_noise_of_its_seed_whatever_the_others_seeds():
     second = replicate_draw([4, 9, 4])
     second((3, 5))
     assert torch.equal(second((3, 2))[2], torch.randn(7, generator=torch.Generator().manual_seed(4))[5:])
+
+
+def test_replicates_whose_likelihoods_differ_in_a_setting_each_get_their_own():
+    pairs = replicate_pairs("heteroscedastic, learned prior (the UCI preset)")
+    pairs[1][0].likelihood.min_scale = 0.5  # a floor of its own: its NLL is its own likelihood's
+    replicates = Replicates(pairs)
+    x, y = minibatches("heteroscedastic, learned prior (the UCI preset)")
+    draw = Recorded()
+    terms = replicates.terms(x, y, draw)
+    replicates.write_back()
+    for r, (model, guide) in enumerate(pairs):
+        with FixedLocalNoise([d[r] for d in draw.draws]):
+            expected = TraceMeanField_ELBO().differentiable_loss(model, guide, x[r], y[r])
+        assert_close(terms.loss[r] - terms.hyperprior[r], expected, rtol=1e-5, atol=1e-4)
