@@ -18,7 +18,6 @@ from ..model.likelihoods import LIKELIHOOD_OF_TASK, Likelihood
 from ..model.networks import BayesianModel
 from ..objectives.elbo import ELBO_KL
 from ..objectives.mean_field_elbo import MeanFieldELBO
-from .config import layer_scales
 from .option_keys import (
     OLD_SELECTORS,
     check_option_keys,
@@ -27,7 +26,7 @@ from .option_keys import (
     option_files,
     yaml_text,
 )
-from .schema import OptionKeyError
+from .schema import OptionKeyError, layer_scales
 
 
 def instantiate_option(node: DictConfig, group: str, *args, **given):

@@ -36,7 +36,7 @@ from ..options import (
 )
 from ..training.schedules import KLWeight, Schedule
 from .option_keys import check_option_keys
-from .schema import ConfigError, OptionKeyError, TrainConfig
+from .schema import ConfigError, OptionKeyError, TrainConfig, layer_scales
 
 #: Upper bounds where a larger value only exhausts memory or time: torch threads per run.
 MAX_THREADS = 4 * (os.cpu_count() or 1)
@@ -149,18 +149,6 @@ def _unknown_keys(cfg: DictConfig, schema, prefix: str = "") -> List[Tuple[str, 
         elif dataclasses.is_dataclass(fields[key].default_factory):
             unknown += _unknown_keys(cfg[key], fields[key].default_factory, f"{prefix}{key}.")
     return unknown
-
-
-def layer_scales(node) -> Dict[str, float]:
-    """``prior.layer_scales`` as ``{layer name: scale}``: a dotted override (``prior.layer_scales.net.0=0.1``)
-    arrives nested (``{net: {0: 0.1}}``) and is joined back into the layer's name."""
-    flat: Dict[str, float] = {}
-    for key, value in (node or {}).items():
-        if isinstance(value, (dict, DictConfig)):
-            flat.update({f"{key}.{name}": scale for name, scale in layer_scales(value).items()})
-        else:
-            flat[str(key)] = value
-    return flat
 
 
 def build_kl_weight(inference: DictConfig) -> KLWeight:

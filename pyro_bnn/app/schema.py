@@ -1,7 +1,8 @@
 """The shape of the app's configs, importable without the library (a command that only composes or prints a
 config starts without torch): where the config groups are (:data:`CONF_DIR`), the structured schemas registered in
-Hydra's ConfigStore (types only: every default lives in the YAML files), the ``uci_hidden`` resolver, the error a
-config check raises, and the groups whose options are library objects.
+Hydra's ConfigStore (types only: every default lives in the YAML files), the ``uci_hidden`` resolver, the errors a
+config check raises, the groups whose options are library objects, and how ``prior.layer_scales`` reads
+(:func:`layer_scales`).
 
 The YAML files in ``conf/`` are merged into :class:`TrainConfig` (the ``train_schema`` entry of the defaults
 list), so a wrong type or an unknown key fails while composing; :func:`pyro_bnn.app.config.validate` checks
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 #: The app's config groups: a folder inside the package, found by path (Hydra's ``pkg://`` would need an
 #: ``__init__.py`` in it).
@@ -143,3 +144,15 @@ def _uci_hidden(root, name) -> list:
     from ..data.uci import uci_hidden_units  # imported when a config resolves it, not when a command starts
 
     return [uci_hidden_units(str(name), str(root))]
+
+
+def layer_scales(node) -> Dict[str, float]:
+    """``prior.layer_scales`` as ``{layer name: scale}``: a dotted override (``prior.layer_scales.net.0=0.1``)
+    arrives nested (``{net: {0: 0.1}}``) and is joined back into the layer's name."""
+    flat: Dict[str, float] = {}
+    for key, value in (node or {}).items():
+        if isinstance(value, (dict, DictConfig)):
+            flat.update({f"{key}.{name}": scale for name, scale in layer_scales(value).items()})
+        else:
+            flat[str(key)] = value
+    return flat
