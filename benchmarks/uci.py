@@ -8,12 +8,13 @@ For each data set (the standard layout under ``--root``; see ``../shared/uci/REA
   N(0, 1) prior (``likelihood=gaussian prior=normal``), chosen per split on a
   validation part of the training split, as the published MC dropout chooses its settings: first, per recipe,
   ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> data.split=<all> data.validation=0.2
-  inference.steps=3000 <the recipe's overrides> launcher=local_parallel`` (each trained 3,000 steps, on the first
+  inference.steps=3000 <the recipe's overrides> launcher=batched`` (each trained 3,000 steps, on the first
   80% of the training split, and scored on the last 20%), then, per recipe, one sweep over the splits that chose it
   on the whole training split (the preset's hidden layer is the benchmark's, from ``n_hidden.txt``; its size rule,
   batches of 1,024 above 5,000 training examples, applies to both). The final jobs' ``metrics.json`` give the test
   metrics in the original units; ``s/split`` is the training time of the final job plus that of its split's two
-  validation jobs;
+  validation jobs (with ``--launcher batched``, the default, each sweep's splits train as one batch of models and a
+  job's time is its share of the batch's);
 * ``ensemble``: a deep ensemble (Lakshminarayanan et al. 2017) of 5 heteroscedastic MLPs of the same size (mean and
   ``1e-6 + softplus`` sd outputs, Gaussian NLL, Adam lr 0.01, batch 100, 40 epochs, no adversarial training; seeds
   0..4), predicting the mixture of the 5 Normals;
@@ -26,8 +27,8 @@ For each data set (the standard layout under ``--root``; see ``../shared/uci/REA
   dropout masks at test time.
 
 All are scored by the same code (:func:`pyro_bnn.regression_metrics`, :func:`pyro_bnn.in_original_units`) on the
-same standardised splits (:func:`pyro_bnn.load_data`). ``s/split`` is the training time of one split, on one
-thread (the baselines run ``--jobs`` splits at once, the sweep 2 jobs at once on 2 cores). The published rows
+same standardised splits (:func:`pyro_bnn.load_data`). ``s/split`` is the training time of one split (the baselines
+on one thread, ``--jobs`` splits at once; the sweeps, one batch of every split on every core). The published rows
 are those of ``../shared/uci/README.md``; "2 SE" says whether a local baseline's mean is within two of its
 standard errors of its published figure.
 
@@ -181,24 +182,25 @@ def baseline_job(job) -> Dict:
 RECIPES = {"preset": [], "gaussian_normal_prior": ["likelihood=gaussian", "prior=normal"]}
 
 
-def sweep_jobs(sweep: Path, root: str, name: str, splits: List[int], reuse: bool, *overrides: str) -> List[Dict]:
-    """Run (or, with ``reuse``, read) the preset's Hydra sweep over ``splits`` in ``sweep``; each job's
-    metrics.json."""
+def sweep_jobs(sweep: Path, root: str, name: str, splits: List[int], reuse: bool, launcher: str,
+               *overrides: str) -> List[Dict]:
+    """Run (or, with ``reuse``, read) the preset's Hydra sweep over ``splits`` in ``sweep`` with ``launcher``; each
+    job's metrics.json."""
     if not (reuse and (sweep / "multirun.yaml").is_file()):
         command = [sys.executable, "-m", "pyro_bnn.train", "-m", "+experiment=uci", f"data.name={name}",
                    f"data.root={root}", f"data.split={','.join(map(str, splits))}", *overrides,
-                   "launcher=local_parallel", f"hydra.sweep.dir={sweep}",
+                   f"launcher={launcher}", f"hydra.sweep.dir={sweep}",
                    "hydra.job_logging.root.level=WARNING", "progress=false"]
         print("$", " ".join(command), file=sys.stderr, flush=True)
         subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
     return [json.loads(metrics_file.read_text()) for metrics_file in sorted(sweep.glob("*/metrics.json"))]
 
 
-def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: bool) -> List[Dict]:
+def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: bool, launcher: str) -> List[Dict]:
     """The preset on ``splits`` of data set ``name``, its recipe chosen per split on a validation part; one record
     per finished split."""
-    candidates = {recipe: sweep_jobs(out / name / f"select_{recipe}", root, name, splits, reuse, "data.validation=0.2",
-                                     "inference.steps=3000", *overrides)
+    candidates = {recipe: sweep_jobs(out / name / f"select_{recipe}", root, name, splits, reuse, launcher,
+                                     "data.validation=0.2", "inference.steps=3000", *overrides)
                   for recipe, overrides in RECIPES.items()}
     chosen: Dict[int, str] = {}
     selection_s: Dict[int, float] = {}
@@ -213,7 +215,7 @@ def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: boo
         mine = [s for s in splits if chosen.get(s) == recipe]
         if not mine:
             continue
-        for job in sweep_jobs(out / name / recipe, root, name, mine, reuse, *overrides):
+        for job in sweep_jobs(out / name / recipe, root, name, mine, reuse, launcher, *overrides):
             split = job["data"]["split"]
             records.append({"method": "pyro_bnn", "data": name, "split": split, **job["test"], "recipe": recipe,
                             "train_s": job["fit_time_s"] + selection_s[split]})
@@ -303,6 +305,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["pyro_bnn", "ensemble", "dropout"],
                         choices=["pyro_bnn", "ensemble", "dropout"])
     parser.add_argument("--jobs", type=int, default=2, help="baseline splits trained at once")
+    parser.add_argument("--launcher", default="batched", choices=["batched", "local_parallel", "basic"],
+                        help="how the pyro_bnn sweeps run: batched (each sweep's splits as one batch of models), "
+                             "local_parallel (a process per core), basic")
     parser.add_argument("--out", default="outputs/uci_benchmark", help="where the pyro_bnn sweeps go")
     parser.add_argument("--reuse", action="store_true", help="read the pyro_bnn sweeps already in --out, and the "
                         "baselines' records already in --json")
@@ -322,7 +327,7 @@ def main() -> None:
     if "pyro_bnn" in args.methods:
         start = time.perf_counter()
         for name in args.datasets:
-            records += pyro_bnn_runs(name, splits[name], root, Path(args.out).resolve(), args.reuse)
+            records += pyro_bnn_runs(name, splits[name], root, Path(args.out).resolve(), args.reuse, args.launcher)
         wall["pyro_bnn"] = time.perf_counter() - start
     done = {(r["method"], r["data"], r["split"]) for r in kept}
     records += [r for r in kept if r["method"] in args.methods and r["data"] in args.datasets
