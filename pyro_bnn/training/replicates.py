@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import pyro
 import torch
 from torch import nn
 
@@ -406,8 +407,19 @@ def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional
     scheduler = lr_scheduler(adam, schedule.lr_schedule, int(schedule.epochs) * num_steps)
     keys, layers = replicates.record_keys()
     histories: List[List[Dict[str, float]]] = [[] for _ in range(size)]
+    with pyro.validation_enabled(False):  # as fit trains (MeanFieldELBO(validate=False)): a NaN is named per epoch
+        _train(replicates, batches, weights, draw, adam, scheduler, keys, layers, histories, int(schedule.epochs),
+               callback)
+    replicates.write_back()
+    return histories
+
+
+def _train(replicates, batches, weights, draw, adam, scheduler, keys, layers, histories, epochs, callback) -> None:
+    """The epochs of :func:`fit_replicates`: each step's terms, one backward and one Adam step for all replicates;
+    each epoch's records appended to ``histories``."""
+    num_steps = len(batches)
     start = time.perf_counter()
-    for epoch in range(int(schedule.epochs)):
+    for epoch in range(epochs):
         totals = None
         for step, (x, y) in enumerate(batches):
             x, y = x.to(replicates.loc.device), y.to(replicates.loc.device)
@@ -428,8 +440,6 @@ def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional
                             "time_s": time.perf_counter() - start})
         if callback is not None:
             callback([history[-1] for history in histories])
-    replicates.write_back()
-    return histories
 
 
 def _check_finite(losses: torch.Tensor, epoch: int) -> None:
