@@ -78,7 +78,7 @@ def unbatchable_reason(cfg: DictConfig) -> Optional[str]:
 
 @dataclass
 class PreparedJob:
-    """A job ready to train: its config, run dir, data, model, guide, plan and loader (:func:`prepare_job`)."""
+    """A job ready to train: its config, run dir, data, model, guide, plan and environment (:func:`prepare_job`)."""
 
     cfg: DictConfig
     output_dir: Path
@@ -87,7 +87,6 @@ class PreparedJob:
     model: Any
     guide: Any
     plan: Any
-    loader: Any
     environment: Dict[str, Any]
 
 
@@ -141,8 +140,8 @@ def _run(hydra_context: HydraContext, task: Callable[[DictConfig], Any], cfg: Di
 
 def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: List[int]) -> Dict[int, JobReturn]:
     """Prepare each job, train the prepared ones as one batch, write each one's results."""
-    returns, prepared = {}, {}
-    for index, cfg in zip(members, configs):
+    returns, prepared, config_of = {}, {}, dict(zip(members, configs))
+    for index, cfg in config_of.items():
         ret = _run(hydra_context, _reported(prepare_job), cfg)
         if ret.status == JobStatus.COMPLETED:
             prepared[index] = ret.return_value
@@ -162,12 +161,11 @@ def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: 
         raise
     except Exception as err:  # each job of the batch fails with the batch's error, in its own log and status.json
         for index in prepared:
-            returns[index] = _run(hydra_context, _reported(partial(_raise, err)), configs[members.index(index)])
+            returns[index] = _run(hydra_context, _reported(partial(_raise, err)), config_of[index])
         return returns
     for (index, job), history in zip(prepared.items(), histories):
-        cfg = configs[members.index(index)]
         returns[index] = _run(hydra_context, _reported(lambda _, job=job, history=history: finish_job(
-            job, history, fit_s / len(jobs))), cfg)
+            job, history, fit_s / len(jobs))), config_of[index])
     return returns
 
 
@@ -198,9 +196,8 @@ def prepare_job(cfg: DictConfig) -> PreparedJob:
     from ..data.loaders import make_loader
     from ..guides import initialize_guide
     from .config import validate
-    from .experiment import _build, _load_data, _plan, _start
+    from .experiment import _build, _load_data, _plan, _start, logged_environment
     from .run_dir import claim_run_dir
-    from .run_record import run_environment
 
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
@@ -210,9 +207,11 @@ def prepare_job(cfg: DictConfig) -> PreparedJob:
     data, ood = _load_data(cfg)
     model, guide = _build(cfg, data, ood)
     plan = _plan(cfg, data)
-    loader = make_loader(data.train, plan.schedule.batch_size, shuffle=True, seed=cfg.seed)
-    initialize_guide(guide, *first_batch(loader))
-    return PreparedJob(cfg, output_dir, data, ood, model, guide, plan, loader, run_environment(cfg))
+    environment = logged_environment(cfg)
+    # the guide's starting means drawn as a run alone draws them: after its loader's first pass began (a DataLoader
+    # draws a seed from torch's stream), from the job's own seed
+    initialize_guide(guide, *first_batch(make_loader(data.train, plan.schedule.batch_size, shuffle=True, seed=cfg.seed)))
+    return PreparedJob(cfg, output_dir, data, ood, model, guide, plan, environment)
 
 
 def train_batch(jobs: List[PreparedJob]):
@@ -240,28 +239,17 @@ def train_batch(jobs: List[PreparedJob]):
 def finish_job(job: PreparedJob, history: List[Dict[str, float]], fit_s: float):
     """Everything a job does after training, as a job run alone does it: the epochs' log lines, the run files, the
     scored test predictive, ``metrics.json``; returns the metrics (or the ``objective`` metric, for sweepers)."""
-    from .experiment import _log_summary, _write_results
+    from .config import objective_value
+    from .experiment import _write_results, record_run
     from .progress import EpochReporter
-    from .run_dir import CHECKPOINT, STATUS_FILE, write_json
-    from .run_record import RunRecord, run_metrics
+    from .run_record import RunRecord
 
     start = time.perf_counter()
     cfg, output_dir = job.cfg, job.output_dir
-    reporter = EpochReporter(job.plan.schedule.epochs)
-    with reporter:
+    with EpochReporter(job.plan.schedule.epochs) as reporter:
         for record in history:
             reporter(record)
     scored, health = _write_results(cfg, job.model, job.guide, job.data, job.ood, history, output_dir, job.plan.title)
     run = RunRecord(history, job.data, job.model, scored, health, job.plan.kl_weight, job.environment,
                     job.plan.schedule, fit_s, time_s=fit_s + time.perf_counter() - start)
-    metrics = run_metrics(cfg, run, None)
-    write_json(output_dir / "metrics.json", metrics)
-    (output_dir / CHECKPOINT).unlink(missing_ok=True)
-    (output_dir / STATUS_FILE).unlink(missing_ok=True)
-    _log_summary(metrics, job.plan.kl_weight)
-    log.info("run files: %s (trained in a batch; metrics.json, history.csv, posterior.pt, the figures, train.log)",
-             output_dir.resolve())
-    if cfg.objective:
-        section, name = cfg.objective.split(".")
-        return float(metrics[section][name])
-    return metrics
+    return objective_value(cfg, record_run(cfg, run, None, output_dir, how="trained in a batch"))

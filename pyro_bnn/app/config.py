@@ -163,6 +163,15 @@ def override_keys(overrides: Iterable[str]) -> Set[str]:
     return {override.split("=", 1)[0].lstrip("+~") for override in overrides}
 
 
+def objective_value(cfg: DictConfig, metrics: Dict[str, Any]):
+    """What a job returns to its sweeper: the ``objective`` metric of ``metrics`` (a float, for sweepers such as
+    Optuna), or all of them where there is none."""
+    if not cfg.objective:
+        return metrics
+    section, name = cfg.objective.split(".")
+    return float(metrics[section][name])
+
+
 def validate(cfg: DictConfig, given: Collection[str] = ()) -> None:
     """Raise :class:`ConfigError` for the first key or value of ``cfg`` that makes no sense: :func:`check_values`,
     then the checks that need the library (it imports torch)."""

@@ -72,8 +72,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection
     data, ood = _load_data(cfg)
     model, guide = _build(cfg, data, ood)
     plan = _plan(cfg, data)
-    environment = run_environment(cfg)
-    log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
+    environment = logged_environment(cfg)
     start = time.perf_counter()
     first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
     reporter = EpochReporter(plan.schedule.epochs, progress=progress and cfg.progress and first_rank,
@@ -88,12 +87,28 @@ def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection
     run = RunRecord(history, data, model, scored, health, plan.kl_weight, environment, plan.schedule, fit_s,
                     time_s=time.perf_counter() - start)
     reference = _reference(cfg, model, guide, scored, data, output_dir) if cfg.reference.method == "nuts" else None
+    return record_run(cfg, run, reference, output_dir)
+
+
+def logged_environment(cfg: DictConfig) -> Dict[str, Any]:
+    """The run's environment (:func:`~pyro_bnn.app.run_record.run_environment`), said in the log."""
+    environment = run_environment(cfg)
+    log.info("environment: %s", ", ".join(f"{k} {v}" for k, v in environment.items()))
+    return environment
+
+
+def record_run(cfg: DictConfig, run: RunRecord, reference: Optional[Dict], output_dir: Path,
+               how: str = "") -> Dict[str, Any]:
+    """The end of every run: ``metrics.json``, the checkpoint and ``status.json`` of an interrupted run removed (it
+    has finished now), the summary and the run files' dir in the log (``how`` it trained, where that is worth a word);
+    returns the metrics."""
     metrics = run_metrics(cfg, run, reference)
     write_json(output_dir / "metrics.json", metrics)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
-    (output_dir / STATUS_FILE).unlink(missing_ok=True)  # an interrupted run, resumed: it has finished now
-    _log_summary(metrics, plan.kl_weight)
-    log.info("run files: %s (metrics.json, history.csv, posterior.pt, the figures, train.log)", output_dir.resolve())
+    (output_dir / STATUS_FILE).unlink(missing_ok=True)
+    _log_summary(metrics, run.kl_weight)
+    log.info("run files: %s (%smetrics.json, history.csv, posterior.pt, the figures, train.log)", output_dir.resolve(),
+             f"{how}; " if how else "")
     return metrics
 
 

@@ -34,7 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import check_values, override_keys
+from .config import check_values, objective_value, override_keys
 from .run_dir import RunDirRefused, RunInterrupted, write_status
 from .schema import CONF_DIR, ConfigError, option_key_overrides, register_configs
 
@@ -66,11 +66,7 @@ def _train_app(cfg: DictConfig):
         check_values(cfg, given)  # a bad value is refused before the library (torch) is imported
         from .experiment import train
 
-        metrics = train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN, given=given)
-        if cfg.objective:
-            section, name = cfg.objective.split(".")
-            return float(metrics[section][name])
-        return metrics
+        return objective_value(cfg, train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN, given=given))
     except RunInterrupted as stop:
         log.warning("%s", stop)
         write_status(output_dir, "interrupted", str(stop))

@@ -21,6 +21,7 @@ its minibatch order) and its own KL weight, all on one learning-rate schedule.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -97,6 +98,7 @@ class Replicates:
         first = steps[0]
         self.pairs, self.kl, self.estimator = [tuple(pair) for pair in pairs], kl, estimator
         self.names, self.sizes, self.shapes = first.names, first.sizes, first.shapes
+        self._size_vector = first._size_vector  # (S,): the sites' numbers of weights, on the parameters' device
         self.layers = first.plan.steps  # (activation module, None, None) or (None, weight site, bias site)
         self.likelihood = first.model.likelihood
         like = first.flat()[0]
@@ -194,11 +196,11 @@ class Replicates:
         if self.kl == "analytic":
             square_sums = self._site_sums(scale * scale) + self._deviation_squares(loc)
             kl_sites = normal_kl_of_sums(self._site_sums(log_scale), square_sums,
-                                         NormalKLPrior.of(variances, torch.tensor(self.sizes).to(loc)))
+                                         NormalKLPrior.of(variances, self._size_vector))
         else:  # log q(w) - log p(w) at the drawn weights, per site; the 2 pi terms cancel
             noise_squares = self._site_sums(((weights - loc) / scale).pow(2))
             log_q = -self._site_sums(log_scale) - 0.5 * noise_squares
-            log_p = (-0.5 * torch.tensor(self.sizes).to(loc) * variances.log()
+            log_p = (-0.5 * self._size_vector * variances.log()
                      - self._deviation_squares(weights) / (2 * variances))
             kl_sites = log_q - log_p
         outputs = self._outputs(x.reshape(x.shape[0], x.shape[1], -1), loc, scale, weights, local, draw)
@@ -407,43 +409,35 @@ def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional
     scheduler = lr_scheduler(adam, schedule.lr_schedule, int(schedule.epochs) * num_steps)
     keys, layers = replicates.record_keys()
     histories: List[List[Dict[str, float]]] = [[] for _ in range(size)]
+    start = time.perf_counter()
     with pyro.validation_enabled(False):  # as fit trains (MeanFieldELBO(validate=False)): a NaN is named per epoch
-        _train(replicates, batches, weights, draw, adam, scheduler, keys, layers, histories, int(schedule.epochs),
-               callback)
+        for epoch in range(int(schedule.epochs)):
+            totals = None
+            for step, (x, y) in enumerate(batches):
+                x, y = x.to(replicates.loc.device), y.to(replicates.loc.device)
+                betas = torch.tensor([w(epoch, step, num_steps) for w in weights]).to(replicates.loc)
+                terms = replicates.terms(x, y, draw)
+                adam.zero_grad(set_to_none=True)
+                (terms.nll + betas * terms.kl).sum().backward()
+                adam.step()
+                scheduler.step()
+                record = terms.record(layers)
+                totals = record if totals is None else totals + record
+            means = (totals / num_steps).cpu()
+            _check_finite(means[:, 0], epoch)
+            scales = replicates.learned_prior_scales()
+            for index, history in enumerate(histories):
+                history.append({"epoch": epoch + 1, **dict(zip(keys, means[index].tolist())),
+                                "kl_weight": weights[index].epoch_weight(epoch), **scales[index],
+                                "time_s": time.perf_counter() - start})
+            if callback is not None:
+                callback([history[-1] for history in histories])
     replicates.write_back()
     return histories
 
 
-def _train(replicates, batches, weights, draw, adam, scheduler, keys, layers, histories, epochs, callback) -> None:
-    """The epochs of :func:`fit_replicates`: each step's terms, one backward and one Adam step for all replicates;
-    each epoch's records appended to ``histories``."""
-    num_steps = len(batches)
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        totals = None
-        for step, (x, y) in enumerate(batches):
-            x, y = x.to(replicates.loc.device), y.to(replicates.loc.device)
-            betas = torch.tensor([w(epoch, step, num_steps) for w in weights]).to(replicates.loc)
-            terms = replicates.terms(x, y, draw)
-            adam.zero_grad(set_to_none=True)
-            (terms.nll + betas * terms.kl).sum().backward()
-            adam.step()
-            scheduler.step()
-            record = terms.record(layers)
-            totals = record if totals is None else totals + record
-        means = (totals / num_steps).cpu()
-        _check_finite(means[:, 0], epoch)
-        scales = replicates.learned_prior_scales()
-        for index, history in enumerate(histories):
-            history.append({"epoch": epoch + 1, **dict(zip(keys, means[index].tolist())),
-                            "kl_weight": weights[index].epoch_weight(epoch), **scales[index],
-                            "time_s": time.perf_counter() - start})
-        if callback is not None:
-            callback([history[-1] for history in histories])
-
-
 def _check_finite(losses: torch.Tensor, epoch: int) -> None:
-    bad = [index for index, loss in enumerate(losses.tolist()) if not torch.isfinite(torch.tensor(loss))]
+    bad = [index for index, loss in enumerate(losses.tolist()) if not math.isfinite(loss)]
     if bad:
         raise FloatingPointError(f"the loss of replicate(s) {bad} is not finite in epoch {epoch + 1} (the others' are): "
                                  "lower the learning rate or the initial scale of those replicates; the others are not "
