@@ -36,7 +36,9 @@ from pyro_bnn import (
     fit,
     make_loader,
 )
-from pyro_bnn.training.replicates import StackedBatches, build_replicates, fit_replicates
+from pyro_bnn.training.replicate_data import StackedBatches
+from pyro_bnn.training.replicate_fit import fit_replicates
+from pyro_bnn.training.replicates import build_replicates
 
 ESTIMATOR = "local_reparameterization"
 

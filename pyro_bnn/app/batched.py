@@ -7,9 +7,12 @@ order), prior scale, KL weight and initial posterior scale. Every job still gets
 job run alone (``.hydra/``, ``train.log``, ``history.csv``, ``posterior.pt``, the figures, ``metrics.json``), and its
 test metrics are scored from its own seed as ``evaluate`` scores them.
 
-Three passes, each job in its own Hydra job context (:func:`hydra.core.utils.run_job`: its dir, its ``.hydra/``, its
-``train.log``): prepare (validate, claim the dir, load the data, build the model and guide, plan the schedule), train
-the group together, then write each job's results. The other keys cannot differ inside one optimizer step: the
+Three passes (:mod:`pyro_bnn.app.batch_jobs`), each job's in its own Hydra job context
+(:func:`hydra.core.utils.run_job`: its dir, its ``.hydra/``, its ``train.log``): prepare (validate, claim the dir, load
+the data, build the model and guide, plan the schedule), train the group together (each job's ``checkpoint.pt``
+holding its part), then write each job's results; a job whose loss goes bad fails alone. In a sweep resumed with
+``resume=true``, the jobs that had finished are left as they are, those with a checkpoint go on from it (together
+where they stopped together), the others start again. The other keys cannot differ inside one optimizer step: the
 learning rate and batch size (one Adam step over one minibatch per job), the epochs or steps (one loop), the network,
 likelihood and prior family (one computation), the data set (one input shape). A group that cannot be batched
 (:func:`unbatchable_reason`) runs one job at a time with Hydra's task function, with one line saying why.
@@ -18,8 +21,6 @@ likelihood and prior family (one computation), the data set (one input shape). A
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -30,7 +31,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .callbacks import SweepSummary
-from .config import override_keys
+from .config import objective_value, override_keys
 from .summarize import summarize
 
 log = logging.getLogger(__name__)
@@ -69,25 +70,10 @@ def unbatchable_reason(cfg: DictConfig) -> Optional[str]:
          f"inference.estimator={inference.estimator}: a batch draws its noise with {list(REPLICATE_ESTIMATORS)}"),
         (inference.num_particles != 1, "inference.num_particles > 1: a batch draws one particle a step"),
         (inference.fused is False, "inference.fused=false: Pyro's traces train one job at a time"),
-        (cfg.resume, "resume=true: a batch starts from the beginning"),
         (cfg.reference.method != "none", "reference: NUTS runs one job at a time"),
         (cfg.tensorboard, "tensorboard=true: a batch writes no TensorBoard scalars"),
     ]
     return next((reason for failed, reason in checks if failed), None)
-
-
-@dataclass
-class PreparedJob:
-    """A job ready to train: its config, run dir, data, model, guide, plan and environment (:func:`prepare_job`)."""
-
-    cfg: DictConfig
-    output_dir: Path
-    data: Any
-    ood: Any
-    model: Any
-    guide: Any
-    plan: Any
-    environment: Dict[str, Any]
 
 
 def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig,
@@ -117,7 +103,19 @@ def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, con
 def _run_members(hydra_context: HydraContext, task_function: TaskFunction, configs: List[DictConfig],
                  members: List[int], job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
                  returns: Dict[int, JobReturn]) -> None:
-    """The jobs ``members`` of one group: one batch, or one at a time where they cannot be batched."""
+    """The jobs ``members`` of one group: one batch, or one at a time where they cannot be batched; in a resumed
+    sweep, the jobs that had finished are left as they are (the task returns their metrics)."""
+    if configs[members[0]].resume:
+        from .run_dir import sweep_job_stage
+
+        finished = [index for index in members if sweep_job_stage(_job_dir(configs[index])) == "finished"]
+        if finished:
+            log.info("jobs %s: finished earlier, left as they are", [initial_job_idx + index for index in finished])
+        for index in finished:
+            returns[index] = _run(hydra_context, task_function, configs[index])
+        members = [index for index in members if index not in finished]
+        if not members:
+            return
     jobs = [initial_job_idx + index for index in members]
     reason = unbatchable_reason(configs[members[0]]) or ("a group of one job" if len(members) == 1 else None)
     if reason is not None:
@@ -130,6 +128,10 @@ def _run_members(hydra_context: HydraContext, task_function: TaskFunction, confi
     returns.update(_run_group(hydra_context, [configs[index] for index in members], members))
 
 
+def _job_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+
+
 def _run(hydra_context: HydraContext, task: Callable[[DictConfig], Any], cfg: DictConfig) -> JobReturn:
     """``task`` as the job of ``cfg`` (its dir, its ``.hydra/``, its log), then the launcher's logging back."""
     ret = run_job(hydra_context=hydra_context, task_function=task, config=cfg, job_dir_key="hydra.sweep.dir",
@@ -139,10 +141,13 @@ def _run(hydra_context: HydraContext, task: Callable[[DictConfig], Any], cfg: Di
 
 
 def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: List[int]) -> Dict[int, JobReturn]:
-    """Prepare each job, train the prepared ones as one batch, write each one's results."""
+    """Prepare each job, train the prepared ones as one batch (those resumed: from their checkpoints, together where
+    they stopped at one position), write each one's results; a job whose loss went bad fails alone."""
+    from .batch_jobs import BatchInterrupted, finish_job, train_batch
+
     returns, prepared, config_of = {}, {}, dict(zip(members, configs))
     for index, cfg in config_of.items():
-        ret = _run(hydra_context, _reported(prepare_job), cfg)
+        ret = _run(hydra_context, _reported(_prepare), cfg)
         if ret.status == JobStatus.COMPLETED:
             prepared[index] = ret.return_value
         else:
@@ -151,22 +156,35 @@ def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: 
         return returns
     jobs = list(prepared.values())
     try:
-        histories, fit_s = train_batch(jobs)
-    except KeyboardInterrupt:  # every job of the batch says what happened
+        outcomes, fit_s = train_batch(jobs)
+    except (BatchInterrupted, KeyboardInterrupt) as stop:  # every job of the batch says what happened
         from .run_dir import write_status
 
+        where = stop.where if isinstance(stop, BatchInterrupted) else "SIGINT while its batch started"
+        sweep = Path(configs[0].hydra.sweep.dir)
         for job in jobs:
-            write_status(job.output_dir, "interrupted", "SIGINT while its batch trained: a batch has no checkpoint; "
-                                                        "run the sweep again")
-        raise
+            write_status(job.output_dir, "interrupted", f"{where}; finish the sweep with its command plus resume=true "
+                                                        f"hydra.sweep.dir={sweep}")
+        raise KeyboardInterrupt from None
     except Exception as err:  # each job of the batch fails with the batch's error, in its own log and status.json
-        for index in prepared:
-            returns[index] = _run(hydra_context, _reported(partial(_raise, err)), config_of[index])
-        return returns
-    for (index, job), history in zip(prepared.items(), histories):
-        returns[index] = _run(hydra_context, _reported(lambda _, job=job, history=history: finish_job(
-            job, history, fit_s / len(jobs))), config_of[index])
+        outcomes, fit_s = [err] * len(jobs), [0.0] * len(jobs)
+    for (index, job), outcome, seconds in zip(prepared.items(), outcomes, fit_s):
+        step = partial(_raise, outcome) if isinstance(outcome, Exception) else (
+            lambda cfg, job=job, history=outcome, seconds=seconds: objective_value(cfg, finish_job(job, history, seconds)))
+        returns[index] = _run(hydra_context, _reported(step), config_of[index])
     return returns
+
+
+def _prepare(cfg: DictConfig):
+    """A batch job's task before training (:func:`~pyro_bnn.app.batch_jobs.prepare_job`), in its Hydra job context;
+    a resumed sweep's job that left no checkpoint starts from the beginning."""
+    from .batch_jobs import prepare_job
+    from .run_dir import sweep_job_stage
+
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    again = bool(cfg.resume) and sweep_job_stage(output_dir) == "again"
+    return prepare_job(cfg, output_dir, override_keys(hydra_cfg.overrides.task), again=again)
 
 
 def _raise(error: Exception, _: DictConfig):
@@ -187,69 +205,3 @@ def _reported(step: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
             raise
 
     return task
-
-
-def prepare_job(cfg: DictConfig) -> PreparedJob:
-    """Everything a job does before training: validate, claim the run dir, set the seed, load the data, build the
-    model and guide (the guide run once on the first minibatch), plan the schedule."""
-    from ..batch_checks import first_batch
-    from ..data.loaders import make_loader
-    from ..guides import initialize_guide
-    from .config import validate
-    from .experiment import _build, _load_data, _plan, _start, logged_environment
-    from .run_dir import claim_run_dir
-
-    hydra_cfg = HydraConfig.get()
-    output_dir = Path(hydra_cfg.runtime.output_dir)
-    validate(cfg, override_keys(hydra_cfg.overrides.task))
-    claim_run_dir(output_dir)
-    _start(cfg, output_dir)
-    data, ood = _load_data(cfg)
-    model, guide = _build(cfg, data, ood)
-    plan = _plan(cfg, data)
-    environment = logged_environment(cfg)
-    # the guide's starting means drawn as a run alone draws them: after its loader's first pass began (a DataLoader
-    # draws a seed from torch's stream), from the job's own seed
-    initialize_guide(guide, *first_batch(make_loader(data.train, plan.schedule.batch_size, shuffle=True, seed=cfg.seed)))
-    return PreparedJob(cfg, output_dir, data, ood, model, guide, plan, environment)
-
-
-def train_batch(jobs: List[PreparedJob]):
-    """Train the prepared jobs as one batch: each one's history, and the batch's training time."""
-    from ..objectives.elbo import ELBO_KL
-    from ..training.replicates import Replicates, StackedBatches, fit_replicates
-    from ..training.schedules import Schedule
-
-    first = jobs[0]
-    schedule = first.plan.schedule
-    inference = first.cfg.inference
-    replicates = Replicates([(job.model, job.guide) for job in jobs], kl=ELBO_KL[inference.elbo],
-                            estimator=inference.estimator)
-    start = time.perf_counter()
-    seeds = [job.cfg.seed for job in jobs]
-    batches = StackedBatches([job.data.train for job in jobs], schedule.batch_size, seeds)
-    histories = fit_replicates(replicates, batches,
-                               Schedule(schedule.epochs, schedule.lr, inference.lr_schedule),
-                               [job.plan.kl_weight for job in jobs], seeds)
-    fit_s = time.perf_counter() - start
-    log.info("batch of %d models trained: %d epochs in %.1f s", len(jobs), schedule.epochs, fit_s)
-    return histories, fit_s
-
-
-def finish_job(job: PreparedJob, history: List[Dict[str, float]], fit_s: float):
-    """Everything a job does after training, as a job run alone does it: the epochs' log lines, the run files, the
-    scored test predictive, ``metrics.json``; returns the metrics (or the ``objective`` metric, for sweepers)."""
-    from .config import objective_value
-    from .experiment import _write_results, record_run
-    from .progress import EpochReporter
-    from .run_record import RunRecord
-
-    start = time.perf_counter()
-    cfg, output_dir = job.cfg, job.output_dir
-    with EpochReporter(job.plan.schedule.epochs) as reporter:
-        for record in history:
-            reporter(record)
-    scored, health = _write_results(cfg, job.model, job.guide, job.data, job.ood, history, output_dir, job.plan.title)
-    run = RunRecord(history, job.data, job.model, scored, health, job.plan.kl_weight, job.environment,
-                    job.plan.schedule, fit_s, time_s=fit_s + time.perf_counter() - start)
-    return objective_value(cfg, record_run(cfg, run, None, output_dir, how="trained in a batch"))

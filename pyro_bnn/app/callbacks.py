@@ -34,12 +34,36 @@ class OutputDirCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         directory = Path(config.hydra.sweep.dir)
-        self._check(lambda: check_writable(directory, "hydra.sweep.dir"))
-        if (directory / "multirun.yaml").exists() or any(directory.glob("*/.hydra")):
+        holds_sweep = (directory / "multirun.yaml").exists() or any(directory.glob("*/.hydra"))
+        if config.get("resume"):
+            self._check_resumed_sweep(config, directory, holds_sweep)
+        elif holds_sweep:
             sys.exit(f"error: hydra.sweep.dir={directory} already holds a sweep: leave hydra.sweep.dir unset (or pass "
-                     "a fresh dir); to finish one of its jobs, resume it alone: resume=true hydra.run.dir=<its job dir>")
+                     "a fresh dir); to finish that sweep, run its command again with resume=true "
+                     f"hydra.sweep.dir={directory}")
+        self._check(lambda: check_writable(directory, "hydra.sweep.dir"))
         self._check_jobs(config)
         OutputDirCheck.sweep_dir = directory
+
+    @staticmethod
+    def _check_resumed_sweep(config: DictConfig, directory: Path, holds_sweep: bool) -> None:
+        """A sweep resumed (``resume=true``) goes on in the dir of the sweep it finishes, with that sweep's overrides:
+        its jobs keep their numbers and dirs."""
+        import yaml
+
+        if not (directory / "multirun.yaml").is_file():
+            where = "holds no multirun.yaml" if holds_sweep else "holds no sweep"
+            sys.exit(f"error: resume=true in a sweep finishes the sweep in hydra.sweep.dir, and {directory} {where}: "
+                     "pass hydra.sweep.dir=<the dir of the sweep to finish>")
+        earlier = (yaml.safe_load((directory / "multirun.yaml").read_text()) or {}).get("hydra", {})
+
+        def task(overrides):
+            return [o for o in overrides if o.removeprefix("++").removeprefix("+").split("=")[0] != "resume"]
+
+        before, now = task(earlier.get("overrides", {}).get("task", [])), task(config.hydra.overrides.task)
+        if before != now:
+            sys.exit(f"error: resume=true but the sweep in {directory} was run with the overrides {' '.join(before)}, "
+                     f"not {' '.join(now)}: resume it with its own overrides (plus resume=true)")
 
     @staticmethod
     def _check_jobs(config: DictConfig) -> None:

@@ -23,6 +23,7 @@ from ..guides import is_mean_field
 from ..io.posterior import data_spec, save_posterior
 from ..training.distributed import world
 from ..training.loop import Hooks, TrainingInterrupted, fit
+from ..training.replicate_fit import REPLICATE_STATE
 from ..training.schedules import KLWeight, Schedule
 from .build import (
     RunSchedule,
@@ -54,7 +55,8 @@ from .run_record import RunRecord, Scored, run_device, run_environment, run_metr
 
 log = logging.getLogger(__name__)
 
-def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection[str] = ()) -> Dict[str, Any]:
+def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection[str] = (),
+          again: bool = False) -> Dict[str, Any]:
     """Train the posterior that ``cfg`` describes; write the run files into ``output_dir``.
 
     The training state goes to ``checkpoint.pt`` after every epoch and on SIGINT/SIGTERM (then
@@ -64,11 +66,17 @@ def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection
     :param bool progress: show a tqdm bar over the epochs (when ``cfg.progress`` and stderr is a terminal).
     :param given: the keys the command line set (:func:`~pyro_bnn.app.config.override_keys`; see
         :func:`~pyro_bnn.app.config.check_values`).
+    :param bool again: start from the beginning although ``cfg.resume`` (a resumed sweep's job that left no
+        checkpoint: :func:`~pyro_bnn.app.run_dir.sweep_job_stage`).
     :return: the content of ``metrics.json`` (plain numbers).
     """
     validate(cfg, given)
     output_dir = Path(output_dir)
-    state = _start(cfg, output_dir)
+    state = _start(cfg, output_dir, again)
+    if state is not None and state.get("format") == REPLICATE_STATE:  # a batch job's checkpoint (launcher=batched)
+        from .batch_jobs import resume_alone
+
+        return resume_alone(cfg, output_dir, state)
     data, ood = _load_data(cfg)
     model, guide = _build(cfg, data, ood)
     plan = _plan(cfg, data)
@@ -112,15 +120,16 @@ def record_run(cfg: DictConfig, run: RunRecord, reference: Optional[Dict], outpu
     return metrics
 
 
-def _start(cfg: DictConfig, output_dir: Path) -> Optional[Dict]:
+def _start(cfg: DictConfig, output_dir: Path, again: bool = False) -> Optional[Dict]:
     """Check the output dir (and read its checkpoint when resuming: the state to resume from, else None); set up the
-    process (threads, a clean param store, the seed)."""
+    process (threads, a clean param store, the seed). ``again``: a resumed sweep's job that left no checkpoint
+    starts from the beginning, over what it left."""
     check_writable(output_dir)
-    if cfg.resume:
+    state = None
+    if cfg.resume and not again:
         state = resume_state(cfg, output_dir)
-    else:
+    elif not again:
         check_run_dir(cfg, output_dir, hydra_files=False)  # Hydra has written its own files by now
-        state = None
     _set_up_process(cfg)
     return state
 
@@ -215,7 +224,7 @@ def _fit(cfg: DictConfig, model, guide, data: DataSplits, state: Optional[Dict],
                                           world_size=world_size),
                 Schedule(schedule.epochs, schedule.lr, inference.lr_schedule, plan.kl_weight), build_objective(inference),
                 Hooks(callback=reporter if rank == 0 else None, on_checkpoint=save if rank == 0 else None,
-                      should_stop=lambda: bool(received)),
+                      should_stop=lambda: bool(received), checkpoint_due=save.due),
                 state=state, distributed=world_size > 1,
             )
         except TrainingInterrupted as stop:

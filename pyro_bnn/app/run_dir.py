@@ -15,6 +15,7 @@ import csv
 import fcntl
 import io
 import json
+import logging
 import math
 import os
 import signal
@@ -27,6 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..io.files import read_file, replacing, save_file
 from .schema import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: File name of the training checkpoint in a run dir.
 CHECKPOINT = "checkpoint.pt"
@@ -167,9 +170,12 @@ class CheckpointWriter:
         self.path, self.cfg, self.spec, self.stopping, self.every_s = path, cfg, spec, stopping, every_s
         self._written_at: Optional[float] = None
 
+    def due(self) -> bool:
+        """Whether the next call writes (``fit``'s ``checkpoint_due``: no state is taken for a call that would not)."""
+        return self._written_at is None or self.stopping() or time.monotonic() - self._written_at >= self.every_s
+
     def __call__(self, training: Dict[str, Any]) -> None:
-        now = time.monotonic()
-        if self._written_at is None or self.stopping() or now - self._written_at >= self.every_s:
+        if self.due():
             save_checkpoint(self.path, training, self.cfg, self.spec)
             self._written_at = time.monotonic()
 
@@ -200,6 +206,22 @@ def resume_state(cfg: DictConfig, output_dir: Path) -> Dict[str, Any]:
         raise RunDirRefused(f"resume=true but the config differs from the checkpoint's at {', '.join(keys)}: "
                           "resume with the overrides of the interrupted run")
     return saved["training"]
+
+
+def sweep_job_stage(output_dir: Path) -> str:
+    """Where a job of a sweep resumed with ``resume=true`` stands: ``"finished"`` (``metrics.json``, no checkpoint:
+    left as it is), ``"resume"`` (from its ``checkpoint.pt``), or ``"again"`` (it left no checkpoint: it failed or
+    was stopped before its first, or never started; it runs from the beginning)."""
+    output_dir = Path(output_dir)
+    if (output_dir / CHECKPOINT).is_file():
+        return "resume"
+    return "finished" if (output_dir / "metrics.json").is_file() else "again"
+
+
+def finished_job(output_dir: Path) -> Dict[str, Any]:
+    """A resumed sweep's job that had finished: its metrics, its files left as they are."""
+    log.info("%s finished earlier: its files are left as they are", output_dir)
+    return json.loads((Path(output_dir) / "metrics.json").read_text())
 
 
 def _flat(tree, prefix: str = "") -> Dict[str, Any]:

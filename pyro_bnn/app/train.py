@@ -35,7 +35,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .config import check_values, objective_value, override_keys
-from .run_dir import RunDirRefused, RunInterrupted, write_status
+from .run_dir import RunDirRefused, RunInterrupted, finished_job, sweep_job_stage, write_status
 from .schema import CONF_DIR, ConfigError, option_key_overrides, register_configs
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,13 @@ def _train_app(cfg: DictConfig):
     try:
         given = override_keys(hydra_cfg.overrides.task)
         check_values(cfg, given)  # a bad value is refused before the library (torch) is imported
+        stage = sweep_job_stage(output_dir) if cfg.resume and hydra_cfg.mode == RunMode.MULTIRUN else "resume"
+        if stage == "finished":
+            return objective_value(cfg, finished_job(output_dir))
         from .experiment import train
 
-        return objective_value(cfg, train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN, given=given))
+        return objective_value(cfg, train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN, given=given,
+                                          again=stage == "again"))
     except RunInterrupted as stop:
         log.warning("%s", stop)
         write_status(output_dir, "interrupted", str(stop))
@@ -105,8 +109,9 @@ def main():
         if sweep is None:
             raise
         summarize(sweep)
-        sys.exit(f"interrupted: the sweep in {sweep} stopped; what each job did: {sweep / 'summary.md'}; finish a job "
-                 "with resume=true hydra.run.dir=<its dir> (its overrides too)")
+        sys.exit(f"interrupted: the sweep in {sweep} stopped; what each job did: {sweep / 'summary.md'}; finish it with "
+                 f"the same command plus resume=true hydra.sweep.dir={sweep} (or one job: resume=true "
+                 "hydra.run.dir=<its dir>, its overrides too)")
     finally:
         dist = sys.modules.get("torch.distributed")  # imported only by a run that trains
         if dist is not None and dist.is_initialized():  # each rank leaves the process group before it exits

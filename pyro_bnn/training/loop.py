@@ -15,7 +15,7 @@ the run's position and random state live in a :class:`~pyro_bnn.training.state.T
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import pyro
 from torch import nn
@@ -46,11 +46,19 @@ class Hooks:
         of every epoch and when stopping.
     :param should_stop: polled at every step boundary (on every rank: one that says stop stops all); when true, the
         state goes to ``on_checkpoint`` and :class:`TrainingInterrupted` is raised.
+    :param checkpoint_due: polled at every epoch's end: where it says no, the state is neither taken nor given to
+        ``on_checkpoint`` (None: at every epoch's end).
     """
 
     callback: Optional[Callable[[Dict[str, float]], None]] = None
     on_checkpoint: Optional[Callable[[Dict], None]] = None
     should_stop: Optional[Callable[[], bool]] = None
+    checkpoint_due: Optional[Callable[[], bool]] = None
+
+    def epoch_checkpoint(self, snapshot: Callable[[], Any]) -> None:
+        """At an epoch's end: ``on_checkpoint(snapshot())`` where a checkpoint is wanted and due."""
+        if self.on_checkpoint is not None and (self.checkpoint_due is None or self.checkpoint_due()):
+            self.on_checkpoint(snapshot())
 
 
 def fit(model: nn.Module, guide: nn.Module, loader: Iterable, schedule: Optional[Schedule] = None,
@@ -91,8 +99,7 @@ def fit(model: nn.Module, guide: nn.Module, loader: Iterable, schedule: Optional
             _train_epoch(step, run, loader, epoch, schedule.kl_weight, num_steps, hooks)
             record = run.end_epoch(num_steps, {"kl_weight": schedule.kl_weight.epoch_weight(epoch),
                                                **{f"prior_scale.{k}": v for k, v in prior_scales(model).items()}})
-            if hooks.on_checkpoint is not None:
-                hooks.on_checkpoint(run.snapshot())
+            hooks.epoch_checkpoint(run.snapshot)
             if hooks.callback is not None:
                 hooks.callback(record)
     return run.history

@@ -15,28 +15,23 @@ with ``kl="mc"``) of its own pair (``tests/training/test_replicates.py``). :meth
 replicate's posterior (and its learned prior scales) back into its own guide and model, which are then an ordinary
 trained pair: :func:`~pyro_bnn.io.posterior.save_posterior` saves it, and it loads into a single model.
 
-:func:`fit_replicates` is :func:`~pyro_bnn.training.loop.fit` for replicates: each with its own loader (its split,
-its minibatch order) and its own KL weight, all on one learning-rate schedule.
+:func:`~pyro_bnn.training.replicate_fit.fit_replicates` trains them (:func:`~pyro_bnn.training.loop.fit` for
+replicates), on the data and noise of :mod:`~pyro_bnn.training.replicate_data`.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-import pyro
 import torch
 from torch import nn
 
-from ..batch_checks import check_batch, check_loader, first_batch
 from ..guides import initialize_guide
 from ..objectives.empirical_bayes import EmpiricalBayes, hyperprior_nll, optimal_variances
 from ..objectives.fused import FusedMeanField
 from ..objectives.normal_kl import NormalKLPrior, normal_kl_of_sums
-from .schedules import Schedule, as_kl_weight
-from .step import lr_scheduler, optimizer
+from .replicate_data import stacked
 
 #: The estimators a batch of replicates computes: a shared weight draw per minibatch, or local reparameterization
 #: (which for an MLP's Linear layers is also ``dense_local_reparameterization``).
@@ -155,8 +150,11 @@ class Replicates:
     def parameters(self) -> List[nn.Parameter]:
         """What an optimizer of the replicates trains: the stacked means and log-scales, and each model's own
         parameters (a learned noise sd)."""
-        own = [p for model, _ in self.pairs for p in model.parameters() if p.requires_grad]
-        return [self.loc, self.log_scale, *own]
+        return [self.loc, self.log_scale, *(p for index in range(self.size) for p in self.own_parameters(index))]
+
+    def own_parameters(self, index: int) -> List[nn.Parameter]:
+        """Replicate ``index``'s model's own trained parameters (a learned noise sd), in :meth:`parameters`' order."""
+        return [p for p in self.pairs[index][0].parameters() if p.requires_grad]
 
     def _views(self, flat: torch.Tensor) -> List[torch.Tensor]:
         """``flat`` ``(R, P)`` as the sites' ``(R, *shape)`` tensors."""
@@ -233,10 +231,11 @@ class Replicates:
         return -log_p * scale
 
     @torch.no_grad()
-    def write_back(self) -> None:
-        """Put each replicate's means and log-scales into its own guide, and its learned prior scales into its own
-        model: each pair is then an ordinary trained posterior."""
-        for index, (model, guide) in enumerate(self.pairs):
+    def write_back(self, rows: Optional[Iterable[int]] = None) -> None:
+        """Put each replicate's (of ``rows``; None: all) means and log-scales into its own guide, and its learned
+        prior scales into its own model: each pair is then an ordinary trained posterior."""
+        for index in range(self.size) if rows is None else rows:
+            model, guide = self.pairs[index]
             loc, log_scale = guide.flat_parameters(self.names)
             loc.copy_(self.loc[index])
             log_scale.copy_(self.log_scale[index])
@@ -297,162 +296,15 @@ def _stacked_learned(steps: List[FusedMeanField]) -> Optional[_LearnedScales]:
     return _LearnedScales(learned[0].alpha, learned[0].sizes, torch.stack([part.betas for part in learned]))
 
 
-def replicate_draw(seeds: Sequence[int], device=None) -> Draw:
-    """A standard Normal draw of ``(R, ...)`` whose row ``r`` comes from a generator of its own seeded with
-    ``seeds[r]``: replicate ``r`` draws the noise a run alone draws after ``pyro.set_rng_seed(seeds[r])``."""
-    # replicates of one seed draw the same stream: one generator for them, each draw made once and shared
-    distinct = list(dict.fromkeys(int(seed) for seed in seeds))
-    generators = [torch.Generator(device=device or "cpu").manual_seed(seed) for seed in distinct]
-    rows = torch.tensor([distinct.index(int(seed)) for seed in seeds], device=device)
-
-    def draw(shape):
-        draws = torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in generators])
-        return draws if len(distinct) == len(seeds) else draws[rows]
-
-    return draw
-
-
-class ZippedLoaders:
-    """The replicates' minibatches from one loader each (any loader :func:`~pyro_bnn.training.loop.fit` takes), their
-    ``r``-th batches stacked into one ``(x, y)`` of shape ``(R, B, ...)``, ``(R, B)``."""
-
-    def __init__(self, loaders: Sequence):
-        self.loaders = list(loaders)
-        steps = [check_loader(loader, f"loaders[{index}]") for index, loader in enumerate(self.loaders)]
-        if len(set(steps)) > 1:
-            raise ValueError(f"the loaders yield {steps} batches per epoch: replicates train one step together, so each "
-                             "loader must yield as many batches (training splits of one size, one batch size)")
-        self.steps, self.replicates = steps[0], len(self.loaders)
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def first(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Replicate ``index``'s first batch (for the checks)."""
-        return first_batch(self.loaders[index], f"loaders[{index}]")
-
-    def __iter__(self):
-        for batches in zip(*self.loaders):
-            yield torch.stack([batch[0] for batch in batches]), torch.stack([batch[1] for batch in batches])
-
-
-class StackedBatches:
-    """The replicates' minibatches drawn together: replicate ``r``'s training set ``datasets[r]`` in an order of its
-    own each epoch (a permutation from a generator seeded with ``seeds[r]``), cut into batches of ``batch_size``; one
-    gather a step for all replicates (a list of loaders costs a loader's step per replicate). The data sets must have
-    one size and shape.
-    """
-
-    def __init__(self, datasets: Sequence, batch_size: int, seeds: Sequence[int]):
-        sizes = {len(dataset) for dataset in datasets}
-        if len(sizes) > 1:
-            raise ValueError(f"the training sets hold {[len(d) for d in datasets]} examples: replicates train one step "
-                             "together, so their training sets must be of one size")
-        if len(seeds) != len(datasets):
-            raise ValueError(f"{len(seeds)} seeds for {len(datasets)} data sets: pass one per replicate")
-        self.x = torch.stack([dataset.tensors[0] for dataset in datasets])
-        self.y = torch.stack([dataset.tensors[1] for dataset in datasets])
-        self.batch_size, self.size = int(batch_size), sizes.pop()
-        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        self._rows = torch.arange(len(datasets)).unsqueeze(1)
-        self.replicates = len(datasets)
-
-    def __len__(self) -> int:
-        return -(-self.size // self.batch_size)
-
-    def first(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.x[index, :self.batch_size], self.y[index, :self.batch_size]
-
-    def __iter__(self):
-        order = torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
-        for start in range(0, self.size, self.batch_size):
-            rows = order[:, start:start + self.batch_size]
-            yield self.x[self._rows, rows], self.y[self._rows, rows]
-
-
-def fit_replicates(replicates: Replicates, loaders: Sequence, schedule: Optional[Schedule] = None,
-                   kl_weights: Optional[Sequence] = None, seeds: Optional[Sequence[int]] = None,
-                   callback: Optional[Callable[[List[Dict[str, float]]], None]] = None) -> List[List[Dict[str, float]]]:
-    """Train the replicates as one: each epoch, replicate ``r`` steps through ``loaders[r]`` (its data, its order; or
-    ``loaders`` is a :class:`StackedBatches`),
-    with its own KL weight ``kl_weights[r]`` (a number or a :class:`~pyro_bnn.training.schedules.KLWeight`; None: 1,
-    the exact ELBO) and its own noise (:func:`replicate_draw` of ``seeds``; None: 0, 1, ...), all on ``schedule``'s
-    epochs and learning rate. Replicate ``r`` then takes the steps :func:`~pyro_bnn.training.loop.fit` takes with its
-    pair alone after ``pyro.set_rng_seed(seeds[r])``, to float rounding, where its loader draws nothing from torch's
-    random stream (a list of batches; a DataLoader draws a seed from it at every pass, so alone its noise moves).
-    Afterwards each pair holds its posterior (:meth:`Replicates.write_back`).
-
-    :param callback: called after each epoch with the replicates' records of that epoch.
-    :return: each replicate's history, one record per epoch, as :func:`~pyro_bnn.training.loop.fit` returns it for one
-        (``epoch, loss, nll, kl, hyperprior, kl.<layer>..., kl_weight, prior_scale.<site>..., time_s``; the time is the
-        batch's).
-    :raises FloatingPointError: naming the replicates whose loss is not finite (checked every epoch).
-    """
-    schedule = schedule or Schedule()
-    size = replicates.size
-    batches = loaders if isinstance(loaders, StackedBatches) else ZippedLoaders(loaders)
-    if batches.replicates != size:
-        raise ValueError(f"data for {batches.replicates} replicates, and {size} replicates: pass one loader per "
-                         "replicate")
-    kl_weights = [None] * size if kl_weights is None else list(kl_weights)
-    if len(kl_weights) != size:
-        raise ValueError(f"{len(kl_weights)} KL weights for {size} replicates: pass one per replicate (or None)")
-    num_steps = len(batches)
-    for index, (model, _) in enumerate(replicates.pairs):
-        check_batch(model, *batches.first(index), argument=f"loaders[{index}]")
-    seeds = list(range(size)) if seeds is None else list(seeds)
-    if len(seeds) != size:
-        raise ValueError(f"{len(seeds)} seeds for {size} replicates: pass one per replicate (or None)")
-    draw = replicate_draw(seeds, replicates.loc.device)
-    weights = [as_kl_weight(w).over(int(schedule.epochs)) for w in kl_weights]
-    adam = optimizer(replicates.parameters(), schedule.lr)
-    scheduler = lr_scheduler(adam, schedule.lr_schedule, int(schedule.epochs) * num_steps)
-    keys, layers = replicates.record_keys()
-    histories: List[List[Dict[str, float]]] = [[] for _ in range(size)]
-    start = time.perf_counter()
-    with pyro.validation_enabled(False):  # as fit trains (MeanFieldELBO(validate=False)): a NaN is named per epoch
-        for epoch in range(int(schedule.epochs)):
-            totals = None
-            for step, (x, y) in enumerate(batches):
-                x, y = x.to(replicates.loc.device), y.to(replicates.loc.device)
-                betas = torch.tensor([w(epoch, step, num_steps) for w in weights]).to(replicates.loc)
-                terms = replicates.terms(x, y, draw)
-                adam.zero_grad(set_to_none=True)
-                (terms.nll + betas * terms.kl).sum().backward()
-                adam.step()
-                scheduler.step()
-                record = terms.record(layers)
-                totals = record if totals is None else totals + record
-            means = (totals / num_steps).cpu()
-            _check_finite(means[:, 0], epoch)
-            scales = replicates.learned_prior_scales()
-            for index, history in enumerate(histories):
-                history.append({"epoch": epoch + 1, **dict(zip(keys, means[index].tolist())),
-                                "kl_weight": weights[index].epoch_weight(epoch), **scales[index],
-                                "time_s": time.perf_counter() - start})
-            if callback is not None:
-                callback([history[-1] for history in histories])
-    replicates.write_back()
-    return histories
-
-
-def _check_finite(losses: torch.Tensor, epoch: int) -> None:
-    bad = [index for index, loss in enumerate(losses.tolist()) if not math.isfinite(loss)]
-    if bad:
-        raise FloatingPointError(f"the loss of replicate(s) {bad} is not finite in epoch {epoch + 1} (the others' are): "
-                                 "lower the learning rate or the initial scale of those replicates; the others are not "
-                                 "affected (each replicate's gradient is its own)")
-
-
 def build_replicates(pairs: Sequence[Tuple[nn.Module, nn.Module]], loaders: Sequence, kl: str = "analytic",
                      estimator: str = "local_reparameterization") -> Replicates:
     """:class:`Replicates` of ``pairs``, each guide first run on its first batch of ``loaders`` (one loader per
-    replicate, or a :class:`StackedBatches`: :func:`~pyro_bnn.guides.initialize_guide`)."""
-    batches = loaders if isinstance(loaders, StackedBatches) else ZippedLoaders(loaders)
+    replicate, or a :class:`~pyro_bnn.training.replicate_data.StackedBatches`: :func:`~pyro_bnn.guides.initialize_guide`)."""
+    batches = stacked(loaders)
     for index, (_, guide) in enumerate(pairs):
         if getattr(guide, "prototype_trace", None) is None:
             initialize_guide(guide, *batches.first(index))
     return Replicates(pairs, kl=kl, estimator=estimator)
 
 
-__all__ = ["Replicates", "ReplicateTerms", "StackedBatches", "fit_replicates", "build_replicates", "replicate_draw"]
+__all__ = ["Replicates", "ReplicateTerms", "build_replicates", "REPLICATE_ESTIMATORS"]

@@ -24,7 +24,7 @@ from ..objectives.elbo import StepRecord
 from .loss_monitor import LossMonitor
 
 
-def _sampler_generator(loader) -> Optional[torch.Generator]:
+def sampler_generator(loader) -> Optional[torch.Generator]:
     """The generator a (batch) sampler of ``loader`` shuffles with, if it has its own."""
     for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
         for candidate in (obj, getattr(obj, "sampler", None)):
@@ -45,7 +45,7 @@ class TrainingState:
     def __init__(self, modules: Dict[str, nn.Module], loader: Iterable, device: torch.device, sync=None):
         self.modules = modules
         self.device = device
-        self.generator = _sampler_generator(loader)
+        self.generator = sampler_generator(loader)
         self.epoch, self.step = 0, 0
         self.sums: Optional[StepRecord] = None  # the epoch's sums of its steps' records so far
         self.history: List[Dict[str, float]] = []

@@ -3,6 +3,10 @@ the run dir of a job run alone; the others run one at a time, with a line saying
 
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -86,4 +90,79 @@ def test_a_batch_that_fails_fails_each_of_its_jobs_with_its_error(tmp_path):
     assert [r["status"] for r in rows] == ["failed", "failed"]
     for job in ("0", "1"):
         status = json.loads((sweep / job / "status.json").read_text())
-        assert status["status"] == "failed" and "is not finite in epoch" in status["error"], status
+        assert status["status"] == "failed" and "in epoch 1" in status["error"], status
+
+
+def test_a_job_whose_loss_goes_bad_fails_alone_and_the_rest_of_its_batch_finishes(tmp_path):
+    write_uci(tmp_path / "uci", "toy", rows=80, splits=1)
+    sweep = tmp_path / "sweep"
+    proc = cli("pyro_bnn.train", "-m", *UCI, f"data.root={tmp_path / 'uci'}", "inference.steps=30",
+               "prior.scale=1,1e-30", "guide.init_scale=1e-31", "launcher=batched", f"hydra.sweep.dir={sweep}", *QUIET,
+               cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "jobs [0, 1]: trained as one batch of 2 models" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert (sweep / "0" / "metrics.json").is_file() and not (sweep / "1" / "metrics.json").exists()
+    status = json.loads((sweep / "1" / "status.json").read_text())
+    assert status["error"].startswith("FloatingPointError: the loss became inf in epoch 1: the hyperprior's NLL of the "
+                                      "learned prior scales is not finite")
+
+
+@pytest.mark.slow
+def test_an_interrupted_batch_finishes_with_resume_true_as_if_never_stopped(tmp_path):
+    """Ctrl-C while a batch trains leaves every job interrupted with its checkpoint; then one job is resumed alone,
+    one loses its checkpoint (it runs again from the start), and the sweep's command plus resume=true finishes the
+    rest: every job's metrics are those of a sweep never stopped (to float rounding: a job resumed in another batch
+    sums in another order)."""
+    write_uci(tmp_path / "uci", "toy", rows=80, splits=3)
+    run = [*UCI[:2], "inference.steps=3000", "eval.num_samples=20", f"data.root={tmp_path / 'uci'}", "launcher=batched"]
+    straight, sweep = tmp_path / "straight", tmp_path / "sweep"
+    cli("pyro_bnn.train", "-m", *run, "data.split=0,1,2", f"hydra.sweep.dir={straight}", *QUIET, cwd=tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "pyro_bnn.train", "-m", *run, "data.split=0,1,2",
+                             f"hydra.sweep.dir={sweep}", *QUIET], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not all((sweep / job / "checkpoint.pt").is_file() for job in "012") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert f"finish it with the same command plus resume=true hydra.sweep.dir={sweep}" in err
+    for job in "012":
+        status = json.loads((sweep / job / "status.json").read_text())
+        assert status["status"] == "interrupted" and "resume=true" in status["error"]
+        assert (sweep / job / "checkpoint.pt").is_file() and not (sweep / job / "metrics.json").exists()
+    cli("pyro_bnn.train", *run, "data.split=0", "resume=true", f"hydra.run.dir={sweep / '0'}", *QUIET, cwd=tmp_path)
+    (sweep / "2" / "checkpoint.pt").unlink()
+    finished = (sweep / "0" / "metrics.json").read_text()
+    proc = cli("pyro_bnn.train", "-m", *run, "data.split=0,1,2", "resume=true", f"hydra.sweep.dir={sweep}",
+               cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert "jobs [0]: finished earlier, left as they are" in output
+    assert "jobs 1: from their checkpoints" in output and "jobs 2: from the start" in output
+    assert (sweep / "0" / "metrics.json").read_text() == finished
+    assert [r["status"] for r in csv.DictReader((sweep / "summary.csv").open())] == ["ok"] * 3
+    for job in "012":
+        ours, theirs = (json.loads((d / job / "metrics.json").read_text()) for d in (sweep, straight))
+        assert ours["test"] == pytest.approx(theirs["test"], rel=1e-3), job
+        assert not (sweep / job / "checkpoint.pt").exists() and not (sweep / job / "status.json").exists()
+
+
+def test_a_sweep_resumed_elsewhere_or_with_other_overrides_is_refused_before_any_work(tmp_path):
+    write_uci(tmp_path / "uci", "toy", rows=80, splits=2)
+    run = [*UCI, f"data.root={tmp_path / 'uci'}", "launcher=batched", "inference.steps=5"]
+    sweep = tmp_path / "sweep"
+    out = cli("pyro_bnn.train", "-m", *run, "data.split=0,1", "resume=true", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+              check=False)
+    assert out.returncode != 0 and "resume=true in a sweep finishes the sweep in hydra.sweep.dir, and" in out.stderr
+    assert not sweep.exists()
+    cli("pyro_bnn.train", "-m", *run, "data.split=0,1", f"hydra.sweep.dir={sweep}", *QUIET, cwd=tmp_path)
+    before = sorted((p.relative_to(sweep).as_posix(), p.stat().st_mtime_ns) for p in sweep.rglob("*"))
+    out = cli("pyro_bnn.train", "-m", *run, "data.split=0,1", "seed=3", "resume=true", f"hydra.sweep.dir={sweep}",
+              cwd=tmp_path, check=False)
+    assert out.returncode != 0 and "resume it with its own overrides (plus resume=true)" in out.stderr
+    out = cli("pyro_bnn.train", "-m", *run, "data.split=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, check=False)
+    assert f"to finish that sweep, run its command again with resume=true hydra.sweep.dir={sweep}" in out.stderr
+    assert sorted((p.relative_to(sweep).as_posix(), p.stat().st_mtime_ns) for p in sweep.rglob("*")) == before
+    done = cli("pyro_bnn.train", "-m", *run, "data.split=0,1", "resume=true", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert "jobs [0, 1]: finished earlier, left as they are" in done.stdout + done.stderr

@@ -13,6 +13,7 @@ from pyro_bnn import (
     Categorical,
     Gaussian,
     HeteroscedasticGaussian,
+    Hooks,
     KLWeight,
     MeanFieldELBO,
     NormalPrior,
@@ -21,11 +22,13 @@ from pyro_bnn import (
     fit,
     initialize_guide,
     load_posterior,
-    make_loader,
     save_posterior,
 )
 from pyro_bnn.objectives.estimators import LocalReparameterization
-from pyro_bnn.training.replicates import Replicates, StackedBatches, build_replicates, fit_replicates, replicate_draw
+from pyro_bnn.training.loop import TrainingInterrupted
+from pyro_bnn.training.replicate_data import StackedBatches, replicate_draw
+from pyro_bnn.training.replicate_fit import ReplicatesFailed, fit_replicates
+from pyro_bnn.training.replicates import Replicates, build_replicates
 
 R, B, N = 3, 16, 96
 
@@ -148,20 +151,146 @@ def test_a_replicate_does_not_reach_the_others_gradients():
     assert replicates.loc.grad[[0, 2]].abs().sum() == 0 and replicates.log_scale.grad[[0, 2]].abs().sum() == 0
 
 
-def test_a_non_finite_replicate_is_named_and_leaves_the_others_finite():
+def test_a_non_finite_replicate_leaves_the_others_finite():
     pairs = replicate_pairs("heteroscedastic, learned prior (the UCI preset)")
     replicates = Replicates(pairs)
     with torch.no_grad():
         replicates.loc[2, 0] = float("nan")
     x, y = minibatches("heteroscedastic, learned prior (the UCI preset)")
-    loaders = [make_loader(TensorDataset(*data(10 + r)), B) for r in range(R)]
     with pyro.validation_enabled(False):  # (validation would refuse the NaN mean before the loss)
         terms = replicates.terms(x, y)
         terms.loss.sum().backward()
-        assert torch.isfinite(terms.loss[:2]).all() and not torch.isfinite(terms.loss[2])
-        assert torch.isfinite(replicates.loc.grad[:2]).all()
-        with pytest.raises(FloatingPointError, match=r"replicate\(s\) \[2\] is not finite in epoch 1"):
-            fit_replicates(replicates, loaders, Schedule(epochs=1, lr=0.01))
+    assert torch.isfinite(terms.loss[:2]).all() and not torch.isfinite(terms.loss[2])
+    assert torch.isfinite(replicates.loc.grad[:2]).all()
+
+
+@pytest.mark.parametrize("case", ["heteroscedastic, learned prior (the UCI preset)",
+                                  "gaussian, a learned noise sd per replicate"])
+def test_a_replicate_whose_loss_goes_bad_is_named_and_dropped_while_the_others_train_to_their_own_end(case):
+    def fitted(rows, poison):
+        pairs = [replicate_pairs(case)[r] for r in rows]
+        replicates = Replicates(pairs)
+        if poison is not None:
+            with torch.no_grad():
+                replicates.loc[poison, 0] = float("nan")
+        batches = StackedBatches([TensorDataset(*data(10 + r)) for r in rows], B, seeds=[5 + r for r in rows])
+        return pairs, lambda: fit_replicates(replicates, batches, Schedule(epochs=3, lr=0.01),
+                                             seeds=[5 + r for r in rows])
+
+    pairs, train = fitted([0, 1, 2], poison=1)
+    with pytest.raises(ReplicatesFailed, match=r"^replicate 1: the loss became nan in epoch 1: the NLL is not finite; "
+                                               r"lower the learning rate") as failure:
+        train()
+    assert list(failure.value.failed) == [1] and failure.value.histories[1] == []
+    alone_pairs, alone = fitted([0, 2], poison=None)
+    alone_histories = alone()
+    for mine, theirs in zip([failure.value.histories[0], failure.value.histories[2]], alone_histories):
+        assert_close([h["loss"] for h in mine], [h["loss"] for h in theirs], rtol=1e-5)
+    for (_, guide), (_, theirs) in zip([pairs[0], pairs[2]], alone_pairs):  # written back: trained to the end
+        for name in replicate_names(pairs):
+            torch.testing.assert_close(guide.loc_and_scale(name)[0], theirs.loc_and_scale(name)[0])
+    _, train_all = fitted([1], poison=0)
+    with pytest.raises(ReplicatesFailed, match="replicate 0"):  # all failed: raised at once
+        train_all()
+
+
+def test_a_bad_loss_is_nan_inf_or_an_explosion_of_the_first_steps():
+    from pyro_bnn.training.replicate_fit import _bad_loss
+
+    row = {"loss": 5.0, "nll": 4.0, "kl": 1.0, "kl.net.1": 1.0}
+    assert _bad_loss(row, first=3.0, epoch=0) is None
+    assert "exploded to 5e+04 in epoch 2 (it was 3" in _bad_loss({**row, "loss": 5e4}, first=3.0, epoch=1)
+    assert "the KL of layer(s) ['net.1'] is not finite" in _bad_loss({**row, "loss": float("inf"), "kl": float("inf"),
+                                                                      "kl.net.1": float("inf")}, first=3.0, epoch=0)
+    assert "the hyperprior's NLL of the learned prior scales is not finite" in _bad_loss(
+        {**row, "loss": float("inf"), "hyperprior": float("inf")}, first=3.0, epoch=0)
+
+
+class StopAt:
+    """``should_stop`` true at the given (0-based) step count, with the checkpoints kept."""
+
+    def __init__(self, at_step=None):
+        self.at_step, self.calls, self.checkpoints = at_step, 0, []
+
+    def should_stop(self):
+        self.calls += 1
+        return self.at_step is not None and self.calls > self.at_step
+
+    def hooks(self):
+        return Hooks(on_checkpoint=self.checkpoints.append, should_stop=self.should_stop)
+
+
+RESUMED = "gaussian, a learned noise sd per replicate"  # Adam's state of each model's own parameter travels too
+
+
+def batch_of(rows, estimator="local_reparameterization"):
+    """Replicates ``rows`` of :data:`RESUMED` with their data, seeds and KL weights (one warms up)."""
+    pairs = [replicate_pairs(RESUMED)[r] for r in rows]
+    batches = StackedBatches([TensorDataset(*data(10 + r, n=N - 6)) for r in rows], B, seeds=[5 + r for r in rows])
+    kl_weights = [[1.0, KLWeight(1.0, warmup_epochs=2), 0.5][r] for r in rows]
+    return pairs, Replicates(pairs, estimator=estimator), batches, kl_weights
+
+
+def fit_rows(rows, stop=None, states=None, estimator="local_reparameterization"):
+    pairs, replicates, batches, kl_weights = batch_of(rows, estimator)
+    schedule = Schedule(epochs=4, lr=0.02, lr_schedule="cosine")
+    histories = fit_replicates(replicates, batches, schedule, kl_weights, [5 + r for r in rows],
+                               hooks=stop.hooks() if stop is not None else None, states=states)
+    return pairs, histories
+
+
+def without_time(histories):
+    return [[{k: v for k, v in record.items() if k != "time_s"} for record in history] for history in histories]
+
+
+@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization"])
+@pytest.mark.parametrize("stop_step", [0, 13, 18])  # before the first step; inside epoch 3; at an epoch's end (6 a epoch)
+def test_a_batch_stopped_anywhere_resumes_from_its_replicates_checkpoints_to_the_uninterrupted_result(stop_step,
+                                                                                                      estimator):
+    pairs, histories = fit_rows([0, 1, 2], estimator=estimator)
+    stop = StopAt(stop_step)
+    with pytest.raises(TrainingInterrupted):
+        fit_rows([0, 1, 2], stop, estimator=estimator)
+    states = stop.checkpoints[-1]
+    assert [state["replicates"] for state in states] == [3, 3, 3]
+    resumed_pairs, resumed = fit_rows([0, 1, 2], states=states, estimator=estimator)
+    assert without_time(resumed) == without_time(histories)  # every number of every epoch, bit for bit
+    for (model, guide), (resumed_model, resumed_guide) in zip(pairs, resumed_pairs):
+        for name in replicate_names(pairs):
+            assert torch.equal(guide.loc_and_scale(name)[0], resumed_guide.loc_and_scale(name)[0])
+            assert torch.equal(guide.loc_and_scale(name)[1], resumed_guide.loc_and_scale(name)[1])
+        assert torch.equal(model.likelihood.scale, resumed_model.likelihood.scale)
+
+
+def test_replicates_checkpoints_resume_in_another_batch_each_as_it_would_have_gone_on():
+    """Replicates 2 and 0, checkpointed in a batch of three after epoch 1, resume as a batch of two (and 1 alone)."""
+    pairs, histories = fit_rows([0, 1, 2])
+    stop = StopAt()
+    fit_rows([0, 1, 2], stop)
+    after_epoch_1 = stop.checkpoints[0]
+    assert [state["epoch"] for state in after_epoch_1] == [1, 1, 1]
+    for rows in ([2, 0], [1]):
+        resumed_pairs, resumed = fit_rows(rows, states=[after_epoch_1[r] for r in rows])
+        for r, history, (_, guide) in zip(rows, resumed, resumed_pairs):
+            for key in history[0]:
+                if key != "time_s":
+                    assert_close([h[key] for h in history], [h[key] for h in histories[r]], rtol=1e-5)
+            for name in replicate_names(pairs):
+                torch.testing.assert_close(guide.loc_and_scale(name)[0], pairs[r][1].loc_and_scale(name)[0])
+
+
+def test_checkpoints_of_other_positions_or_of_no_batch_are_refused():
+    stop = StopAt(8)
+    with pytest.raises(TrainingInterrupted):
+        fit_rows([0, 1], stop)
+    at_epoch_1, inside_epoch_2 = stop.checkpoints[0], stop.checkpoints[-1]
+    with pytest.raises(ValueError, match=r"the checkpoints stand at \[\(1, 0, False\), \(1, 2, True\)\] .*resume "
+                                         "the others in their own batch"):
+        fit_rows([0, 1], states=[at_epoch_1[0], inside_epoch_2[1]])
+    with pytest.raises(ValueError, match=r"states\[1\] is not a replicate's checkpoint"):
+        fit_rows([0, 1], states=[at_epoch_1[0], {"epoch": 1}])
+    with pytest.raises(ValueError, match="1 checkpoints for 2 replicates"):
+        fit_rows([0, 1], states=[at_epoch_1[0]])
 
 
 @pytest.mark.parametrize("estimator", ["shared", "local_reparameterization"])
