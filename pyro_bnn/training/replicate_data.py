@@ -31,6 +31,12 @@ class ReplicateNoise:
         draws = torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in self.generators])
         return draws[self._rows] if self._shared else draws
 
+    def signs(self, shape: Tuple[int, ...]) -> torch.Tensor:
+        """Flipout's ±1 signs of ``(R, ...)``, row ``r`` from replicate ``r``'s generator (``torch.randint`` as a run
+        alone draws them)."""
+        draws = torch.stack([torch.randint(0, 2, shape[1:], generator=g, device=g.device) for g in self.generators])
+        return (draws[self._rows] if self._shared else draws) * 2 - 1
+
     def state(self, index: int) -> torch.Tensor:
         """Replicate ``index``'s generator state."""
         return self.generators[self._of[index]].get_state()

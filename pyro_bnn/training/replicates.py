@@ -33,10 +33,13 @@ from ..objectives.fused import FusedMeanField
 from ..objectives.normal_kl import NormalKLPrior, normal_kl_of_sums
 from .replicate_data import stacked
 
-#: The estimators a batch of replicates computes: a shared weight draw per minibatch, or local reparameterization
-#: (which for an MLP's Linear layers is also ``dense_local_reparameterization``).
-REPLICATE_ESTIMATORS = ("shared", "local_reparameterization", "dense_local_reparameterization")
-#: A standard Normal draw of a shape (``torch.randn`` by default; a test gives its own).
+#: The estimators a batch of replicates computes: a shared weight draw per minibatch, local reparameterization
+#: (which for an MLP's Linear layers is also ``dense_local_reparameterization``), or the shared draw with Flipout's
+#: per-example sign flips.
+REPLICATE_ESTIMATORS = ("shared", "local_reparameterization", "dense_local_reparameterization", "flipout")
+#: A standard Normal draw of a shape (``torch.randn`` by default; a test gives its own). Flipout's ±1 signs come from
+#: its ``signs(shape)`` where it has one (:class:`~pyro_bnn.training.replicate_data.ReplicateNoise`), else from
+#: ``torch.randint``.
 Draw = Callable[[Tuple[int, ...]], torch.Tensor]
 
 
@@ -183,13 +186,14 @@ class Replicates:
 
     def terms(self, x: torch.Tensor, y: torch.Tensor, draw: Draw = None) -> ReplicateTerms:
         """Every replicate's ELBO terms on its minibatch: ``x`` ``(R, B, ...)``, ``y`` ``(R, B)`` (one weight draw,
-        or one per example with local reparameterization; ``draw``: the standard Normal draws)."""
+        its signs flipped per example with Flipout, or one draw per example with local reparameterization; ``draw``:
+        the standard Normal draws)."""
         draw = draw or (lambda shape: torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device))
         loc, log_scale = self.loc, self.log_scale
         scale = torch.exp(log_scale)
         hyperprior = self._update_learned_scales(loc, scale)
         variances = self._prior_variances.to(loc)
-        local = self.estimator != "shared"
+        local = self.estimator in ("local_reparameterization", "dense_local_reparameterization")
         weights = None if local and self.kl == "analytic" else loc + scale * draw(tuple(loc.shape))
         if self.kl == "analytic":
             square_sums = self._site_sums(scale * scale) + self._deviation_squares(loc)
@@ -216,6 +220,14 @@ class Replicates:
                 mean = torch.baddbmm(locs[b].unsqueeze(1), h, locs[w].transpose(1, 2))
                 variance = torch.baddbmm(scales[b].pow(2).unsqueeze(1), h * h, scales[w].pow(2).transpose(1, 2))
                 h = mean + variance.clamp_min(1e-30).sqrt() * draw(tuple(mean.shape))
+            elif self.estimator == "flipout":  # the shared draw's deviation, its signs flipped per example
+                signs = getattr(draw, "signs", _random_signs)
+                r = signs((h.shape[0], h.shape[1], h.shape[2])).to(h)
+                s = signs((h.shape[0], h.shape[1], locs[w].shape[1])).to(h)
+                mean = torch.baddbmm(locs[b].unsqueeze(1), h, locs[w].transpose(1, 2))
+                deviation = torch.baddbmm((values[b] - locs[b]).unsqueeze(1), h * r,
+                                          (values[w] - locs[w]).transpose(1, 2))
+                h = mean + deviation * s
             else:
                 h = torch.baddbmm(values[b].unsqueeze(1), h, values[w].transpose(1, 2))
         return h
@@ -242,6 +254,10 @@ class Replicates:
             learned = EmpiricalBayes.of(model)
             if learned is not None:
                 learned.set_variances(self._prior_variances[index, self._learned_sites].to(learned.sizes))
+
+
+def _random_signs(shape: Tuple[int, ...]) -> torch.Tensor:
+    return torch.randint(0, 2, shape) * 2 - 1
 
 
 def _check_same_network(index: int, step: FusedMeanField, first: FusedMeanField) -> None:

@@ -30,7 +30,7 @@ def test_jobs_that_differ_only_in_batchable_keys_share_a_group_and_the_others_do
 @pytest.mark.parametrize("override, reason", [
     ("guide=auto_delta", "guide=pyro_bnn.guides.auto_delta: a batch trains pyro_bnn.guides.auto_normal"),
     ("model=cnn", "model=pyro_bnn.model.networks.BayesianCNN: a batch trains"),
-    ("inference.estimator=flipout", "inference.estimator=flipout: a batch draws its noise with"),
+    ("inference.fused=false", "inference.fused=false: Pyro's traces train one job at a time"),
     ("inference.num_particles=2", "inference.num_particles > 1"),
     ("model.bayesian=last", "model.bayesian: a batch trains fully Bayesian networks"),
 ])
@@ -70,11 +70,10 @@ def test_jobs_a_batch_cannot_train_run_one_at_a_time_beside_a_batch(tmp_path):
     write_uci(tmp_path / "uci", "toy", rows=80, splits=2)
     sweep = tmp_path / "sweep"
     proc = cli("pyro_bnn.train", "-m", *UCI, f"data.root={tmp_path / 'uci'}", "data.split=0,1",
-               "inference.estimator=local_reparameterization,flipout", "launcher=batched", f"hydra.sweep.dir={sweep}",
-               *QUIET, cwd=tmp_path)
+               "inference.fused=true,false", "launcher=batched", f"hydra.sweep.dir={sweep}", *QUIET, cwd=tmp_path)
     output = proc.stdout + proc.stderr
     assert "jobs [0, 2]: trained as one batch of 2 models" in output
-    assert "jobs [1, 3]: one at a time (inference.estimator=flipout: a batch draws its noise with" in output
+    assert "jobs [1, 3]: one at a time (inference.fused=false: Pyro's traces train one job at a time)" in output
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok"] * 4
 

@@ -24,7 +24,7 @@ from pyro_bnn import (
     load_posterior,
     save_posterior,
 )
-from pyro_bnn.objectives.estimators import LocalReparameterization
+from pyro_bnn.objectives.estimators import Flipout, LocalReparameterization
 from pyro_bnn.training.loop import TrainingInterrupted
 from pyro_bnn.training.replicate_data import StackedBatches, replicate_draw
 from pyro_bnn.training.replicate_fit import ReplicatesFailed, fit_replicates
@@ -44,15 +44,30 @@ class FixedLocalNoise(LocalReparameterization):
         return mean + variance.clamp_min(1e-30).sqrt() * self.noises.pop(0).view(mean.shape)
 
 
+class FixedSigns(Flipout):
+    """Flipout drawing the given signs, layer after layer (each layer's input signs, then its output signs)."""
+
+    def __init__(self, signs):
+        super().__init__()
+        self.signs = list(signs)
+
+    def _signs(self, batch, size, like):
+        return self.signs.pop(0).view(batch, size).to(like)
+
+
 class Recorded:
-    """A standard Normal draw that keeps what it drew, in order."""
+    """A standard Normal draw (and Flipout's signs) that keeps what it drew, in order."""
 
     def __init__(self, seed=3):
-        self.generator, self.draws = torch.Generator().manual_seed(seed), []
+        self.generator, self.draws, self.sign_draws = torch.Generator().manual_seed(seed), [], []
 
     def __call__(self, shape):
         self.draws.append(torch.randn(shape, generator=self.generator))
         return self.draws[-1]
+
+    def signs(self, shape):
+        self.sign_draws.append(torch.randint(0, 2, shape, generator=self.generator) * 2 - 1)
+        return self.sign_draws[-1]
 
 
 def data(seed, task="regression", n=N):
@@ -103,7 +118,8 @@ def flat_gradients(guide, names):
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("estimator, kl", [("shared", "analytic"), ("local_reparameterization", "analytic"),
-                                           ("shared", "mc"), ("local_reparameterization", "mc")])
+                                           ("shared", "mc"), ("local_reparameterization", "mc"),
+                                           ("flipout", "analytic"), ("flipout", "mc")])
 def test_each_replicates_loss_and_gradients_are_pyros_elbo_of_its_own_pair_given_the_same_noise(case, estimator, kl):
     pairs = replicate_pairs(case)
     replicates = Replicates(pairs, kl=kl, estimator=estimator)
@@ -119,10 +135,12 @@ def test_each_replicates_loss_and_gradients_are_pyros_elbo_of_its_own_pair_given
     for r, (model, guide) in enumerate(pairs):
         noises = [d[r] for d in draw.draws]
         handlers = []
-        if kl == "mc" or estimator == "shared":  # a weight draw: the guide's
+        if kl == "mc" or estimator in ("shared", "flipout"):  # a weight draw: the guide's
             weights = noises.pop(0)
             guide = FixedNoise(dict(zip(replicates.names, weights.split(sizes))))(guide)
-        if estimator != "shared":
+        if estimator == "flipout":
+            handlers.append(FixedSigns([d[r] for d in draw.sign_draws]))
+        elif estimator != "shared":
             handlers.append(FixedLocalNoise(noises))
         elbo = TraceMeanField_ELBO() if kl == "analytic" else Trace_ELBO()
         if handlers:
@@ -243,7 +261,7 @@ def without_time(histories):
     return [[{k: v for k, v in record.items() if k != "time_s"} for record in history] for history in histories]
 
 
-@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization"])
+@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization", "flipout"])
 @pytest.mark.parametrize("stop_step", [0, 13, 18])  # before the first step; inside epoch 3; at an epoch's end (6 a epoch)
 def test_a_batch_stopped_anywhere_resumes_from_its_replicates_checkpoints_to_the_uninterrupted_result(stop_step,
                                                                                                       estimator):
@@ -293,7 +311,7 @@ def test_checkpoints_of_other_positions_or_of_no_batch_are_refused():
         fit_rows([0, 1], states=[at_epoch_1[0]])
 
 
-@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization"])
+@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization", "flipout"])
 def test_trained_together_each_replicate_takes_the_steps_it_takes_alone_and_saves_as_one_pair(tmp_path, estimator):
     """Three replicates (other data and order, seed, prior scale, initial scale, KL weight) fitted as one end where
     each ends fitted alone with its seed; a replicate's saved posterior loads into a single model, learned prior scales
