@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 @dataclass
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.pyro_bnn_batched_launcher.batched_launcher.BatchedLauncher"
+    #: Processes that write a trained batch's jobs' results (scores, figures, files): 0, one per core; 1, this one.
+    finishers: int = 0
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="pyro_bnn_batched", node=BatchedLauncherConf,
@@ -26,8 +28,9 @@ class BatchedLauncher(Launcher):
     """Hydra's basic launcher (the jobs in this process), with the jobs that can be trained as one batch of models
     trained so (:mod:`pyro_bnn.app.batched`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, finishers: int = 0) -> None:
         super().__init__()
+        self.finishers = finishers
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -41,6 +44,7 @@ class BatchedLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        returns = launch_batched(self.hydra_context, self.task_function, self.config, job_overrides, initial_job_idx)
+        returns = launch_batched(self.hydra_context, self.task_function, self.config, job_overrides, initial_job_idx,
+                                 self.finishers)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return returns

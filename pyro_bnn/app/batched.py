@@ -21,9 +21,10 @@ likelihood and prior family (one computation), the data set (one input shape). A
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job
@@ -77,9 +78,12 @@ def unbatchable_reason(cfg: DictConfig) -> Optional[str]:
 
 
 def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig,
-                   job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
+                   job_overrides: Sequence[Sequence[str]], initial_job_idx: int, finishers: int = 0) -> List[JobReturn]:
     """Run the jobs of ``job_overrides`` (Hydra's launcher call): each group of batchable jobs as one batch, the
-    others one at a time with ``task_function``; one :class:`~hydra.core.utils.JobReturn` per job, in their order."""
+    others one at a time with ``task_function``; one :class:`~hydra.core.utils.JobReturn` per job, in their order.
+
+    :param int finishers: processes that write a trained batch's jobs' results (0: one per core).
+    """
     configs = []
     for index, overrides in enumerate(job_overrides):
         sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
@@ -93,7 +97,8 @@ def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, con
     SweepSummary.after_each_job = False  # rebuilt after each group here: a batch's jobs end together
     try:
         for members in groups.values():
-            _run_members(hydra_context, task_function, configs, members, job_overrides, initial_job_idx, returns)
+            _run_members(hydra_context, task_function, configs, members, job_overrides, initial_job_idx, returns,
+                         finishers or os.cpu_count() or 1)
             summarize(Path(config.hydra.sweep.dir))
     finally:
         SweepSummary.after_each_job = True
@@ -102,7 +107,7 @@ def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, con
 
 def _run_members(hydra_context: HydraContext, task_function: TaskFunction, configs: List[DictConfig],
                  members: List[int], job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
-                 returns: Dict[int, JobReturn]) -> None:
+                 returns: Dict[int, JobReturn], finishers: int) -> None:
     """The jobs ``members`` of one group: one batch, or one at a time where they cannot be batched; in a resumed
     sweep, the jobs that had finished are left as they are (the task returns their metrics)."""
     if configs[members[0]].resume:
@@ -125,7 +130,7 @@ def _run_members(hydra_context: HydraContext, task_function: TaskFunction, confi
         return
     log.info("jobs %s: trained as one batch of %d models (%s)", jobs, len(members),
              ", ".join(" ".join(filter_overrides(job_overrides[index])) for index in members))
-    returns.update(_run_group(hydra_context, [configs[index] for index in members], members))
+    returns.update(_run_group(hydra_context, [configs[index] for index in members], members, finishers))
 
 
 def _job_dir(cfg: DictConfig) -> Path:
@@ -140,9 +145,11 @@ def _run(hydra_context: HydraContext, task: Callable[[DictConfig], Any], cfg: Di
     return ret
 
 
-def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: List[int]) -> Dict[int, JobReturn]:
+def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: List[int],
+               finishers: int) -> Dict[int, JobReturn]:
     """Prepare each job, train the prepared ones as one batch (those resumed: from their checkpoints, together where
-    they stopped at one position), write each one's results; a job whose loss went bad fails alone."""
+    they stopped at one position), write each one's results (in ``finishers`` processes); a job whose loss went bad
+    fails alone."""
     from .batch_jobs import BatchInterrupted, finish_job, train_batch
 
     returns, prepared, config_of = {}, {}, dict(zip(members, configs))
@@ -168,11 +175,56 @@ def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: 
         raise KeyboardInterrupt from None
     except Exception as err:  # each job of the batch fails with the batch's error, in its own log and status.json
         outcomes, fit_s = [err] * len(jobs), [0.0] * len(jobs)
+    tasks = []
     for (index, job), outcome, seconds in zip(prepared.items(), outcomes, fit_s):
         step = partial(_raise, outcome) if isinstance(outcome, Exception) else (
             lambda cfg, job=job, history=outcome, seconds=seconds: objective_value(cfg, finish_job(job, history, seconds)))
-        returns[index] = _run(hydra_context, _reported(step), config_of[index])
+        tasks.append((index, partial(_run, hydra_context, _reported(step), config_of[index])))
+    returns.update(in_processes(tasks, finishers))
     return returns
+
+
+def in_processes(tasks: List[Tuple[int, Callable[[], Any]]], processes: int) -> Dict[int, Any]:
+    """``{key: task()}`` of ``tasks`` (``(key, task)`` pairs, in their order), shared among ``processes`` processes: this one and
+    ``processes - 1`` forks of it (each on one thread), whose results come back pickled. A fork that fails to give
+    its results back has its tasks run here; where the platform cannot fork, all run here."""
+    import pickle
+
+    import torch
+
+    processes = min(processes, len(tasks)) if hasattr(os, "fork") else 1
+    parts = [tasks[start::processes] for start in range(processes)]
+    threads = torch.get_num_threads()
+    if processes > 1:  # the forks and this process on a core each
+        torch.set_num_threads(1)
+    forks = []
+    try:
+        for part in parts[1:]:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the fork: its part, its results into the pipe, and out without running any exit handler
+                os.close(read)
+                code = 1
+                torch.set_num_threads(1)
+                try:
+                    payload = pickle.dumps([(key, task()) for key, task in part])
+                    code = 0
+                except BaseException:  # noqa: BLE001 (the parent runs this part again)
+                    payload = b""
+                with os.fdopen(write, "wb") as pipe:
+                    pipe.write(payload)
+                os._exit(code)
+            os.close(write)
+            forks.append((pid, read, part))
+        results = {key: task() for key, task in parts[0]}
+        for pid, read, part in forks:
+            with os.fdopen(read, "rb") as pipe:
+                payload = pipe.read()
+            os.waitpid(pid, 0)
+            results.update(pickle.loads(payload) if payload else {key: task() for key, task in part})
+        return {key: results[key] for key, _ in tasks}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _prepare(cfg: DictConfig):

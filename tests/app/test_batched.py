@@ -165,3 +165,23 @@ def test_a_sweep_resumed_elsewhere_or_with_other_overrides_is_refused_before_any
     assert sorted((p.relative_to(sweep).as_posix(), p.stat().st_mtime_ns) for p in sweep.rglob("*")) == before
     done = cli("pyro_bnn.train", "-m", *run, "data.split=0,1", "resume=true", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert "jobs [0, 1]: finished earlier, left as they are" in done.stdout + done.stderr
+
+
+def test_a_batchs_results_are_written_in_forks_and_a_fork_that_fails_has_its_part_done_here():
+    import os
+
+    from pyro_bnn.app.batched import in_processes
+
+    here = os.getpid()
+    results = in_processes([(key, lambda key=key: (key * 10, os.getpid())) for key in range(5)], processes=2)
+    assert sorted(results) == list(range(5)) and [value for value, _ in results.values()] == [0, 10, 20, 30, 40]
+    assert {pid for _, pid in results.values()} - {here}  # some were done in a fork
+    assert all(pid == here for key, (_, pid) in results.items() if key % 2 == 0)  # this process's part: every other
+
+    def only_here(key):
+        if os.getpid() != here:
+            raise RuntimeError("a fork that fails")
+        return key
+
+    assert in_processes([(key, lambda key=key: only_here(key)) for key in range(4)], processes=2) == {
+        key: key for key in range(4)}
