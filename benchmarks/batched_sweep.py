@@ -5,15 +5,18 @@ against ``launcher=basic`` and ``launcher=local_parallel``, each a fresh command
 * ``seeds``: a 20-seed sweep of the digits MLP (``+experiment=digits_mlp 'seed=range(20)'``);
 * ``prior_scale``: the 7-job prior-scale sweep of the digits MLP (``+sweep=prior_scale +experiment=digits_mlp``).
 
-Prints each command's seconds, each sweep's time against the batched one, and (uci) the batched sweep against one
-replicate alone (the issue's target: at most 3x). Run it on a quiet machine: nothing else may run meanwhile.
+Prints each command's seconds (the median of ``--repeats`` runs, the commands of a sweep taken in turn), each
+sweep's time against the batched one, and (uci) the batched sweep against one replicate alone (the issue's target:
+at most 3x). Run it on a quiet machine: nothing else may run meanwhile.
 
     python benchmarks/batched_sweep.py --sweeps uci seeds prior_scale [--uci-data yacht] [--root ../shared/uci]
+    python benchmarks/batched_sweep.py --sweeps uci --launchers batched --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--uci-data", default="yacht")
     parser.add_argument("--root", default=str(ROOT.parent / "shared" / "uci"))
     parser.add_argument("--launchers", nargs="+", default=list(LAUNCHERS))
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each command (in turn); the median is shown")
     args = parser.parse_args()
     sweeps = {
         "uci": ["+experiment=uci", f"data.name={args.uci_data}", f"data.root={Path(args.root).resolve()}",
@@ -47,23 +51,29 @@ def main() -> None:
         "seeds": ["+experiment=digits_mlp", "seed=range(20)"],
         "prior_scale": ["+sweep=prior_scale", "+experiment=digits_mlp"],
     }
-    print(f"python {sys.version.split()[0]}; each command once, timed whole (a fresh process)")
+    print(f"python {sys.version.split()[0]}; each command {args.repeats} time(s), timed whole (a fresh process); "
+          "the median")
     print("| sweep | launcher | s | vs batched |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         for name in args.sweeps:
-            times = {}
+            commands = {launcher: ["-m", *sweeps[name], f"launcher={launcher}"] for launcher in args.launchers}
             if name == "uci":
-                alone = run([*sweeps["uci"][:-1], "data.split=0", f"hydra.run.dir={cwd / 'alone'}"], cwd)
-                print(f"| uci, one split alone | basic | {alone:.1f} | |")
-            for launcher in args.launchers:
-                times[launcher] = run(["-m", *sweeps[name], f"launcher={launcher}",
-                                       f"hydra.sweep.dir={cwd / name / launcher}"], cwd)
-                ratio = f"{times[launcher] / times['batched']:.2f}x" if "batched" in times else ""
-                print(f"| {name} | {launcher} | {times[launcher]:.1f} | {ratio} |", flush=True)
+                commands = {"alone": [*sweeps["uci"][:-1], "data.split=0"], **commands}
+            seconds = {key: [] for key in commands}
+            for repeat in range(args.repeats):
+                for key, command in commands.items():
+                    where = "hydra.run.dir" if key == "alone" else "hydra.sweep.dir"
+                    seconds[key].append(run([*command, f"{where}={cwd / name / key / str(repeat)}"], cwd))
+            times = {key: statistics.median(values) for key, values in seconds.items()}
+            for key, median in times.items():
+                label = ("uci, one split alone", "basic") if key == "alone" else (name, key)
+                ratio = f"{median / times['batched']:.2f}x" if "batched" in times and key != "alone" else ""
+                print(f"| {label[0]} | {label[1]} | {median:.1f} | {ratio} |", flush=True)
             if name == "uci" and "batched" in times:
-                print(f"| uci: the batched sweep of 20 against one split alone | | {times['batched'] / alone:.2f}x | |")
+                print(f"| uci: the batched sweep of 20 against one split alone | | "
+                      f"{times['batched'] / times['alone']:.2f}x | |")
 
 
 if __name__ == "__main__":
