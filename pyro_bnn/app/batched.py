@@ -66,7 +66,6 @@ def unbatchable_reason(cfg: DictConfig) -> Optional[str]:
             return f"{group}={cfg[group].get('_target_')}: a batch trains {target}"
     inference = cfg.inference
     checks = [
-        (cfg.model.get("bayesian", "all") != "all", "model.bayesian: a batch trains fully Bayesian networks"),
         (inference.estimator not in REPLICATE_ESTIMATORS,
          f"inference.estimator={inference.estimator}: a batch draws its noise with {list(REPLICATE_ESTIMATORS)}"),
         (inference.num_particles != 1, "inference.num_particles > 1: a batch draws one particle a step"),

@@ -83,8 +83,12 @@ class SequentialPlan:
         self.steps = steps  # (module, None, None) for a layer without sites, (None, weight site, bias site) for Linear
 
     @classmethod
-    def of(cls, model: nn.Module, names: List[str]) -> Optional["SequentialPlan"]:
-        """The plan of ``model``'s network, whose sample sites are ``names``; None where it does not apply."""
+    def of(cls, model: nn.Module, names: List[str], points: bool = False) -> Optional["SequentialPlan"]:
+        """The plan of ``model``'s network, whose sample sites are ``names``; None where it does not apply.
+
+        :param bool points: a Linear layer with neither site (a point estimate) is a step of its own,
+            ``(layer, None, None)``, run by its own ``forward`` (else such a network has no plan).
+        """
         net = getattr(model, "net", None)
         if type(model).outputs is not BayesianModel.outputs or not isinstance(net, nn.Sequential):
             return None
@@ -98,6 +102,9 @@ class SequentialPlan:
                 return None
             if base is nn.Linear:
                 weight, bias = f"net.{index}.weight", f"net.{index}.bias"
+                if points and weight not in names and bias not in names:
+                    steps.append((module, None, None))
+                    continue
                 if weight not in names or bias not in names:
                     return None  # a point-estimate or bias-free layer: the model's own forward
                 steps.append((None, weight, bias))

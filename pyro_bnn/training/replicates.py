@@ -29,7 +29,7 @@ from torch import nn
 
 from ..guides import initialize_guide
 from ..objectives.empirical_bayes import EmpiricalBayes, hyperprior_nll, optimal_variances
-from ..objectives.fused import FusedMeanField
+from ..objectives.fused import FusedMeanField, SequentialPlan
 from ..objectives.normal_kl import NormalKLPrior, normal_kl_of_sums
 from .replicate_data import stacked
 
@@ -97,7 +97,12 @@ class Replicates:
         self.pairs, self.kl, self.estimator = [tuple(pair) for pair in pairs], kl, estimator
         self.names, self.sizes, self.shapes = first.names, first.sizes, first.shapes
         self._size_vector = first._size_vector  # (S,): the sites' numbers of weights, on the parameters' device
-        self.layers = first.plan.steps  # (activation module, None, None) or (None, weight site, bias site)
+        plans = [_plan(index, step) for index, step in enumerate(steps)]
+        # (an elementwise module, None, None), (None, weight site, bias site), or (replicate 0's point-estimate
+        # Linear layer, None, None): each replicate's own layers at that step are in _point_layers
+        self.layers = plans[0].steps
+        self._point_layers = {k: [plan.steps[k][0] for plan in plans] for k, (module, _, _) in enumerate(self.layers)
+                              if isinstance(module, nn.Linear)}
         self.likelihood = first.model.likelihood
         like = first.flat()[0]
         self.num_data = torch.tensor([float(step.model.num_data) for step in steps], dtype=like.dtype, device=like.device)
@@ -122,9 +127,6 @@ class Replicates:
             step = FusedMeanField(model, guide, kl=kl, estimator=estimator)
         except ValueError as err:
             raise ValueError(f"replicate {index}: {err}") from None
-        if step.plan is None:
-            raise ValueError(f"replicate {index}: its network is not a plain nn.Sequential of Linear layers (each with "
-                             "its weight and bias Bayesian) and activations, as BayesianMLP builds: train it alone (fit)")
         return step
 
     def record_keys(self) -> Tuple[List[str], torch.Tensor]:
@@ -211,7 +213,12 @@ class Replicates:
     def _outputs(self, h, loc, scale, weights, local, draw) -> torch.Tensor:
         locs, scales = self._views(loc), self._views(scale)
         values = self._views(weights) if weights is not None else None
-        for module, weight, bias in self.layers:
+        for position, (module, weight, bias) in enumerate(self.layers):
+            if position in self._point_layers:  # each replicate's own point-estimate weights
+                layers = self._point_layers[position]
+                product = torch.bmm(h, torch.stack([layer.weight for layer in layers]).transpose(1, 2))
+                h = product if layers[0].bias is None else product + torch.stack([layer.bias for layer in layers])[:, None]
+                continue
             if module is not None:  # an activation (elementwise), or Flatten: the inputs came flattened per example
                 h = h if isinstance(module, nn.Flatten) else module.forward(h)
                 continue
@@ -260,6 +267,16 @@ def _random_signs(shape: Tuple[int, ...]) -> torch.Tensor:
     return torch.randint(0, 2, shape) * 2 - 1
 
 
+def _plan(index: int, step: FusedMeanField) -> SequentialPlan:
+    """Replicate ``index``'s network as the steps the replicates compute (point-estimate Linear layers included)."""
+    plan = SequentialPlan.of(step.model, step.names, points=True)
+    if plan is None:
+        raise ValueError(f"replicate {index}: its network is not a plain nn.Sequential of Linear layers (each Bayesian "
+                         "in its weight and bias, or a point estimate) and activations, as BayesianMLP builds: train "
+                         "it alone (fit)")
+    return plan
+
+
 def _check_same_network(index: int, step: FusedMeanField, first: FusedMeanField) -> None:
     """Refuse a replicate whose network or likelihood is not replicate 0's."""
     if step.names != first.names or step.shapes != first.shapes:
@@ -267,8 +284,8 @@ def _check_same_network(index: int, step: FusedMeanField, first: FusedMeanField)
         expected = {name: tuple(shape) for name, shape in zip(first.names, first.shapes)}
         raise ValueError(f"replicate {index} has the weights {shapes}, replicate 0 {expected}: replicates share one "
                          "network (the same layers and widths)")
-    kinds = [type(module).__name__ for module, _, _ in step.plan.steps]
-    expected_kinds = [type(module).__name__ for module, _, _ in first.plan.steps]
+    kinds = [type(module).__name__ for module, _, _ in _plan(index, step).steps]
+    expected_kinds = [type(module).__name__ for module, _, _ in _plan(0, first).steps]
     if kinds != expected_kinds:
         raise ValueError(f"replicate {index} has the layers {kinds}, replicate 0 {expected_kinds}: replicates share "
                          "one network (the same activations)")

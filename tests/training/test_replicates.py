@@ -77,12 +77,13 @@ def data(seed, task="regression", n=N):
     return x, y
 
 
-def pair(seed, likelihood, scale=1.0, init_scale=0.05, learn_scale=False, alpha=0.0, task="regression"):
+def pair(seed, likelihood, scale=1.0, init_scale=0.05, learn_scale=False, alpha=0.0, task="regression",
+         bayesian="all"):
     """A replicate: its own seed, prior scale, initial scale, data; its guide run once, its scales spread."""
     pyro.set_rng_seed(seed)
     outputs = {"categorical": 2, "heteroscedastic": 2}.get(likelihood, 1)
     lik = {"categorical": Categorical, "heteroscedastic": HeteroscedasticGaussian, "gaussian": Gaussian}[likelihood]()
-    model = BayesianMLP((3,), outputs, hidden=(8,), likelihood=lik, num_data=N,
+    model = BayesianMLP((3,), outputs, hidden=(8,), likelihood=lik, num_data=N, bayesian=bayesian,
                         prior=NormalPrior(scale, learn_scale=learn_scale, hyperprior_alpha=alpha))
     guide = auto_normal(model, init_scale=init_scale)
     x, y = data(seed, task)
@@ -98,6 +99,8 @@ CASES = {  # the replicates differ in seed (initial means, data), prior scale an
         dict(likelihood="heteroscedastic", learn_scale=True, alpha=1.0),
     "categorical": dict(likelihood="categorical", task="classification"),
     "gaussian, a learned noise sd per replicate": dict(likelihood="gaussian"),
+    "partially Bayesian (the last layer), each replicate's own point-estimate layer":
+        dict(likelihood="categorical", task="classification", bayesian="last"),
 }
 
 
@@ -157,7 +160,8 @@ def test_each_replicates_loss_and_gradients_are_pyros_elbo_of_its_own_pair_given
                                    atol=1e-4 * float(scale_grad.abs().max()))
         for p, own in zip(model.parameters(), own_grads[r]):  # a learned noise sd: its own gradient
             assert_close(own, p.grad, rtol=1e-4, atol=1e-5)
-    assert sum(len(grads) for grads in own_grads) == (R if CASES[case]["likelihood"] == "gaussian" else 0)
+    own = {"gaussian": 1}.get(CASES[case]["likelihood"], 0) + (2 if CASES[case].get("bayesian") == "last" else 0)
+    assert sum(len(grads) for grads in own_grads) == R * own  # a learned noise sd; a point-estimate layer
 
 
 def test_a_replicate_does_not_reach_the_others_gradients():
@@ -344,10 +348,27 @@ def test_trained_together_each_replicate_takes_the_steps_it_takes_alone_and_save
     assert torch.equal(fresh_model.net[1].weight_prior_scale, model.net[1].weight_prior_scale)
 
 
-def loader_of(r):
+@pytest.mark.parametrize("estimator", ["shared", "local_reparameterization"])
+def test_partially_bayesian_replicates_each_take_the_steps_they_take_alone(estimator):
+    case = "partially Bayesian (the last layer), each replicate's own point-estimate layer"
+    loaders = [loader_of(r, "classification") for r in range(R)]
+    pairs = replicate_pairs(case)
+    histories = fit_replicates(build_replicates(pairs, loaders, estimator=estimator), loaders,
+                               Schedule(epochs=3, lr=0.02), seeds=[7, 8, 9])
+    for r in range(R):
+        model, guide = replicate_pairs(case)[r]
+        pyro.set_rng_seed(7 + r)
+        alone = fit(model, guide, loader_of(r, "classification"), Schedule(epochs=3, lr=0.02),
+                    MeanFieldELBO(estimator=estimator))
+        assert_close([h["loss"] for h in histories[r]], [h["loss"] for h in alone], rtol=1e-4)
+        for ours, theirs in zip(pairs[r][0].parameters(), model.parameters()):  # the point-estimate layer
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def loader_of(r, task="regression"):
     """Replicate ``r``'s batches: its data, in an order of its own (a list: unlike a DataLoader, which draws a seed
     from torch's random stream at every pass, it leaves the noise of a run alone as the seed set it)."""
-    x, y = data(10 + r)
+    x, y = data(10 + r, task)
     order = torch.randperm(N, generator=torch.Generator().manual_seed(r))
     return [(x[order[i:i + B]], y[order[i:i + B]]) for i in range(0, N, B)]
 
