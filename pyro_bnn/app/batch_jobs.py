@@ -37,6 +37,7 @@ class PreparedJob:
     plan: Any
     environment: Dict[str, Any]
     state: Optional[Dict[str, Any]] = None
+    tracker: Any = None  # its MLflow run (tracker=mlflow: pyro_bnn.app.tracking.RunTracker), or None
 
 
 class BatchInterrupted(Exception):
@@ -47,11 +48,13 @@ class BatchInterrupted(Exception):
         self.signum, self.where = signum, where
 
 
-def prepare_job(cfg: DictConfig, output_dir: Path, given: Collection[str] = (), again: bool = False) -> PreparedJob:
+def prepare_job(cfg: DictConfig, output_dir: Path, given: Collection[str] = (), again: bool = False,
+                sweep_dir: Optional[Path] = None) -> PreparedJob:
     """Everything a job does before training: validate, claim the run dir (read its checkpoint when resuming), set the
     seed, then :func:`prepared_job`.
 
     :param bool again: start from the beginning although ``cfg.resume`` (a sweep's job that left no checkpoint).
+    :param sweep_dir: the sweep's dir (``tracker=mlflow``: the job's run is a child of the sweep's).
     """
     from .config import validate
     from .experiment import _start
@@ -59,15 +62,18 @@ def prepare_job(cfg: DictConfig, output_dir: Path, given: Collection[str] = (), 
 
     validate(cfg, given)
     claim_run_dir(output_dir)
-    return prepared_job(cfg, output_dir, _start(cfg, output_dir, again=again))
+    return prepared_job(cfg, output_dir, _start(cfg, output_dir, again=again), sweep_dir)
 
 
-def prepared_job(cfg: DictConfig, output_dir: Path, state: Optional[Dict[str, Any]]) -> PreparedJob:
-    """Load the data, build the model and guide (the guide run once on the first minibatch), plan the schedule."""
+def prepared_job(cfg: DictConfig, output_dir: Path, state: Optional[Dict[str, Any]],
+                 sweep_dir: Optional[Path] = None) -> PreparedJob:
+    """Load the data, build the model and guide (the guide run once on the first minibatch), plan the schedule, open
+    the job's MLflow run (``tracker=mlflow``)."""
     from ..batch_checks import first_batch
     from ..data.loaders import make_loader
     from ..guides import initialize_guide
     from .experiment import _build, _load_data, _plan, logged_environment
+    from .tracking import open_tracker
 
     data, ood = _load_data(cfg)
     model, guide = _build(cfg, data, ood)
@@ -76,7 +82,8 @@ def prepared_job(cfg: DictConfig, output_dir: Path, state: Optional[Dict[str, An
     # the guide's starting means drawn as a run alone draws them: after its loader's first pass began (a DataLoader
     # draws a seed from torch's stream), from the job's own seed
     initialize_guide(guide, *first_batch(make_loader(data.train, plan.schedule.batch_size, shuffle=True, seed=cfg.seed)))
-    return PreparedJob(cfg, output_dir, data, ood, model, guide, plan, environment, state)
+    tracker = open_tracker(cfg, output_dir, environment, sweep_dir, resumed=state is not None)
+    return PreparedJob(cfg, output_dir, data, ood, model, guide, plan, environment, state, tracker)
 
 
 #: What training did for one job: its history, or the error that failed it alone.
@@ -163,31 +170,36 @@ def _train_together(jobs: List[PreparedJob], received: List[int]) -> List[Outcom
 def finish_job(job: PreparedJob, history: List[Dict[str, float]], fit_s: float):
     """Everything a job does after training, as a job run alone does it: the epochs' log lines, the run files, the
     scored test predictive, ``metrics.json``; returns the metrics."""
-    from .experiment import _write_results, record_run
+    from .experiment import _write_results, record_run, tracked
     from .progress import EpochReporter
     from .run_record import RunRecord
 
     start = time.perf_counter()
     cfg, output_dir = job.cfg, job.output_dir
-    with EpochReporter(job.plan.schedule.epochs) as reporter:
-        for record in history:
-            reporter(record)
-    scored, health = _write_results(cfg, job.model, job.guide, job.data, job.ood, history, output_dir, job.plan.title)
-    run = RunRecord(history, job.data, job.model, scored, health, job.plan.kl_weight, job.environment,
-                    job.plan.schedule, fit_s, time_s=fit_s + time.perf_counter() - start)
-    return record_run(cfg, run, None, output_dir, how="trained in a batch")
+    with tracked(job.tracker):
+        with EpochReporter(job.plan.schedule.epochs, tracker=job.tracker) as reporter:
+            for record in history:  # a batch reports its epochs once trained (a resumed one: all of them)
+                reporter(record)
+        scored, health = _write_results(cfg, job.model, job.guide, job.data, job.ood, history, output_dir,
+                                        job.plan.title)
+        run = RunRecord(history, job.data, job.model, scored, health, job.plan.kl_weight, job.environment,
+                        job.plan.schedule, fit_s, time_s=fit_s + time.perf_counter() - start)
+        return record_run(cfg, run, None, output_dir, how="trained in a batch", tracker=job.tracker)
 
 
-def resume_alone(cfg: DictConfig, output_dir: Path, state: Dict[str, Any]) -> Dict[str, Any]:
+def resume_alone(cfg: DictConfig, output_dir: Path, state: Dict[str, Any],
+                 sweep_dir: Optional[Path] = None) -> Dict[str, Any]:
     """A batch job's checkpoint resumed by a run alone: the job goes on as a batch of one, exactly as it would have
     gone on in its batch; returns its metrics."""
+    from .experiment import tracked
     from .run_dir import RunInterrupted
 
-    job = prepared_job(cfg, output_dir, state)
-    try:
-        (outcome,), (fit_s,) = train_batch([job])
-    except BatchInterrupted as stop:
-        raise RunInterrupted(stop.signum, output_dir, stop.where) from None
-    if isinstance(outcome, Exception):
-        raise outcome
+    job = prepared_job(cfg, output_dir, state, sweep_dir)
+    with tracked(job.tracker):
+        try:
+            (outcome,), (fit_s,) = train_batch([job])
+        except BatchInterrupted as stop:
+            raise RunInterrupted(stop.signum, output_dir, stop.where) from None
+        if isinstance(outcome, Exception):
+            raise outcome
     return finish_job(job, outcome, fit_s)

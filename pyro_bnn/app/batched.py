@@ -171,11 +171,15 @@ def _run_group(hydra_context: HydraContext, configs: List[DictConfig], members: 
         for job in jobs:
             write_status(job.output_dir, "interrupted", f"{where}; finish the sweep with its command plus resume=true "
                                                         f"hydra.sweep.dir={sweep}")
+            if job.tracker is not None:
+                job.tracker.fail(stop, interrupted=True)
         raise KeyboardInterrupt from None
     except Exception as err:  # each job of the batch fails with the batch's error, in its own log and status.json
         outcomes, fit_s = [err] * len(jobs), [0.0] * len(jobs)
     tasks = []
     for (index, job), outcome, seconds in zip(prepared.items(), outcomes, fit_s):
+        if isinstance(outcome, Exception) and job.tracker is not None:
+            job.tracker.fail(outcome)
         step = partial(_raise, outcome) if isinstance(outcome, Exception) else (
             lambda cfg, job=job, history=outcome, seconds=seconds: objective_value(cfg, finish_job(job, history, seconds)))
         tasks.append((index, partial(_run, hydra_context, _reported(step), config_of[index])))
@@ -235,7 +239,8 @@ def _prepare(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     again = bool(cfg.resume) and sweep_job_stage(output_dir) == "again"
-    return prepare_job(cfg, output_dir, override_keys(hydra_cfg.overrides.task), again=again)
+    return prepare_job(cfg, output_dir, override_keys(hydra_cfg.overrides.task), again=again,
+                       sweep_dir=Path(hydra_cfg.runtime.cwd) / hydra_cfg.sweep.dir)
 
 
 def _raise(error: Exception, _: DictConfig):

@@ -117,3 +117,35 @@ class SweepSummary(Callback):
         counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(r["status"] == s for r in rows)))
         print(f"sweep done ({counts}): {Path(config.hydra.sweep.dir) / 'summary.md'} (and summary.csv, the plots, one "
               "dir per job beside them)")
+
+
+class MlflowSweep(Callback):
+    """Hydra callback: with ``tracker=mlflow``, a multirun's parent run in MLflow (:class:`~pyro_bnn.app.tracking.
+    SweepRun`), made before its first job and ended with the sweep (``FINISHED``; a sweep that stops with a failed
+    job or Ctrl-C: :meth:`end_open`)."""
+
+    #: The config and dir of the sweep whose parent run this process made and has not ended.
+    open_sweep = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if config.tracker.name != "mlflow":
+            return
+        from .tracking import SweepRun
+
+        directory = Path(os.getcwd()) / config.hydra.sweep.dir
+        SweepRun.start(config, directory, list(config.hydra.overrides.task))
+        MlflowSweep.open_sweep = (config, directory)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        MlflowSweep.end_open("FINISHED")
+
+    @staticmethod
+    def end_open(status: str) -> None:
+        """End the parent run this process made with ``status`` (nothing where there is none)."""
+        if MlflowSweep.open_sweep is None:
+            return
+        from .tracking import SweepRun
+
+        config, directory = MlflowSweep.open_sweep
+        MlflowSweep.open_sweep = None
+        SweepRun.end(config, directory, status)

@@ -37,6 +37,7 @@ from ..options import (
 from ..training.schedules import KLWeight, Schedule
 from .option_keys import check_option_keys
 from .schema import ConfigError, OptionKeyError, TrainConfig, layer_scales
+from .tracking import check_tracker
 
 #: Upper bounds where a larger value only exhausts memory or time: torch threads per run.
 MAX_THREADS = 4 * (os.cpu_count() or 1)
@@ -73,6 +74,7 @@ _RULES = [
     ("threads", lambda v: 0 <= v <= MAX_THREADS,
      f"an integer from 0 (torch's default) to {MAX_THREADS} (4 per core of this machine)"),
     ("seed", lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
+    ("tracker.name", _one_of(["none", "mlflow"]), "tracker=none or tracker=mlflow (choose the group option)"),
 ]
 
 
@@ -201,6 +203,7 @@ def check_values(cfg: DictConfig, given: Collection[str] = ()) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={value} is not allowed: use {allowed}")
     check_device_name(cfg.device)
+    check_tracker(cfg)
     inference = cfg.inference
     with library_errors(cfg, "inference"):
         kl_weight = build_kl_weight(inference)

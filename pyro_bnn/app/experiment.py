@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Collection, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Collection, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import pyro
 import torch
@@ -52,11 +53,12 @@ from .run_dir import (
     write_json,
 )
 from .run_record import RunRecord, Scored, run_device, run_environment, run_metrics
+from .tracking import RunTracker, open_tracker
 
 log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection[str] = (),
-          again: bool = False) -> Dict[str, Any]:
+          again: bool = False, sweep_dir: Optional[Path] = None) -> Dict[str, Any]:
     """Train the posterior that ``cfg`` describes; write the run files into ``output_dir``.
 
     The training state goes to ``checkpoint.pt`` after every epoch and on SIGINT/SIGTERM (then
@@ -68,6 +70,7 @@ def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection
         :func:`~pyro_bnn.app.config.check_values`).
     :param bool again: start from the beginning although ``cfg.resume`` (a resumed sweep's job that left no
         checkpoint: :func:`~pyro_bnn.app.run_dir.sweep_job_stage`).
+    :param sweep_dir: the dir of the sweep this run is a job of (``tracker=mlflow``: its parent run), or None.
     :return: the content of ``metrics.json`` (plain numbers).
     """
     validate(cfg, given)
@@ -76,26 +79,40 @@ def train(cfg: DictConfig, output_dir, progress: bool = False, given: Collection
     if state is not None and state.get("format") == REPLICATE_STATE:  # a batch job's checkpoint (launcher=batched)
         from .batch_jobs import resume_alone
 
-        return resume_alone(cfg, output_dir, state)
+        return resume_alone(cfg, output_dir, state, sweep_dir)
     data, ood = _load_data(cfg)
     model, guide = _build(cfg, data, ood)
     plan = _plan(cfg, data)
     environment = logged_environment(cfg)
-    start = time.perf_counter()
     first_rank = world()[0] == 0  # a data-parallel run's rank 0 reports and writes; the other ranks only train
-    reporter = EpochReporter(plan.schedule.epochs, progress=progress and cfg.progress and first_rank,
-                             tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None)
-    with reporter:
-        history = _fit(cfg, model, guide, data, state, output_dir, reporter, plan)
-        fit_s = time.perf_counter() - start
-        if not first_rank:
-            return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
-        scored, health = _write_results(cfg, model, guide, data, ood, history, output_dir, plan.title)
-        reporter.add_metrics(scored.metrics, plan.schedule.epochs)
-    run = RunRecord(history, data, model, scored, health, plan.kl_weight, environment, plan.schedule, fit_s,
-                    time_s=time.perf_counter() - start)
-    reference = _reference(cfg, model, guide, scored, data, output_dir) if cfg.reference.method == "nuts" else None
-    return record_run(cfg, run, reference, output_dir)
+    tracker = open_tracker(cfg, output_dir, environment, sweep_dir, resumed=state is not None) if first_rank else None
+    with tracked(tracker):
+        start = time.perf_counter()
+        reporter = EpochReporter(plan.schedule.epochs, progress=progress and cfg.progress and first_rank,
+                                 tensorboard_dir=output_dir / "tensorboard" if cfg.tensorboard and first_rank else None,
+                                 tracker=tracker)
+        with reporter:
+            history = _fit(cfg, model, guide, data, state, output_dir, reporter, plan)
+            fit_s = time.perf_counter() - start
+            if not first_rank:
+                return {}  # a data-parallel run's other ranks: rank 0 writes the run's files
+            scored, health = _write_results(cfg, model, guide, data, ood, history, output_dir, plan.title)
+            reporter.add_metrics(scored.metrics, plan.schedule.epochs)
+        run = RunRecord(history, data, model, scored, health, plan.kl_weight, environment, plan.schedule, fit_s,
+                        time_s=time.perf_counter() - start)
+        reference = _reference(cfg, model, guide, scored, data, output_dir) if cfg.reference.method == "nuts" else None
+        return record_run(cfg, run, reference, output_dir, tracker=tracker)
+
+
+@contextmanager
+def tracked(tracker: Optional[RunTracker]) -> Iterator[None]:
+    """A run's work, its MLflow run (if any) ended ``FAILED`` / ``KILLED`` when the work raises."""
+    try:
+        yield
+    except BaseException as err:
+        if tracker is not None:
+            tracker.fail(err, interrupted=isinstance(err, (KeyboardInterrupt, RunInterrupted)))
+        raise
 
 
 def logged_environment(cfg: DictConfig) -> Dict[str, Any]:
@@ -106,12 +123,14 @@ def logged_environment(cfg: DictConfig) -> Dict[str, Any]:
 
 
 def record_run(cfg: DictConfig, run: RunRecord, reference: Optional[Dict], output_dir: Path,
-               how: str = "") -> Dict[str, Any]:
-    """The end of every run: ``metrics.json``, the checkpoint and ``status.json`` of an interrupted run removed (it
-    has finished now), the summary and the run files' dir in the log (``how`` it trained, where that is worth a word);
-    returns the metrics."""
+               how: str = "", tracker: Optional[RunTracker] = None) -> Dict[str, Any]:
+    """The end of every run: ``metrics.json`` (and the MLflow run's end), the checkpoint and ``status.json`` of an
+    interrupted run removed (it has finished now), the summary and the run files' dir in the log (``how`` it trained,
+    where that is worth a word); returns the metrics."""
     metrics = run_metrics(cfg, run, reference)
     write_json(output_dir / "metrics.json", metrics)
+    if tracker is not None:
+        tracker.finish(metrics, output_dir)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
     (output_dir / STATUS_FILE).unlink(missing_ok=True)
     _log_summary(metrics, run.kl_weight)

@@ -31,12 +31,13 @@ class EpochReporter:
     :param bool progress: show a tqdm bar with the loss, NLL and KL; it stays quiet anyway when
         stderr is not a terminal.
     :param tensorboard_dir: where to write TensorBoard scalars (``train/loss``, ``train/kl.<layer>``...), or None.
+    :param tracker: the run's :class:`~pyro_bnn.app.tracking.RunTracker` (``tracker=mlflow``), or None.
 
     Used as a context manager; while the bar shows, console log lines are printed above it.
     """
 
-    def __init__(self, epochs: int, progress: bool = False, tensorboard_dir: Optional[Path] = None):
-        self.epochs = int(epochs)
+    def __init__(self, epochs: int, progress: bool = False, tensorboard_dir: Optional[Path] = None, tracker=None):
+        self.epochs, self.tracker = int(epochs), tracker
         # No bar object at all when quiet (a sweep's jobs): tqdm's lock is a multiprocessing lock, a semaphore that a
         # job's worker stopped by Ctrl-C would leave behind.
         self.bar = tqdm(total=self.epochs, unit="epoch", dynamic_ncols=True, leave=False, file=sys.stderr) \
@@ -59,6 +60,8 @@ class EpochReporter:
             for key, value in record.items():
                 if key != "epoch":
                     self.writer.add_scalar(f"train/{key}", value, epoch)
+        if self.tracker is not None:
+            self.tracker.log_epoch(record)
 
     def add_metrics(self, metrics: Dict[str, float], step: int, prefix: str = "test") -> None:
         """Final metrics as scalars at ``step``."""

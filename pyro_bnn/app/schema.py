@@ -102,6 +102,13 @@ class ReferenceConfig:
 
 
 @dataclass
+class TrackerConfig:
+    name: str = MISSING
+    uri: Optional[str] = MISSING
+    experiment: Optional[str] = MISSING
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: Any = MISSING  # library objects' arguments (_target_): pyro_bnn.app.build.instantiate_option checks them
@@ -111,6 +118,7 @@ class TrainConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     seed: int = MISSING
     device: str = MISSING
     threads: int = MISSING

@@ -69,8 +69,9 @@ def _train_app(cfg: DictConfig):
             return objective_value(cfg, finished_job(output_dir))
         from .experiment import train
 
+        sweep_dir = Path(hydra_cfg.runtime.cwd) / hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
         return objective_value(cfg, train(cfg, output_dir, progress=hydra_cfg.mode == RunMode.RUN, given=given,
-                                          again=stage == "again"))
+                                          again=stage == "again", sweep_dir=sweep_dir))
     except RunInterrupted as stop:
         log.warning("%s", stop)
         write_status(output_dir, "interrupted", str(stop))
@@ -102,9 +103,10 @@ def main():
     try:
         return _train_app()
     except KeyboardInterrupt:  # Ctrl-C in a sweep's launcher (its jobs write their own status.json)
-        from .callbacks import OutputDirCheck
+        from .callbacks import MlflowSweep, OutputDirCheck
         from .summarize import summarize
 
+        MlflowSweep.end_open("KILLED")
         sweep = OutputDirCheck.sweep_dir
         if sweep is None:
             raise
@@ -112,6 +114,11 @@ def main():
         sys.exit(f"interrupted: the sweep in {sweep} stopped; what each job did: {sweep / 'summary.md'}; finish it with "
                  f"the same command plus resume=true hydra.sweep.dir={sweep} (or one job: resume=true "
                  "hydra.run.dir=<its dir>, its overrides too)")
+    except BaseException:  # a sweep that stops with a failed job (Hydra raises it after the last job)
+        from .callbacks import MlflowSweep
+
+        MlflowSweep.end_open("FAILED")
+        raise
     finally:
         dist = sys.modules.get("torch.distributed")  # imported only by a run that trains
         if dist is not None and dist.is_initialized():  # each rank leaves the process group before it exits
