@@ -191,7 +191,7 @@ def test_the_readmes_per_layer_example_holds_for_the_default_model():
     from helpers import ROOT
     from pyro_bnn.app.build import build
 
-    example = re.search(r"`(prior\.layer_scales=\{[^`]*\})`", (ROOT / "README.md").read_text()).group(1)
+    example = re.search(r"`(prior\.layer_scales=\{[^`]*\})`", (ROOT / "docs" / "getting_started.md").read_text()).group(1)
     cfg = compose_train(example)
     validate(cfg)
     model, _ = build(cfg, {"task": "classification", "in_shape": (1, 8, 8), "num_outputs": 10, "num_data": 10})
