@@ -181,3 +181,30 @@ def test_ctrl_c_in_a_parallel_sweep_leaves_a_summary_and_each_jobs_status(tmp_pa
     for row in rows:
         if row["status"] == "interrupted":
             assert (sweep / row["job"] / "checkpoint.pt").is_file() and "resume=true" in row["error"]
+
+
+@pytest.mark.slow
+def test_a_basic_sweep_resumed_leaves_its_finished_jobs_and_runs_again_one_that_left_no_checkpoint(tmp_path):
+    """resume=true hydra.sweep.dir=<dir> with the sweep's command (launcher=basic): a finished job's files are left
+    byte for byte, a failed job that left no checkpoint runs from the start, and the summary says both are ok."""
+    import csv
+    import json
+
+    from helpers import QUIET, cli
+
+    sweep = tmp_path / "sweep"
+    run = ["-m", "+experiment=debug", "inference.epochs=2", "prior.scale=0.5,1", f"hydra.sweep.dir={sweep}"]
+    cli("pyro_bnn.train", *run, *QUIET, cwd=tmp_path)
+    def run_files(job):  # its log and .hydra/ say the resumed command ran; what it computed stays
+        return {p.name: p.read_bytes() for p in (sweep / job).iterdir() if p.is_file() and p.name != "train.log"}
+
+    finished = run_files("0")
+    expected = json.loads((sweep / "1" / "metrics.json").read_text())["test"]
+    (sweep / "1" / "metrics.json").unlink()  # as a job that failed after training leaves it
+    (sweep / "1" / "status.json").write_text('{"status": "failed", "error": "RuntimeError: lost"}')
+    cli("pyro_bnn.train", *run, "resume=true", cwd=tmp_path)
+    assert "finished earlier: its files are left as they are" in (sweep / "0" / "train.log").read_text()
+    assert run_files("0") == finished
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["test"] == expected  # the same seed, the same run
+    assert not (sweep / "1" / "status.json").exists()
+    assert [row["status"] for row in csv.DictReader((sweep / "summary.csv").open())] == ["ok", "ok"]
