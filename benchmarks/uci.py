@@ -46,9 +46,12 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List
 
@@ -182,44 +185,63 @@ def baseline_job(job) -> Dict:
 RECIPES = {"preset": [], "gaussian_normal_prior": ["likelihood=gaussian", "prior=normal"]}
 
 
-def sweep_jobs(sweep: Path, root: str, name: str, splits: List[int], reuse: bool, launcher: str,
-               *overrides: str) -> List[Dict]:
-    """Run (or, with ``reuse``, read) the preset's Hydra sweep over ``splits`` in ``sweep`` with ``launcher``; each
-    job's metrics.json."""
-    if not (reuse and (sweep / "multirun.yaml").is_file()):
-        command = [sys.executable, "-m", "pyro_bnn.train", "-m", "+experiment=uci", f"data.name={name}",
-                   f"data.root={root}", f"data.split={','.join(map(str, splits))}", *overrides,
-                   f"launcher={launcher}", f"hydra.sweep.dir={sweep}",
-                   "hydra.job_logging.root.level=WARNING", "progress=false"]
-        print("$", " ".join(command), file=sys.stderr, flush=True)
-        subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
-    return [json.loads(metrics_file.read_text()) for metrics_file in sorted(sweep.glob("*/metrics.json"))]
+class Sweeps:
+    """Runs the pyro_bnn sweeps of the benchmark, at most ``lanes`` at once (each then on ``cores / lanes`` threads,
+    its batch's results written in this lane), every sweep with ``launcher``; with ``reuse``, a sweep already in its
+    dir is read instead."""
 
+    def __init__(self, root: str, launcher: str, lanes: int, reuse: bool):
+        self.root, self.launcher, self.reuse = root, launcher, reuse
+        self.slots = threading.Semaphore(lanes)
+        cores = os.cpu_count() or 1
+        self.lane_overrides = [] if lanes == 1 else [f"threads={max(1, cores // lanes)}"] + (
+            ["hydra.launcher.finishers=1"] if launcher == "batched" else [])
 
-def pyro_bnn_runs(name: str, splits: List[int], root: str, out: Path, reuse: bool, launcher: str) -> List[Dict]:
-    """The preset on ``splits`` of data set ``name``, its recipe chosen per split on a validation part; one record
-    per finished split."""
-    candidates = {recipe: sweep_jobs(out / name / f"select_{recipe}", root, name, splits, reuse, launcher,
-                                     "data.validation=0.2", "inference.steps=3000", *overrides)
-                  for recipe, overrides in RECIPES.items()}
-    chosen: Dict[int, str] = {}
-    selection_s: Dict[int, float] = {}
-    for split in splits:
-        scored = [(job["test"]["log_likelihood"], recipe, job["fit_time_s"]) for recipe, jobs in candidates.items()
-                  for job in jobs if job["data"]["split"] == split]
-        if scored:
-            chosen[split] = max(scored)[1]
-            selection_s[split] = sum(seconds for _, _, seconds in scored)
-    records = []
-    for recipe, overrides in RECIPES.items():
-        mine = [s for s in splits if chosen.get(s) == recipe]
-        if not mine:
-            continue
-        for job in sweep_jobs(out / name / recipe, root, name, mine, reuse, launcher, *overrides):
-            split = job["data"]["split"]
-            records.append({"method": "pyro_bnn", "data": name, "split": split, **job["test"], "recipe": recipe,
-                            "train_s": job["fit_time_s"] + selection_s[split]})
-    return records
+    def jobs(self, sweep: Path, name: str, splits: List[int], *overrides: str) -> List[Dict]:
+        """Run (or read) the preset's Hydra sweep over ``splits`` of ``name`` in ``sweep``; each job's
+        metrics.json."""
+        if not (self.reuse and (sweep / "multirun.yaml").is_file()):
+            command = [sys.executable, "-m", "pyro_bnn.train", "-m", "+experiment=uci", f"data.name={name}",
+                       f"data.root={self.root}", f"data.split={','.join(map(str, splits))}", *overrides,
+                       *self.lane_overrides, f"launcher={self.launcher}", f"hydra.sweep.dir={sweep}",
+                       "hydra.job_logging.root.level=WARNING", "progress=false"]
+            with self.slots:
+                print("$", " ".join(command), file=sys.stderr, flush=True)
+                subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
+        return [json.loads(metrics_file.read_text()) for metrics_file in sorted(sweep.glob("*/metrics.json"))]
+
+    def runs(self, name: str, splits: List[int], out: Path) -> List[Dict]:
+        """The preset on ``splits`` of data set ``name``, its recipe chosen per split on a validation part (the
+        recipes' validation sweeps side by side); one record per finished split."""
+        with ThreadPoolExecutor(len(RECIPES)) as pool:
+            candidates = dict(zip(RECIPES, pool.map(
+                lambda recipe: self.jobs(out / name / f"select_{recipe}", name, splits, "data.validation=0.2",
+                                         "inference.steps=3000", *RECIPES[recipe]), RECIPES)))
+        chosen: Dict[int, str] = {}
+        selection_s: Dict[int, float] = {}
+        for split in splits:
+            scored = [(job["test"]["log_likelihood"], recipe, job["fit_time_s"]) for recipe, jobs in
+                      candidates.items() for job in jobs if job["data"]["split"] == split]
+            if scored:
+                chosen[split] = max(scored)[1]
+                selection_s[split] = sum(seconds for _, _, seconds in scored)
+        mine = {recipe: [s for s in splits if chosen.get(s) == recipe] for recipe in RECIPES}
+        with ThreadPoolExecutor(len(RECIPES)) as pool:
+            finals = pool.map(lambda recipe: self.jobs(out / name / recipe, name, mine[recipe], *RECIPES[recipe]),
+                              [recipe for recipe in RECIPES if mine[recipe]])
+        return [{"method": "pyro_bnn", "data": name, "split": job["data"]["split"], **job["test"],
+                 "recipe": job_recipe, "train_s": job["fit_time_s"] + selection_s[job["data"]["split"]]}
+                for job_recipe, jobs in zip([r for r in RECIPES if mine[r]], finals) for job in jobs]
+
+    def all_runs(self, splits: Dict[str, List[int]], out: Path) -> List[Dict]:
+        """:meth:`runs` of every data set, the largest first (the lanes stay busy to the end)."""
+        def size(name: str) -> int:
+            return len(splits[name]) * sum(1 for _ in open(Path(self.root) / name / "data" / "data.txt"))
+
+        names = sorted(splits, key=size, reverse=True)
+        with ThreadPoolExecutor(len(names)) as pool:
+            done = dict(zip(names, pool.map(lambda name: self.runs(name, splits[name], out), names)))
+        return [record for name in splits for record in done[name]]
 
 
 #: The files of a data set's folder each method reads (MC dropout's own settings are not part of the layout proper).
@@ -308,6 +330,8 @@ def main() -> None:
     parser.add_argument("--launcher", default="batched", choices=["batched", "local_parallel", "basic"],
                         help="how the pyro_bnn sweeps run: batched (each sweep's splits as one batch of models), "
                              "local_parallel (a process per core), basic")
+    parser.add_argument("--lanes", type=int, default=2, help="pyro_bnn sweeps run at once (each on cores / lanes "
+                        "threads): two sweeps on a thread each use two cores better than one sweep on two")
     parser.add_argument("--out", default="outputs/uci_benchmark", help="where the pyro_bnn sweeps go")
     parser.add_argument("--reuse", action="store_true", help="read the pyro_bnn sweeps already in --out, and the "
                         "baselines' records already in --json")
@@ -326,8 +350,8 @@ def main() -> None:
         kept = [r for r in json.loads(Path(args.json).read_text()) if r["method"] != "pyro_bnn"]
     if "pyro_bnn" in args.methods:
         start = time.perf_counter()
-        for name in args.datasets:
-            records += pyro_bnn_runs(name, splits[name], root, Path(args.out).resolve(), args.reuse, args.launcher)
+        sweeps = Sweeps(root, args.launcher, args.lanes, args.reuse)
+        records += sweeps.all_runs({name: splits[name] for name in args.datasets}, Path(args.out).resolve())
         wall["pyro_bnn"] = time.perf_counter() - start
     done = {(r["method"], r["data"], r["split"]) for r in kept}
     records += [r for r in kept if r["method"] in args.methods and r["data"] in args.datasets

@@ -28,7 +28,9 @@ class ReplicateNoise:
         self._shared = len(distinct) < len(seeds)
 
     def __call__(self, shape: Tuple[int, ...]) -> torch.Tensor:
-        draws = torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in self.generators])
+        draws = torch.empty((len(self.generators), *shape[1:]), device=self.generators[0].device)
+        for generator, row in zip(self.generators, draws):
+            torch.randn(shape[1:], generator=generator, out=row)
         return draws[self._rows] if self._shared else draws
 
     def signs(self, shape: Tuple[int, ...]) -> torch.Tensor:

@@ -32,6 +32,7 @@ from ..objectives.empirical_bayes import EmpiricalBayes, hyperprior_nll, optimal
 from ..objectives.fused import FusedMeanField, SequentialPlan
 from ..objectives.normal_kl import NormalKLPrior, normal_kl_of_sums
 from .replicate_data import stacked
+from .replicate_local import local_reparameterization
 
 #: The estimators a batch of replicates computes: a shared weight draw per minibatch, local reparameterization
 #: (which for an MLP's Linear layers is also ``dense_local_reparameterization``), or the shared draw with Flipout's
@@ -224,9 +225,8 @@ class Replicates:
                 continue
             w, b = self._site_of[weight], self._site_of[bias]
             if local:  # each example's pre-activations from their marginal Normal
-                mean = torch.baddbmm(locs[b].unsqueeze(1), h, locs[w].transpose(1, 2))
-                variance = torch.baddbmm(scales[b].pow(2).unsqueeze(1), h * h, scales[w].pow(2).transpose(1, 2))
-                h = mean + variance.clamp_min(1e-30).sqrt() * draw(tuple(mean.shape))
+                noise = draw((h.shape[0], h.shape[1], locs[w].shape[1]))
+                h = local_reparameterization(h, locs[w], locs[b], scales[w].pow(2), scales[b].pow(2), noise)
             elif self.estimator == "flipout":  # the shared draw's deviation, its signs flipped per example
                 signs = getattr(draw, "signs", _random_signs)
                 r = signs((h.shape[0], h.shape[1], h.shape[2])).to(h)
