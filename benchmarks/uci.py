@@ -43,6 +43,7 @@ is one line before any training).
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import multiprocessing
@@ -52,6 +53,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List
 
@@ -185,6 +187,31 @@ def baseline_job(job) -> Dict:
 RECIPES = {"preset": [], "gaussian_normal_prior": ["likelihood=gaussian", "prior=normal"]}
 
 
+class Lanes:
+    """At most ``lanes`` sweeps at once; of the sweeps waiting for a lane, the one of the lowest rank goes first (the
+    largest data sets' sweeps first, so that no long sweep is left to run alone at the end)."""
+
+    def __init__(self, lanes: int):
+        self.free = lanes
+        self.waiting: List[tuple] = []
+        self.changed = threading.Condition()
+
+    @contextmanager
+    def lane(self, rank: tuple):
+        with self.changed:
+            heapq.heappush(self.waiting, rank)
+            self.changed.wait_for(lambda: self.free > 0 and self.waiting[0] == rank)
+            heapq.heappop(self.waiting)
+            self.free -= 1
+            self.changed.notify_all()
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.free += 1
+                self.changed.notify_all()
+
+
 class Sweeps:
     """Runs the pyro_bnn sweeps of the benchmark, at most ``lanes`` at once (each then on ``cores / lanes`` threads,
     its batch's results written in this lane), every sweep with ``launcher``; with ``reuse``, a sweep already in its
@@ -192,30 +219,31 @@ class Sweeps:
 
     def __init__(self, root: str, launcher: str, lanes: int, reuse: bool):
         self.root, self.launcher, self.reuse = root, launcher, reuse
-        self.slots = threading.Semaphore(lanes)
+        self.lanes = Lanes(lanes)
         cores = os.cpu_count() or 1
         self.lane_overrides = [] if lanes == 1 else [f"threads={max(1, cores // lanes)}"] + (
             ["hydra.launcher.finishers=1"] if launcher == "batched" else [])
 
-    def jobs(self, sweep: Path, name: str, splits: List[int], *overrides: str) -> List[Dict]:
-        """Run (or read) the preset's Hydra sweep over ``splits`` of ``name`` in ``sweep``; each job's
-        metrics.json."""
+    def jobs(self, rank: tuple, sweep: Path, name: str, splits: List[int], *overrides: str) -> List[Dict]:
+        """Run (or read) the preset's Hydra sweep over ``splits`` of ``name`` in ``sweep`` (in a lane, by
+        ``rank``); each job's metrics.json."""
         if not (self.reuse and (sweep / "multirun.yaml").is_file()):
             command = [sys.executable, "-m", "pyro_bnn.train", "-m", "+experiment=uci", f"data.name={name}",
                        f"data.root={self.root}", f"data.split={','.join(map(str, splits))}", *overrides,
                        *self.lane_overrides, f"launcher={self.launcher}", f"hydra.sweep.dir={sweep}",
                        "hydra.job_logging.root.level=WARNING", "progress=false"]
-            with self.slots:
+            with self.lanes.lane(rank):
                 print("$", " ".join(command), file=sys.stderr, flush=True)
                 subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
         return [json.loads(metrics_file.read_text()) for metrics_file in sorted(sweep.glob("*/metrics.json"))]
 
-    def runs(self, name: str, splits: List[int], out: Path) -> List[Dict]:
+    def runs(self, order: int, name: str, splits: List[int], out: Path) -> List[Dict]:
         """The preset on ``splits`` of data set ``name``, its recipe chosen per split on a validation part (the
         recipes' validation sweeps side by side); one record per finished split."""
         with ThreadPoolExecutor(len(RECIPES)) as pool:
             candidates = dict(zip(RECIPES, pool.map(
-                lambda recipe: self.jobs(out / name / f"select_{recipe}", name, splits, "data.validation=0.2",
+                lambda recipe: self.jobs((order, 0, recipe), out / name / f"select_{recipe}", name, splits,
+                                         "data.validation=0.2",
                                          "inference.steps=3000", *RECIPES[recipe]), RECIPES)))
         chosen: Dict[int, str] = {}
         selection_s: Dict[int, float] = {}
@@ -227,7 +255,8 @@ class Sweeps:
                 selection_s[split] = sum(seconds for _, _, seconds in scored)
         mine = {recipe: [s for s in splits if chosen.get(s) == recipe] for recipe in RECIPES}
         with ThreadPoolExecutor(len(RECIPES)) as pool:
-            finals = pool.map(lambda recipe: self.jobs(out / name / recipe, name, mine[recipe], *RECIPES[recipe]),
+            finals = pool.map(lambda recipe: self.jobs((order, 1, recipe), out / name / recipe, name, mine[recipe],
+                                                       *RECIPES[recipe]),
                               [recipe for recipe in RECIPES if mine[recipe]])
         return [{"method": "pyro_bnn", "data": name, "split": job["data"]["split"], **job["test"],
                  "recipe": job_recipe, "train_s": job["fit_time_s"] + selection_s[job["data"]["split"]]}
@@ -240,7 +269,8 @@ class Sweeps:
 
         names = sorted(splits, key=size, reverse=True)
         with ThreadPoolExecutor(len(names)) as pool:
-            done = dict(zip(names, pool.map(lambda name: self.runs(name, splits[name], out), names)))
+            done = dict(zip(names, pool.map(lambda order, name: self.runs(order, name, splits[name], out),
+                                            range(len(names)), names)))
         return [record for name in splits for record in done[name]]
 
 
