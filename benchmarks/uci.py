@@ -195,12 +195,22 @@ class Lanes:
         self.free = lanes
         self.waiting: List[tuple] = []
         self.changed = threading.Condition()
+        self.started = False
+
+    def start(self, expected: int, timeout: float = 5.0) -> None:
+        """Hand out the first lanes once ``expected`` sweeps wait (or after ``timeout`` s): by rank, not by which
+        thread came first."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.waiting) >= expected, timeout)
+            self.started = True
+            self.changed.notify_all()
 
     @contextmanager
     def lane(self, rank: tuple):
         with self.changed:
             heapq.heappush(self.waiting, rank)
-            self.changed.wait_for(lambda: self.free > 0 and self.waiting[0] == rank)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.started and self.free > 0 and self.waiting[0] == rank)
             heapq.heappop(self.waiting)
             self.free -= 1
             self.changed.notify_all()
@@ -269,8 +279,9 @@ class Sweeps:
 
         names = sorted(splits, key=size, reverse=True)
         with ThreadPoolExecutor(len(names)) as pool:
-            done = dict(zip(names, pool.map(lambda order, name: self.runs(order, name, splits[name], out),
-                                            range(len(names)), names)))
+            running = pool.map(lambda order, name: self.runs(order, name, splits[name], out), range(len(names)), names)
+            self.lanes.start(expected=len(names) * len(RECIPES))  # every data set's validation sweeps
+            done = dict(zip(names, running))
         return [record for name in splits for record in done[name]]
 
 
