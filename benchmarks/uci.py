@@ -188,8 +188,9 @@ RECIPES = {"preset": [], "gaussian_normal_prior": ["likelihood=gaussian", "prior
 
 
 class Lanes:
-    """At most ``lanes`` sweeps at once; of the sweeps waiting for a lane, the one of the lowest rank goes first (the
-    largest data sets' sweeps first, so that no long sweep is left to run alone at the end)."""
+    """At most ``lanes`` sweeps at once; of the sweeps waiting for a lane, the one of the lowest rank goes first: the
+    validation sweeps, then the final ones (which wait for them), each the largest data sets' first, so that the
+    lanes stay busy to the end (no final sweep is left to run alone after its validation sweeps)."""
 
     def __init__(self, lanes: int):
         self.free = lanes
@@ -252,7 +253,7 @@ class Sweeps:
         recipes' validation sweeps side by side); one record per finished split."""
         with ThreadPoolExecutor(len(RECIPES)) as pool:
             candidates = dict(zip(RECIPES, pool.map(
-                lambda recipe: self.jobs((order, 0, recipe), out / name / f"select_{recipe}", name, splits,
+                lambda recipe: self.jobs((0, order, 0, recipe), out / name / f"select_{recipe}", name, splits,
                                          "data.validation=0.2",
                                          "inference.steps=3000", *RECIPES[recipe]), RECIPES)))
         chosen: Dict[int, str] = {}
@@ -265,15 +266,15 @@ class Sweeps:
                 selection_s[split] = sum(seconds for _, _, seconds in scored)
         mine = {recipe: [s for s in splits if chosen.get(s) == recipe] for recipe in RECIPES}
         with ThreadPoolExecutor(len(RECIPES)) as pool:
-            finals = pool.map(lambda recipe: self.jobs((order, 1, recipe), out / name / recipe, name, mine[recipe],
-                                                       *RECIPES[recipe]),
+            finals = pool.map(lambda recipe: self.jobs((1, order, -len(mine[recipe]), recipe), out / name / recipe,
+                                                       name, mine[recipe], *RECIPES[recipe]),
                               [recipe for recipe in RECIPES if mine[recipe]])
         return [{"method": "pyro_bnn", "data": name, "split": job["data"]["split"], **job["test"],
                  "recipe": job_recipe, "train_s": job["fit_time_s"] + selection_s[job["data"]["split"]]}
                 for job_recipe, jobs in zip([r for r in RECIPES if mine[r]], finals) for job in jobs]
 
     def all_runs(self, splits: Dict[str, List[int]], out: Path) -> List[Dict]:
-        """:meth:`runs` of every data set, the largest first (the lanes stay busy to the end)."""
+        """:meth:`runs` of every data set (their sweeps in the lanes by :class:`Lanes`' ranks)."""
         def size(name: str) -> int:
             return len(splits[name]) * sum(1 for _ in open(Path(self.root) / name / "data" / "data.txt"))
 

@@ -36,7 +36,10 @@ class BatchedLauncher(Launcher):
         self.hydra_context: Optional[HydraContext] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from pyro_bnn.app.batched import remember_compositions
+
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        remember_compositions(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from pyro_bnn.app.batched import launch_batched

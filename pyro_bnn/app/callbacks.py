@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -68,18 +68,16 @@ class OutputDirCheck(Callback):
     @staticmethod
     def _check_jobs(config: DictConfig) -> None:
         """Compose and validate the config of every job of a basic sweep before the first job starts; refuse the sweep
-        in one line naming the first bad job and key (other sweepers choose their jobs as they go)."""
+        in one line naming the first bad job and key (other sweepers choose their jobs as they go). The batched
+        launcher checks the configs it composes itself, all of them before any job (:func:`check_job`)."""
         from hydra import compose
 
         from .summarize import sweep_job_overrides
 
+        if launcher_checks_jobs(config):
+            return
         for number, overrides in enumerate(sweep_job_overrides(OmegaConf.to_container(config.hydra))):
-            try:
-                validate(compose(config_name="train", overrides=list(overrides)), override_keys(overrides))
-            except Exception as err:  # a composition error (Hydra's) or a ConfigError
-                detail = " ".join(str(err).split())[:300]
-                shown = " ".join(o.removeprefix("++") for o in overrides)  # as typed (main() adds ++ to option keys)
-                sys.exit(f"error: job {number} of the sweep ({shown}): {detail}; nothing was run")
+            check_job(number, overrides, lambda overrides=overrides: compose(config_name="train", overrides=list(overrides)))
 
     @staticmethod
     def _check(check: Callable[[], None]) -> None:
@@ -87,6 +85,26 @@ class OutputDirCheck(Callback):
             check()
         except ConfigError as err:
             sys.exit(f"error: {err}")
+
+
+def check_job(number: int, overrides: Sequence[str], task_config: Callable[[], DictConfig]) -> None:
+    """Validate job ``number``'s config (``task_config()``: composed, without Hydra's node); refuse the sweep in one
+    line naming the job and its first bad key."""
+    try:
+        validate(task_config(), override_keys(overrides))
+    except Exception as err:  # a composition error (Hydra's) or a ConfigError
+        detail = " ".join(str(err).split())[:300]
+        shown = " ".join(o.removeprefix("++") for o in overrides)  # as typed (main() adds ++ to option keys)
+        sys.exit(f"error: job {number} of the sweep ({shown}): {detail}; nothing was run")
+
+
+def launcher_checks_jobs(config: DictConfig) -> bool:
+    """Whether the sweep's launcher composes and checks every job before the first one runs (``launcher=batched``
+    with the basic sweeper's single batch)."""
+    launcher = str(config.hydra.launcher.get("_target_", ""))
+    sweeper = config.hydra.sweeper
+    return launcher.endswith("pyro_bnn_batched_launcher.batched_launcher.BatchedLauncher") and (
+        str(sweeper.get("_target_", "")).endswith("BasicSweeper") and sweeper.get("max_batch_size") is None)
 
 
 class SweepSummary(Callback):

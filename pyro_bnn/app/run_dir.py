@@ -200,7 +200,7 @@ def resume_state(cfg: DictConfig, output_dir: Path) -> Dict[str, Any]:
         )
     saved = load_checkpoint(path)
     now = OmegaConf.to_container(cfg, resolve=True)
-    diff = sorted(set(_flat(saved["config"]).items()) ^ set(_flat(now).items()))
+    diff = sorted(set(flat_config(saved["config"]).items()) ^ set(flat_config(now).items()))
     keys = sorted({k for k, _ in diff if k != "resume"})
     if keys:
         raise RunDirRefused(f"resume=true but the config differs from the checkpoint's at {', '.join(keys)}: "
@@ -224,11 +224,12 @@ def finished_job(output_dir: Path) -> Dict[str, Any]:
     return json.loads((Path(output_dir) / "metrics.json").read_text())
 
 
-def _flat(tree, prefix: str = "") -> Dict[str, Any]:
+def flat_config(tree, prefix: str = "") -> Dict[str, str]:
+    """A config's container as ``{dotted key: value as text}`` (a list as its text)."""
     if isinstance(tree, dict):
-        out: Dict[str, Any] = {}
+        out: Dict[str, str] = {}
         for key, value in tree.items():
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat_config(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: str(tree)}
 

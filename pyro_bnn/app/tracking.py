@@ -20,10 +20,11 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from .run_dir import flat_config
 from .schema import ConfigError
 
 log = logging.getLogger(__name__)
@@ -91,19 +92,16 @@ def _find_run(client, experiment_id: str, tag: str, value: str):
     return runs[0] if runs else None
 
 
-def flat_params(cfg: DictConfig) -> Dict[str, str]:
-    """The composed config as MLflow parameters: ``{dotted key: value}`` (lists as their text)."""
-    flat: Dict[str, str] = {}
+def _store(cfg: DictConfig) -> Tuple[Any, str, str]:
+    """The client of the config's store, its URI and the id of the config's experiment (made where missing)."""
+    uri = tracking_uri(cfg)
+    client = _client(uri)
+    return client, uri, _experiment_id(client, cfg.tracker.experiment, uri)
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix[:-1]] = str(node)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return flat
+def _sweep_parent(client, experiment_id: str, sweep_dir: Path):
+    """The parent run of the sweep in ``sweep_dir``, or None where none was made."""
+    return _find_run(client, experiment_id, SWEEP_DIR_TAG, str(sweep_dir.resolve()))
 
 
 class SweepRun:
@@ -112,10 +110,8 @@ class SweepRun:
     @staticmethod
     def start(cfg: DictConfig, sweep_dir: Path, overrides: List[str]) -> None:
         """Make the sweep's parent run (or, for a resumed sweep, mark its parent running again)."""
-        uri = tracking_uri(cfg)
-        client = _client(uri)
-        experiment_id = _experiment_id(client, cfg.tracker.experiment, uri)
-        found = _find_run(client, experiment_id, SWEEP_DIR_TAG, str(sweep_dir.resolve()))
+        client, uri, experiment_id = _store(cfg)
+        found = _sweep_parent(client, experiment_id, sweep_dir)
         if found is not None:
             client.update_run(found.info.run_id, status="RUNNING")
             return
@@ -127,11 +123,9 @@ class SweepRun:
     @staticmethod
     def end(cfg: DictConfig, sweep_dir: Path, status: str) -> None:
         """End the sweep's parent run with ``status`` (``FINISHED``, ``FAILED``, ``KILLED``)."""
-        uri = tracking_uri(cfg)
-        client = _client(uri)
-        experiment = client.get_experiment_by_name(cfg.tracker.experiment)
-        found = experiment and _find_run(client, experiment.experiment_id, SWEEP_DIR_TAG, str(sweep_dir.resolve()))
-        if found:
+        client, _, experiment_id = _store(cfg)
+        found = _sweep_parent(client, experiment_id, sweep_dir)
+        if found is not None:
             client.set_terminated(found.info.run_id, status=status)
 
 
@@ -149,9 +143,7 @@ class RunTracker:
              resumed: bool = False) -> "RunTracker":
         """The MLflow run of the run in ``output_dir``: a resumed run's own (found by its dir), else a new one (a
         child of ``sweep_dir``'s parent run in a sweep) with the config's parameters and the environment's tags."""
-        uri = tracking_uri(cfg)
-        client = _client(uri)
-        experiment_id = _experiment_id(client, cfg.tracker.experiment, uri)
+        client, uri, experiment_id = _store(cfg)
         run_dir = str(Path(output_dir).resolve())
         found = _find_run(client, experiment_id, RUN_DIR_TAG, run_dir) if resumed else None
         if found is not None:
@@ -159,13 +151,14 @@ class RunTracker:
             log.info("MLflow: run %s resumed (%s)", found.info.run_id, uri)
             return cls(client, found.info.run_id)
         tags = {RUN_DIR_TAG: run_dir, **{f"env.{key}": str(value) for key, value in environment.items()}}
-        parent = _find_run(client, experiment_id, SWEEP_DIR_TAG, str(sweep_dir.resolve())) if sweep_dir else None
+        parent = _sweep_parent(client, experiment_id, sweep_dir) if sweep_dir else None
         if parent is not None:
             tags["mlflow.parentRunId"] = parent.info.run_id
         run = client.create_run(experiment_id, run_name=Path(output_dir).name, tags=tags)
         from mlflow.entities import Param
 
-        params = [Param(key, value[:6000]) for key, value in flat_params(cfg).items() if key != "resume"]
+        config = flat_config(OmegaConf.to_container(cfg, resolve=True))
+        params = [Param(key, value[:6000]) for key, value in config.items() if key != "resume"]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters a call
             client.log_batch(run.info.run_id, params=params[start:start + 100])
         log.info("MLflow: run %s (%s)", run.info.run_id, uri)

@@ -78,36 +78,45 @@ class SequentialPlan:
 
     #: The layers it runs, by the class whose ``forward`` they must keep.
     LAYERS = (nn.Linear, nn.Flatten, *ACTIVATION_LAYERS.values())
+    #: What a plan of ``convs=True`` runs besides: convolutions (zero padding) and the pooling layers between them.
+    CONV_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
+                   nn.AvgPool2d, nn.AvgPool3d)
 
     def __init__(self, steps: List[Tuple[Optional[nn.Module], Optional[str], Optional[str]]]):
         self.steps = steps  # (module, None, None) for a layer without sites, (None, weight site, bias site) for Linear
 
     @classmethod
-    def of(cls, model: nn.Module, names: List[str], points: bool = False) -> Optional["SequentialPlan"]:
+    def of(cls, model: nn.Module, names: List[str], points: bool = False,
+           convs: bool = False) -> Optional["SequentialPlan"]:
         """The plan of ``model``'s network, whose sample sites are ``names``; None where it does not apply.
 
-        :param bool points: a Linear layer with neither site (a point estimate) is a step of its own,
+        :param bool points: a Linear (or Conv) layer with neither site (a point estimate) is a step of its own,
             ``(layer, None, None)``, run by its own ``forward`` (else such a network has no plan).
+        :param bool convs: the network may hold the layers of :data:`CONV_LAYERS` too; a convolution whose weight
+            and bias are sites is the step ``(layer, weight site, bias site)`` (the layer for its settings).
         """
         net = getattr(model, "net", None)
         if type(model).outputs is not BayesianModel.outputs or not isinstance(net, nn.Sequential):
             return None
         steps, covered = [], []
+        layers = cls.LAYERS + (cls.CONV_LAYERS if convs else ())
         for index, module in enumerate(net):
-            base = next((c for c in cls.LAYERS if isinstance(module, c)), None)
+            base = next((c for c in layers if isinstance(module, c)), None)
             hooked = (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                       or module._backward_pre_hooks)
             own_forward = type(module).forward in (base.forward, BayesianLayer.forward) if base is not None else False
             if not own_forward or hooked or any(True for _ in module.children()):
                 return None
-            if base is nn.Linear:
+            if base in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d):
                 weight, bias = f"net.{index}.weight", f"net.{index}.bias"
+                if base is not nn.Linear and module.padding_mode != "zeros":
+                    return None
                 if points and weight not in names and bias not in names:
                     steps.append((module, None, None))
                     continue
                 if weight not in names or bias not in names:
                     return None  # a point-estimate or bias-free layer: the model's own forward
-                steps.append((None, weight, bias))
+                steps.append((None if base is nn.Linear else module, weight, bias))
                 covered += [weight, bias]
             else:
                 steps.append((module, None, None))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..guides import initialize_guide
@@ -99,11 +100,13 @@ class Replicates:
         self.names, self.sizes, self.shapes = first.names, first.sizes, first.shapes
         self._size_vector = first._size_vector  # (S,): the sites' numbers of weights, on the parameters' device
         plans = [_plan(index, step) for index, step in enumerate(steps)]
-        # (an elementwise module, None, None), (None, weight site, bias site), or (replicate 0's point-estimate
-        # Linear layer, None, None): each replicate's own layers at that step are in _point_layers
+        # (an elementwise module, None, None), (None, weight site, bias site) of a Linear layer, (the conv, weight
+        # site, bias site), or (replicate 0's point-estimate Linear or conv layer, None, None): each replicate's own
+        # layers at that step are in _point_layers
         self.layers = plans[0].steps
-        self._point_layers = {k: [plan.steps[k][0] for plan in plans] for k, (module, _, _) in enumerate(self.layers)
-                              if isinstance(module, nn.Linear)}
+        self._point_layers = {k: [plan.steps[k][0] for plan in plans] for k, (module, weight, _) in
+                              enumerate(self.layers) if weight is None and isinstance(module, (nn.Linear, *_CONVS))}
+        self._convolutional = any(isinstance(module, _CONVS) for module, _, _ in self.layers)
         self.likelihood = first.model.likelihood
         like = first.flat()[0]
         self.num_data = torch.tensor([float(step.model.num_data) for step in steps], dtype=like.dtype, device=like.device)
@@ -197,7 +200,10 @@ class Replicates:
         hyperprior = self._update_learned_scales(loc, scale)
         variances = self._prior_variances.to(loc)
         local = self.estimator in ("local_reparameterization", "dense_local_reparameterization")
-        weights = None if local and self.kl == "analytic" else loc + scale * draw(tuple(loc.shape))
+        # the convolutions of dense_local_reparameterization share a weight draw, as a run alone draws them
+        shared_convs = self._convolutional and self.estimator == "dense_local_reparameterization"
+        weights = (None if local and self.kl == "analytic" and not shared_convs
+                   else loc + scale * draw(tuple(loc.shape)))
         if self.kl == "analytic":
             square_sums = self._site_sums(scale * scale) + self._deviation_squares(loc)
             kl_sites = normal_kl_of_sums(self._site_sums(log_scale), square_sums,
@@ -208,20 +214,42 @@ class Replicates:
             log_p = (-0.5 * self._size_vector * variances.log()
                      - self._deviation_squares(weights) / (2 * variances))
             kl_sites = log_q - log_p
-        outputs = self._outputs(x.reshape(x.shape[0], x.shape[1], -1), loc, scale, weights, local, draw)
+        h = x if self._convolutional else x.reshape(x.shape[0], x.shape[1], -1)
+        outputs = self._outputs(h, loc, scale, weights, local, draw)
         return ReplicateTerms(self._nll(outputs, y), kl_sites.sum(-1), kl_sites.detach(), hyperprior)
 
     def _outputs(self, h, loc, scale, weights, local, draw) -> torch.Tensor:
+        """The replicates' outputs ``(R, B, out)`` on ``h`` ``(R, B, ...)``. Convolutions run on the replicates'
+        channels side by side, ``(B, R * C, ...)``, as one convolution of ``R`` groups (pooling and activations act
+        per channel there too); a Flatten turns that back into ``(R, B, features)``."""
+        size = h.shape[0]
         locs, scales = self._views(loc), self._views(scale)
         values = self._views(weights) if weights is not None else None
+        grouped = False  # whether h is (B, R * C, ...) (after a convolution) or (R, B, ...)
         for position, (module, weight, bias) in enumerate(self.layers):
+            if isinstance(module, _CONVS):
+                if not grouped:
+                    h, grouped = _side_by_side(h), True
+                if position in self._point_layers:  # each replicate's own point-estimate kernels
+                    layers = self._point_layers[position]
+                    bias_of = None if layers[0].bias is None else torch.cat([layer.bias for layer in layers])
+                    h = _conv(module, h, torch.cat([layer.weight for layer in layers]), bias_of, size)
+                else:
+                    w, b = self._site_of[weight], self._site_of[bias]
+                    h = self._conv_layer(module, h, locs[w], locs[b], scales[w], scales[b],
+                                         None if values is None else (values[w], values[b]), draw)
+                continue
             if position in self._point_layers:  # each replicate's own point-estimate weights
                 layers = self._point_layers[position]
                 product = torch.bmm(h, torch.stack([layer.weight for layer in layers]).transpose(1, 2))
                 h = product if layers[0].bias is None else product + torch.stack([layer.bias for layer in layers])[:, None]
                 continue
-            if module is not None:  # an activation (elementwise), or Flatten: the inputs came flattened per example
-                h = h if isinstance(module, nn.Flatten) else module.forward(h)
+            if module is not None:  # an activation or pooling (elementwise or per channel), or Flatten
+                if isinstance(module, nn.Flatten):
+                    h = h.reshape(h.shape[0], size, -1).transpose(0, 1) if grouped else h.reshape(*h.shape[:2], -1)
+                    grouped = False
+                else:
+                    h = module.forward(h)
                 continue
             w, b = self._site_of[weight], self._site_of[bias]
             if local:  # each example's pre-activations from their marginal Normal
@@ -238,6 +266,25 @@ class Replicates:
             else:
                 h = torch.baddbmm(values[b].unsqueeze(1), h, values[w].transpose(1, 2))
         return h
+
+    def _conv_layer(self, module, h, w_loc, b_loc, w_scale, b_scale, drawn, draw) -> torch.Tensor:
+        """A Bayesian convolution of the replicates side by side (``h``: ``(B, R * C_in, ...)``) under the
+        estimator: the shared draw ``drawn`` (``dense_local_reparameterization``'s too), per-position local
+        reparameterization, or Flipout's signs per example and channel."""
+        size, flat = w_loc.shape[0], lambda t: t.reshape(-1, *t.shape[2:])  # (R, C, ...) -> (R * C, ...)
+        if self.estimator in ("shared", "dense_local_reparameterization"):
+            return _conv(module, h, flat(drawn[0]), flat(drawn[1]), size)
+        mean = _conv(module, h, flat(w_loc), flat(b_loc), size)
+        batch = h.shape[0]
+        if self.estimator == "local_reparameterization":
+            variance = _conv(module, h * h, flat(w_scale.pow(2)), flat(b_scale.pow(2)), size)
+            noise = _side_by_side(draw((size, batch, mean.shape[1] // size, *mean.shape[2:])))
+            return mean + variance.clamp_min(1e-30).sqrt() * noise
+        signs = getattr(draw, "signs", _random_signs)  # flipout: one sign per example and channel
+        positions = (1,) * (h.dim() - 2)
+        r = _side_by_side(signs((size, batch, h.shape[1] // size)).to(h)).view(batch, -1, *positions)
+        s = _side_by_side(signs((size, batch, mean.shape[1] // size)).to(h)).view(batch, -1, *positions)
+        return mean + _conv(module, h * r, flat(drawn[0] - w_loc), flat(drawn[1] - b_loc), size) * s
 
     def _nll(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(R,)``: ``-(N_r / B) sum_n log p(y_rn | outputs_rn)``, each replicate's own likelihood."""
@@ -267,13 +314,30 @@ def _random_signs(shape: Tuple[int, ...]) -> torch.Tensor:
     return torch.randint(0, 2, shape) * 2 - 1
 
 
+#: The convolutions a batch of replicates computes (zero padding; any stride, dilation and groups).
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _side_by_side(h: torch.Tensor) -> torch.Tensor:
+    """``(R, B, C, ...)`` as ``(B, R * C, ...)``: the replicates' channels side by side."""
+    return h.transpose(0, 1).reshape(h.shape[1], h.shape[0] * h.shape[2], *h.shape[3:])
+
+
+def _conv(module: nn.Module, h: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+          size: int) -> torch.Tensor:
+    """``module``'s convolution of ``size`` replicates side by side: their kernels ``weight`` ``(R * C_out, ...)``
+    (and biases ``(R * C_out,)``) as groups of one convolution."""
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[h.dim() - 2]
+    return conv(h, weight, bias, module.stride, module.padding, module.dilation, module.groups * size)
+
+
 def _plan(index: int, step: FusedMeanField) -> SequentialPlan:
     """Replicate ``index``'s network as the steps the replicates compute (point-estimate Linear layers included)."""
-    plan = SequentialPlan.of(step.model, step.names, points=True)
+    plan = SequentialPlan.of(step.model, step.names, points=True, convs=True)
     if plan is None:
-        raise ValueError(f"replicate {index}: its network is not a plain nn.Sequential of Linear layers (each Bayesian "
-                         "in its weight and bias, or a point estimate) and activations, as BayesianMLP builds: train "
-                         "it alone (fit)")
+        raise ValueError(f"replicate {index}: its network is not a plain nn.Sequential of Linear and Conv layers "
+                         "(each Bayesian in its weight and bias, or a point estimate; zero padding), pooling layers, "
+                         "activations and Flatten, as BayesianMLP and BayesianCNN build: train it alone (fit)")
     return plan
 
 
@@ -284,8 +348,8 @@ def _check_same_network(index: int, step: FusedMeanField, first: FusedMeanField)
         expected = {name: tuple(shape) for name, shape in zip(first.names, first.shapes)}
         raise ValueError(f"replicate {index} has the weights {shapes}, replicate 0 {expected}: replicates share one "
                          "network (the same layers and widths)")
-    kinds = [type(module).__name__ for module, _, _ in _plan(index, step).steps]
-    expected_kinds = [type(module).__name__ for module, _, _ in _plan(0, first).steps]
+    kinds = [_kind(module) for module, _, _ in _plan(index, step).steps]
+    expected_kinds = [_kind(module) for module, _, _ in _plan(0, first).steps]
     if kinds != expected_kinds:
         raise ValueError(f"replicate {index} has the layers {kinds}, replicate 0 {expected_kinds}: replicates share "
                          "one network (the same activations)")
@@ -295,6 +359,11 @@ def _check_same_network(index: int, step: FusedMeanField, first: FusedMeanField)
     if step.model.in_shape != first.model.in_shape:
         raise ValueError(f"replicate {index} takes inputs of shape {step.model.in_shape}, replicate 0 "
                          f"{first.model.in_shape}: replicates share one network")
+
+
+def _kind(module: Optional[nn.Module]) -> str:
+    """A step's layer as replicates must share it: a Bayesian Linear layer, or a module with its settings."""
+    return "Linear" if module is None else repr(module)
 
 
 def _settings(likelihood: nn.Module):

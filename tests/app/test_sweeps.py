@@ -37,11 +37,14 @@ def test_a_failing_job_loses_nothing_of_the_others(tmp_path, launcher):
 
 
 @pytest.mark.slow
-def test_a_sweep_with_a_bad_job_config_is_refused_before_any_job_runs(tmp_path):
-    proc = cli("pyro_bnn.train", "-m", "prior.scale=1,0", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
+@pytest.mark.parametrize("launcher", ["basic", "batched"])  # batched: the launcher checks the configs it composes
+def test_a_sweep_with_a_bad_job_config_is_refused_before_any_job_runs(tmp_path, launcher):
+    proc = cli("pyro_bnn.train", "-m", "prior.scale=1,0", *TINY, f"launcher={launcher}",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == ("error: job 1 of the sweep (prior.scale=0 +experiment=debug): "
-                                                     "prior.scale=0 is not allowed: use a finite number > 0; nothing was run")
+    assert proc.stderr.strip().splitlines()[-1] == (f"error: job 1 of the sweep (prior.scale=0 +experiment=debug "
+                                                     f"launcher={launcher}): prior.scale=0 is not allowed: use a "
+                                                     "finite number > 0; nothing was run")
     assert not any((tmp_path / "sweep").glob("*/metrics.json"))
 
 

@@ -9,6 +9,7 @@ from torch.utils.data import TensorDataset
 
 from helpers import FixedNoise, assert_close
 from pyro_bnn import (
+    BayesianCNN,
     BayesianMLP,
     Categorical,
     Gaussian,
@@ -24,7 +25,7 @@ from pyro_bnn import (
     load_posterior,
     save_posterior,
 )
-from pyro_bnn.objectives.estimators import Flipout, LocalReparameterization
+from pyro_bnn.objectives.estimators import DenseLocalReparameterization, Flipout, LocalReparameterization
 from pyro_bnn.training.loop import TrainingInterrupted
 from pyro_bnn.training.replicate_data import StackedBatches, replicate_draw
 from pyro_bnn.training.replicate_fit import ReplicatesFailed, fit_replicates
@@ -35,6 +36,17 @@ R, B, N = 3, 16, 96
 
 class FixedLocalNoise(LocalReparameterization):
     """Local reparameterization drawing the given standard Normal noise, layer after layer."""
+
+    def __init__(self, noises):
+        super().__init__()
+        self.noises = list(noises)
+
+    def _draw(self, mean, variance):
+        return mean + variance.clamp_min(1e-30).sqrt() * self.noises.pop(0).view(mean.shape)
+
+
+class FixedDenseLocalNoise(DenseLocalReparameterization):
+    """Local reparameterization of the Linear layers drawing the given noise (the convolutions: the weight draw)."""
 
     def __init__(self, noises):
         super().__init__()
@@ -70,23 +82,33 @@ class Recorded:
         return self.sign_draws[-1]
 
 
-def data(seed, task="regression", n=N):
+#: The images of the CNN cases: (C, H, W).
+IMAGE = (2, 5, 5)
+
+
+def data(seed, task="regression", n=N, network="mlp"):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, generator=g)
-    y = x[:, 0] - 2 * x[:, 1] + 0.3 * torch.randn(n, generator=g) if task == "regression" else (x[:, 0] > 0).long()
+    x = torch.randn(n, *(IMAGE if network == "cnn" else (3,)), generator=g)
+    first = x.reshape(n, -1)
+    y = (first[:, 0] - 2 * first[:, 1] + 0.3 * torch.randn(n, generator=g) if task == "regression"
+         else (first[:, 0] > 0).long())
     return x, y
 
 
 def pair(seed, likelihood, scale=1.0, init_scale=0.05, learn_scale=False, alpha=0.0, task="regression",
-         bayesian="all"):
+         bayesian="all", network="mlp"):
     """A replicate: its own seed, prior scale, initial scale, data; its guide run once, its scales spread."""
     pyro.set_rng_seed(seed)
     outputs = {"categorical": 2, "heteroscedastic": 2}.get(likelihood, 1)
     lik = {"categorical": Categorical, "heteroscedastic": HeteroscedasticGaussian, "gaussian": Gaussian}[likelihood]()
-    model = BayesianMLP((3,), outputs, hidden=(8,), likelihood=lik, num_data=N, bayesian=bayesian,
-                        prior=NormalPrior(scale, learn_scale=learn_scale, hyperprior_alpha=alpha))
+    prior = NormalPrior(scale, learn_scale=learn_scale, hyperprior_alpha=alpha)
+    if network == "cnn":  # conv (3 channels), activation, pooling, conv (4), activation, Flatten, dense 6, output
+        model = BayesianCNN(IMAGE, outputs, channels=(3, 4), hidden=(6,), activation="gelu", likelihood=lik,
+                            num_data=N, bayesian=bayesian, prior=prior)
+    else:
+        model = BayesianMLP((3,), outputs, hidden=(8,), likelihood=lik, num_data=N, bayesian=bayesian, prior=prior)
     guide = auto_normal(model, init_scale=init_scale)
-    x, y = data(seed, task)
+    x, y = data(seed, task, network=network)
     initialize_guide(guide, x[:B], y[:B])
     with torch.no_grad():
         for p in guide.scales.parameters():
@@ -101,6 +123,11 @@ CASES = {  # the replicates differ in seed (initial means, data), prior scale an
     "gaussian, a learned noise sd per replicate": dict(likelihood="gaussian"),
     "partially Bayesian (the last layer), each replicate's own point-estimate layer":
         dict(likelihood="categorical", task="classification", bayesian="last"),
+    "a CNN (convolutions side by side, pooling)": dict(likelihood="categorical", task="classification", network="cnn"),
+    "a CNN, partially Bayesian (the last layer), each replicate's own point-estimate kernels":
+        dict(likelihood="categorical", task="classification", network="cnn", bayesian="last"),
+    "a CNN, heteroscedastic regression with learned prior scales":
+        dict(likelihood="heteroscedastic", network="cnn", learn_scale=True, alpha=1.0),
 }
 
 
@@ -109,8 +136,8 @@ def replicate_pairs(case):
 
 
 def minibatches(case):
-    task = CASES[case].get("task", "regression")
-    batches = [data(10 + r, task) for r in range(R)]
+    task, network = CASES[case].get("task", "regression"), CASES[case].get("network", "mlp")
+    batches = [data(10 + r, task, network=network) for r in range(R)]
     return torch.stack([x[:B] for x, _ in batches]), torch.stack([y[:B] for _, y in batches])
 
 
@@ -122,7 +149,9 @@ def flat_gradients(guide, names):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("estimator, kl", [("shared", "analytic"), ("local_reparameterization", "analytic"),
                                            ("shared", "mc"), ("local_reparameterization", "mc"),
-                                           ("flipout", "analytic"), ("flipout", "mc")])
+                                           ("flipout", "analytic"), ("flipout", "mc"),
+                                           ("dense_local_reparameterization", "analytic"),
+                                           ("dense_local_reparameterization", "mc")])
 def test_each_replicates_loss_and_gradients_are_pyros_elbo_of_its_own_pair_given_the_same_noise(case, estimator, kl):
     pairs = replicate_pairs(case)
     replicates = Replicates(pairs, kl=kl, estimator=estimator)
@@ -138,11 +167,15 @@ def test_each_replicates_loss_and_gradients_are_pyros_elbo_of_its_own_pair_given
     for r, (model, guide) in enumerate(pairs):
         noises = [d[r] for d in draw.draws]
         handlers = []
-        if kl == "mc" or estimator in ("shared", "flipout"):  # a weight draw: the guide's
+        convolutional = CASES[case].get("network") == "cnn"
+        shared_convs = convolutional and estimator == "dense_local_reparameterization"
+        if kl == "mc" or estimator in ("shared", "flipout") or shared_convs:  # a weight draw: the guide's
             weights = noises.pop(0)
             guide = FixedNoise(dict(zip(replicates.names, weights.split(sizes))))(guide)
         if estimator == "flipout":
             handlers.append(FixedSigns([d[r] for d in draw.sign_draws]))
+        elif shared_convs:
+            handlers.append(FixedDenseLocalNoise(noises))
         elif estimator != "shared":
             handlers.append(FixedLocalNoise(noises))
         elbo = TraceMeanField_ELBO() if kl == "analytic" else Trace_ELBO()
@@ -160,7 +193,9 @@ def test_each_replicates_loss_and_gradients_are_pyros_elbo_of_its_own_pair_given
                                    atol=1e-4 * float(scale_grad.abs().max()))
         for p, own in zip(model.parameters(), own_grads[r]):  # a learned noise sd: its own gradient
             assert_close(own, p.grad, rtol=1e-4, atol=1e-5)
-    own = {"gaussian": 1}.get(CASES[case]["likelihood"], 0) + (2 if CASES[case].get("bayesian") == "last" else 0)
+    point_layers = {"mlp": 2, "cnn": 6}[CASES[case].get("network", "mlp")]  # weights and biases
+    own = {"gaussian": 1}.get(CASES[case]["likelihood"], 0) + (point_layers if CASES[case].get("bayesian") == "last"
+                                                                else 0)
     assert sum(len(grads) for grads in own_grads) == R * own  # a learned noise sd; a point-estimate layer
 
 
