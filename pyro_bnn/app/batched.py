@@ -39,9 +39,9 @@ log = logging.getLogger(__name__)
 
 #: The keys whose values may differ between the jobs of one batch.
 BATCHABLE_KEYS = ("data.split", "seed", "prior.scale", "inference.kl_weight", "guide.init_scale")
-#: The options whose objects a batch trains (a plain MLP, its mean-field guide, a Normal prior).
-BATCHED_TARGETS = {"model": "pyro_bnn.model.networks.BayesianMLP", "guide": "pyro_bnn.guides.auto_normal",
-                   "prior": "pyro_bnn.model.priors.NormalPrior"}
+#: The options whose objects a batch trains (a plain MLP or CNN, its mean-field guide, a Normal prior).
+BATCHED_TARGETS = {"model": ("pyro_bnn.model.networks.BayesianMLP", "pyro_bnn.model.networks.BayesianCNN"),
+                   "guide": ("pyro_bnn.guides.auto_normal",), "prior": ("pyro_bnn.model.priors.NormalPrior",)}
 
 
 def group_key(cfg: DictConfig) -> str:
@@ -61,9 +61,9 @@ def unbatchable_reason(cfg: DictConfig) -> Optional[str]:
     """Why a job of ``cfg`` cannot train in a batch with others (None when it can)."""
     from ..training.replicates import REPLICATE_ESTIMATORS
 
-    for group, target in BATCHED_TARGETS.items():
-        if cfg[group].get("_target_") != target:
-            return f"{group}={cfg[group].get('_target_')}: a batch trains {target}"
+    for group, targets in BATCHED_TARGETS.items():
+        if cfg[group].get("_target_") not in targets:
+            return f"{group}={cfg[group].get('_target_')}: a batch trains {' or '.join(targets)}"
     inference = cfg.inference
     checks = [
         (inference.estimator not in REPLICATE_ESTIMATORS,

@@ -1,7 +1,8 @@
 """R posteriors of one network trained as one: the replicates of a sweep in one process and one optimizer step.
 
 The replicates are R ``(model, guide)`` pairs built as usual: a :class:`~pyro_bnn.model.networks.BayesianModel` whose
-network is a plain ``nn.Sequential`` of Linear layers and activations (:class:`~pyro_bnn.model.networks.BayesianMLP`),
+network is a plain ``nn.Sequential`` of Linear and Conv layers, pooling, activations and Flatten
+(:class:`~pyro_bnn.model.networks.BayesianMLP`, :class:`~pyro_bnn.model.networks.BayesianCNN`),
 Normal priors and a :class:`~pyro_bnn.guides.MeanFieldNormal` guide, run once (the pairs the fused step trains:
 :mod:`pyro_bnn.objectives.fused`). They share the architecture and the likelihood's kind; each has its own prior
 (its scale; learned or fixed), its own guide (its starting means and scales, from its own seed) and its own data.
@@ -36,7 +37,8 @@ from .replicate_data import stacked
 from .replicate_local import local_reparameterization
 
 #: The estimators a batch of replicates computes: a shared weight draw per minibatch, local reparameterization
-#: (which for an MLP's Linear layers is also ``dense_local_reparameterization``), or the shared draw with Flipout's
+#: (per output position in a convolution; ``dense_local_reparameterization``: in the Linear layers only, the
+#: convolutions sharing the weight draw), or the shared draw with Flipout's
 #: per-example sign flips.
 REPLICATE_ESTIMATORS = ("shared", "local_reparameterization", "dense_local_reparameterization", "flipout")
 #: A standard Normal draw of a shape (``torch.randn`` by default; a test gives its own). Flipout's ±1 signs come from

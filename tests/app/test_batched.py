@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import QUIET, cli, compose_train, write_uci
+from helpers import QUIET, TINY, cli, compose_train, write_uci
 from pyro_bnn.app.batched import group_key, unbatchable_reason
 
 #: A small UCI-layout sweep: 3 splits of generated data, a short run of the UCI preset.
@@ -30,7 +30,7 @@ def test_jobs_that_differ_only_in_batchable_keys_share_a_group_and_the_others_do
 
 @pytest.mark.parametrize("override, reason", [
     ("guide=auto_delta", "guide=pyro_bnn.guides.auto_delta: a batch trains pyro_bnn.guides.auto_normal"),
-    ("model=cnn", "model=pyro_bnn.model.networks.BayesianCNN: a batch trains"),
+    ("prior=laplace", "prior=pyro_bnn.model.priors."),
     ("inference.fused=false", "inference.fused=false: Pyro's traces train one job at a time"),
     ("inference.num_particles=2", "inference.num_particles > 1"),
 ])
@@ -63,6 +63,19 @@ def test_a_batched_sweep_writes_each_jobs_run_dir_as_a_job_alone_and_evaluate_re
     split = {r["job"]: r["data.split"] for r in rows}
     assert [json.loads((sweep / j / "metrics.json").read_text())["data"]["split"] for j in split] == \
         [int(s) for s in split.values()]
+
+
+def test_a_batched_sweep_of_the_default_cnn_writes_each_jobs_run_dir_as_a_job_alone(tmp_path):
+    sweep, alone = tmp_path / "sweep", tmp_path / "alone"
+    proc = cli("pyro_bnn.train", "-m", *TINY, "seed=0,1", "launcher=batched", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert "jobs [0, 1]: trained as one batch of 2 models" in proc.stdout + proc.stderr
+    assert [r["status"] for r in csv.DictReader((sweep / "summary.csv").open())] == ["ok", "ok"]
+    cli("pyro_bnn.train", *TINY, f"hydra.run.dir={alone}", cwd=tmp_path)
+    files = sorted(p.relative_to(alone).as_posix() for p in alone.rglob("*"))
+    for job in ("0", "1"):
+        assert sorted(p.relative_to(sweep / job).as_posix() for p in (sweep / job).rglob("*")) == files
+    evaluated = cli("pyro_bnn.app.evaluate", f"run_dir={sweep / '1'}", cwd=tmp_path)
+    assert json.loads(evaluated.stdout) == json.loads((sweep / "1" / "metrics.json").read_text())["test"]
 
 
 @pytest.mark.slow
