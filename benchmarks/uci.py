@@ -9,12 +9,15 @@ For each data set (the standard layout under ``--root``; see ``../shared/uci/REA
   validation part of the training split, as the published MC dropout chooses its settings: first, per recipe,
   ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> data.split=<all> data.validation=0.2
   inference.steps=3000 <the recipe's overrides> launcher=batched`` (each trained 3,000 steps, on the first
-  80% of the training split, and scored on the last 20%), then, per recipe, one sweep over the splits that chose it
-  on the whole training split (the preset's hidden layer is the benchmark's, from ``n_hidden.txt``; its size rule,
-  batches of 1,024 above 5,000 training examples, applies to both). The final jobs' ``metrics.json`` give the test
-  metrics in the original units; ``s/split`` is the training time of the final job plus that of its split's two
-  validation jobs (with ``--launcher batched``, the default, each sweep's splits train as one batch of models and a
-  job's time is its share of the batch's);
+  80% of the training split, and scored on the last 20%), then one sweep of the preset over every split and one of
+  the other recipe over the splits that chose it, on the whole training split (the preset's hidden layer is the
+  benchmark's, from ``n_hidden.txt``; its size rule, batches of 1,024 above 5,000 training examples, applies to
+  both). The final jobs' ``metrics.json`` give the test metrics in the original units: ``pyro_bnn``, the recipe
+  each split chose; ``pyro_bnn, the preset alone``, the preset on every split (no choice). ``s/split`` is the
+  training time of the final job plus that of its split's two validation jobs (with ``--launcher batched``, the
+  default, each sweep's splits train as one batch of models and a job's time is its share of the batch's). The
+  sweeps run in ``--lanes`` lanes (2: two sweeps at once, each on one thread and writing its jobs' results in its
+  own process, the validation sweeps first, the largest data sets' first);
 * ``ensemble``: a deep ensemble (Lakshminarayanan et al. 2017) of 5 heteroscedastic MLPs of the same size (mean and
   ``1e-6 + softplus`` sd outputs, Gaussian NLL, Adam lr 0.01, batch 100, 40 epochs, no adversarial training; seeds
   0..4), predicting the mixture of the 5 Normals;
@@ -185,6 +188,8 @@ def baseline_job(job) -> Dict:
 #: hyperprior, the KL warm-up), and the same with one noise sd under a fixed N(0, 1) prior (the warm-up kept); each a
 #: folder name and its overrides of the preset.
 RECIPES = {"preset": [], "gaussian_normal_prior": ["likelihood=gaussian", "prior=normal"]}
+#: The method name of the preset's own figures on every split (no per-split choice), shown beside pyro_bnn's.
+PRESET_ALONE = "pyro_bnn, the preset alone"
 
 
 class Lanes:
@@ -264,14 +269,24 @@ class Sweeps:
             if scored:
                 chosen[split] = max(scored)[1]
                 selection_s[split] = sum(seconds for _, _, seconds in scored)
-        mine = {recipe: [s for s in splits if chosen.get(s) == recipe] for recipe in RECIPES}
+        # the preset on every split (its own figures, beside the choice's), each other recipe where it was chosen
+        mine = {recipe: [s for s in splits if recipe == "preset" and s in chosen or chosen.get(s) == recipe]
+                for recipe in RECIPES}
+        trained = [recipe for recipe in RECIPES if mine[recipe]]
         with ThreadPoolExecutor(len(RECIPES)) as pool:
-            finals = pool.map(lambda recipe: self.jobs((1, order, -len(mine[recipe]), recipe), out / name / recipe,
-                                                       name, mine[recipe], *RECIPES[recipe]),
-                              [recipe for recipe in RECIPES if mine[recipe]])
-        return [{"method": "pyro_bnn", "data": name, "split": job["data"]["split"], **job["test"],
-                 "recipe": job_recipe, "train_s": job["fit_time_s"] + selection_s[job["data"]["split"]]}
-                for job_recipe, jobs in zip([r for r in RECIPES if mine[r]], finals) for job in jobs]
+            finals = dict(zip(trained, pool.map(
+                lambda recipe: self.jobs((1, order, -len(mine[recipe]), recipe), out / name / recipe, name,
+                                         mine[recipe], *RECIPES[recipe]), trained)))
+        records = []
+        for recipe, jobs in finals.items():
+            for job in jobs:
+                split = job["data"]["split"]
+                record = {"data": name, "split": split, **job["test"], "recipe": recipe}
+                if recipe == "preset":
+                    records.append({"method": PRESET_ALONE, **record, "train_s": job["fit_time_s"]})
+                if chosen[split] == recipe:
+                    records.append({"method": "pyro_bnn", **record, "train_s": job["fit_time_s"] + selection_s[split]})
+        return records
 
     def all_runs(self, splits: Dict[str, List[int]], out: Path) -> List[Dict]:
         """:meth:`runs` of every data set (their sweeps in the lanes by :class:`Lanes`' ranks)."""
@@ -338,15 +353,17 @@ def compact_table(records: List[Dict], datasets: List[str]) -> str:
         mean, se = mean_se(rows)
         return f"{mean:.3g} +- {se:.2g}", mean
 
-    lines = ["| data set | pyro_bnn RMSE | pyro_bnn LL | ensemble (local) RMSE / LL | MC dropout (local) RMSE / LL | "
-             "published DE RMSE / LL | published MC dropout grid LL | published MCVI + learned prior LL |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| data set | pyro_bnn RMSE | pyro_bnn LL | the preset alone RMSE / LL | ensemble (local) RMSE / LL | "
+             "MC dropout (local) RMSE / LL | published DE RMSE / LL | published MC dropout grid LL | "
+             "published MCVI + learned prior LL |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in datasets:
         short = SHORT.get(name, name)
         (rmse, rmse_mean), (ll, ll_mean) = cell("pyro_bnn", name, "rmse"), cell("pyro_bnn", name, "log_likelihood")
-        local = [f"{cell(m, name, 'rmse')[0]} / {cell(m, name, 'log_likelihood')[0]}" for m in ("ensemble", "dropout")]
+        local = [f"{cell(m, name, 'rmse')[0]} / {cell(m, name, 'log_likelihood')[0]}"
+                 for m in (PRESET_ALONE, "ensemble", "dropout")]
         if short not in PUBLISHED["deep ensemble"]:  # a data set outside the published tables: nothing to mark
-            lines.append(f"| {short} | {rmse} | {ll} | {local[0]} | {local[1]} | - | - | - |")
+            lines.append(f"| {short} | {rmse} | {ll} | {' | '.join(local)} | - | - | - |")
             continue
         de_rmse, de_ll = PUBLISHED["deep ensemble"][short]
         best_ll = max(PUBLISHED["MC dropout (grid)"][short][1], de_ll)
@@ -354,7 +371,7 @@ def compact_table(records: List[Dict], datasets: List[str]) -> str:
         marks = ("*" if rmse_mean is not None and rmse_mean <= de_rmse else "",
                  "*" if ll_mean is not None and ll_mean >= mcvi else "",
                  "+" if ll_mean is not None and ll_mean >= best_ll else "")
-        lines.append(f"| {short} | {rmse}{marks[0]} | {ll}{marks[1]}{marks[2]} | {local[0]} | {local[1]} | "
+        lines.append(f"| {short} | {rmse}{marks[0]} | {ll}{marks[1]}{marks[2]} | {' | '.join(local)} | "
                      f"{de_rmse:.2f} / {de_ll:.2f} | {PUBLISHED['MC dropout (grid)'][short][1]:.2f} | {mcvi:.2f} |")
     lines.append("\n`*`: RMSE at most the published deep ensemble's / LL at least MCVI + learned prior's; `+`: LL at "
                  "least the best of published MC dropout (grid) and deep ensembles.")
@@ -389,7 +406,7 @@ def main() -> None:
     wall = {}
     kept = []
     if args.reuse and args.json and Path(args.json).is_file():
-        kept = [r for r in json.loads(Path(args.json).read_text()) if r["method"] != "pyro_bnn"]
+        kept = [r for r in json.loads(Path(args.json).read_text()) if not r["method"].startswith("pyro_bnn")]
     if "pyro_bnn" in args.methods:
         start = time.perf_counter()
         sweeps = Sweeps(root, args.launcher, args.lanes, args.reuse)
@@ -408,7 +425,8 @@ def main() -> None:
         wall["baselines"] = time.perf_counter() - start
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
-    print(table(records, args.methods, args.datasets))
+    shown = [m for method in args.methods for m in ([method, PRESET_ALONE] if method == "pyro_bnn" else [method])]
+    print(table(records, shown, args.datasets))
     print()
     print(compact_table(records, args.datasets))
     print()
