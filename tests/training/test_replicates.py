@@ -45,15 +45,8 @@ class FixedLocalNoise(LocalReparameterization):
         return mean + variance.clamp_min(1e-30).sqrt() * self.noises.pop(0).view(mean.shape)
 
 
-class FixedDenseLocalNoise(DenseLocalReparameterization):
+class FixedDenseLocalNoise(FixedLocalNoise, DenseLocalReparameterization):
     """Local reparameterization of the Linear layers drawing the given noise (the convolutions: the weight draw)."""
-
-    def __init__(self, noises):
-        super().__init__()
-        self.noises = list(noises)
-
-    def _draw(self, mean, variance):
-        return mean + variance.clamp_min(1e-30).sqrt() * self.noises.pop(0).view(mean.shape)
 
 
 class FixedSigns(Flipout):
