@@ -20,13 +20,8 @@ VARIANCE_FLOOR = 1e-30
 
 
 class LocalReparameterization(torch.autograd.Function):
-    """``out = b_loc + h W_loc^T + sqrt(b_var + h^2 W_var^T) * noise``, batched over replicates.
-
-    :param h: ``(R, B, in)`` inputs.
-    :param w_loc: ``(R, out, in)`` the weights' means; ``b_loc``: ``(R, out)`` the biases'.
-    :param w_var: ``(R, out, in)`` the weights' variances; ``b_var``: ``(R, out)`` the biases'.
-    :param noise: ``(R, B, out)`` standard Normal draws (no gradient).
-    """
+    """``out = b_loc + h W_loc^T + sqrt(b_var + h^2 W_var^T) * noise``, batched over replicates (its arguments:
+    :func:`local_reparameterization`)."""
 
     @staticmethod
     def forward(ctx, h, w_loc, b_loc, w_var, b_var, noise):
@@ -57,5 +52,12 @@ class LocalReparameterization(torch.autograd.Function):
 
 def local_reparameterization(h: torch.Tensor, w_loc: torch.Tensor, b_loc: torch.Tensor, w_var: torch.Tensor,
                              b_var: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """:class:`LocalReparameterization` of these tensors (see there)."""
+    """:class:`LocalReparameterization`: each example's pre-activations drawn from their marginal Normal.
+
+    :param h: ``(R, B, in)`` inputs.
+    :param w_loc: ``(R, out, in)`` the weights' means; ``b_loc``: ``(R, out)`` the biases'.
+    :param w_var: ``(R, out, in)`` the weights' variances; ``b_var``: ``(R, out)`` the biases'.
+    :param noise: ``(R, B, out)`` standard Normal draws (no gradient).
+    :return: ``(R, B, out)``.
+    """
     return LocalReparameterization.apply(h, w_loc, b_loc, w_var, b_var, noise)
