@@ -101,7 +101,9 @@ def main():
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         _join_process_group(sys.argv)
     try:
-        return _train_app()
+        result = _train_app()
+        _leave_together()
+        return result
     except KeyboardInterrupt:  # Ctrl-C in a sweep's launcher (its jobs write their own status.json)
         from .callbacks import MlflowSweep, OutputDirCheck
         from .summarize import summarize
@@ -123,6 +125,14 @@ def main():
         dist = sys.modules.get("torch.distributed")  # imported only by a run that trains
         if dist is not None and dist.is_initialized():  # each rank leaves the process group before it exits
             dist.destroy_process_group()
+
+
+def _leave_together() -> None:
+    """A data-parallel run's ranks wait for each other before leaving the process group: a rank that destroyed its
+    gloo group while another still wrote its files could abort at exit (seen once in CI, rank 1's SIGABRT)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_initialized():
+        dist.barrier()
 
 
 def app_help(overrides: List[str]) -> str:
