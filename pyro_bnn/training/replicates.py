@@ -34,7 +34,7 @@ from ..objectives.empirical_bayes import EmpiricalBayes, hyperprior_nll, optimal
 from ..objectives.fused import FusedMeanField, SequentialPlan
 from ..objectives.normal_kl import NormalKLPrior, normal_kl_of_sums
 from .replicate_data import stacked
-from .replicate_local import local_reparameterization
+from .replicate_local import VARIANCE_FLOOR, local_reparameterization
 
 #: The estimators a batch of replicates computes: a shared weight draw per minibatch, local reparameterization
 #: (per output position in a convolution; ``dense_local_reparameterization``: in the Linear layers only, the
@@ -95,13 +95,13 @@ class Replicates:
         if not pairs:
             raise ValueError("no replicates: pass at least one (model, guide) pair")
         steps = [self._fused(index, model, guide, kl, estimator) for index, (model, guide) in enumerate(pairs)]
-        for index, step in enumerate(steps[1:], 1):
-            _check_same_network(index, step, steps[0])
+        plans = [_plan(index, step) for index, step in enumerate(steps)]
+        for index, (step, plan) in enumerate(zip(steps[1:], plans[1:]), 1):
+            _check_same_network(index, step, plan, steps[0], plans[0])
         first = steps[0]
         self.pairs, self.kl, self.estimator = [tuple(pair) for pair in pairs], kl, estimator
         self.names, self.sizes, self.shapes = first.names, first.sizes, first.shapes
         self._size_vector = first._size_vector  # (S,): the sites' numbers of weights, on the parameters' device
-        plans = [_plan(index, step) for index, step in enumerate(steps)]
         # (an elementwise module, None, None), (None, weight site, bias site) of a Linear layer, (the conv, weight
         # site, bias site), or (replicate 0's point-estimate Linear or conv layer, None, None): each replicate's own
         # layers at that step are in _point_layers
@@ -281,7 +281,7 @@ class Replicates:
         if self.estimator == "local_reparameterization":
             variance = _conv(module, h * h, flat(w_scale.pow(2)), flat(b_scale.pow(2)), size)
             noise = _side_by_side(draw((size, batch, mean.shape[1] // size, *mean.shape[2:])))
-            return mean + variance.clamp_min(1e-30).sqrt() * noise
+            return mean + variance.clamp_min(VARIANCE_FLOOR).sqrt() * noise
         signs = getattr(draw, "signs", _random_signs)  # flipout: one sign per example and channel
         positions = (1,) * (h.dim() - 2)
         r = _side_by_side(signs((size, batch, h.shape[1] // size)).to(h)).view(batch, -1, *positions)
@@ -343,15 +343,16 @@ def _plan(index: int, step: FusedMeanField) -> SequentialPlan:
     return plan
 
 
-def _check_same_network(index: int, step: FusedMeanField, first: FusedMeanField) -> None:
-    """Refuse a replicate whose network or likelihood is not replicate 0's."""
+def _check_same_network(index: int, step: FusedMeanField, plan: SequentialPlan, first: FusedMeanField,
+                        first_plan: SequentialPlan) -> None:
+    """Refuse a replicate whose network (its pair and plan) or likelihood is not replicate 0's."""
     if step.names != first.names or step.shapes != first.shapes:
         shapes = {name: tuple(shape) for name, shape in zip(step.names, step.shapes)}
         expected = {name: tuple(shape) for name, shape in zip(first.names, first.shapes)}
         raise ValueError(f"replicate {index} has the weights {shapes}, replicate 0 {expected}: replicates share one "
                          "network (the same layers and widths)")
-    kinds = [_kind(module) for module, _, _ in _plan(index, step).steps]
-    expected_kinds = [_kind(module) for module, _, _ in _plan(0, first).steps]
+    kinds = [_kind(module) for module, _, _ in plan.steps]
+    expected_kinds = [_kind(module) for module, _, _ in first_plan.steps]
     if kinds != expected_kinds:
         raise ValueError(f"replicate {index} has the layers {kinds}, replicate 0 {expected_kinds}: replicates share "
                          "one network (the same activations)")
