@@ -3,21 +3,21 @@ splits, against the published tables.
 
 For each data set (the standard layout under ``--root``; see ``../shared/uci/README.md`` for the protocol):
 
-* ``pyro_bnn``: the ``+experiment=uci`` preset (heteroscedastic, the learned prior under Wu et al.'s hyperprior,
-  the exact ELBO after a KL warm-up over the first 30% of the epochs) or the same with one noise sd under a fixed
-  N(0, 1) prior (``likelihood=gaussian prior=normal``), chosen per split on a
-  validation part of the training split, as the published MC dropout chooses its settings: first, per recipe,
-  ``python -m pyro_bnn.train -m +experiment=uci data.name=<set> data.split=<all> data.validation=0.2
-  inference.steps=3000 <the recipe's overrides> launcher=batched`` (each trained 3,000 steps, on the first
-  80% of the training split, and scored on the last 20%), then one sweep of the preset over every split and one of
-  the other recipe over the splits that chose it, on the whole training split (the preset's hidden layer is the
-  benchmark's, from ``n_hidden.txt``; its size rule, batches of 1,024 above 5,000 training examples, applies to
-  both). The final jobs' ``metrics.json`` give the test metrics in the original units: ``pyro_bnn``, the recipe
-  each split chose; ``pyro_bnn, the preset alone``, the preset on every split (no choice). ``s/split`` is the
-  training time of the final job plus that of its split's two validation jobs (with ``--launcher batched``, the
-  default, each sweep's splits train as one batch of models and a job's time is its share of the batch's). The
-  sweeps run in ``--lanes`` lanes (2: two sweeps at once, each on one thread and writing its jobs' results in its
-  own process, the validation sweeps first, the largest data sets' first);
+* ``pyro_bnn``: the ``+experiment=uci`` preset (heteroscedastic, the learned prior under Wu et al.'s hyperprior, the
+  exact ELBO after a KL warm-up over the first 30% of the epochs) or the same with one noise sd under a fixed N(0, 1)
+  prior (``likelihood=gaussian prior=normal``), chosen per split on a validation part of the training split, as the
+  published MC dropout chooses its settings: first, per recipe, ``python -m pyro_bnn.train -m +experiment=uci
+  data.name=<set> data.split=<all> data.validation=0.2 inference.steps=3000 <the recipe's overrides>
+  launcher=batched`` (each trained 3,000 steps, on the first 80% of the training split, and scored on the last 20%),
+  then one sweep of the preset over every split and one of the other recipe over the splits that chose it, on the
+  whole training split (the preset's hidden layer is the benchmark's, from ``n_hidden.txt``, 50 units where a folder
+  has none; its size rule, batches of 1,024 above 5,000 training examples, applies to both). The final jobs'
+  ``metrics.json`` give the test metrics in the original units: ``pyro_bnn``, the recipe each split chose; ``pyro_bnn,
+  the preset alone``, the preset on every split (no choice). ``s/split`` is the training time of the final job plus
+  that of its split's two validation jobs (with ``--launcher batched``, the default, each sweep's splits train as one
+  batch of models and a job's time is its share of the batch's). The sweeps run in ``--lanes`` lanes (2: two sweeps at
+  once, each on one thread and writing its jobs' results in its own process, the validation sweeps first, the largest
+  data sets' first);
 * ``ensemble``: a deep ensemble (Lakshminarayanan et al. 2017) of 5 heteroscedastic MLPs of the same size (mean and
   ``1e-6 + softplus`` sd outputs, Gaussian NLL, Adam lr 0.01, batch 100, 40 epochs, no adversarial training; seeds
   0..4), predicting the mixture of the 5 Normals;
@@ -65,6 +65,7 @@ from common import UCI_DATASETS, missing_uci_file
 from torch import nn
 
 from pyro_bnn import in_original_units, load_data, make_loader, regression_metrics
+from pyro_bnn.data.uci import uci_hidden_units
 
 DATASETS = UCI_DATASETS
 SHORT = {"bostonHousing": "boston", "naval-propulsion-plant": "naval", "power-plant": "power",
@@ -179,7 +180,7 @@ def baseline_job(job) -> Dict:
     torch.set_num_threads(1)
     folder = Path(root) / name / "data"
     data = load_data("uci", root=root, name=name, split=split)
-    hidden = read_int(folder / "n_hidden.txt")
+    hidden = uci_hidden_units(name, root)  # the app's rule: n_hidden.txt, 50 where the folder has none
     result = ensemble(data, hidden) if method == "ensemble" else mc_dropout(data, hidden, folder)
     return {"method": method, "data": name, "split": split, **result}
 
@@ -236,6 +237,7 @@ class Sweeps:
     def __init__(self, root: str, launcher: str, lanes: int, reuse: bool):
         self.root, self.launcher, self.reuse = root, launcher, reuse
         self.lanes = Lanes(lanes)
+        self.printing = threading.Lock()
         cores = os.cpu_count() or 1
         self.lane_overrides = [] if lanes == 1 else [f"threads={max(1, cores // lanes)}"] + (
             ["hydra.launcher.finishers=1"] if launcher == "batched" else [])
@@ -249,7 +251,8 @@ class Sweeps:
                        *self.lane_overrides, f"launcher={self.launcher}", f"hydra.sweep.dir={sweep}",
                        "hydra.job_logging.root.level=WARNING", "progress=false"]
             with self.lanes.lane(rank):
-                print("$", " ".join(command), file=sys.stderr, flush=True)
+                with self.printing:  # one whole line per command (the lanes' threads print side by side)
+                    print("$", " ".join(command), file=sys.stderr, flush=True)
                 subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
         return [json.loads(metrics_file.read_text()) for metrics_file in sorted(sweep.glob("*/metrics.json"))]
 
@@ -302,8 +305,10 @@ class Sweeps:
 
 
 #: The files of a data set's folder each method reads (MC dropout's own settings are not part of the layout proper).
-METHOD_FILES = {"pyro_bnn": ["n_splits.txt", "n_hidden.txt"], "ensemble": ["n_splits.txt", "n_hidden.txt"],
-                "dropout": ["n_splits.txt", "n_hidden.txt", "n_epochs.txt", "dropout_rates.txt", "tau_values.txt"]}
+#: ``n_hidden.txt`` is read where present (:func:`pyro_bnn.data.uci.uci_hidden_units`: 50 units where it is not, as the
+#: app's ``+experiment=uci``).
+METHOD_FILES = {"pyro_bnn": ["n_splits.txt"], "ensemble": ["n_splits.txt"],
+                "dropout": ["n_splits.txt", "n_epochs.txt", "dropout_rates.txt", "tau_values.txt"]}
 
 
 def mean_se(values: List[float]):
