@@ -38,6 +38,18 @@ def missing_uci_file(root: Path, datasets: List[str], needs: Dict[str, List[str]
                             + (f", or leave {method} out (--methods {others})" if others else ""))
     return ""
 
+
+def bad_uci_split(root: Path, datasets: List[str], splits: List[int]) -> str:
+    """One line naming the first of ``splits`` that a data set under ``root`` does not have (its ``n_splits.txt``),
+    or '' if none: checked before any training, as the app checks ``data.split``."""
+    for name in datasets:
+        count = int((root / name / "data" / "n_splits.txt").read_text().split()[0])
+        outside = [split for split in splits if not 0 <= split < count]
+        if outside:
+            return f"--splits {outside[0]}: {name} has splits 0 .. {count - 1} (its n_splits.txt)"
+    return ""
+
+
 #: The digits recipes of ``digits_accuracy.py`` and ``time_to_accuracy.py``: N(0, 1) prior, guide means from a PyTorch
 #: init, init_scale 1e-3, closed-form KL. CNN: Adam lr 1e-2 with a cosine decay to 0 over 60 epochs, KL weight 0.1 (a
 #: tempered posterior); MLP: lr 1e-3, the exact ELBO.

@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
-from common import UCI_DATASETS, missing_uci_file
+from common import UCI_DATASETS, bad_uci_split, missing_uci_file
 from torch import nn
 
 from pyro_bnn import in_original_units, load_data, make_loader, regression_metrics
@@ -402,7 +402,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write every split's record to this file")
     args = parser.parse_args()
     root = str(Path(args.root).resolve())
-    problem = missing_uci_file(Path(root), args.datasets, {m: METHOD_FILES[m] for m in args.methods})
+    problem = (missing_uci_file(Path(root), args.datasets, {m: METHOD_FILES[m] for m in args.methods})
+               or bad_uci_split(Path(root), args.datasets, args.splits or []))
     if problem:
         parser.error(problem)
     splits = {name: args.splits or list(range(read_int(Path(root) / name / "data" / "n_splits.txt")))

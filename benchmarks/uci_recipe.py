@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List
 
-from common import UCI_DATASETS, missing_uci_file, train_config
+from common import UCI_DATASETS, bad_uci_split, missing_uci_file, train_config
 
 #: Overrides of ``+experiment=uci`` (heteroscedastic, Wu et al.'s learned prior: ``prior=empirical_bayes_invgamma``,
 #: N(0, s^2) per site with ``s^2`` at its ELBO optimum under InvGamma(alpha = 1, beta = 10); a KL warm-up over the
@@ -102,7 +102,8 @@ def main() -> None:
     args = parser.parse_args()
     candidates = args.candidates
     root = str(Path(args.root).resolve())
-    problem = missing_uci_file(Path(root), args.datasets, {"the preset": ["n_splits.txt", "n_hidden.txt"]})
+    problem = (missing_uci_file(Path(root), args.datasets, {"the preset": ["n_splits.txt"]})
+               or bad_uci_split(Path(root), args.datasets, args.splits))
     if problem:
         parser.error(problem)
     jobs = [(c, d, s, root) for d in args.datasets for s in args.splits for c in candidates]

@@ -25,7 +25,7 @@ from typing import Dict, List
 
 import pyro
 import torch
-from common import missing_uci_file
+from common import bad_uci_split, missing_uci_file
 from omegaconf import OmegaConf
 
 from pyro_bnn.app.build import load_run_data, posterior_from_file
@@ -85,7 +85,8 @@ def main() -> None:
     if args.seeds < 2 or len(args.splits) < 2:
         parser.error("--seeds and --splits: at least 2 of each (a mixture needs two seeds, a standard error two splits)")
     root = str(Path(args.root).resolve())
-    problem = missing_uci_file(Path(root), args.datasets, {"the preset": ["n_splits.txt"]})
+    problem = (missing_uci_file(Path(root), args.datasets, {"the preset": ["n_splits.txt"]})
+               or bad_uci_split(Path(root), args.datasets, args.splits))
     if problem:
         parser.error(problem)
     print(f"| data set | one seed (mean over {args.seeds}) | mixture of {args.seeds} seeds | mixture - one seed | "
