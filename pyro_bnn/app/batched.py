@@ -84,8 +84,10 @@ def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, con
     :param int finishers: processes that write a trained batch's jobs' results (0: one per core).
     """
     configs = []
+    kept = getattr(hydra_context.config_loader, "kept_compositions", None)
     for index, overrides in enumerate(job_overrides):
-        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        sweep_config = (kept.take(config, list(overrides)) if kept is not None else
+                        hydra_context.config_loader.load_sweep_config(config, list(overrides)))
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = sweep_config.hydra.job.num = initial_job_idx + index
         configs.append(sweep_config)
@@ -108,20 +110,35 @@ def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, con
     return [returns[index] for index in range(len(configs))]
 
 
-def remember_compositions(loader) -> None:
-    """Make Hydra's config ``loader`` keep each job config it composes until the launcher asks for it: the basic
-    sweeper composes every job of a batch once to check it, and the launcher takes those instead of composing them
-    again (a tenth of a second a job)."""
-    compose, composed = loader.load_sweep_config, {}
+class KeptCompositions:
+    """The job configs Hydra's config loader composes, kept until the launcher takes them: the basic sweeper composes
+    every job of a batch once to check it, and the launcher takes those (:meth:`take`) instead of composing them again
+    (a tenth of a second a job). Each composition is taken once, in the order it was made: a sweep that lists one job
+    twice gets two configs, one per job (each job's own ``hydra.job.num``, so its own run dir)."""
 
-    def load_sweep_config(master_config: DictConfig, sweep_overrides: List[str]) -> DictConfig:
-        key = (id(master_config), tuple(sweep_overrides))
-        if key in composed:
-            return composed.pop(key)
-        composed[key] = compose(master_config, sweep_overrides)
-        return composed[key]
+    def __init__(self, loader) -> None:
+        self.compose = loader.load_sweep_config
+        self.kept: Dict[Tuple[int, Tuple[str, ...]], List[DictConfig]] = {}
 
-    loader.load_sweep_config = load_sweep_config
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: List[str]) -> DictConfig:
+        """Compose a job's config, as the loader does, and keep it for the launcher."""
+        composed = self.compose(master_config, sweep_overrides)
+        self.kept.setdefault((id(master_config), tuple(sweep_overrides)), []).append(composed)
+        return composed
+
+    def take(self, master_config: DictConfig, sweep_overrides: List[str]) -> DictConfig:
+        """The oldest kept composition of this job, or a new one where none is kept."""
+        queue = self.kept.get((id(master_config), tuple(sweep_overrides)))
+        return queue.pop(0) if queue else self.compose(master_config, sweep_overrides)
+
+
+def remember_compositions(loader) -> KeptCompositions:
+    """Make Hydra's config ``loader`` keep each job config it composes until the launcher takes it
+    (:class:`KeptCompositions`, ``loader.kept_compositions``)."""
+    kept = KeptCompositions(loader)
+    loader.load_sweep_config = kept.load_sweep_config
+    loader.kept_compositions = kept
+    return kept
 
 
 def _run_members(hydra_context: HydraContext, task_function: TaskFunction, configs: List[DictConfig],

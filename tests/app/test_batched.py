@@ -180,6 +180,36 @@ def test_a_sweep_resumed_elsewhere_or_with_other_overrides_is_refused_before_any
     assert "jobs [0, 1]: finished earlier, left as they are" in done.stdout + done.stderr
 
 
+def test_the_launcher_takes_each_composition_the_sweeper_made_once_in_order_and_composes_the_rest():
+    from pyro_bnn.app.batched import remember_compositions
+
+    class Loader:
+        made = 0
+
+        def load_sweep_config(self, master, overrides):
+            Loader.made += 1
+            return {"overrides": overrides, "made": Loader.made}
+
+    loader, master = Loader(), object()
+    kept = remember_compositions(loader)
+    checked = [loader.load_sweep_config(master, job) for job in (["seed=1"], ["seed=1"], ["seed=2"])]  # the sweeper's
+    taken = [kept.take(master, job) for job in (["seed=1"], ["seed=2"], ["seed=1"])]
+    assert [c["made"] for c in taken] == [1, 3, 2] and Loader.made == 3  # a job listed twice: two configs, no more
+    assert taken[0] is checked[0] and taken[2] is checked[1]
+    assert kept.take(master, ["seed=1"])["made"] == 4 and kept.take(object(), ["seed=2"])["made"] == 5  # none kept
+
+
+def test_a_sweep_that_lists_a_job_twice_runs_it_twice_each_in_its_own_dir(tmp_path):
+    write_uci(tmp_path / "uci", "toy", rows=80, splits=1)
+    sweep = tmp_path / "sweep"
+    cli("pyro_bnn.train", "-m", *UCI, f"data.root={tmp_path / 'uci'}", "inference.steps=30", "seed=1,1",
+        "launcher=batched", f"hydra.sweep.dir={sweep}", *QUIET, cwd=tmp_path)
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "ok")]
+    first, second = (json.loads((sweep / job / "metrics.json").read_text())["test"] for job in ("0", "1"))
+    assert first == second  # one seed, one config: the same numbers, in a batch as alone
+
+
 def test_a_batchs_results_are_written_in_forks_and_a_fork_that_fails_has_its_part_done_here():
     import os
 
