@@ -91,8 +91,9 @@ Outcome = Union[List[Dict[str, float]], Exception]
 
 
 def train_batch(jobs: List[PreparedJob]) -> Tuple[List[Outcome], List[float]]:
-    """Train the prepared jobs, those that stand at one position (from the start, or their checkpoints' epoch and
-    step) as one batch: each job's outcome and its share of its batch's training time.
+    """Train the prepared jobs, those that can take their steps together as one batch: those whose training sets are
+    of one size (one schedule: as many steps of as many examples) and that stand at one position (from the start, or
+    their checkpoints' epoch and step). Each job's outcome and its share of its batch's training time.
 
     :raises BatchInterrupted: on SIGINT/SIGTERM, once every job's checkpoint is written.
     """
@@ -100,15 +101,15 @@ def train_batch(jobs: List[PreparedJob]) -> Tuple[List[Outcome], List[float]]:
 
     outcomes: List[Optional[Outcome]] = [None] * len(jobs)
     shares = [0.0] * len(jobs)
-    positions: Dict[Any, List[int]] = {}
+    batches: Dict[Any, List[int]] = {}
     for index, job in enumerate(jobs):
-        positions.setdefault(_position(job.state), []).append(index)
+        batches.setdefault((len(job.data.train), tuple(job.plan.schedule), _position(job.state)), []).append(index)
     with signals_stop_training() as received:
-        for position, members in positions.items():
-            if len(positions) > 1:
+        for (examples, _, position), members in batches.items():
+            if len(batches) > 1:
                 names = ", ".join(jobs[i].output_dir.name for i in members)
-                log.info("jobs %s: %s", names, "from the start" if position is None else
-                         f"from their checkpoints, {position[0]} epochs and {position[1]} steps in")
+                log.info("jobs %s: %d training examples, %s", names, examples, "from the start" if position is None
+                         else f"from their checkpoints, {position[0]} epochs and {position[1]} steps in")
             start = time.perf_counter()
             try:
                 results = _train_together([jobs[i] for i in members], received)

@@ -14,8 +14,10 @@ holding its part), then write each job's results; a job whose loss goes bad fail
 ``resume=true``, the jobs that had finished are left as they are, those with a checkpoint go on from it (together
 where they stopped together), the others start again. The other keys cannot differ inside one optimizer step: the
 learning rate and batch size (one Adam step over one minibatch per job), the epochs or steps (one loop), the network,
-likelihood and prior family (one computation), the data set (one input shape). A group that cannot be batched
-(:func:`unbatchable_reason`) runs one job at a time with Hydra's task function, with one line saying why.
+likelihood and prior family (one computation), the data set (one input shape); and once the data are loaded, the
+jobs of a group whose training sets differ in size train in one batch per size (one schedule of steps). A group
+that cannot be batched (:func:`unbatchable_reason`) runs one job at a time with Hydra's task function, with one line
+saying why.
 """
 
 from __future__ import annotations

@@ -210,6 +210,20 @@ def test_a_sweep_that_lists_a_job_twice_runs_it_twice_each_in_its_own_dir(tmp_pa
     assert first == second  # one seed, one config: the same numbers, in a batch as alone
 
 
+def test_jobs_whose_training_sets_differ_in_size_train_in_one_batch_per_size(tmp_path):
+    write_uci(tmp_path / "uci", "toy", rows=80, splits=3)
+    train_1 = tmp_path / "uci" / "toy" / "data" / "index_train_1.txt"
+    train_1.write_text("".join(train_1.read_text().splitlines(keepends=True)[:50]))  # 50 of its 64 rows
+    sweep = tmp_path / "sweep"
+    proc = cli("pyro_bnn.train", "-m", *UCI, f"data.root={tmp_path / 'uci'}", "inference.steps=30", "data.split=0,1,2",
+               "launcher=batched", f"hydra.sweep.dir={sweep}", *QUIET, cwd=tmp_path)
+    said = proc.stdout + proc.stderr
+    assert "jobs 0, 2: 64 training examples, from the start" in said and "jobs 1: 50 training examples" in said
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert [json.loads((sweep / j / "metrics.json").read_text())["data"]["num_train"] for j in "012"] == [64, 50, 64]
+
+
 def test_a_batchs_results_are_written_in_forks_and_a_fork_that_fails_has_its_part_done_here():
     import os
 
