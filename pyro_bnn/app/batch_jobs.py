@@ -104,12 +104,14 @@ def train_batch(jobs: List[PreparedJob]) -> Tuple[List[Outcome], List[float]]:
     batches: Dict[Any, List[int]] = {}
     for index, job in enumerate(jobs):
         batches.setdefault((len(job.data.train), tuple(job.plan.schedule), _position(job.state)), []).append(index)
+    sizes = {examples for examples, _, _ in batches}
     with signals_stop_training() as received:
         for (examples, _, position), members in batches.items():
             if len(batches) > 1:
                 names = ", ".join(jobs[i].output_dir.name for i in members)
-                log.info("jobs %s: %d training examples, %s", names, examples, "from the start" if position is None
-                         else f"from their checkpoints, {position[0]} epochs and {position[1]} steps in")
+                start_at = ("from the start" if position is None else
+                            f"from their checkpoints, {position[0]} epochs and {position[1]} steps in")
+                log.info("jobs %s: %s", names, f"{examples} training examples, {start_at}" if len(sizes) > 1 else start_at)
             start = time.perf_counter()
             try:
                 results = _train_together([jobs[i] for i in members], received)
