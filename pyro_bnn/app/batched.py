@@ -40,7 +40,8 @@ from .summarize import summarize
 log = logging.getLogger(__name__)
 
 #: The keys whose values may differ between the jobs of one batch.
-BATCHABLE_KEYS = ("data.split", "seed", "prior.scale", "inference.kl_weight", "guide.init_scale")
+BATCHABLE_KEYS = ("data.split", "data.split_seed", "seed", "prior.scale", "inference.kl_weight",
+                  "guide.init_scale")
 #: The options whose objects a batch trains (a plain MLP or CNN, its mean-field guide, a Normal prior).
 BATCHED_TARGETS = {"model": ("pyro_bnn.model.networks.BayesianMLP", "pyro_bnn.model.networks.BayesianCNN"),
                    "guide": ("pyro_bnn.guides.auto_normal",), "prior": ("pyro_bnn.model.priors.NormalPrior",)}

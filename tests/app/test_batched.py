@@ -20,7 +20,8 @@ UCI = ["+experiment=uci", "data.name=toy", "inference.steps=120", "eval.num_samp
 def test_jobs_that_differ_only_in_batchable_keys_share_a_group_and_the_others_do_not():
     base = compose_train("+experiment=uci", "data.name=yacht")
     same = [compose_train("+experiment=uci", "data.name=yacht", override) for override in
-            ("data.split=3", "seed=7", "prior.scale=0.5", "inference.kl_weight=0.3", "guide.init_scale=0.01")]
+            ("data.split=3", "data.split_seed=2", "seed=7", "prior.scale=0.5", "inference.kl_weight=0.3",
+             "guide.init_scale=0.01")]
     other = [compose_train("+experiment=uci", "data.name=yacht", override) for override in
              ("inference.lr=0.003", "data.batch_size=64", "model.hidden=[20]", "data.name=energy")]
     assert all(group_key(cfg) == group_key(base) for cfg in same)
@@ -222,6 +223,16 @@ def test_jobs_whose_training_sets_differ_in_size_train_in_one_batch_per_size(tmp
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert [json.loads((sweep / j / "metrics.json").read_text())["data"]["num_train"] for j in "012"] == [64, 50, 64]
+
+
+def test_digits_splits_train_as_one_batch_each_job_on_its_own_split(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli("pyro_bnn.train", "-m", *TINY, "data.split_seed=0,1", "launcher=batched", f"hydra.sweep.dir={sweep}",
+               cwd=tmp_path)
+    assert "jobs [0, 1]: trained as one batch of 2 models" in proc.stdout + proc.stderr
+    evaluated = cli("pyro_bnn.app.evaluate", f"run_dir={sweep / '1'}", cwd=tmp_path)
+    assert json.loads(evaluated.stdout) == json.loads((sweep / "1" / "metrics.json").read_text())["test"]
+    assert "data.split_seed=1" in (sweep / "1" / ".hydra" / "overrides.yaml").read_text().replace("- ", "")
 
 
 def test_a_batchs_results_are_written_in_forks_and_a_fork_that_fails_has_its_part_done_here():
