@@ -17,6 +17,7 @@ from torch import nn
 
 from pyro_bnn import BayesianCNN, BayesianMLP, NormalPrior
 from pyro_bnn.app.schema import CONF_DIR
+from pyro_bnn.data.uci import check_split
 
 #: The UCI regression data sets of ``../shared/uci`` (the benchmark's standard layout).
 UCI_DATASETS = ["bostonHousing", "energy", "naval-propulsion-plant", "power-plant", "protein-tertiary-structure",
@@ -41,12 +42,13 @@ def missing_uci_file(root: Path, datasets: List[str], needs: Dict[str, List[str]
 
 def bad_uci_split(root: Path, datasets: List[str], splits: List[int]) -> str:
     """One line naming the first of ``splits`` that a data set under ``root`` does not have (its ``n_splits.txt``),
-    or '' if none: checked before any training, as the app checks ``data.split``."""
+    or '' if none: checked before any training, by the app's own check of ``data.split``."""
     for name in datasets:
-        count = int((root / name / "data" / "n_splits.txt").read_text().split()[0])
-        outside = [split for split in splits if not 0 <= split < count]
-        if outside:
-            return f"--splits {outside[0]}: {name} has splits 0 .. {count - 1} (its n_splits.txt)"
+        for split in splits:
+            try:
+                check_split(name, split, str(root))
+            except ValueError as error:
+                return f"--splits {split}: {error}"
     return ""
 
 

@@ -47,28 +47,22 @@ def sweep(root: str, name: str, splits: List[int], seeds: int, out: Path) -> Non
 
 def split_scores(out: Path) -> Dict[int, Dict[str, float]]:
     """Per split: the mean over seeds of each seed's validation log-likelihood, and that of the seeds' mixture."""
-    outputs: Dict[int, List[torch.Tensor]] = {}
-    single: Dict[int, List[float]] = {}
-    scoring = {}
+    splits: Dict[int, tuple] = {}  # split: (its likelihood, targets, target sd, each seed's draws)
     for posterior in sorted(out.glob("*/posterior.pt")):
         model, guide, cfg, _ = posterior_from_file(posterior)
         data = load_run_data(OmegaConf.merge(cfg.data, {"download": False}))
         loader = make_loader(data.test, cfg.data.test_batch_size)
         pyro.set_rng_seed(cfg.seed)
         draws, targets = predict(model, guide, loader, cfg.eval.num_samples)
-        split = cfg.data.split
-        likelihood = model.likelihood
-        single.setdefault(split, []).append(
-            likelihood.in_original_units(likelihood.metrics(draws, targets), data.target_std)["log_likelihood"])
-        outputs.setdefault(split, []).append(draws)
-        scoring[split] = (likelihood, targets, data.target_std)
-    scores = {}
-    for split, draws in outputs.items():
-        likelihood, targets, target_std = scoring[split]
-        mixture = likelihood.in_original_units(likelihood.metrics(torch.cat(draws), targets), target_std)
-        scores[split] = {"one seed": statistics.mean(single[split]), "mixture": mixture["log_likelihood"],
-                         "seeds": len(draws)}
-    return scores
+        splits.setdefault(cfg.data.split, (model.likelihood, targets, data.target_std, []))[3].append(draws)
+    return {split: {"one seed": statistics.mean(log_likelihood(likelihood, d, targets, target_std) for d in draws),
+                    "mixture": log_likelihood(likelihood, torch.cat(draws), targets, target_std)}
+            for split, (likelihood, targets, target_std, draws) in splits.items()}
+
+
+def log_likelihood(likelihood, draws: torch.Tensor, targets: torch.Tensor, target_std: float) -> float:
+    """The test log-likelihood (original units) of the predictive given by ``draws`` ``(S, N, ...)``."""
+    return likelihood.in_original_units(likelihood.metrics(draws, targets), target_std)["log_likelihood"]
 
 
 def mean_se(values: List[float]) -> str:

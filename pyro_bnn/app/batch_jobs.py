@@ -103,10 +103,11 @@ def train_batch(jobs: List[PreparedJob]) -> Tuple[List[Outcome], List[float]]:
     shares = [0.0] * len(jobs)
     batches: Dict[Any, List[int]] = {}
     for index, job in enumerate(jobs):
-        batches.setdefault((len(job.data.train), tuple(job.plan.schedule), _position(job.state)), []).append(index)
-    sizes = {examples for examples, _, _ in batches}
+        # within a group (one config but for the batchable keys) the training set's size decides the schedule
+        batches.setdefault((len(job.data.train), _position(job.state)), []).append(index)
+    sizes = {examples for examples, _ in batches}
     with signals_stop_training() as received:
-        for (examples, _, position), members in batches.items():
+        for (examples, position), members in batches.items():
             if len(batches) > 1:
                 names = ", ".join(jobs[i].output_dir.name for i in members)
                 start_at = ("from the start" if position is None else

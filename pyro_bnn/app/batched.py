@@ -87,10 +87,10 @@ def launch_batched(hydra_context: HydraContext, task_function: TaskFunction, con
     :param int finishers: processes that write a trained batch's jobs' results (0: one per core).
     """
     configs = []
-    kept = getattr(hydra_context.config_loader, "kept_compositions", None)
+    loader = hydra_context.config_loader
+    kept = getattr(loader, "kept_compositions", None) or KeptCompositions(loader)  # none kept: each composed here
     for index, overrides in enumerate(job_overrides):
-        sweep_config = (kept.take(config, list(overrides)) if kept is not None else
-                        hydra_context.config_loader.load_sweep_config(config, list(overrides)))
+        sweep_config = kept.take(config, list(overrides))
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = sweep_config.hydra.job.num = initial_job_idx + index
         configs.append(sweep_config)
